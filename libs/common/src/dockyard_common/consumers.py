@@ -1,0 +1,120 @@
+"""Durable JetStream consumers of the event stream, with the retry decision in the error.
+
+A handler receives a parsed :class:`CloudEvent`. Returning acknowledges it; raising
+:class:`TransientError` redelivers after its delay; :class:`PermanentError` drops the message
+(the handler reports the failure as an event first); any other exception redelivers with
+backoff, bounded by ``max_deliver``. Handlers must be idempotent: delivery is at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+
+from dockyard_common.errors import PermanentError, TransientError
+from dockyard_common.events import CloudEvent
+from dockyard_common.log import get_logger
+from dockyard_common.subjects import EVENTS_STREAM, event_type_filter
+
+__all__ = ["ConsumerSpec", "EventHandler", "keep_alive", "run_consumer"]
+
+log = get_logger(__name__)
+
+EventHandler = Callable[[CloudEvent, Msg], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsumerSpec:
+    """A durable consumer: its name, the event types it takes and its redelivery bounds."""
+
+    durable: str
+    event_types: Sequence[str]
+    ack_wait_s: float = 30.0
+    max_deliver: int = 50
+    batch: int = 16
+    retry_delays_s: Sequence[float] = field(default=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0))
+
+    def retry_delay(self, delivered: int) -> float:
+        """Delay before the next attempt after ``delivered`` failed ones."""
+        return self.retry_delays_s[min(delivered, len(self.retry_delays_s)) - 1]
+
+
+async def run_consumer(js: JetStreamContext, spec: ConsumerSpec, handle: EventHandler) -> None:
+    """Create (or update) the durable consumer and feed its messages to ``handle`` until cancelled."""
+    config = ConsumerConfig(
+        durable_name=spec.durable,
+        name=spec.durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=spec.ack_wait_s,
+        max_deliver=spec.max_deliver,
+        deliver_policy=DeliverPolicy.ALL,
+        filter_subjects=[event_type_filter(t) for t in spec.event_types],
+    )
+    await js.add_consumer(EVENTS_STREAM, config=config)
+    subscription = await js.pull_subscribe_bind(durable=spec.durable, stream=EVENTS_STREAM)
+    log.info("consumer.started", durable=spec.durable, event_types=list(spec.event_types))
+    while True:
+        try:
+            messages = await subscription.fetch(spec.batch, timeout=5.0)
+        except nats.errors.TimeoutError:
+            continue
+        for message in messages:
+            await _deliver(spec, message, handle)
+
+
+async def _deliver(spec: ConsumerSpec, message: Msg, handle: EventHandler) -> None:
+    try:
+        event = CloudEvent.model_validate_json(message.data)
+    except ValidationError as exc:
+        log.error(
+            "consumer.event.malformed",
+            durable=spec.durable,
+            subject=message.subject,
+            error=str(exc),
+        )
+        await message.term()
+        return
+    delivered = message.metadata.num_delivered or 1
+    bound = log.bind(
+        durable=spec.durable, event_id=event.id, event_type=event.type, delivered=delivered
+    )
+    try:
+        await handle(event, message)
+    except TransientError as exc:
+        bound.warning("consumer.event.retry", reason=str(exc), delay_s=exc.delay)
+        await message.nak(delay=exc.delay)
+    except PermanentError as exc:
+        bound.error("consumer.event.dropped", reason=str(exc))
+        await message.term()
+    except Exception as exc:
+        delay = spec.retry_delay(delivered)
+        bound.exception("consumer.event.error", delay_s=delay, error=repr(exc))
+        await message.nak(delay=delay)
+    else:
+        await message.ack()
+
+
+@contextlib.asynccontextmanager
+async def keep_alive(message: Msg, every_s: float = 5.0) -> AsyncIterator[None]:
+    """Tell JetStream that long work on ``message`` is still in progress, until the block ends."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await message.in_progress()
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,108 @@
+"""CloudEvents 1.0 envelopes and the catalogue of Dockyard event types.
+
+An event is published in structured mode (the whole envelope as JSON) to the subject
+:func:`dockyard_common.subjects.event_subject` names. Every event carries the full state
+of the resource it speaks of, so a subscriber never needs to call back. Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dockyard_common.models import EndpointState, Version, utcnow
+
+__all__ = [
+    "EVENT_DATA",
+    "CloudEvent",
+    "EventType",
+    "UnknownEventType",
+    "event_data",
+    "make_event",
+]
+
+
+class EventType:
+    """Event type names: dotted, past tense."""
+
+    VERSION_CREATED = "version.created"
+    VERSION_BUILD_STARTED = "version.build.started"
+    VERSION_BUILT = "version.built"
+    VERSION_BUILD_FAILED = "version.build.failed"
+    ENDPOINT_DEPLOYING = "endpoint.deploying"
+    ENDPOINT_READY = "endpoint.ready"
+    ENDPOINT_FAILED = "endpoint.failed"
+    ENDPOINT_STOPPED = "endpoint.stopped"
+
+
+EVENT_DATA: dict[str, type[BaseModel]] = {
+    EventType.VERSION_CREATED: Version,
+    EventType.VERSION_BUILD_STARTED: Version,
+    EventType.VERSION_BUILT: Version,
+    EventType.VERSION_BUILD_FAILED: Version,
+    EventType.ENDPOINT_DEPLOYING: EndpointState,
+    EventType.ENDPOINT_READY: EndpointState,
+    EventType.ENDPOINT_FAILED: EndpointState,
+    EventType.ENDPOINT_STOPPED: EndpointState,
+}
+"""Which resource each event type carries as its ``data``."""
+
+
+class UnknownEventType(ValueError):
+    """An envelope names an event type this catalogue does not know."""
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 envelope in structured JSON mode."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    subject: str | None = None
+    time: datetime = Field(default_factory=utcnow)
+    datacontenttype: Literal["application/json"] = "application/json"
+    resourcerevision: str | None = Field(
+        default=None,
+        description="Extension attribute: the state-of-record revision the event speaks of.",
+    )
+    data: dict[str, Any]
+
+    def data_as(self, model: type[BaseModel] | None = None) -> BaseModel:
+        """The ``data`` parsed as its catalogued model (or ``model`` when given)."""
+        return (model or event_data(self.type)).model_validate(self.data)
+
+
+def event_data(event_type: str) -> type[BaseModel]:
+    """The model an event type carries; :class:`UnknownEventType` if it is not catalogued."""
+    try:
+        return EVENT_DATA[event_type]
+    except KeyError:
+        raise UnknownEventType(f"unknown event type {event_type!r}") from None
+
+
+def make_event(
+    event_type: str,
+    *,
+    data: BaseModel,
+    event_id: str,
+    source: str,
+    subject: str | None = None,
+    revision: int | str | None = None,
+) -> CloudEvent:
+    """Wrap a resource snapshot in an envelope, checking it is the type's catalogued model."""
+    expected = event_data(event_type)
+    if not isinstance(data, expected):
+        raise TypeError(f"{event_type} carries {expected.__name__}, not {type(data).__name__}")
+    return CloudEvent(
+        id=event_id,
+        source=source,
+        type=event_type,
+        subject=subject,
+        resourcerevision=None if revision is None else str(revision),
+        data=data.model_dump(mode="json", by_alias=True),
+    )

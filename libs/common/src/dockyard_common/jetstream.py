@@ -1,0 +1,130 @@
+"""The one NATS connection helper, JetStream provisioning and the one event publisher."""
+
+from __future__ import annotations
+
+import asyncio
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.api import (
+    KeyValueConfig,
+    ObjectStoreConfig,
+    StorageType,
+    StreamConfig,
+)
+from pydantic import BaseModel
+
+from dockyard_common.errors import TransientError
+from dockyard_common.events import CloudEvent, make_event
+from dockyard_common.log import get_logger
+from dockyard_common.subjects import (
+    BLOB_BUCKET,
+    EVENT_SUBJECT_PREFIX,
+    EVENTS_STREAM,
+    KV_BUCKETS,
+    event_subject,
+    message_id,
+)
+
+__all__ = ["EventPublisher", "connect_nats", "provision_jetstream"]
+
+log = get_logger(__name__)
+
+DUPLICATE_WINDOW_S = 120.0
+EVENT_RETENTION_S = 7 * 24 * 3600.0
+
+
+async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsClient:
+    """Connect to NATS, reconnecting forever once connected; TransientError if unreachable."""
+    try:
+        return await nats.connect(
+            url,
+            name=name,
+            connect_timeout=connect_timeout,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+        )
+    except (OSError, nats.errors.NoServersError, TimeoutError) as exc:
+        raise TransientError(f"NATS at {url} is unreachable: {exc}") from exc
+
+
+async def provision_jetstream(js: JetStreamContext) -> None:
+    """Create the event stream, the KV buckets and the blob store; safe to run any number of times."""
+    stream = StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=[f"{EVENT_SUBJECT_PREFIX}.>"],
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_age=EVENT_RETENTION_S,
+    )
+    try:
+        await js.add_stream(stream)
+    except nats.js.errors.BadRequestError:
+        # Exists with another configuration (an older release): bring it up to date.
+        await js.update_stream(stream)
+    for bucket in KV_BUCKETS:
+        await js.create_key_value(
+            KeyValueConfig(bucket=bucket, history=16, storage=StorageType.FILE)
+        )
+    await js.create_object_store(BLOB_BUCKET, ObjectStoreConfig(storage=StorageType.FILE))
+
+
+class EventPublisher:
+    """Publishes CloudEvents to the event stream with the msg-id rule; retries a lost ack."""
+
+    def __init__(self, js: JetStreamContext, *, source: str, attempts: int = 5) -> None:
+        self._js = js
+        self._source = source
+        self._attempts = attempts
+
+    async def publish(
+        self,
+        event_type: str,
+        data: BaseModel,
+        *,
+        owner: str,
+        project: str,
+        deployment: str,
+        resource_key: str,
+        revision: int | str,
+    ) -> CloudEvent:
+        """Publish ``data`` as an ``event_type`` event; the same key and revision publish once.
+
+        A publish whose ack is lost may still have been stored, so it is retried with the
+        same ``Nats-Msg-Id`` and JetStream drops the duplicate.
+        """
+        event_id = message_id(event_type, resource_key, revision)
+        event = make_event(
+            event_type,
+            data=data,
+            event_id=event_id,
+            source=self._source,
+            subject=resource_key,
+            revision=revision,
+        )
+        subject = event_subject(owner, project, deployment, event_type)
+        payload = event.model_dump_json().encode()
+        delay = 0.1
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await self._js.publish(
+                    subject,
+                    payload,
+                    stream=EVENTS_STREAM,
+                    headers={"Nats-Msg-Id": event_id},
+                    timeout=2.0,
+                )
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as exc:
+                if attempt == self._attempts:
+                    raise TransientError(f"event {event_id} not acknowledged: {exc}") from exc
+                log.warning("event.publish.retry", event_id=event_id, attempt=attempt)
+                await asyncio.sleep(delay)
+                delay *= 2
+            else:
+                log.debug("event.published", event_id=event_id, subject=subject)
+                return event
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,214 @@
+"""Resource snapshots: what the state of record holds and what events carry.
+
+Every model here is frozen: a snapshot is replaced, never edited in place. Input models
+(what a client may send) live with the API; these are the stored and published shapes.
+Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from dockyard_common.names import (
+    DeploymentName,
+    EndpointName,
+    OwnerName,
+    ProjectName,
+    TargetName,
+    VersionName,
+)
+
+__all__ = [
+    "BlobDigest",
+    "CodeRef",
+    "Deployment",
+    "EndpointFile",
+    "EndpointSpec",
+    "EndpointState",
+    "ImageInfo",
+    "LayerInfo",
+    "Target",
+    "TargetKind",
+    "Version",
+    "VersionStatus",
+    "WorkloadState",
+    "utcnow",
+]
+
+BlobDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+"""A content digest as OCI writes it: ``sha256:`` and 64 lowercase hex digits."""
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC (every stored timestamp uses it)."""
+    return datetime.now(UTC)
+
+
+class _Snapshot(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class TargetKind(StrEnum):
+    """Where a target runs endpoints."""
+
+    LOCAL = "local"
+    KUBERNETES = "kubernetes"
+
+
+class Target(_Snapshot):
+    """A place endpoints run: a region's cluster, or a local runtime standing for one."""
+
+    name: TargetName
+    region: TargetName
+    kind: TargetKind = TargetKind.LOCAL
+    address: str | None = Field(
+        default=None, description="Loopback address a local target binds its endpoints to."
+    )
+    context: str | None = Field(default=None, description="kubeconfig context of a cluster.")
+    public_url: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Deployment(_Snapshot):
+    """A named group of versioned endpoints placed on one or more targets."""
+
+    owner: OwnerName
+    project: ProjectName
+    name: DeploymentName
+    targets: list[TargetName] = Field(min_length=1)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class EndpointFile(_Snapshot):
+    """A file an endpoint needs (a model, say), placed at ``path`` under the code root."""
+
+    name: str = Field(min_length=1, max_length=255)
+    path: str = Field(min_length=1, max_length=1024)
+    description: str | None = None
+    digest: BlobDigest | None = None
+
+
+class EndpointSpec(_Snapshot):
+    """One HTTP server of a version, in the valohai.yaml endpoint vocabulary."""
+
+    name: EndpointName
+    description: str | None = None
+    image: str | None = Field(default=None, description="Base image, e.g. python:3.11-slim.")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    server_command: str | list[str] | None = Field(default=None, alias="server-command")
+    wsgi: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")
+    files: list[EndpointFile] = Field(default_factory=list)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    node_selector: str | None = Field(default=None, alias="node-selector")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_way_to_serve(self) -> EndpointSpec:
+        if (self.server_command is None) == (self.wsgi is None):
+            raise ValueError(
+                f"endpoint {self.name!r} needs exactly one of 'server-command' or 'wsgi'"
+            )
+        return self
+
+    @property
+    def listen_port(self) -> int:
+        """The port the endpoint's server is declared to listen on (valohai's default 8000)."""
+        return self.port if self.port is not None else 8000
+
+
+class CodeRef(_Snapshot):
+    """Where a version's code comes from: a tar.gz blob uploaded to the project."""
+
+    blob: BlobDigest
+
+
+class VersionStatus(StrEnum):
+    """A version's life: built once, then deployed to every target of its deployment."""
+
+    PENDING = "pending"
+    BUILDING = "building"
+    BUILT = "built"
+    DEPLOYING = "deploying"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+class LayerInfo(_Snapshot):
+    """One layer of a built image."""
+
+    digest: BlobDigest
+    size: int
+    media_type: str
+    role: str = Field(description="What the layer holds: code, file:<name>, runner, ...")
+
+
+class ImageInfo(_Snapshot):
+    """A built version image: an OCI index with one image manifest per endpoint.
+
+    The endpoints share every layer; their configs differ only in command and port.
+    """
+
+    reference: str = Field(description="Where the index lives, e.g. oci:<layout dir>:<ref>.")
+    digest: BlobDigest = Field(description="Digest of the OCI image index of the version.")
+    endpoints: dict[str, BlobDigest] = Field(description="Image manifest digest per endpoint.")
+    layers: list[LayerInfo]
+    base_image: str | None = None
+    build_seconds: float | None = None
+
+
+class WorkloadState(StrEnum):
+    """The state of one endpoint of a version on one target."""
+
+    PENDING = "pending"
+    DEPLOYING = "deploying"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class EndpointState(_Snapshot):
+    """One endpoint of one version on one target, as the scheduler observed it."""
+
+    owner: OwnerName
+    project: ProjectName
+    deployment: DeploymentName
+    version: VersionName
+    endpoint: EndpointName
+    target: TargetName
+    region: TargetName
+    state: WorkloadState
+    upstreams: list[str] = Field(default_factory=list, description="http://host:port of replicas")
+    reason: str | None = None
+    observed_at: datetime = Field(default_factory=utcnow)
+
+
+class Version(_Snapshot):
+    """An immutable build of a deployment and where it stands."""
+
+    owner: OwnerName
+    project: ProjectName
+    deployment: DeploymentName
+    name: VersionName
+    status: VersionStatus = VersionStatus.PENDING
+    code: CodeRef
+    endpoints: list[EndpointSpec] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    targets: list[TargetName] = Field(min_length=1)
+    image: ImageInfo | None = None
+    endpoint_states: list[EndpointState] = Field(default_factory=list)
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def endpoint(self, name: str) -> EndpointSpec:
+        """The spec of endpoint ``name``; KeyError if the version has none of that name."""
+        for spec in self.endpoints:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)

@@ -1,0 +1,116 @@
+"""Typed access to the state of record: resources as JSON in JetStream KV, written by CAS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from pydantic import BaseModel
+
+__all__ = ["Conflict", "Counter", "ResourceStore", "Stored"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class Conflict(Exception):
+    """A compare-and-set write lost: the key exists, or changed since ``revision`` was read."""
+
+
+@dataclass(frozen=True)
+class Stored(Generic[ModelT]):
+    """A resource with the KV revision it was read at (the ETag of the API)."""
+
+    value: ModelT
+    revision: int
+
+
+class ResourceStore(Generic[ModelT]):
+    """One KV bucket holding one kind of resource; every write is a compare-and-set."""
+
+    def __init__(self, kv: KeyValue, model: type[ModelT]) -> None:
+        self._kv = kv
+        self._model = model
+
+    @classmethod
+    async def open(
+        cls, js: JetStreamContext, bucket: str, model: type[ModelT]
+    ) -> ResourceStore[ModelT]:
+        """Bind to an existing (provisioned) bucket."""
+        return cls(await js.key_value(bucket), model)
+
+    async def get(self, key: str) -> Stored[ModelT] | None:
+        """The resource at ``key`` with its revision, or None when absent or deleted."""
+        try:
+            entry = await self._kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if entry.value is None or entry.revision is None:
+            return None
+        return Stored(self._model.model_validate_json(entry.value), entry.revision)
+
+    async def create(self, key: str, value: ModelT) -> int:
+        """Store a new resource; :class:`Conflict` if the key already holds one."""
+        try:
+            revision: int = await self._kv.create(key, self._encode(value))
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise Conflict(f"{key} already exists") from exc
+        return revision
+
+    async def update(self, key: str, value: ModelT, revision: int) -> int:
+        """Replace the resource read at ``revision``; :class:`Conflict` if it changed since."""
+        try:
+            new_revision: int = await self._kv.update(key, self._encode(value), last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise Conflict(f"{key} changed since revision {revision}") from exc
+        return new_revision
+
+    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, Stored[ModelT]]]:
+        """Every live resource whose key starts with ``prefix``, in key order."""
+        try:
+            keys = await self._kv.keys()
+        except nats.js.errors.NoKeysError:
+            return
+        for key in sorted(keys):
+            if key.startswith(prefix):
+                stored = await self.get(key)
+                if stored is not None:
+                    yield key, stored
+
+    @staticmethod
+    def _encode(value: BaseModel) -> bytes:
+        return value.model_dump_json(by_alias=True).encode()
+
+
+class Counter:
+    """Monotonic counters in a KV bucket, advanced by compare-and-set (safe across processes)."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, bucket: str) -> Counter:
+        """Bind to an existing (provisioned) bucket."""
+        return cls(await js.key_value(bucket))
+
+    async def next(self, key: str, attempts: int = 50) -> int:
+        """Advance the counter at ``key`` and return its new value (the first is 1)."""
+        for _ in range(attempts):
+            try:
+                entry = await self._kv.get(key)
+            except nats.js.errors.KeyNotFoundError:
+                try:
+                    await self._kv.create(key, b"1")
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue
+                return 1
+            value = int(entry.value or b"0") + 1
+            try:
+                await self._kv.update(key, str(value).encode(), last=entry.revision)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                continue
+            return value
+        raise Conflict(f"counter {key} is contended; try again")

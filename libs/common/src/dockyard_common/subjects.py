@@ -1,0 +1,79 @@
+"""Names of everything that crosses a process boundary: subjects, streams, buckets, keys.
+
+One place decides them so that a publisher and a subscriber can never disagree.
+Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BLOB_BUCKET",
+    "DEPLOYMENTS_BUCKET",
+    "EVENTS_STREAM",
+    "EVENT_SUBJECT_PREFIX",
+    "KV_BUCKETS",
+    "SEQUENCES_BUCKET",
+    "TARGETS_BUCKET",
+    "VERSIONS_BUCKET",
+    "blob_object_name",
+    "deployment_key",
+    "event_subject",
+    "event_type_filter",
+    "message_id",
+    "route_key",
+    "version_key",
+    "version_sequence_key",
+]
+
+EVENTS_STREAM = "DOCKYARD_EVENTS"
+EVENT_SUBJECT_PREFIX = "dockyard.events"
+
+TARGETS_BUCKET = "dockyard_targets"
+DEPLOYMENTS_BUCKET = "dockyard_deployments"
+VERSIONS_BUCKET = "dockyard_versions"
+SEQUENCES_BUCKET = "dockyard_sequences"
+KV_BUCKETS = (TARGETS_BUCKET, DEPLOYMENTS_BUCKET, VERSIONS_BUCKET, SEQUENCES_BUCKET)
+BLOB_BUCKET = "dockyard_blobs"
+
+
+def event_subject(owner: str, project: str, deployment: str, event_type: str) -> str:
+    """``dockyard.events.<owner>.<project>.<deployment>.<type>`` (the type keeps its dots)."""
+    return f"{EVENT_SUBJECT_PREFIX}.{owner}.{project}.{deployment}.{event_type}"
+
+
+def event_type_filter(event_type: str) -> str:
+    """A subject filter matching ``event_type`` (which may end in ``>``) for every deployment."""
+    return f"{EVENT_SUBJECT_PREFIX}.*.*.*.{event_type}"
+
+
+def deployment_key(owner: str, project: str, deployment: str) -> str:
+    """KV key of a deployment in :data:`DEPLOYMENTS_BUCKET`."""
+    return f"{owner}.{project}.{deployment}"
+
+
+def version_key(owner: str, project: str, deployment: str, version: str) -> str:
+    """KV key of a version in :data:`VERSIONS_BUCKET` (a version name may hold dots)."""
+    return f"{owner}.{project}.{deployment}.{version}"
+
+
+def version_sequence_key(owner: str, project: str, deployment: str, day: str) -> str:
+    """KV key of the counter behind default version names ``<day>.<n>``."""
+    return f"{owner}.{project}.{deployment}.{day}"
+
+
+def route_key(owner: str, project: str, deployment: str, version: str, endpoint: str) -> str:
+    """The router's table key of one endpoint of one version."""
+    return f"{owner}/{project}/{deployment}/{version}/{endpoint}"
+
+
+def blob_object_name(owner: str, project: str, digest: str) -> str:
+    """Object-store name of a project's blob; blobs are scoped per project for authorisation."""
+    return f"{owner}/{project}/{digest}"
+
+
+def message_id(event_type: str, resource_key: str, revision: int | str) -> str:
+    """The ``Nats-Msg-Id`` (and CloudEvent ``id``) of an event about a resource revision.
+
+    The same change published twice yields the same id, so JetStream drops the copy.
+    """
+    return f"{event_type}:{resource_key}:{revision}"

@@ -1,0 +1,111 @@
+"""Wiring: settings → connections → stores → routes, and the background consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from dockyard_api.context import ApiContext
+from dockyard_api.problems import OversizeAsProblem, install_problem_handlers
+from dockyard_api.routes import blobs, deployments, health, targets, versions
+from dockyard_api.settings import ApiSettings
+from dockyard_api.tracking import track_status
+from dockyard_common import (
+    Counter,
+    Deployment,
+    EventPublisher,
+    EventType,
+    ResourceStore,
+    Target,
+    Version,
+    VersionStatus,
+    connect_nats,
+    get_logger,
+    provision_jetstream,
+)
+from dockyard_common.subjects import (
+    BLOB_BUCKET,
+    DEPLOYMENTS_BUCKET,
+    SEQUENCES_BUCKET,
+    TARGETS_BUCKET,
+    VERSIONS_BUCKET,
+)
+
+__all__ = ["create_app"]
+
+log = get_logger(__name__)
+
+
+async def _open_context(settings: ApiSettings) -> ApiContext:
+    nc = await connect_nats(settings.nats_url, name="dockyard-api")
+    js = nc.jetstream()
+    await provision_jetstream(js)
+    return ApiContext(
+        settings=settings,
+        nats=nc,
+        js=js,
+        targets=await ResourceStore.open(js, TARGETS_BUCKET, Target),
+        deployments=await ResourceStore.open(js, DEPLOYMENTS_BUCKET, Deployment),
+        versions=await ResourceStore.open(js, VERSIONS_BUCKET, Version),
+        sequences=await Counter.open(js, SEQUENCES_BUCKET),
+        blobs=await js.object_store(BLOB_BUCKET),
+        events=EventPublisher(js, source=f"{settings.event_source}/api"),
+    )
+
+
+async def reemit_pending(context: ApiContext) -> int:
+    """Publish ``version.created`` again for versions still pending.
+
+    A process that died between storing a version and publishing its event leaves it
+    pending forever; the msg-id rule makes a repeat harmless. Returns how many were sent.
+    """
+    sent = 0
+    async for key, stored in context.versions.items():
+        version = stored.value
+        if version.status is VersionStatus.PENDING:
+            await context.events.publish(
+                EventType.VERSION_CREATED,
+                version,
+                owner=version.owner,
+                project=version.project,
+                deployment=version.deployment,
+                resource_key=key,
+                revision=stored.revision,
+            )
+            sent += 1
+    return sent
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """The API application; connections open and consumers start in its lifespan."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = await _open_context(settings)
+        app.state.context = context
+        resent = await reemit_pending(context)
+        log.info("api.started", port=settings.api_port, reemitted=resent)
+        async with asyncio.TaskGroup() as tasks:
+            consumer = tasks.create_task(track_status(context))
+            try:
+                yield
+            finally:
+                consumer.cancel()
+        await context.nats.drain()
+
+    app = FastAPI(
+        title="Dockyard API",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(OversizeAsProblem)
+    app.include_router(health.router)
+    # Limits are set per router so that they apply inside OversizeAsProblem.
+    for json_router in (targets.router, deployments.router, versions.router):
+        app.include_router(json_router, max_body_size=settings.max_json_bytes)
+    app.include_router(blobs.router, max_body_size=settings.max_upload_bytes)
+    return app

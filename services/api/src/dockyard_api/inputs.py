@@ -1,0 +1,45 @@
+"""What clients may send. Separate from the stored models: a client never sets status or image."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dockyard_common import CodeRef, EndpointName, EndpointSpec, TargetKind, TargetName, VersionName
+
+__all__ = ["DeploymentIn", "TargetIn", "VersionIn"]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TargetIn(_Input):
+    """``PUT /v1/targets/{target}``."""
+
+    region: TargetName
+    kind: TargetKind = TargetKind.LOCAL
+    address: str | None = Field(default=None, description="Loopback address of a local target.")
+    context: str | None = Field(default=None, description="kubeconfig context of a cluster.")
+    public_url: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class DeploymentIn(_Input):
+    """``PUT .../deployments/{deployment}``: where the deployment's versions run."""
+
+    targets: list[TargetName] = Field(min_length=1, max_length=32)
+
+
+class VersionIn(_Input):
+    """``POST .../deployments/{deployment}/versions``.
+
+    ``endpoints`` is either the names to take from ``valohai_yaml`` (default: the
+    ``valohai.yaml`` at the root of the code, every endpoint in it) or full endpoint
+    definitions inline, in the valohai.yaml vocabulary.
+    """
+
+    name: VersionName | None = None
+    code: CodeRef
+    valohai_yaml: str | None = Field(default=None, max_length=256 * 1024)
+    endpoints: list[EndpointName] | list[EndpointSpec] | None = Field(default=None, min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)

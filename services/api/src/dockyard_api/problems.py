@@ -1,0 +1,148 @@
+"""RFC 9457 problem details: the one place errors become HTTP responses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dockyard_common import Conflict, InvalidInput, TransientError, get_logger
+
+__all__ = ["OversizeAsProblem", "Problem", "install_problem_handlers"]
+
+log = get_logger(__name__)
+
+PROBLEM_BASE = "https://dockyard.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answered as problem+json with a stable ``type`` slug."""
+
+    def __init__(self, status: int, slug: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.extra = extra
+
+
+def _response(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    411: "Length required",
+    412: "Precondition failed",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    503: "Service unavailable",
+}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map every error the API can raise to problem+json, once."""
+
+    @app.exception_handler(Problem)
+    async def on_problem(_: Request, exc: Problem) -> JSONResponse:
+        return _response(
+            exc.status, exc.slug, _TITLES.get(exc.status, "Error"), exc.detail, **exc.extra
+        )
+
+    @app.exception_handler(InvalidInput)
+    async def on_invalid(_: Request, exc: InvalidInput) -> JSONResponse:
+        return _response(422, "invalid-input", _TITLES[422], str(exc))
+
+    @app.exception_handler(Conflict)
+    async def on_conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return _response(409, "conflict", _TITLES[409], str(exc))
+
+    @app.exception_handler(TransientError)
+    async def on_transient(_: Request, exc: TransientError) -> JSONResponse:
+        log.warning("api.dependency.unavailable", error=str(exc))
+        return _response(503, "unavailable", _TITLES[503], str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "loc": list(error.get("loc", ())),
+                "msg": error.get("msg", ""),
+                "type": error.get("type", ""),
+            }
+            for error in exc.errors()
+        ]
+        detail = "; ".join(
+            f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in errors
+        )
+        return _response(422, "invalid-input", _TITLES[422], detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        slug = _TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
+        return _response(
+            exc.status_code, slug, _TITLES.get(exc.status_code, "Error"), str(exc.detail)
+        )
+
+
+class OversizeAsProblem:
+    """ASGI middleware: Starlette's body-limit answers 413 in plain text; answer problem+json.
+
+    The limit itself stays Starlette's (``max_body_size``), which also stops chunked bodies.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def send_problem_on_413(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start" and message["status"] == 413:
+                content_type = dict(message.get("headers", [])).get(b"content-type", b"")
+                if content_type.startswith(b"text/plain"):
+                    replaced = True
+                    body = json.dumps(
+                        {
+                            "type": PROBLEM_BASE + "too-large",
+                            "title": _TITLES[413],
+                            "status": 413,
+                            "detail": "request body is larger than this route accepts",
+                        }
+                    ).encode()
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 413,
+                            "headers": [
+                                (b"content-type", MEDIA_TYPE.encode()),
+                                (b"content-length", str(len(body)).encode()),
+                            ],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": body})
+                    return
+            if replaced:
+                return  # the plain-text body of the replaced answer
+            await send(message)
+
+        await self.app(scope, receive, send_problem_on_413)

@@ -1,0 +1,83 @@
+"""Blobs: content-addressed uploads (code archives, model files) in the JetStream object store."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from typing import Annotated
+
+import nats.js.errors
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from dockyard_api.auth import AdminAuth
+from dockyard_api.context import ApiContext, get_context
+from dockyard_api.problems import Problem
+from dockyard_api.routes.paths import OwnerPath, ProjectPath
+from dockyard_common.subjects import blob_object_name
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1/projects/{owner}/{project}/blobs", tags=["blobs"], dependencies=[AdminAuth]
+)
+
+HexDigest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256, 64 hex digits")]
+
+# Bodies larger than this spill from memory to a temporary file while they are hashed.
+_SPOOL_BYTES = 8 * 1024**2
+
+
+async def blob_exists(context: ApiContext, owner: str, project: str, digest: str) -> bool:
+    """Whether the project holds the blob ``digest`` (``sha256:<hex>``)."""
+    try:
+        await context.blobs.get_info(blob_object_name(owner, project, digest))
+    except nats.js.errors.ObjectNotFoundError:
+        return False
+    return True
+
+
+@router.head("/sha256:{hexdigest}")
+async def head_blob(
+    owner: OwnerPath,
+    project: ProjectPath,
+    hexdigest: HexDigest,
+    context: Annotated[ApiContext, Depends(get_context)],
+) -> Response:
+    """200 when the project holds the blob, 404 when a client should upload it."""
+    found = await blob_exists(context, owner, project, f"sha256:{hexdigest}")
+    return Response(status_code=200 if found else 404)
+
+
+@router.put("/sha256:{hexdigest}", status_code=201)
+async def put_blob(
+    owner: OwnerPath,
+    project: ProjectPath,
+    hexdigest: HexDigest,
+    request: Request,
+    response: Response,
+    context: Annotated[ApiContext, Depends(get_context)],
+) -> dict[str, str | int]:
+    """Stream an upload into the store; refused unless its sha256 matches the URL. Idempotent."""
+    digest = f"sha256:{hexdigest}"
+    if await blob_exists(context, owner, project, digest):
+        response.status_code = 200
+        return {"digest": digest, "status": "exists"}
+    limit = context.settings.max_upload_bytes
+    hasher = hashlib.sha256()
+    size = 0
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as spool:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem(413, "too-large", f"upload is larger than {limit} bytes")
+            hasher.update(chunk)
+            spool.write(chunk)
+        if hasher.hexdigest() != hexdigest:
+            raise Problem(
+                422,
+                "digest-mismatch",
+                f"uploaded bytes hash to sha256:{hasher.hexdigest()}, not {digest}",
+            )
+        spool.seek(0)
+        await context.blobs.put(blob_object_name(owner, project, digest), spool)  # type: ignore[arg-type]
+    return {"digest": digest, "size": size, "status": "created"}

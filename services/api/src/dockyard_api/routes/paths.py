@@ -1,0 +1,16 @@
+"""Path parameters shared by the project-scoped routes, validated by the common name rules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path
+
+from dockyard_common import DeploymentName, OwnerName, ProjectName, VersionName
+
+__all__ = ["DeploymentPath", "OwnerPath", "ProjectPath", "VersionPath"]
+
+OwnerPath = Annotated[OwnerName, Path(description="Owner (user or organisation) name.")]
+ProjectPath = Annotated[ProjectName, Path(description="Project name.")]
+DeploymentPath = Annotated[DeploymentName, Path(description="Deployment name.")]
+VersionPath = Annotated[VersionName, Path(description="Version name, e.g. 20261125.1.")]

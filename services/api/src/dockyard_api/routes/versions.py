@@ -1,0 +1,185 @@
+"""Versions: submit one (stored, then ``version.created``), read where it stands, list them."""
+
+from __future__ import annotations
+
+import asyncio
+import tarfile
+import tempfile
+from typing import IO, Annotated
+
+import nats.js.errors
+from fastapi import APIRouter, Depends, Query, Response
+
+from dockyard_api.auth import AdminAuth
+from dockyard_api.context import ApiContext, get_context
+from dockyard_api.inputs import VersionIn
+from dockyard_api.listing import Page
+from dockyard_api.problems import Problem
+from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath, VersionPath
+from dockyard_api.submission import default_version_name, new_version, version_day
+from dockyard_api.valohai import endpoints_from_valohai_yaml
+from dockyard_common import (
+    Conflict,
+    EndpointSpec,
+    EventType,
+    InvalidInput,
+    Version,
+    get_logger,
+    utcnow,
+)
+from dockyard_common.archives import ArchiveLimits, scan_archive
+from dockyard_common.subjects import (
+    blob_object_name,
+    deployment_key,
+    version_key,
+    version_sequence_key,
+)
+
+__all__ = ["router"]
+
+log = get_logger(__name__)
+
+router = APIRouter(
+    prefix="/v1/projects/{owner}/{project}/deployments/{deployment}/versions",
+    tags=["versions"],
+    dependencies=[AdminAuth],
+)
+
+VALOHAI_YAML = "valohai.yaml"
+_MAX_VALOHAI_YAML_BYTES = 256 * 1024
+
+
+def _check_code(archive: IO[bytes], limits: ArchiveLimits) -> str | None:
+    """Check the code archive member by member; return its root ``valohai.yaml`` if any."""
+    members = scan_archive(archive, limits)
+    if not any(m.name == VALOHAI_YAML and not m.is_dir for m in members):
+        return None
+    archive.seek(0)
+    with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+        member = tar.getmember(VALOHAI_YAML)
+        if member.size > _MAX_VALOHAI_YAML_BYTES:
+            raise InvalidInput(f"{VALOHAI_YAML} is larger than {_MAX_VALOHAI_YAML_BYTES} bytes")
+        handle = tar.extractfile(member)
+        return handle.read().decode("utf-8", errors="replace") if handle else None
+
+
+async def _code_valohai_yaml(
+    context: ApiContext, owner: str, project: str, digest: str
+) -> str | None:
+    """Fetch the code blob, check it is a safe tar.gz, and return its ``valohai.yaml``."""
+    limits = ArchiveLimits(
+        max_members=context.settings.max_archive_members,
+        max_bytes=context.settings.max_upload_bytes,
+    )
+    with tempfile.TemporaryFile() as archive:
+        try:
+            await context.blobs.get(blob_object_name(owner, project, digest), writeinto=archive)  # type: ignore[arg-type]
+        except nats.js.errors.ObjectNotFoundError:
+            raise Problem(
+                422,
+                "missing-blob",
+                f"code blob {digest} is not uploaded to {owner}/{project}; "
+                f"PUT it to /v1/projects/{owner}/{project}/blobs/{digest} first",
+            ) from None
+        archive.seek(0)
+        return await asyncio.to_thread(_check_code, archive, limits)
+
+
+@router.post("", status_code=201)
+async def create_version(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    body: VersionIn,
+    response: Response,
+    context: Annotated[ApiContext, Depends(get_context)],
+) -> Version:
+    """Submit a version: checked, stored pending, announced as ``version.created``."""
+    stored_deployment = await context.deployments.get(deployment_key(owner, project, deployment))
+    if stored_deployment is None:
+        raise Problem(404, "not-found", f"deployment {owner}/{project}/{deployment} does not exist")
+    code_yaml = await _code_valohai_yaml(context, owner, project, body.code.blob)
+
+    endpoints: list[EndpointSpec]
+    if body.endpoints and isinstance(body.endpoints[0], EndpointSpec):
+        endpoints = [spec for spec in body.endpoints if isinstance(spec, EndpointSpec)]
+    else:
+        names = [name for name in body.endpoints or [] if isinstance(name, str)] or None
+        text = body.valohai_yaml if body.valohai_yaml is not None else code_yaml
+        if text is None:
+            raise InvalidInput(
+                "no endpoint definitions: give 'endpoints' inline, 'valohai_yaml', "
+                "or put a valohai.yaml at the root of the code"
+            )
+        endpoints = endpoints_from_valohai_yaml(text, names)
+
+    if body.name is not None:
+        name = body.name
+    else:
+        day = version_day(utcnow())
+        sequence = await context.sequences.next(
+            version_sequence_key(owner, project, deployment, day)
+        )
+        name = default_version_name(day, sequence)
+    version = new_version(body, stored_deployment.value, name, endpoints)
+    key = version_key(owner, project, deployment, name)
+    try:
+        revision = await context.versions.create(key, version)
+    except Conflict:
+        raise Problem(409, "version-exists", f"version {name!r} already exists") from None
+    await context.events.publish(
+        EventType.VERSION_CREATED,
+        version,
+        owner=owner,
+        project=project,
+        deployment=deployment,
+        resource_key=key,
+        revision=revision,
+    )
+    log.info(
+        "version.submitted",
+        owner=owner,
+        project=project,
+        deployment=deployment,
+        version=name,
+        revision=revision,
+    )
+    response.headers["ETag"] = f'"{revision}"'
+    response.headers["Location"] = (
+        f"/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{name}"
+    )
+    return version
+
+
+@router.get("/{version}")
+async def get_version(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    version: VersionPath,
+    response: Response,
+    context: Annotated[ApiContext, Depends(get_context)],
+) -> Version:
+    """Where a version stands: overall, per endpoint and per target."""
+    stored = await context.versions.get(version_key(owner, project, deployment, version))
+    if stored is None:
+        raise Problem(
+            404, "not-found", f"version {owner}/{project}/{deployment}/{version} does not exist"
+        )
+    response.headers["ETag"] = f'"{stored.revision}"'
+    return stored.value
+
+
+@router.get("")
+async def list_versions(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    context: Annotated[ApiContext, Depends(get_context)],
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Page[Version]:
+    """The deployment's versions, newest first."""
+    prefix = version_key(owner, project, deployment, "")
+    versions = [stored.value async for _, stored in context.versions.items(prefix)]
+    versions.sort(key=lambda v: v.created_at, reverse=True)
+    return Page(items=versions[:limit])

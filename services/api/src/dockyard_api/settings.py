@@ -1,0 +1,20 @@
+"""The API's settings (environment variables prefixed ``DOCKYARD_``)."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from dockyard_common import CommonSettings
+
+__all__ = ["ApiSettings"]
+
+
+class ApiSettings(CommonSettings):
+    """Where the API listens, its bootstrap admin token and its input caps."""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    admin_token: SecretStr
+    max_json_bytes: int = 1024**2
+    max_upload_bytes: int = 2 * 1024**3
+    max_archive_members: int = 100_000

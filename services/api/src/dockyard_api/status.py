@@ -1,0 +1,93 @@
+"""How build and rollout events move a version's status: pure decisions, no I/O.
+
+The API is the only writer of the state of record; the builder and the scheduler report
+through events, and :func:`version_after_event` folds each report into the version.
+"""
+
+from __future__ import annotations
+
+from dockyard_common import EndpointState, EventType, Version, VersionStatus, WorkloadState, utcnow
+
+__all__ = ["TRACKED_EVENTS", "overall_rollout_status", "version_after_event"]
+
+TRACKED_EVENTS = (
+    EventType.VERSION_BUILD_STARTED,
+    EventType.VERSION_BUILT,
+    EventType.VERSION_BUILD_FAILED,
+    EventType.ENDPOINT_DEPLOYING,
+    EventType.ENDPOINT_READY,
+    EventType.ENDPOINT_FAILED,
+)
+
+_BUILD_PHASE = (VersionStatus.PENDING, VersionStatus.BUILDING)
+_ROLLOUT_PHASE = (
+    VersionStatus.BUILT,
+    VersionStatus.DEPLOYING,
+    VersionStatus.READY,
+    VersionStatus.FAILED,
+)
+
+
+def overall_rollout_status(version: Version, states: list[EndpointState]) -> VersionStatus:
+    """``ready`` when every endpoint is ready on every target, ``failed`` when any failed."""
+    by_place = {(s.endpoint, s.target): s.state for s in states}
+    if any(state is WorkloadState.FAILED for state in by_place.values()):
+        return VersionStatus.FAILED
+    wanted = [(e.name, t) for e in version.endpoints for t in version.targets]
+    if all(by_place.get(place) is WorkloadState.READY for place in wanted):
+        return VersionStatus.READY
+    return VersionStatus.DEPLOYING
+
+
+def _with_endpoint_state(version: Version, report: EndpointState) -> Version | None:
+    if version.status not in _ROLLOUT_PHASE or version.image is None:
+        return None
+    states = [
+        s
+        for s in version.endpoint_states
+        if (s.endpoint, s.target) != (report.endpoint, report.target)
+    ]
+    previous = next(
+        (
+            s
+            for s in version.endpoint_states
+            if (s.endpoint, s.target) == (report.endpoint, report.target)
+        ),
+        None,
+    )
+    if previous is not None and previous.observed_at > report.observed_at:
+        return None  # an older report arriving late changes nothing
+    states.append(report)
+    states.sort(key=lambda s: (s.endpoint, s.target))
+    status = overall_rollout_status(version, states)
+    error = report.reason if report.state is WorkloadState.FAILED else version.error
+    return version.model_copy(
+        update={"endpoint_states": states, "status": status, "error": error, "updated_at": utcnow()}
+    )
+
+
+def version_after_event(
+    version: Version, event_type: str, reported: Version | EndpointState
+) -> Version | None:
+    """The version once ``event_type`` is applied, or None when it changes nothing.
+
+    Idempotent: applying the same event twice gives the same version as applying it once.
+    """
+    if isinstance(reported, EndpointState):
+        return _with_endpoint_state(version, reported)
+    if event_type == EventType.VERSION_BUILD_STARTED and version.status is VersionStatus.PENDING:
+        return version.model_copy(update={"status": VersionStatus.BUILDING, "updated_at": utcnow()})
+    if event_type == EventType.VERSION_BUILT and version.status in _BUILD_PHASE:
+        return version.model_copy(
+            update={
+                "status": VersionStatus.BUILT,
+                "image": reported.image,
+                "error": None,
+                "updated_at": utcnow(),
+            }
+        )
+    if event_type == EventType.VERSION_BUILD_FAILED and version.status in _BUILD_PHASE:
+        return version.model_copy(
+            update={"status": VersionStatus.FAILED, "error": reported.error, "updated_at": utcnow()}
+        )
+    return None

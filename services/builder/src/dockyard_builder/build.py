@@ -1,0 +1,96 @@
+"""One build: a version's code archive in, an OCI index with one image per endpoint out."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import IO
+
+from dockyard_builder.code import unpack_code
+from dockyard_builder.image import (
+    APP_DIR,
+    endpoint_config,
+    endpoint_manifest,
+    version_index,
+)
+from dockyard_builder.layers import LayerBlob, entries_from_directory, write_layer
+from dockyard_builder.runner import runner_entries
+from dockyard_builder.settings import BuilderSettings
+from dockyard_common import ImageInfo, LayerInfo, Version
+from dockyard_common.archives import ArchiveLimits
+from dockyard_common.oci_layout import MEDIA_TYPE_INDEX, OciLayout, descriptor
+
+__all__ = ["build_version", "version_ref_name"]
+
+
+def version_ref_name(version: Version) -> str:
+    """The tag of a version's index in the layout: ``owner/project/deployment:version``."""
+    return f"{version.owner}/{version.project}/{version.deployment}:{version.name}"
+
+
+def build_version(
+    version: Version, code_archive: IO[bytes], settings: BuilderSettings
+) -> ImageInfo:
+    """Build ``version`` into the settings' image layout and tag it; blocking (use a thread).
+
+    Blobs land in the layout before the index is tagged, so an interrupted build leaves
+    at most unreferenced blobs, never a tag pointing at a half-written image.
+    """
+    started = time.perf_counter()
+    base_image = next((e.image for e in version.endpoints if e.image), None)
+    base_image = base_image or settings.default_base_image
+    layout = OciLayout(settings.images_dir)
+    layout.ensure()
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
+        work = Path(scratch)
+        code_root = work / "code"
+        code_root.mkdir()
+        unpack_code(
+            code_archive,
+            code_root,
+            ArchiveLimits(max_members=settings.max_code_members, max_bytes=settings.max_code_bytes),
+        )
+        built: list[tuple[str, LayerBlob]] = [
+            (
+                "code",
+                write_layer(
+                    entries_from_directory(code_root, APP_DIR),
+                    work / "code.layer",
+                    settings.code_compression,
+                ),
+            ),
+            ("runner", write_layer(runner_entries(), work / "runner.layer", "gzip")),
+        ]
+        layers = [blob for _, blob in built]
+        for _, blob in built:
+            layout.add_blob_file(blob.path, blob.digest)
+
+        manifests: dict[str, bytes] = {}
+        for spec in version.endpoints:
+            config = endpoint_config(version, spec, layers, base_image)
+            layout.add_blob(config)
+            manifest = endpoint_manifest(version, spec, config, layers, base_image)
+            layout.add_blob(manifest)
+            manifests[spec.name] = manifest
+        index = version_index(version, manifests, base_image)
+        layout.add_blob(index)
+        index_descriptor = descriptor(MEDIA_TYPE_INDEX, index)
+        layout.tag(version_ref_name(version), index_descriptor)
+        shutil.rmtree(code_root, ignore_errors=True)
+
+    return ImageInfo(
+        reference=f"oci:{layout.root.resolve()}:{version_ref_name(version)}",
+        digest=index_descriptor["digest"],
+        endpoints={
+            name: descriptor("", manifest)["digest"] for name, manifest in manifests.items()
+        },
+        layers=[
+            LayerInfo(digest=blob.digest, size=blob.size, media_type=blob.media_type, role=role)
+            for role, blob in built
+        ],
+        base_image=base_image,
+        build_seconds=round(time.perf_counter() - started, 3),
+    )

@@ -1,0 +1,146 @@
+"""Deterministic image layers: the same files always give the same bytes and digests.
+
+Entries are sorted by name; owner, group and mtime are fixed; modes are 0755 for
+directories and executables, 0644 for other files. gzip is written without a name or
+timestamp. No network I/O: layers are written to local files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tarfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+__all__ = [
+    "MEDIA_TYPE_LAYER",
+    "MEDIA_TYPE_LAYER_GZIP",
+    "LayerBlob",
+    "LayerEntry",
+    "entries_from_directory",
+    "write_layer",
+]
+
+MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
+MEDIA_TYPE_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LayerEntry:
+    """One path in a layer: a directory (``source`` None) or a file copied from ``source``."""
+
+    name: str
+    source: Path | None
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class LayerBlob:
+    """A written layer: its blob digest (compressed), diff id (uncompressed) and file."""
+
+    digest: str
+    diff_id: str
+    size: int
+    media_type: str
+    path: Path
+
+
+class _HashingWriter:
+    """A write-only file that hashes and counts what passes through it."""
+
+    def __init__(self, target: IO[bytes]) -> None:
+        self._target = target
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return self._target.write(data)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+
+def entries_from_directory(root: Path, prefix: str) -> list[LayerEntry]:
+    """Every directory and regular file under ``root`` as entries under ``prefix``."""
+    entries = [LayerEntry(prefix, None)]
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        relative = Path(dirpath).relative_to(root)
+        for name in dirnames:
+            entries.append(LayerEntry(f"{prefix}/{(relative / name).as_posix()}", None))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            entries.append(
+                LayerEntry(
+                    f"{prefix}/{(relative / name).as_posix()}",
+                    path,
+                    executable=bool(path.stat().st_mode & 0o111),
+                )
+            )
+    return entries
+
+
+def _parents(name: str) -> list[str]:
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _tar_info(
+    name: str, *, is_dir: bool, size: int = 0, executable: bool = False
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+    info.mode = 0o755 if is_dir or executable else 0o644
+    info.size = size
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+def write_layer(
+    entries: Iterable[LayerEntry], dest: Path, compression: Literal["gzip", "none"]
+) -> LayerBlob:
+    """Write ``entries`` as one layer to ``dest``; parents of every file are added as dirs."""
+    by_name: dict[str, LayerEntry] = {}
+    for entry in entries:
+        for parent in _parents(entry.name):
+            by_name.setdefault(parent, LayerEntry(parent, None))
+        by_name[entry.name] = entry
+    with dest.open("wb") as raw:
+        blob = _HashingWriter(raw)
+        compressed: IO[bytes] = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6)  # type: ignore[arg-type]
+            if compression == "gzip"
+            else blob  # type: ignore[assignment]
+        )
+        tar_stream = _HashingWriter(compressed)
+        with tarfile.open(fileobj=tar_stream, mode="w|", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
+            for name in sorted(by_name):
+                entry = by_name[name]
+                if entry.source is None:
+                    tar.addfile(_tar_info(name, is_dir=True))
+                    continue
+                size = entry.source.stat().st_size
+                with entry.source.open("rb") as content:
+                    tar.addfile(
+                        _tar_info(name, is_dir=False, size=size, executable=entry.executable),
+                        content,
+                    )
+        if compressed is not blob:
+            compressed.close()
+    return LayerBlob(
+        digest=f"sha256:{blob.hash.hexdigest()}",
+        diff_id=f"sha256:{tar_stream.hash.hexdigest()}",
+        size=blob.size,
+        media_type=MEDIA_TYPE_LAYER_GZIP if compression == "gzip" else MEDIA_TYPE_LAYER,
+        path=dest,
+    )

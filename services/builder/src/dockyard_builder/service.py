@@ -1,0 +1,128 @@
+"""The builder's consumer: ``version.created`` in; ``version.build.*`` and ``version.built`` out."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+from typing import IO
+
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from dockyard_builder.build import build_version
+from dockyard_builder.settings import BuilderSettings
+from dockyard_common import (
+    CloudEvent,
+    ConsumerSpec,
+    EventPublisher,
+    EventType,
+    PermanentError,
+    TransientError,
+    Version,
+    VersionStatus,
+    get_logger,
+    keep_alive,
+    run_consumer,
+)
+from dockyard_common.subjects import BLOB_BUCKET, blob_object_name, version_key
+
+__all__ = ["BUILD_CONSUMER", "Builder"]
+
+log = get_logger(__name__)
+
+BUILD_CONSUMER = ConsumerSpec(
+    durable="builder",
+    event_types=[EventType.VERSION_CREATED],
+    ack_wait_s=30.0,
+    max_deliver=10,
+    batch=1,
+)
+
+
+def _sha256_of(archive: IO[bytes]) -> str:
+    archive.seek(0)
+    hasher = hashlib.sha256()
+    while chunk := archive.read(1024 * 1024):
+        hasher.update(chunk)
+    archive.seek(0)
+    return f"sha256:{hasher.hexdigest()}"
+
+
+class Builder:
+    """Builds every created version once; a redelivered event rebuilds to the same digest."""
+
+    def __init__(self, js: JetStreamContext, settings: BuilderSettings) -> None:
+        self._js = js
+        self._settings = settings
+        self._events = EventPublisher(js, source=f"{settings.event_source}/builder")
+
+    async def run(self) -> None:
+        """Consume ``version.created`` until cancelled."""
+        await run_consumer(self._js, BUILD_CONSUMER, self.handle)
+
+    async def handle(self, event: CloudEvent, message: Msg) -> None:
+        """Build the version ``event`` carries and report how it went."""
+        version = event.data_as(Version)
+        assert isinstance(version, Version)
+        key = version_key(version.owner, version.project, version.deployment, version.name)
+        revision = event.resourcerevision or str(message.metadata.sequence.stream)
+        bound = log.bind(
+            owner=version.owner,
+            project=version.project,
+            deployment=version.deployment,
+            version=version.name,
+            event_id=event.id,
+        )
+        await self._report(
+            EventType.VERSION_BUILD_STARTED,
+            version.model_copy(update={"status": VersionStatus.BUILDING}),
+            key,
+            revision,
+        )
+        try:
+            async with keep_alive(message):
+                image = await self._build(version)
+        except PermanentError as exc:
+            bound.warning("build.failed", reason=str(exc))
+            failed = version.model_copy(update={"status": VersionStatus.FAILED, "error": str(exc)})
+            await self._report(EventType.VERSION_BUILD_FAILED, failed, key, revision)
+            return
+        bound.info("build.succeeded", digest=image.digest, seconds=image.build_seconds)
+        built = version.model_copy(update={"status": VersionStatus.BUILT, "image": image})
+        await self._report(EventType.VERSION_BUILT, built, key, revision)
+
+    async def _build(self, version: Version) -> object:
+        with tempfile.TemporaryFile() as archive:
+            await self._fetch_code(version, archive)
+            digest = await asyncio.to_thread(_sha256_of, archive)
+            if digest != version.code.blob:
+                raise PermanentError(
+                    f"code blob {version.code.blob} hashes to {digest}: the stored blob is corrupt"
+                )
+            return await asyncio.to_thread(build_version, version, archive, self._settings)
+
+    async def _fetch_code(self, version: Version, archive: IO[bytes]) -> None:
+        name = blob_object_name(version.owner, version.project, version.code.blob)
+        try:
+            store = await self._js.object_store(BLOB_BUCKET)
+            await store.get(name, writeinto=archive)  # type: ignore[arg-type]
+        except nats.js.errors.ObjectNotFoundError:
+            raise PermanentError(
+                f"code blob {version.code.blob} is not in {version.owner}/{version.project}"
+            ) from None
+        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as exc:
+            raise TransientError(f"could not fetch code blob: {exc}") from exc
+
+    async def _report(self, event_type: str, version: Version, key: str, revision: str) -> None:
+        await self._events.publish(
+            event_type,
+            version,
+            owner=version.owner,
+            project=version.project,
+            deployment=version.deployment,
+            resource_key=key,
+            revision=revision,
+        )

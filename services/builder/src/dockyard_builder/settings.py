@@ -1,0 +1,29 @@
+"""The builder's settings (environment variables prefixed ``DOCKYARD_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from dockyard_common import CommonSettings
+
+__all__ = ["BuilderSettings"]
+
+
+class BuilderSettings(CommonSettings):
+    """Where images are written and how layers are compressed."""
+
+    default_base_image: str = "python:3.11-slim"
+    code_compression: Literal["gzip", "none"] = "gzip"
+    max_code_bytes: int = 2 * 1024**3
+    max_code_members: int = 100_000
+
+    @property
+    def images_dir(self) -> Path:
+        """The OCI image layout every build writes into (blobs shared by digest)."""
+        return self.data_dir / "images"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for builds in progress."""
+        return self.data_dir / "builder-work"

@@ -1,0 +1,71 @@
+"""Wiring: Redis and NATS connections, the route table, the proxy, the background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from aiohttp import web
+
+from dockyard_common import (
+    TransientError,
+    configure_logging,
+    connect_nats,
+    connect_redis,
+    get_logger,
+    provision_jetstream,
+)
+from dockyard_router.proxy import Proxy
+from dockyard_router.routing import follow_endpoint_states
+from dockyard_router.settings import RouterSettings
+from dockyard_router.store import RouteStore
+from dockyard_router.tables import RouteTable
+
+__all__ = ["serve"]
+
+log = get_logger(__name__)
+
+
+async def _healthz(_: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set; in-flight requests finish before the process ends."""
+    configure_logging(service="router", log_format=settings.log_format, level=settings.log_level)
+    redis = connect_redis(settings.redis_url)
+    nc = await connect_nats(settings.nats_url, name="dockyard-router")
+    js = nc.jetstream()
+    await provision_jetstream(js)
+    store = RouteStore(redis, RouteTable())
+    try:
+        log.info("routes.loaded", routes=await store.load())
+    except TransientError as exc:
+        log.warning("routes.load.failed", error=str(exc))
+    proxy = Proxy(store.table, settings)
+    await proxy.start()
+    app = web.Application(client_max_size=0)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.router_host, settings.router_port, reuse_port=True)
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            follower = tasks.create_task(store.follow())
+            consumer = tasks.create_task(follow_endpoint_states(js, store))
+            await site.start()
+            log.info(
+                "router.started",
+                host=socket.gethostname(),
+                port=settings.router_port,
+                region=settings.region,
+            )
+            await stop.wait()
+            follower.cancel()
+            consumer.cancel()
+    finally:
+        await runner.cleanup()
+        await proxy.close()
+        await nc.drain()
+        await redis.aclose()

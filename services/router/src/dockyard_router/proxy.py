@@ -1,0 +1,153 @@
+"""The data plane: forwards ``/<owner>/<project>/<deployment>/<version>/<endpoint>/...``.
+
+Upstream URLs come only from the route table; the request's rest path is appended to the
+upstream's path already encoded, so no request can change the upstream's host or scheme.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from dockyard_common import get_logger
+from dockyard_router.settings import RouterSettings
+from dockyard_router.tables import Resolution, RouteTable
+
+__all__ = ["HOP_BY_HOP", "Proxy", "upstream_url"]
+
+log = get_logger(__name__)
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+_CHUNK = 64 * 1024
+
+
+def upstream_url(upstream: str, rest: str, raw_query: str) -> URL:
+    """``upstream`` with the encoded ``rest`` path and query; the host is the upstream's only."""
+    base = URL(upstream)
+    return URL.build(
+        scheme=base.scheme,
+        host=base.raw_host or "",
+        port=base.port,
+        path="/" + rest,
+        query_string=raw_query,
+        encoded=True,
+    )
+
+
+def _problem(status: int, detail: str) -> web.Response:
+    return web.json_response(
+        {
+            "type": f"https://dockyard.dev/problems/{'not-found' if status == 404 else 'bad-gateway'}",
+            "title": "Not found" if status == 404 else "Bad gateway",
+            "status": status,
+            "detail": detail,
+        },
+        status=status,
+        content_type="application/problem+json",
+    )
+
+
+class Proxy:
+    """Forwards requests to the upstreams the route table names."""
+
+    def __init__(self, table: RouteTable, settings: RouterSettings) -> None:
+        self._table = table
+        self._settings = settings
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the upstream connection pool."""
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=self._settings.upstream_connections, keepalive_timeout=30
+            ),
+            timeout=aiohttp.ClientTimeout(
+                total=self._settings.upstream_timeout_s, sock_connect=2.0
+            ),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        )
+
+    async def close(self) -> None:
+        """Close the pool."""
+        if self._session is not None:
+            await self._session.close()
+
+    def _headers(self, request: web.Request, resolution: Resolution) -> CIMultiDict[str]:
+        headers: CIMultiDict[str] = CIMultiDict(
+            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
+        )
+        previous = request.headers.get("X-Forwarded-For")
+        peer = request.remote or ""
+        headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
+        headers["X-Forwarded-Proto"] = request.scheme
+        headers["X-Forwarded-Host"] = request.host
+        headers["X-VH-Prefix"] = resolution.prefix
+        return headers
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Forward one request; retry once elsewhere only for a connection failure of an
+        idempotent request without a body."""
+        resolution = self._table.resolve(request.rel_url.raw_path, self._settings.region)
+        if resolution is None:
+            return _problem(404, f"nothing serves {request.rel_url.raw_path}")
+        assert self._session is not None
+        retryable = request.method in _IDEMPOTENT and not request.can_read_body
+        candidates = resolution.upstreams[: 2 if retryable else 1]
+        headers = self._headers(request, resolution)
+        last_error = ""
+        for region, upstream in candidates:
+            url = upstream_url(upstream, resolution.rest, request.rel_url.raw_query_string)
+            try:
+                upstream_response = await self._session.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    allow_redirects=False,
+                    data=request.content if request.can_read_body else None,
+                )
+            except aiohttp.ClientConnectionError as exc:
+                last_error = f"{upstream}: {exc}"
+                log.warning("proxy.upstream.unreachable", upstream=upstream, error=str(exc))
+                continue
+            async with upstream_response:
+                return await self._relay(request, upstream_response, resolution, region)
+        return _problem(502, f"no upstream of {resolution.key} answered ({last_error})")
+
+    async def _relay(
+        self,
+        request: web.Request,
+        upstream: aiohttp.ClientResponse,
+        resolution: Resolution,
+        region: str,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for key, value in upstream.headers.items():
+            if key.lower() not in HOP_BY_HOP:
+                response.headers.add(key, value)
+        if upstream.content_length is not None and "Transfer-Encoding" not in upstream.headers:
+            response.content_length = upstream.content_length
+        response.headers["X-Dockyard-Version"] = resolution.version
+        response.headers["X-Dockyard-Region"] = region
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_chunked(_CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+        return response

@@ -1,0 +1,33 @@
+"""The router's consumer of rollout reports: endpoint states become routes in Redis."""
+
+from __future__ import annotations
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from dockyard_common import CloudEvent, ConsumerSpec, EndpointState, EventType, run_consumer
+from dockyard_router.store import RouteStore
+from dockyard_router.tables import route_from_state
+
+__all__ = ["ROUTES_CONSUMER", "follow_endpoint_states"]
+
+ROUTES_CONSUMER = ConsumerSpec(
+    durable="router-routes",
+    event_types=[
+        EventType.ENDPOINT_DEPLOYING,
+        EventType.ENDPOINT_READY,
+        EventType.ENDPOINT_FAILED,
+        EventType.ENDPOINT_STOPPED,
+    ],
+)
+
+
+async def follow_endpoint_states(js: JetStreamContext, store: RouteStore) -> None:
+    """Write a route for every endpoint state report, until cancelled."""
+
+    async def handle(event: CloudEvent, _: Msg) -> None:
+        state = event.data_as(EndpointState)
+        assert isinstance(state, EndpointState)
+        await store.write(route_from_state(state))
+
+    await run_consumer(js, ROUTES_CONSUMER, handle)

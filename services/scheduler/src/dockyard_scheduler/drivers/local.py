@@ -1,0 +1,298 @@
+"""The local target driver: each replica a supervised process on the target's loopback address.
+
+Each local target stands for a region and binds its endpoints to its own address
+(``127.0.1.1``, ``127.0.2.1``, ...). Images run on this machine's Python: the image's file tree
+is unpacked once per manifest digest, the command runs with the tree's code root as working
+directory. A replica that never opens its port fails with its last log lines; one that exits
+is restarted with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dockyard_common import EndpointState, WorkloadState, get_logger
+from dockyard_common.processes import stop_with_parent
+from dockyard_scheduler.desired import Workload, endpoint_prefix
+from dockyard_scheduler.drivers import Reporter
+from dockyard_scheduler.images import UnpackedImage, unpack_image
+from dockyard_scheduler.settings import SchedulerSettings
+
+__all__ = ["LocalDriver", "process_environment"]
+
+log = get_logger(__name__)
+
+_LOG_TAIL_LINES = 20
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def process_environment(
+    workload: Workload, image: UnpackedImage, *, host: str, port: int, shims: Path
+) -> dict[str, str]:
+    """The environment of a replica: the image's Env mapped onto this machine.
+
+    ``PYTHONPATH`` entries are image paths, so they move under the unpacked tree; ``PATH``
+    starts with a directory whose ``python`` is this machine's interpreter.
+    """
+    env: dict[str, str] = {}
+    for item in image.config.get("Env", []):
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    if "PYTHONPATH" in env:
+        env["PYTHONPATH"] = os.pathsep.join(
+            str(image.root / entry.lstrip("/")) for entry in env["PYTHONPATH"].split(":") if entry
+        )
+    prefix = endpoint_prefix(workload.version, workload.endpoint.name)
+    env.update(
+        PATH=f"{shims}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        HOME=str(image.root),
+        HOST=host,
+        PORT=str(port),
+        VH_DEFAULT_PREFIX=prefix,
+        LANG=os.environ.get("LANG", "C.UTF-8"),
+    )
+    return env
+
+
+@dataclass
+class _Replica:
+    workload: Workload
+    port: int
+    log_path: Path
+    process: asyncio.subprocess.Process | None = None
+    task: asyncio.Task[None] | None = None
+    restarts: int = 0
+    started_ns: int = field(default_factory=time.time_ns)
+
+    @property
+    def upstream(self) -> str:
+        return f"http://{self.workload.target.address}:{self.port}"
+
+    def last_log_lines(self) -> str:
+        try:
+            with self.log_path.open("rb") as handle:
+                lines = deque(handle, maxlen=_LOG_TAIL_LINES)
+        except FileNotFoundError:
+            return ""
+        return b"".join(lines).decode("utf-8", errors="replace").strip()
+
+
+class LocalDriver:
+    """Runs workloads as supervised local processes, one replica each."""
+
+    def __init__(self, settings: SchedulerSettings, report: Reporter) -> None:
+        self._settings = settings
+        self._report = report
+        self._replicas: dict[str, _Replica] = {}
+        self._shims = settings.runtime_dir / "shims"
+
+    async def ensure(self, workload: Workload) -> bool:
+        """Start the workload unless it already runs this image; True when something changed."""
+        current = self._replicas.get(workload.key)
+        if current is not None and current.workload.manifest_digest == workload.manifest_digest:
+            return False
+        if current is not None:
+            await self.remove(workload.key)
+        address = workload.target.address or "127.0.0.1"
+        replica = _Replica(
+            workload=workload,
+            port=_free_port(address),
+            log_path=self._settings.runtime_dir / "logs" / f"{workload.key.replace('/', '_')}.log",
+        )
+        self._replicas[workload.key] = replica
+        replica.task = asyncio.create_task(self._supervise(replica), name=f"replica {workload.key}")
+        return True
+
+    async def remove(self, key: str) -> bool:
+        """Stop a workload's replica and forget it."""
+        replica = self._replicas.pop(key, None)
+        if replica is None:
+            return False
+        if replica.task is not None:
+            replica.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replica.task
+        await self._kill(replica)
+        return True
+
+    async def close(self) -> None:
+        """Stop every replica (on shutdown)."""
+        await asyncio.gather(*(self.remove(key) for key in list(self._replicas)))
+
+    def keys(self) -> set[str]:
+        """The workloads this driver runs (or tried to run)."""
+        return set(self._replicas)
+
+    def upstreams(self, key: str) -> list[str]:
+        """The addresses a workload serves on (empty when it runs nothing)."""
+        replica = self._replicas.get(key)
+        return [replica.upstream] if replica is not None else []
+
+    async def _supervise(self, replica: _Replica) -> None:
+        delays = self._settings.restart_backoff_s
+        await self._state(replica, WorkloadState.DEPLOYING)
+        try:
+            image = await asyncio.to_thread(
+                unpack_image,
+                replica.workload.version.image.reference,  # type: ignore[union-attr]
+                replica.workload.manifest_digest,
+                self._settings.runtime_dir / "images",
+            )
+        except Exception as exc:
+            log.exception("replica.unpack.failed", key=replica.workload.key)
+            await self._state(replica, WorkloadState.FAILED, f"could not unpack the image: {exc}")
+            return
+        while True:
+            await self._start(replica, image)
+            ready, reason = await self._wait_ready(replica)
+            if not ready:
+                await self._kill(replica)
+                await self._state(replica, WorkloadState.FAILED, reason)
+                return
+            await self._state(replica, WorkloadState.READY)
+            assert replica.process is not None
+            code = await replica.process.wait()
+            delay = delays[min(replica.restarts, len(delays) - 1)]
+            replica.restarts += 1
+            log.warning(
+                "replica.exited",
+                key=replica.workload.key,
+                code=code,
+                restarts=replica.restarts,
+                restart_in_s=delay,
+            )
+            await self._state(
+                replica,
+                WorkloadState.DEPLOYING,
+                f"exited with code {code}; restart {replica.restarts} in {delay} s "
+                f"(crash-looping if this repeats); last lines:\n{replica.last_log_lines()}",
+            )
+            await asyncio.sleep(delay)
+            replica.port = _free_port(replica.workload.target.address or "127.0.0.1")
+
+    async def _start(self, replica: _Replica, image: UnpackedImage) -> None:
+        self._ensure_shims()
+        command = [str(part) for part in image.config.get("Cmd", [])]
+        workdir = image.root / str(image.config.get("WorkingDir", "/")).lstrip("/")
+        env = process_environment(
+            replica.workload,
+            image,
+            host=replica.workload.target.address or "127.0.0.1",
+            port=replica.port,
+            shims=self._shims,
+        )
+        replica.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with replica.log_path.open("ab") as log_file:
+            replica.process = await asyncio.create_subprocess_exec(
+                *command,
+                cwd=workdir,
+                env=env,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=stop_with_parent,
+            )
+        replica.started_ns = time.time_ns()
+        log.info(
+            "replica.started",
+            key=replica.workload.key,
+            pid=replica.process.pid,
+            upstream=replica.upstream,
+        )
+
+    async def _wait_ready(self, replica: _Replica) -> tuple[bool, str]:
+        assert replica.process is not None
+        host = replica.workload.target.address or "127.0.0.1"
+        deadline = time.monotonic() + self._settings.readiness_timeout_s
+        while time.monotonic() < deadline:
+            if replica.process.returncode is not None:
+                return False, self._exit_reason(replica)
+            try:
+                _, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, replica.port), timeout=0.5
+                )
+            except (OSError, TimeoutError):
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return True, ""
+        return False, (
+            f"never opened port {replica.port} on {host} within "
+            f"{self._settings.readiness_timeout_s:g} s; listen on $PORT. Last lines:\n"
+            f"{replica.last_log_lines()}"
+        )
+
+    def _exit_reason(self, replica: _Replica) -> str:
+        assert replica.process is not None
+        tail = replica.last_log_lines()
+        if "Address already in use" in tail or "address already in use" in tail:
+            return (
+                "the server's port is already in use: on a local target every replica must "
+                "listen on $PORT (or use a container target for hard-coded ports). Last lines:\n"
+                + tail
+            )
+        return (
+            f"exited with code {replica.process.returncode} before opening its port. "
+            f"Last lines:\n{tail}"
+        )
+
+    async def _kill(self, replica: _Replica) -> None:
+        process = replica.process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), self._settings.stop_grace_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+    async def _state(
+        self, replica: _Replica, state: WorkloadState, reason: str | None = None
+    ) -> None:
+        w = replica.workload
+        upstreams = [replica.upstream] if state is WorkloadState.READY else []
+        await self._report(
+            EndpointState(
+                owner=w.version.owner,
+                project=w.version.project,
+                deployment=w.version.deployment,
+                version=w.version.name,
+                endpoint=w.endpoint.name,
+                target=w.target.name,
+                region=w.target.region,
+                state=state,
+                upstreams=upstreams,
+                reason=reason,
+            )
+        )
+
+    def _ensure_shims(self) -> None:
+        # ``python`` in an image command means this machine's interpreter (same minor version
+        # as the image's base), not the platform's virtual environment.
+        self._shims.mkdir(parents=True, exist_ok=True)
+        base = getattr(sys, "_base_executable", sys.executable)
+        for name in ("python", "python3"):
+            link = self._shims / name
+            if not link.exists():
+                link.symlink_to(base)

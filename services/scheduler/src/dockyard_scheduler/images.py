@@ -1,0 +1,81 @@
+"""Images on the local machine: an OCI layout's image unpacked into a directory tree."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dockyard_common import PermanentError
+from dockyard_common.archives import check_member
+from dockyard_common.oci_layout import BlobNotFound, OciLayout
+
+__all__ = ["UnpackedImage", "layout_of", "unpack_image"]
+
+
+@dataclass(frozen=True)
+class UnpackedImage:
+    """An image's file tree (``root``) and its runtime config (Env, Cmd, WorkingDir, ...)."""
+
+    root: Path
+    config: dict[str, Any]
+
+
+def layout_of(reference: str) -> OciLayout:
+    """The layout of an ``oci:<dir>:<ref>`` image reference."""
+    transport, _, rest = reference.partition(":")
+    if transport != "oci" or not rest:
+        raise PermanentError(f"the local driver runs only OCI layout images, not {reference!r}")
+    # As skopeo reads it: the layout path ends at the first ':'; the tag may hold more.
+    directory, _, _ = rest.partition(":")
+    return OciLayout(Path(directory))
+
+
+def _extract_layer(blob: Path, media_type: str, dest: Path) -> None:
+    mode = "r|gz" if media_type.endswith("+gzip") else "r|"
+    with blob.open("rb") as raw, tarfile.open(fileobj=raw, mode=mode) as tar:  # type: ignore[call-overload]
+        for info in tar:
+            member = check_member(info)
+            if member is None:
+                continue
+            target = dest / member.name
+            if member.is_dir:
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = tar.extractfile(info)
+            if source is None:  # pragma: no cover
+                continue
+            with target.open("wb") as out:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+            target.chmod(0o755 if member.executable else 0o644)
+
+
+def unpack_image(reference: str, manifest_digest: str, cache: Path) -> UnpackedImage:
+    """Unpack the image ``manifest_digest`` of layout ``reference`` once; later calls reuse it.
+
+    Blocking: run it in a worker thread. The tree appears by atomic rename, complete or not at all.
+    """
+    layout = layout_of(reference)
+    try:
+        manifest = layout.read_json(manifest_digest)
+        config = layout.read_json(manifest["config"]["digest"])
+    except BlobNotFound as exc:
+        raise PermanentError(f"image {manifest_digest} is not in {layout.root}: {exc}") from exc
+    root = cache / manifest_digest.removeprefix("sha256:")
+    if not root.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=cache, prefix=".unpack-"))
+        try:
+            for layer in manifest["layers"]:
+                _extract_layer(layout.blob_path(layer["digest"]), layer["mediaType"], scratch)
+            with contextlib.suppress(FileExistsError, OSError):
+                os.rename(scratch, root)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return UnpackedImage(root=root, config=config.get("config", {}))

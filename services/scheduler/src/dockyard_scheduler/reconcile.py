@@ -1,0 +1,123 @@
+"""The scheduler's reconcile loop: events wake it, a periodic full pass repairs what they missed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from dockyard_common import (
+    CloudEvent,
+    ConsumerSpec,
+    EndpointState,
+    EventPublisher,
+    EventType,
+    ResourceStore,
+    Target,
+    Version,
+    VersionStatus,
+    WorkloadState,
+    get_logger,
+    run_consumer,
+)
+from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
+from dockyard_scheduler.desired import Workload, desired_workloads
+from dockyard_scheduler.drivers.local import LocalDriver
+from dockyard_scheduler.settings import SchedulerSettings
+
+__all__ = ["SCHEDULE_CONSUMER", "Scheduler"]
+
+log = get_logger(__name__)
+
+SCHEDULE_CONSUMER = ConsumerSpec(durable="scheduler", event_types=[EventType.VERSION_BUILT])
+
+_STATE_EVENTS = {
+    WorkloadState.DEPLOYING: EventType.ENDPOINT_DEPLOYING,
+    WorkloadState.READY: EventType.ENDPOINT_READY,
+    WorkloadState.FAILED: EventType.ENDPOINT_FAILED,
+    WorkloadState.STOPPED: EventType.ENDPOINT_STOPPED,
+}
+
+# Versions whose workloads should run (a version failed in rollout keeps what runs).
+_RUNNABLE = (
+    VersionStatus.BUILT,
+    VersionStatus.DEPLOYING,
+    VersionStatus.READY,
+    VersionStatus.FAILED,
+)
+
+
+class Scheduler:
+    """Makes every local target run the workloads of every built version."""
+
+    def __init__(self, js: JetStreamContext, settings: SchedulerSettings) -> None:
+        self._js = js
+        self._settings = settings
+        self._events = EventPublisher(js, source=f"{settings.event_source}/scheduler")
+        self._driver = LocalDriver(settings, self._report)
+        self._lock = asyncio.Lock()
+
+    async def run(self, full_pass_every_s: float = 30.0) -> None:
+        """Consume ``version.built`` and run a full pass periodically, until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(run_consumer(self._js, SCHEDULE_CONSUMER, self._on_built))
+                tasks.create_task(self._periodic(full_pass_every_s))
+        finally:
+            await self._driver.close()
+
+    async def _on_built(self, event: CloudEvent, _: Msg) -> None:
+        version = event.data_as(Version)
+        assert isinstance(version, Version)
+        async with self._lock:
+            await self._apply(version, await self._targets())
+
+    async def _periodic(self, every_s: float) -> None:
+        # The first pass runs at once: after a restart it brings back what should run.
+        while True:
+            try:
+                await self.reconcile_all()
+            except Exception:
+                log.exception("reconcile.pass.failed")
+            await asyncio.sleep(every_s)
+
+    async def reconcile_all(self) -> None:
+        """One full pass over the state of record: start what is missing, remove what is not wanted."""
+        async with self._lock:
+            versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
+            targets = await self._targets()
+            wanted: set[str] = set()
+            async for _, stored in versions.items():
+                if stored.value.status in _RUNNABLE:
+                    wanted.update(w.key for w in await self._apply(stored.value, targets))
+            for key in self._driver.keys() - wanted:
+                await self._driver.remove(key)
+                log.info("workload.removed", key=key)
+
+    async def _targets(self) -> dict[str, Target]:
+        store = await ResourceStore.open(self._js, TARGETS_BUCKET, Target)
+        return {name: stored.value async for name, stored in store.items()}
+
+    async def _apply(self, version: Version, targets: dict[str, Target]) -> list[Workload]:
+        workloads, missing = desired_workloads(version, targets)
+        for target in missing:
+            log.warning("workload.target.unknown", version=version.name, target=target)
+        for workload in workloads:
+            changed = await self._driver.ensure(workload)
+            log.info(
+                "workload.applied", key=workload.key, result="created" if changed else "unchanged"
+            )
+        return workloads
+
+    async def _report(self, state: EndpointState) -> None:
+        key = version_key(state.owner, state.project, state.deployment, state.version)
+        await self._events.publish(
+            _STATE_EVENTS[state.state],
+            state,
+            owner=state.owner,
+            project=state.project,
+            deployment=state.deployment,
+            resource_key=f"{key}/{state.endpoint}/{state.target}",
+            revision=f"{state.state.value}-{int(state.observed_at.timestamp() * 1e6)}",
+        )

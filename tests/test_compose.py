@@ -1,0 +1,138 @@
+"""docker-compose.yml is a valid Compose file whose built services run their own packages.
+
+No Docker engine is needed: the file is checked against the Compose Specification's JSON schema
+and against the Dockerfiles and packages in this repository.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = REPO / "docker-compose.yml"
+# Compose Specification schema (compose-spec/compose-spec, schema/compose-spec.json, Apache-2.0),
+# copied verbatim from the check-jsonschema 0.39.0 wheel (builtin_schemas/vendor/compose-spec.json).
+SCHEMA_FILE = REPO / "tests" / "data" / "compose-spec.json"
+
+
+def load_compose() -> dict[str, Any]:
+    """The Compose file as a plain dict (YAML anchors and merge keys resolved)."""
+    document = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(document, dict), f"{COMPOSE_FILE} is not a mapping"
+    return document
+
+
+def specification_errors(document: dict[str, Any]) -> list[str]:
+    """Every way `document` breaks the Compose Specification, one line each, in file order."""
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema)
+    errors = sorted(validator.iter_errors(document), key=lambda error: list(error.path))
+    return [f"{error.json_path}: {error.message}" for error in errors]
+
+
+def built_services() -> dict[str, dict[str, Any]]:
+    """The services that Compose builds from this repository, by name."""
+    services: dict[str, dict[str, Any]] = load_compose()["services"]
+    return {name: service for name, service in services.items() if "build" in service}
+
+
+def dockerfile_of(service: dict[str, Any]) -> Path:
+    """The Dockerfile a service's `build:` names, resolved against its build context."""
+    build = service["build"]
+    if isinstance(build, str):
+        build = {"context": build}
+    context = REPO / str(build.get("context", "."))
+    return context / str(build.get("dockerfile", "Dockerfile"))
+
+
+def final_cmd(dockerfile: Path) -> list[str]:
+    """The exec-form CMD that the image's last stage runs (the last CMD in the file wins)."""
+    text = re.sub(r"\\\n", " ", dockerfile.read_text(encoding="utf-8"))
+    commands = [
+        line.strip()[len("CMD") :].strip()
+        for line in text.splitlines()
+        if line.strip().upper().startswith("CMD ")
+    ]
+    assert commands, f"{dockerfile} has no CMD"
+    try:
+        cmd = json.loads(commands[-1])
+    except json.JSONDecodeError:
+        pytest.fail(f"{dockerfile}: CMD must be in exec (JSON array) form, got {commands[-1]!r}")
+    assert isinstance(cmd, list), f"{dockerfile}: CMD is not a JSON array: {cmd!r}"
+    return [str(part) for part in cmd]
+
+
+def test_compose_file_matches_the_compose_specification() -> None:
+    errors = specification_errors(load_compose())
+
+    assert not errors, f"{COMPOSE_FILE.name} breaks the Compose Specification:\n" + "\n".join(
+        errors
+    )
+
+
+def test_an_unknown_top_level_key_is_reported_by_the_validator() -> None:
+    broken = copy.deepcopy(load_compose())
+    broken["servicez"] = {"api": {"image": "nowhere"}}
+    broken["services"]["api"]["ports"] = "8080:8080"
+
+    errors = specification_errors(broken)
+
+    assert any("servicez" in error for error in errors), errors
+    assert any(error.startswith("$.services.api.ports") for error in errors), errors
+
+
+def test_every_built_service_names_a_dockerfile_that_exists() -> None:
+    missing = {
+        name: str(dockerfile_of(service).relative_to(REPO))
+        for name, service in built_services().items()
+        if not dockerfile_of(service).is_file()
+    }
+
+    assert built_services(), "no service in docker-compose.yml is built from this repository"
+    assert not missing, f"services whose Dockerfile does not exist: {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(built_services()))
+def test_built_service_runs_its_own_package_as_a_module(name: str) -> None:
+    cmd = final_cmd(dockerfile_of(built_services()[name]))
+    package = REPO / "services" / name / "src" / f"dockyard_{name}"
+
+    assert "-m" in cmd[:-1], f"{name}: CMD does not run a module: {cmd}"
+    assert cmd[cmd.index("-m") + 1] == f"dockyard_{name}", f"{name}: CMD runs {cmd}"
+    assert (package / "__init__.py").is_file(), f"{name}: no package at {package}"
+
+
+def test_every_dependency_names_a_defined_service() -> None:
+    services: dict[str, dict[str, Any]] = load_compose()["services"]
+    # depends_on is either a list of names or a mapping keyed by name: both iterate as names.
+    undefined = {
+        name: sorted(set(service.get("depends_on", [])) - set(services))
+        for name, service in services.items()
+        if set(service.get("depends_on", [])) - set(services)
+    }
+
+    assert not undefined, f"depends_on names services that are not defined: {undefined}"
+
+
+def test_builder_and_scheduler_share_the_volume_holding_image_layouts() -> None:
+    services = load_compose()["services"]
+
+    def data_volume(name: str) -> str | None:
+        for volume in services[name].get("volumes", []):
+            source, _, target = str(volume).partition(":")
+            if target.split(":")[0] == "/data":
+                return source
+        return None
+
+    assert data_volume("builder") is not None, "the builder's /data is not a volume"
+    assert data_volume("builder") == data_volume("scheduler")
