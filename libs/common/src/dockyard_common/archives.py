@@ -8,8 +8,8 @@ are checked one by one here and only regular files and directories pass. No netw
 from __future__ import annotations
 
 import posixpath
-import zlib
 import tarfile
+import zlib
 from dataclasses import dataclass
 from typing import IO
 

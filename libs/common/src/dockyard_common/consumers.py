@@ -48,7 +48,7 @@ class ConsumerSpec:
 
 
 async def run_consumer(js: JetStreamContext, spec: ConsumerSpec, handle: EventHandler) -> None:
-    """Create (or update) the durable consumer and feed its messages to ``handle`` until cancelled."""
+    """Create (or update) the durable consumer; feed its messages to ``handle`` until cancelled."""
     config = ConsumerConfig(
         durable_name=spec.durable,
         name=spec.durable,

@@ -7,8 +7,9 @@ of the resource it speaks of, so a subscriber never needs to call back. Pure dat
 
 from __future__ import annotations
 
+import builtins
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,6 +51,9 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
 """Which resource each event type carries as its ``data``."""
 
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
 class UnknownEventType(ValueError):
     """An envelope names an event type this catalogue does not know."""
 
@@ -72,9 +76,13 @@ class CloudEvent(BaseModel):
     )
     data: dict[str, Any]
 
-    def data_as(self, model: type[BaseModel] | None = None) -> BaseModel:
-        """The ``data`` parsed as its catalogued model (or ``model`` when given)."""
-        return (model or event_data(self.type)).model_validate(self.data)
+    def data_as(self, model: builtins.type[ModelT]) -> ModelT:
+        """The ``data`` parsed as ``model``; pydantic's ValidationError if it does not fit."""
+        return model.model_validate(self.data)
+
+    def parsed_data(self) -> BaseModel:
+        """The ``data`` parsed as the model the catalogue names for this event type."""
+        return event_data(self.type).model_validate(self.data)
 
 
 def event_data(event_type: str) -> type[BaseModel]:

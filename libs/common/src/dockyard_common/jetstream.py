@@ -53,7 +53,7 @@ async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> 
 
 
 async def provision_jetstream(js: JetStreamContext) -> None:
-    """Create the event stream, the KV buckets and the blob store; safe to run any number of times."""
+    """Create the event stream, the KV buckets and the blob store; safe to repeat."""
     stream = StreamConfig(
         name=EVENTS_STREAM,
         subjects=[f"{EVENT_SUBJECT_PREFIX}.>"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -36,7 +37,5 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
             loop.add_signal_handler(signum, on_signal, signum)
         await main(stop)
 
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(runner())
-    except asyncio.CancelledError:
-        pass

@@ -113,7 +113,7 @@ class OciLayout:
         return document
 
     def tag(self, ref_name: str, entry: dict[str, Any]) -> None:
-        """Point ``ref_name`` at the descriptor ``entry`` in ``index.json``, replacing an old one."""
+        """Point ``ref_name`` at the descriptor ``entry`` in ``index.json`` (replacing any)."""
         with self._locked():
             index = self._read_index()
             manifests = [

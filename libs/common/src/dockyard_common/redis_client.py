@@ -14,7 +14,7 @@ __all__ = ["connect_redis"]
 
 
 def connect_redis(url: str, *, socket_timeout: float = 0.5) -> Redis:
-    """A Redis client for ``url`` that fails at once instead of retrying behind the caller's back."""
+    """A Redis client for ``url`` that fails at once instead of retrying behind your back."""
     client: Redis = Redis.from_url(
         url,
         socket_timeout=socket_timeout,

@@ -11,7 +11,7 @@ from dockyard_common import configure_logging
 
 def main() -> None:
     """Read settings from the environment and serve until SIGTERM."""
-    settings = ApiSettings()  # type: ignore[call-arg]  # admin_token comes from the environment
+    settings = ApiSettings()  # admin_token comes from the environment
     configure_logging(service="api", log_format=settings.log_format, level=settings.log_level)
     uvicorn.run(
         create_app(settings),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dockyard_common import CodeRef, EndpointName, EndpointSpec, TargetKind, TargetName, VersionName
+from dockyard_common.models import CodeRef, EndpointSpec, TargetKind
+from dockyard_common.names import EndpointName, TargetName, VersionName
 
 __all__ = ["DeploymentIn", "TargetIn", "VersionIn"]
 

@@ -6,7 +6,8 @@ through events, and :func:`version_after_event` folds each report into the versi
 
 from __future__ import annotations
 
-from dockyard_common import EndpointState, EventType, Version, VersionStatus, WorkloadState, utcnow
+from dockyard_common.events import EventType
+from dockyard_common.models import EndpointState, Version, VersionStatus, WorkloadState, utcnow
 
 __all__ = ["TRACKED_EVENTS", "overall_rollout_status", "version_after_event"]
 

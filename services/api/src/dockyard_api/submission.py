@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from dockyard_api.inputs import VersionIn
-from dockyard_common import Deployment, EndpointSpec, InvalidInput, Version
+from dockyard_common.errors import InvalidInput
+from dockyard_common.models import Deployment, EndpointSpec, Version
 
 __all__ = ["default_version_name", "new_version", "version_day"]
 

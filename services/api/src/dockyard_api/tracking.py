@@ -28,7 +28,7 @@ async def track_status(context: ApiContext) -> None:
     """Run the status consumer until cancelled."""
 
     async def handle(event: CloudEvent, _: Msg) -> None:
-        reported = event.data_as()
+        reported = event.parsed_data()
         if not isinstance(reported, Version | EndpointState):
             return
         name = reported.name if isinstance(reported, Version) else reported.version

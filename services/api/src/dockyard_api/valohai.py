@@ -21,7 +21,7 @@ def endpoints_from_valohai_yaml(text: str, names: Sequence[str] | None) -> list[
     try:
         config = valohai_yaml.parse(text)
     except valohai_yaml.ValidationErrors as exc:
-        messages = "; ".join(str(error.message) for error in exc.errors)
+        messages = "; ".join(getattr(error, "message", str(error)) for error in exc.errors)
         raise InvalidInput(f"valohai.yaml is not valid: {messages}") from exc
     except yaml.YAMLError as exc:
         raise InvalidInput(f"valohai.yaml is not valid YAML: {exc}") from exc

@@ -10,7 +10,7 @@ from typing import Any
 
 from dockyard_builder.layers import LayerBlob
 from dockyard_builder.runner import RUNNER_DIR, runner_command
-from dockyard_common import EndpointSpec, Version
+from dockyard_common.models import EndpointSpec, Version
 from dockyard_common.oci_layout import (
     MEDIA_TYPE_CONFIG,
     MEDIA_TYPE_INDEX,

@@ -117,12 +117,12 @@ def write_layer(
         by_name[entry.name] = entry
     with dest.open("wb") as raw:
         blob = _HashingWriter(raw)
-        compressed: IO[bytes] = (
-            gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6)  # type: ignore[arg-type]
+        gz = (
+            gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6)
             if compression == "gzip"
-            else blob  # type: ignore[assignment]
+            else None
         )
-        tar_stream = _HashingWriter(compressed)
+        tar_stream = _HashingWriter(gz if gz is not None else blob)  # type: ignore[arg-type]
         with tarfile.open(fileobj=tar_stream, mode="w|", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
             for name in sorted(by_name):
                 entry = by_name[name]
@@ -135,8 +135,8 @@ def write_layer(
                         _tar_info(name, is_dir=False, size=size, executable=entry.executable),
                         content,
                     )
-        if compressed is not blob:
-            compressed.close()
+        if gz is not None:
+            gz.close()
     return LayerBlob(
         digest=f"sha256:{blob.hash.hexdigest()}",
         diff_id=f"sha256:{tar_stream.hash.hexdigest()}",

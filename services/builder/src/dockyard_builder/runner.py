@@ -8,7 +8,7 @@ import waitress
 
 from dockyard_builder.layers import LayerEntry
 
-__all__ = ["RUNNER_DIR", "runner_entries", "runner_command"]
+__all__ = ["RUNNER_DIR", "runner_command", "runner_entries"]
 
 RUNNER_DIR = "dockyard/runner"
 """Where the runner lives in the image (on ``PYTHONPATH``)."""

@@ -19,6 +19,7 @@ from dockyard_common import (
     ConsumerSpec,
     EventPublisher,
     EventType,
+    ImageInfo,
     PermanentError,
     TransientError,
     Version,
@@ -66,7 +67,6 @@ class Builder:
     async def handle(self, event: CloudEvent, message: Msg) -> None:
         """Build the version ``event`` carries and report how it went."""
         version = event.data_as(Version)
-        assert isinstance(version, Version)
         key = version_key(version.owner, version.project, version.deployment, version.name)
         revision = event.resourcerevision or str(message.metadata.sequence.stream)
         bound = log.bind(
@@ -94,7 +94,7 @@ class Builder:
         built = version.model_copy(update={"status": VersionStatus.BUILT, "image": image})
         await self._report(EventType.VERSION_BUILT, built, key, revision)
 
-    async def _build(self, version: Version) -> object:
+    async def _build(self, version: Version) -> ImageInfo:
         with tempfile.TemporaryFile() as archive:
             await self._fetch_code(version, archive)
             digest = await asyncio.to_thread(_sha256_of, archive)

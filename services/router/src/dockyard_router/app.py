@@ -43,7 +43,6 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     except TransientError as exc:
         log.warning("routes.load.failed", error=str(exc))
     proxy = Proxy(store.table, settings)
-    await proxy.start()
     app = web.Application(client_max_size=0)
     app.router.add_get("/healthz", _healthz)
     app.router.add_route("*", "/{tail:.*}", proxy.handle)

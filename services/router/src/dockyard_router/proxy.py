@@ -51,11 +51,15 @@ def upstream_url(upstream: str, rest: str, raw_query: str) -> URL:
     )
 
 
+_PROBLEMS = {404: ("not-found", "Not found"), 502: ("bad-gateway", "Bad gateway")}
+
+
 def _problem(status: int, detail: str) -> web.Response:
+    slug, title = _PROBLEMS[status]
     return web.json_response(
         {
-            "type": f"https://dockyard.dev/problems/{'not-found' if status == 404 else 'bad-gateway'}",
-            "title": "Not found" if status == 404 else "Bad gateway",
+            "type": f"https://dockyard.dev/problems/{slug}",
+            "title": title,
             "status": status,
             "detail": detail,
         },
@@ -70,10 +74,7 @@ class Proxy:
     def __init__(self, table: RouteTable, settings: RouterSettings) -> None:
         self._table = table
         self._settings = settings
-        self._session: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        """Open the upstream connection pool."""
+        # Created inside the running event loop (the router's serve()).
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
                 limit=self._settings.upstream_connections, keepalive_timeout=30
@@ -86,9 +87,8 @@ class Proxy:
         )
 
     async def close(self) -> None:
-        """Close the pool."""
-        if self._session is not None:
-            await self._session.close()
+        """Close the upstream connection pool."""
+        await self._session.close()
 
     def _headers(self, request: web.Request, resolution: Resolution) -> CIMultiDict[str]:
         headers: CIMultiDict[str] = CIMultiDict(
@@ -108,7 +108,6 @@ class Proxy:
         resolution = self._table.resolve(request.rel_url.raw_path, self._settings.region)
         if resolution is None:
             return _problem(404, f"nothing serves {request.rel_url.raw_path}")
-        assert self._session is not None
         retryable = request.method in _IDEMPOTENT and not request.can_read_body
         candidates = resolution.upstreams[: 2 if retryable else 1]
         headers = self._headers(request, resolution)

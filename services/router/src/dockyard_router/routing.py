@@ -27,7 +27,6 @@ async def follow_endpoint_states(js: JetStreamContext, store: RouteStore) -> Non
 
     async def handle(event: CloudEvent, _: Msg) -> None:
         state = event.data_as(EndpointState)
-        assert isinstance(state, EndpointState)
         await store.write(route_from_state(state))
 
     await run_consumer(js, ROUTES_CONSUMER, handle)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
-from dockyard_common import EndpointState, WorkloadState
+from dockyard_common.models import EndpointState, WorkloadState
 from dockyard_common.subjects import route_key
 
 __all__ = ["Resolution", "Route", "RouteTable", "route_from_state", "split_request_path"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dockyard_common import EndpointSpec, Target, Version
+from dockyard_common.models import EndpointSpec, Target, Version
 from dockyard_common.subjects import version_key
 
 __all__ = ["Workload", "desired_workloads", "endpoint_prefix"]
@@ -23,7 +23,8 @@ class Workload:
     def key(self) -> str:
         """Stable identity: ``<version key>/<endpoint>/<target>``."""
         v = self.version
-        return f"{version_key(v.owner, v.project, v.deployment, v.name)}/{self.endpoint.name}/{self.target.name}"
+        version = version_key(v.owner, v.project, v.deployment, v.name)
+        return f"{version}/{self.endpoint.name}/{self.target.name}"
 
 
 def endpoint_prefix(version: Version, endpoint: str) -> str:

@@ -69,7 +69,6 @@ class Scheduler:
 
     async def _on_built(self, event: CloudEvent, _: Msg) -> None:
         version = event.data_as(Version)
-        assert isinstance(version, Version)
         async with self._lock:
             await self._apply(version, await self._targets())
 
@@ -83,7 +82,7 @@ class Scheduler:
             await asyncio.sleep(every_s)
 
     async def reconcile_all(self) -> None:
-        """One full pass over the state of record: start what is missing, remove what is not wanted."""
+        """One full pass over the state of record: start what is missing, remove the unwanted."""
         async with self._lock:
             versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
             targets = await self._targets()

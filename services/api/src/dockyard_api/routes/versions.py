@@ -73,7 +73,7 @@ async def _code_valohai_yaml(
     )
     with tempfile.TemporaryFile() as archive:
         try:
-            await context.blobs.get(blob_object_name(owner, project, digest), writeinto=archive)  # type: ignore[arg-type]
+            await context.blobs.get(blob_object_name(owner, project, digest), writeinto=archive)
         except nats.js.errors.ObjectNotFoundError:
             raise Problem(
                 422,

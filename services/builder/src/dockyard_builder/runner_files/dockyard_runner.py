@@ -5,24 +5,31 @@ Shipped in every version image (this file and the pure-Python waitress server be
 so that it runs on any Python base image.
 """
 
+from __future__ import annotations
+
 import importlib
 import os
 import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 HEALTH_PATH = "/_dockyard/health"
 
 
-def load(target):
+def load(target: str) -> WsgiApp:
     """Import ``module:callable`` (``module`` alone means ``module:application``)."""
     module_name, _, attribute = target.partition(":")
     module = importlib.import_module(module_name)
-    return getattr(module, attribute or "application")
+    app: WsgiApp = getattr(module, attribute or "application")
+    return app
 
 
-def with_health(app):
+def with_health(app: WsgiApp) -> WsgiApp:
     """Wrap ``app`` so that the health route never reaches it."""
 
-    def dispatch(environ, start_response):
+    def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == HEALTH_PATH:
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok\n"]
@@ -31,7 +38,7 @@ def with_health(app):
     return dispatch
 
 
-def main(argv):
+def main(argv: list[str]) -> int:
     """``python -m dockyard_runner module:callable``."""
     if len(argv) != 2:
         sys.stderr.write("usage: python -m dockyard_runner module:callable\n")
@@ -42,7 +49,8 @@ def main(argv):
     app = with_health(load(argv[1]))
     waitress.serve(
         app,
-        host=os.environ.get("HOST", "0.0.0.0"),
+        # Inside a container the server must be reachable from outside its namespace.
+        host=os.environ.get("HOST", "0.0.0.0"),  # noqa: S104
         port=int(os.environ.get("PORT", "8000")),
         threads=int(os.environ.get("DOCKYARD_WSGI_THREADS", "4")),
         ident="dockyard",

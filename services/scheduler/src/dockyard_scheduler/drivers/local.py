@@ -158,15 +158,14 @@ class LocalDriver:
             await self._state(replica, WorkloadState.FAILED, f"could not unpack the image: {exc}")
             return
         while True:
-            await self._start(replica, image)
-            ready, reason = await self._wait_ready(replica)
+            process = await self._start(replica, image)
+            ready, reason = await self._wait_ready(replica, process)
             if not ready:
                 await self._kill(replica)
                 await self._state(replica, WorkloadState.FAILED, reason)
                 return
             await self._state(replica, WorkloadState.READY)
-            assert replica.process is not None
-            code = await replica.process.wait()
+            code = await process.wait()
             delay = delays[min(replica.restarts, len(delays) - 1)]
             replica.restarts += 1
             log.warning(
@@ -185,7 +184,7 @@ class LocalDriver:
             await asyncio.sleep(delay)
             replica.port = _free_port(replica.workload.target.address or "127.0.0.1")
 
-    async def _start(self, replica: _Replica, image: UnpackedImage) -> None:
+    async def _start(self, replica: _Replica, image: UnpackedImage) -> asyncio.subprocess.Process:
         self._ensure_shims()
         command = [str(part) for part in image.config.get("Cmd", [])]
         workdir = image.root / str(image.config.get("WorkingDir", "/")).lstrip("/")
@@ -215,14 +214,16 @@ class LocalDriver:
             pid=replica.process.pid,
             upstream=replica.upstream,
         )
+        return replica.process
 
-    async def _wait_ready(self, replica: _Replica) -> tuple[bool, str]:
-        assert replica.process is not None
+    async def _wait_ready(
+        self, replica: _Replica, process: asyncio.subprocess.Process
+    ) -> tuple[bool, str]:
         host = replica.workload.target.address or "127.0.0.1"
         deadline = time.monotonic() + self._settings.readiness_timeout_s
         while time.monotonic() < deadline:
-            if replica.process.returncode is not None:
-                return False, self._exit_reason(replica)
+            if process.returncode is not None:
+                return False, self._exit_reason(replica, process.returncode)
             try:
                 _, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, replica.port), timeout=0.5
@@ -240,8 +241,7 @@ class LocalDriver:
             f"{replica.last_log_lines()}"
         )
 
-    def _exit_reason(self, replica: _Replica) -> str:
-        assert replica.process is not None
+    def _exit_reason(self, replica: _Replica, code: int) -> str:
         tail = replica.last_log_lines()
         if "Address already in use" in tail or "address already in use" in tail:
             return (
@@ -249,10 +249,7 @@ class LocalDriver:
                 "listen on $PORT (or use a container target for hard-coded ports). Last lines:\n"
                 + tail
             )
-        return (
-            f"exited with code {replica.process.returncode} before opening its port. "
-            f"Last lines:\n{tail}"
-        )
+        return f"exited with code {code} before opening its port. Last lines:\n{tail}"
 
     async def _kill(self, replica: _Replica) -> None:
         process = replica.process
