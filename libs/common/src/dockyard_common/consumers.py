@@ -61,13 +61,18 @@ async def run_consumer(js: JetStreamContext, spec: ConsumerSpec, handle: EventHa
     await js.add_consumer(EVENTS_STREAM, config=config)
     subscription = await js.pull_subscribe_bind(durable=spec.durable, stream=EVENTS_STREAM)
     log.info("consumer.started", durable=spec.durable, event_types=list(spec.event_types))
-    while True:
-        try:
-            messages = await subscription.fetch(spec.batch, timeout=5.0)
-        except nats.errors.TimeoutError:
-            continue
-        for message in messages:
-            await _deliver(spec, message, handle)
+    try:
+        while True:
+            try:
+                messages = await subscription.fetch(spec.batch, timeout=5.0)
+            except nats.errors.TimeoutError:
+                continue
+            for message in messages:
+                await _deliver(spec, message, handle)
+    finally:
+        # A pull subscription left behind makes the connection's drain wait for its timeout.
+        with contextlib.suppress(nats.errors.Error):
+            await subscription.unsubscribe()
 
 
 async def _deliver(spec: ConsumerSpec, message: Msg, handle: EventHandler) -> None:

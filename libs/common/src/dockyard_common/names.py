@@ -77,6 +77,8 @@ def validate_endpoint_name(value: str) -> str:
         suggestion = suggest_name(value)
         if not suggestion[0].isalpha():
             suggestion = f"e-{suggestion}"[:MAX_NAME_LENGTH]
+        if len(suggestion) < 2:
+            suggestion = f"{suggestion}-endpoint"
         raise InvalidName(
             f"endpoint name {value!r} breaks the rule {ENDPOINT_NAME_RULE} "
             f"(and may not end with '-'); try {suggestion!r}"

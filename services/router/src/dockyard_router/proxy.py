@@ -105,7 +105,9 @@ class Proxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Forward one request; retry once elsewhere only for a connection failure of an
         idempotent request without a body."""
-        resolution = self._table.resolve(request.rel_url.raw_path, self._settings.region)
+        # A client may prefer a region; otherwise the router's own region comes first.
+        region = request.headers.get("X-Dockyard-Region") or self._settings.region
+        resolution = self._table.resolve(request.rel_url.raw_path, region)
         if resolution is None:
             return _problem(404, f"nothing serves {request.rel_url.raw_path}")
         retryable = request.method in _IDEMPOTENT and not request.can_read_body

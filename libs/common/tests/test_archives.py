@@ -1,0 +1,52 @@
+"""Code archives: only plain files and directories inside the archive get through."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from dockyard_common.archives import ArchiveLimits, scan_archive
+from dockyard_common.errors import InvalidInput
+from tests.harness.archives import member, tar_gz
+
+
+def test_a_plain_archive_lists_its_files_with_normalised_names() -> None:
+    data = tar_gz({"./app.py": b"print(1)", "pkg/mod.py": b"", "pkg//deep/./x.txt": b"hi"})
+    members = scan_archive(io.BytesIO(data), ArchiveLimits())
+    assert sorted(m.name for m in members) == ["app.py", "pkg/deep/x.txt", "pkg/mod.py"]
+
+
+@pytest.mark.parametrize(
+    ("hostile", "complaint"),
+    [
+        (member("../escape.py"), "climbs out"),
+        (member("a/../../escape.py"), "climbs out"),
+        (member("/etc/passwd"), "absolute path"),
+        (member("link", tarfile.SYMTYPE, "/etc/passwd"), "is a link"),
+        (member("hard", tarfile.LNKTYPE, "app.py"), "is a link"),
+        (member("dev", tarfile.CHRTYPE), "not a regular file"),
+        (member("fifo", tarfile.FIFOTYPE), "not a regular file"),
+        (member("dir/.wh.secret"), "whiteout"),
+    ],
+)
+def test_hostile_members_are_refused_by_name(hostile: tarfile.TarInfo, complaint: str) -> None:
+    data = tar_gz({"app.py": b"ok"}, hostile=[hostile])
+    with pytest.raises(InvalidInput, match=complaint) as caught:
+        scan_archive(io.BytesIO(data), ArchiveLimits())
+    assert hostile.name in str(caught.value)
+
+
+def test_data_that_is_not_a_tar_gz_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="not a readable tar.gz"):
+        scan_archive(io.BytesIO(b"PK\x03\x04 this is a zip"), ArchiveLimits())
+
+
+def test_member_count_and_size_are_capped() -> None:
+    many = tar_gz({f"f{i}.py": b"" for i in range(5)})
+    with pytest.raises(InvalidInput, match="more than 3 members"):
+        scan_archive(io.BytesIO(many), ArchiveLimits(max_members=3))
+    big = tar_gz({"model.bin": b"x" * 1000})
+    with pytest.raises(InvalidInput, match="more than 100 bytes"):
+        scan_archive(io.BytesIO(big), ArchiveLimits(max_bytes=100))

@@ -1,0 +1,123 @@
+"""JetStream helpers against a real nats-server: provisioning, dedup, CAS, consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from dockyard_common import (
+    CloudEvent,
+    CodeRef,
+    Conflict,
+    ConsumerSpec,
+    Counter,
+    EndpointSpec,
+    EventPublisher,
+    EventType,
+    ResourceStore,
+    TransientError,
+    Version,
+    provision_jetstream,
+    run_consumer,
+)
+from dockyard_common.subjects import EVENTS_STREAM, SEQUENCES_BUCKET, VERSIONS_BUCKET
+
+
+def a_version(owner: str) -> Version:
+    return Version(
+        owner=owner,
+        project="demo",
+        deployment="web",
+        name="v1",
+        code=CodeRef(blob="sha256:" + "0" * 64),
+        endpoints=[EndpointSpec(name="predict", wsgi="app:app")],
+        targets=["local-eu"],
+    )
+
+
+async def test_provisioning_twice_changes_nothing(js: JetStreamContext) -> None:
+    before = await js.stream_info(EVENTS_STREAM)
+    await provision_jetstream(js)
+    after = await js.stream_info(EVENTS_STREAM)
+    assert after.config.subjects == before.config.subjects == ["dockyard.events.>"]
+    assert after.config.duplicate_window == 120.0
+
+
+async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamContext) -> None:
+    owner = f"o{secrets.token_hex(4)}"
+    publisher = EventPublisher(js, source="test")
+    subscription = await js.subscribe(f"dockyard.events.{owner}.>", ordered_consumer=True)
+    for _ in range(2):
+        await publisher.publish(
+            EventType.VERSION_CREATED,
+            a_version(owner),
+            owner=owner,
+            project="demo",
+            deployment="web",
+            resource_key="k",
+            revision=1,
+        )
+    first = await subscription.next_msg(timeout=2)
+    assert first.headers is not None and first.headers["Nats-Msg-Id"] == "version.created:k:1"
+    with pytest.raises(TimeoutError):
+        await subscription.next_msg(timeout=0.3)
+    await subscription.unsubscribe()
+
+
+async def test_a_stale_write_loses_with_conflict(js: JetStreamContext) -> None:
+    store = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
+    key = f"o{secrets.token_hex(4)}.demo.web.v1"
+    version = a_version("acme")
+    revision = await store.create(key, version)
+    with pytest.raises(Conflict):
+        await store.create(key, version)
+    await store.update(key, version.model_copy(update={"error": "first"}), revision)
+    with pytest.raises(Conflict):
+        await store.update(key, version.model_copy(update={"error": "second"}), revision)
+    stored = await store.get(key)
+    assert stored is not None and stored.value.error == "first"
+
+
+async def test_concurrent_counters_never_hand_out_a_number_twice(js: JetStreamContext) -> None:
+    counter = await Counter.open(js, SEQUENCES_BUCKET)
+    key = f"o{secrets.token_hex(4)}.demo.web.20261125"
+    numbers = await asyncio.gather(*(counter.next(key) for _ in range(20)))
+    assert sorted(numbers) == list(range(1, 21))
+
+
+async def test_a_transient_failure_is_redelivered_and_then_acknowledged(
+    js: JetStreamContext,
+) -> None:
+    owner = f"o{secrets.token_hex(4)}"
+    seen: list[int] = []
+    done = asyncio.Event()
+
+    async def flaky(event: CloudEvent, message: Msg) -> None:
+        if event.data["owner"] != owner:
+            return
+        seen.append(message.metadata.num_delivered or 0)
+        if len(seen) < 3:
+            raise TransientError("not yet", delay=0.05)
+        done.set()
+
+    spec = ConsumerSpec(durable=f"test-{owner}", event_types=[EventType.VERSION_CREATED])
+    consumer = asyncio.create_task(run_consumer(js, spec, flaky))
+    try:
+        await EventPublisher(js, source="test").publish(
+            EventType.VERSION_CREATED,
+            a_version(owner),
+            owner=owner,
+            project="demo",
+            deployment="web",
+            resource_key=f"{owner}.demo.web.v1",
+            revision=1,
+        )
+        await asyncio.wait_for(done.wait(), timeout=10)
+    finally:
+        consumer.cancel()
+        await js.delete_consumer(EVENTS_STREAM, spec.durable)
+    assert seen == [1, 2, 3]

@@ -1,0 +1,178 @@
+"""Session-wide real servers and the running platform, shared by every test that needs them.
+
+Tests isolate themselves by unique names (an owner per test), never by restarting servers.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from redis.asyncio import Redis
+
+from dockyard_cli.servers import free_port
+from dockyard_common import connect_nats, connect_redis, provision_jetstream
+from tests.harness.infrastructure import Infrastructure, start_infrastructure
+
+__all__ = [
+    "Names",
+    "RunningPlatform",
+    "api",
+    "infrastructure",
+    "js",
+    "names",
+    "nats_client",
+    "platform",
+    "redis_client",
+    "start_platform_process",
+]
+
+
+@pytest.fixture(scope="session")
+def infrastructure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infrastructure]:
+    """Real NATS (JetStream) and Redis for the whole session."""
+    with start_infrastructure(tmp_path_factory.mktemp("infrastructure")) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+async def nats_client(infrastructure: Infrastructure) -> AsyncIterator[NatsClient]:
+    """A NATS connection for the session."""
+    client = await connect_nats(infrastructure.nats_url, name="dockyard-tests")
+    yield client
+    await client.drain()
+
+
+@pytest.fixture(scope="session")
+async def js(nats_client: NatsClient) -> JetStreamContext:
+    """JetStream with the platform's streams and buckets provisioned."""
+    context = nats_client.jetstream()
+    await provision_jetstream(context)
+    return context
+
+
+@pytest.fixture
+async def redis_client(infrastructure: Infrastructure) -> AsyncIterator[Redis]:
+    """A Redis client (the platform's own helper: no hidden retries)."""
+    client = connect_redis(infrastructure.redis_url)
+    yield client
+    await client.aclose()
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names unique to one test, so tests never see each other's resources."""
+
+    owner: str
+    project: str
+    deployment: str
+
+
+@pytest.fixture
+def names() -> Names:
+    """An owner, project and deployment no other test uses."""
+    return Names(owner=f"o{secrets.token_hex(4)}", project="demo", deployment="web")
+
+
+@dataclass
+class RunningPlatform:
+    """The embedded platform started the way ``make run`` starts it."""
+
+    process: subprocess.Popen[str]
+    api_url: str
+    router_url: str
+    admin_token: str
+    data_dir: Path
+    output: list[str]
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Ctrl-C, as a person would; the launcher's exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout)
+
+
+def start_platform_process(
+    data_dir: Path, extra_env: dict[str, str], timeout: float = 90.0
+) -> RunningPlatform:
+    """Run ``python -m dockyard_cli up`` and return once it says it is running."""
+    api_port, router_port = free_port(), free_port()
+    token = secrets.token_urlsafe(16)
+    env = dict(
+        os.environ,
+        DOCKYARD_API_PORT=str(api_port),
+        DOCKYARD_ROUTER_PORT=str(router_port),
+        DOCKYARD_ADMIN_TOKEN=token,
+        DOCKYARD_DATA_DIR=str(data_dir),
+        **extra_env,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dockyard_cli", "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    output: list[str] = []
+    started = threading.Event()
+
+    def read_output() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("Press Ctrl-C"):
+                started.set()
+
+    threading.Thread(target=read_output, daemon=True).start()
+    if not started.wait(timeout):
+        process.kill()
+        process.wait()
+        logs = "".join(output)
+        raise AssertionError(f"the platform did not start within {timeout} s; it printed:\n{logs}")
+    return RunningPlatform(
+        process=process,
+        api_url=f"http://127.0.0.1:{api_port}",
+        router_url=f"http://127.0.0.1:{router_port}",
+        admin_token=token,
+        data_dir=data_dir,
+        output=output,
+    )
+
+
+@pytest.fixture(scope="session")
+def platform(
+    infrastructure: Infrastructure, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPlatform]:
+    """The four services on the session's NATS and Redis, started as ``make run`` does."""
+    running = start_platform_process(
+        tmp_path_factory.mktemp("platform"),
+        {
+            "DOCKYARD_NATS_URL": infrastructure.nats_url,
+            "DOCKYARD_REDIS_URL": infrastructure.redis_url,
+        },
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def api(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the platform's API, authenticated as the admin."""
+    async with httpx.AsyncClient(
+        base_url=platform.api_url,
+        headers={"Authorization": f"Bearer {platform.admin_token}"},
+        timeout=10.0,
+    ) as client:
+        yield client
