@@ -59,11 +59,11 @@ async def create_version(
 
 
 async def wait_for_version(
-    api: httpx.AsyncClient, names: Names, version: str, status: str, timeout: float = 30.0
+    api: httpx.AsyncClient, names: Names, version: str, status: str, within_s: float = 30.0
 ) -> dict[str, Any]:
     """Wait until the version reaches ``status``; fail naming the last status seen."""
     url = f"{project_path(names)}/deployments/{names.deployment}/versions/{version}"
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     seen: dict[str, Any] = {}
     while time.monotonic() < deadline:
         seen = (await api.get(url)).json()
@@ -73,7 +73,7 @@ async def wait_for_version(
             break
         await asyncio.sleep(0.05)
     raise AssertionError(
-        f"version {version} did not become {status!r} within {timeout} s; last seen: "
+        f"version {version} did not become {status!r} within {within_s} s; last seen: "
         f"status={seen.get('status')!r} error={seen.get('error')!r} "
         f"endpoints={seen.get('endpoint_states')}"
     )

@@ -52,7 +52,8 @@ def start_infrastructure(data_dir: Path) -> Iterator[Infrastructure]:
         with local_infrastructure(data_dir) as infrastructure:
             yield infrastructure
     elif backend == "containers":
-        from tests.harness.containers import container_infrastructure  # noqa: PLC0415
+        # Imported only when chosen: it needs the docker SDK and an engine.
+        from tests.harness.containers import container_infrastructure
 
         with container_infrastructure() as infrastructure:
             yield infrastructure

@@ -39,7 +39,7 @@ def test_hostile_members_are_refused_by_name(hostile: tarfile.TarInfo, complaint
 
 
 def test_data_that_is_not_a_tar_gz_is_refused() -> None:
-    with pytest.raises(InvalidInput, match="not a readable tar.gz"):
+    with pytest.raises(InvalidInput, match=r"not a readable tar\.gz"):
         scan_archive(io.BytesIO(b"PK\x03\x04 this is a zip"), ArchiveLimits())
 
 

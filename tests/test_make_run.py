@@ -1,0 +1,86 @@
+"""``make run``'s launcher: starts its own NATS and Redis, serves, and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.harness.archives import tar_gz
+from tests.harness.fixtures import Names, start_platform_process
+from tests.harness.flows import (
+    WSGI_APP,
+    create_version,
+    put_deployment,
+    upload_blob,
+    wait_for_version,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, grandchildren, ...), read from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces; fields after the closing parenthesis are fixed.
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        found.update(children)
+        frontier.extend(children)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+async def test_the_platform_serves_and_ctrl_c_stops_every_process_it_started(
+    tmp_path: Path, names: Names
+) -> None:
+    platform = start_platform_process(tmp_path / "data", {})
+    try:
+        assert any("Admin token" in line for line in platform.output)
+        async with httpx.AsyncClient(
+            base_url=platform.api_url,
+            headers={"Authorization": f"Bearer {platform.admin_token}"},
+            timeout=10,
+        ) as api:
+            await put_deployment(api, names, ["local-eu", "local-us"])
+            code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
+            created = await create_version(
+                api,
+                names,
+                {
+                    "name": "v1",
+                    "code": {"blob": code},
+                    "endpoints": [{"name": "predict", "wsgi": "app:app"}],
+                },
+            )
+            assert created.status_code == 201, created.text
+            await wait_for_version(api, names, "v1", "ready")
+        started = descendants(platform.process.pid)
+        # nats-server, redis-server, four services and two endpoint replicas at least.
+        assert len(started) >= 8, started
+    finally:
+        code = platform.stop()
+    assert code == 0, "".join(platform.output)
+    assert [pid for pid in started if alive(pid)] == []
+    assert "Dockyard stopped." in "".join(platform.output)
