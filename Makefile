@@ -1,0 +1,39 @@
+# The interface to the project: CI calls the same targets a person does.
+#   make run    install, then run the embedded platform (NATS, Redis, four services)
+#   make test   install, lint, then run every test against real servers
+#   make lint   ruff, mypy --strict, import-linter contracts
+
+SHELL := /bin/bash
+PYTHON ?= python3
+# uv from PATH, or the one pip installed as a module (no PATH change needed).
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --frozen --all-packages
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint format pytest uv
+
+uv:
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
+		|| $(PYTHON) -m pip install --quiet uv
+
+install: uv
+	$(UV) sync --frozen --all-packages
+
+run: install
+	$(RUN) dockyard up
+
+lint: install
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy libs/common/src libs/cli/src services/api/src services/builder/src \
+		services/scheduler/src services/router/src
+	$(RUN) lint-imports
+
+pytest: install
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+format: install
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
