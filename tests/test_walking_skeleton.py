@@ -101,3 +101,26 @@ async def test_the_router_never_leaves_the_upstream_host(
             got = await client.get(base + hostile)
             assert got.status_code == 200, (hostile, got.text)
             assert got.text.startswith("GET /"), (hostile, got.text)
+
+
+async def test_endpoints_default_to_the_valohai_yaml_at_the_root_of_the_code(
+    api: httpx.AsyncClient, platform: RunningPlatform, names: Names
+) -> None:
+    valohai_yaml = (
+        b"- endpoint:\n    name: predict\n    image: python:3.11-slim\n    wsgi: app:app\n"
+    )
+    # tar -C dir . names members ./app.py, as most users' archives do.
+    code = await upload_blob(
+        api, names, tar_gz({"./app.py": WSGI_APP, "./valohai.yaml": valohai_yaml})
+    )
+    await put_deployment(api, names, ["local-us"])
+    response = await create_version(api, names, {"code": {"blob": code}})
+    assert response.status_code == 201, response.text
+    assert [e["name"] for e in response.json()["endpoints"]] == ["predict"]
+    version = response.json()["name"]
+    await wait_for_version(api, names, version, "ready")
+    url = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/{version}"
+    async with httpx.AsyncClient(timeout=10) as client:
+        got = await client.get(f"{url}/predict/ping")
+    assert got.status_code == 200 and got.text.startswith("GET /ping")
+    assert got.headers["X-Dockyard-Region"] == "us"  # the only region it runs in

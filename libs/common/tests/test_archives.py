@@ -14,8 +14,14 @@ from tests.harness.archives import member, tar_gz
 
 def test_a_plain_archive_lists_its_files_with_normalised_names() -> None:
     data = tar_gz({"./app.py": b"print(1)", "pkg/mod.py": b"", "pkg//deep/./x.txt": b"hi"})
-    members = scan_archive(io.BytesIO(data), ArchiveLimits())
-    assert sorted(m.name for m in members) == ["app.py", "pkg/deep/x.txt", "pkg/mod.py"]
+    scanned = scan_archive(io.BytesIO(data), ArchiveLimits())
+    assert sorted(m.name for m in scanned.members) == ["app.py", "pkg/deep/x.txt", "pkg/mod.py"]
+
+
+def test_asked_for_files_are_captured_under_their_normalised_name() -> None:
+    data = tar_gz({"./valohai.yaml": b"- endpoint: {}", "sub/valohai.yaml": b"not this one"})
+    scanned = scan_archive(io.BytesIO(data), ArchiveLimits(), capture=frozenset({"valohai.yaml"}))
+    assert scanned.captured == {"valohai.yaml": b"- endpoint: {}"}
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from typing import IO
 
 from dockyard_common.errors import InvalidInput
 
-__all__ = ["ArchiveLimits", "ArchiveMember", "check_member", "scan_archive"]
+__all__ = ["ArchiveLimits", "ArchiveMember", "ScannedArchive", "check_member", "scan_archive"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,6 +24,7 @@ class ArchiveLimits:
 
     max_members: int = 100_000
     max_bytes: int = 2 * 1024**3
+    max_captured_bytes: int = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,24 @@ def check_member(member: tarfile.TarInfo) -> ArchiveMember | None:
     return ArchiveMember(name, False, member.size, bool(member.mode & 0o111))
 
 
-def scan_archive(fileobj: IO[bytes], limits: ArchiveLimits) -> list[ArchiveMember]:
+@dataclass(frozen=True)
+class ScannedArchive:
+    """Every member of a checked archive, and the content of the few files asked for."""
+
+    members: list[ArchiveMember]
+    captured: dict[str, bytes]
+
+
+def scan_archive(
+    fileobj: IO[bytes], limits: ArchiveLimits, capture: frozenset[str] = frozenset()
+) -> ScannedArchive:
     """Check every member of a tar.gz stream; :class:`InvalidInput` on the first bad one.
 
-    Blocking (it decompresses): call it from a worker thread.
+    The content of members whose normalised name is in ``capture`` (``valohai.yaml``, say)
+    is returned too. Blocking (it decompresses): call it from a worker thread.
     """
     members: list[ArchiveMember] = []
+    captured: dict[str, bytes] = {}
     total = 0
     try:
         with tarfile.open(fileobj=fileobj, mode="r|gz") as archive:
@@ -79,6 +92,13 @@ def scan_archive(fileobj: IO[bytes], limits: ArchiveLimits) -> list[ArchiveMembe
                 if checked is None:
                     continue
                 members.append(checked)
+                if checked.name in capture and not checked.is_dir:
+                    if checked.size > limits.max_captured_bytes:
+                        raise InvalidInput(
+                            f"{checked.name} is larger than {limits.max_captured_bytes} bytes"
+                        )
+                    content = archive.extractfile(info)
+                    captured[checked.name] = content.read() if content is not None else b""
                 total += checked.size
                 if len(members) > limits.max_members:
                     raise InvalidInput(f"archive holds more than {limits.max_members} members")
@@ -86,4 +106,4 @@ def scan_archive(fileobj: IO[bytes], limits: ArchiveLimits) -> list[ArchiveMembe
                     raise InvalidInput(f"archive unpacks to more than {limits.max_bytes} bytes")
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise InvalidInput(f"code archive is not a readable tar.gz file: {exc}") from exc
-    return members
+    return ScannedArchive(members, captured)

@@ -92,6 +92,16 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
         return _response(422, "invalid-input", _TITLES[422], detail, errors=errors)
 
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("api.request.failed", method=request.method, path=request.url.path)
+        return _response(
+            500,
+            "internal",
+            "Internal error",
+            "the API failed unexpectedly; the error is in its log",
+        )
+
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = _TITLES.get(exc.status_code, "error").lower().replace(" ", "-")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import tarfile
 import tempfile
 from typing import IO, Annotated
 
@@ -46,21 +45,13 @@ router = APIRouter(
 )
 
 VALOHAI_YAML = "valohai.yaml"
-_MAX_VALOHAI_YAML_BYTES = 256 * 1024
 
 
 def _check_code(archive: IO[bytes], limits: ArchiveLimits) -> str | None:
     """Check the code archive member by member; return its root ``valohai.yaml`` if any."""
-    members = scan_archive(archive, limits)
-    if not any(m.name == VALOHAI_YAML and not m.is_dir for m in members):
-        return None
-    archive.seek(0)
-    with tarfile.open(fileobj=archive, mode="r:gz") as tar:
-        member = tar.getmember(VALOHAI_YAML)
-        if member.size > _MAX_VALOHAI_YAML_BYTES:
-            raise InvalidInput(f"{VALOHAI_YAML} is larger than {_MAX_VALOHAI_YAML_BYTES} bytes")
-        handle = tar.extractfile(member)
-        return handle.read().decode("utf-8", errors="replace") if handle else None
+    scanned = scan_archive(archive, limits, capture=frozenset({VALOHAI_YAML}))
+    content = scanned.captured.get(VALOHAI_YAML)
+    return None if content is None else content.decode("utf-8", errors="replace")
 
 
 async def _code_valohai_yaml(
