@@ -124,3 +124,9 @@ async def test_endpoints_default_to_the_valohai_yaml_at_the_root_of_the_code(
         got = await client.get(f"{url}/predict/ping")
     assert got.status_code == 200 and got.text.startswith("GET /ping")
     assert got.headers["X-Dockyard-Region"] == "us"  # the only region it runs in
+
+
+async def test_the_api_describes_itself_in_openapi(platform: RunningPlatform) -> None:
+    async with httpx.AsyncClient(base_url=platform.api_url) as client:
+        document = (await client.get("/openapi.json")).json()
+    assert "/v1/projects/{owner}/{project}/deployments/{deployment}/versions" in document["paths"]

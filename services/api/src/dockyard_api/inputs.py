@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from dockyard_common.models import CodeRef, EndpointSpec, TargetKind
 from dockyard_common.names import EndpointName, TargetName, VersionName
@@ -31,6 +33,20 @@ class DeploymentIn(_Input):
     targets: list[TargetName] = Field(min_length=1, max_length=32)
 
 
+def _endpoints_form(value: Any) -> str:
+    """Names when every item is a string, inline definitions otherwise (one error list each)."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return "names"
+    return "definitions"
+
+
+EndpointsIn = Annotated[
+    Annotated[list[EndpointName], Tag("names")]
+    | Annotated[list[EndpointSpec], Tag("definitions")],
+    Discriminator(_endpoints_form),
+]
+
+
 class VersionIn(_Input):
     """``POST .../deployments/{deployment}/versions``.
 
@@ -42,5 +58,5 @@ class VersionIn(_Input):
     name: VersionName | None = None
     code: CodeRef
     valohai_yaml: str | None = Field(default=None, max_length=256 * 1024)
-    endpoints: list[EndpointName] | list[EndpointSpec] | None = Field(default=None, min_length=1)
+    endpoints: EndpointsIn | None = Field(default=None, min_length=1)
     env: dict[str, str] = Field(default_factory=dict)

@@ -82,7 +82,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = [
             {
                 "loc": list(error.get("loc", ())),
-                "msg": error.get("msg", ""),
+                "msg": str(error.get("msg", "")).removeprefix("Value error, "),
                 "type": error.get("type", ""),
             }
             for error in exc.errors()
