@@ -164,7 +164,16 @@ def platform(
         },
     )
     yield running
+    died = running.process.poll() is not None
     running.stop()
+    if died:
+        logs = "\n".join(
+            f"--- {log.name}\n{log.read_text()[-3000:]}"
+            for log in sorted((running.data_dir / "logs").glob("*.log"))
+        )
+        raise AssertionError(
+            f"the platform exited during the session:\n{''.join(running.output)}\n{logs}"
+        )
 
 
 @pytest.fixture

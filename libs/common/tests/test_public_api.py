@@ -50,6 +50,7 @@ EXPECTED = {
     "keep_alive",
     "provision_jetstream",
     "run_consumer",
+    "run_jetstream_service",
     "run_until_signalled",
     "utcnow",
 }

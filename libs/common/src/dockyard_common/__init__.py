@@ -4,7 +4,7 @@ from dockyard_common.consumers import ConsumerSpec, EventHandler, keep_alive, ru
 from dockyard_common.errors import DockyardError, InvalidInput, PermanentError, TransientError
 from dockyard_common.events import EVENT_DATA, CloudEvent, EventType, UnknownEventType, event_data
 from dockyard_common.jetstream import EventPublisher, connect_nats, provision_jetstream
-from dockyard_common.lifecycle import run_until_signalled
+from dockyard_common.lifecycle import run_jetstream_service, run_until_signalled
 from dockyard_common.log import configure_logging, get_logger
 from dockyard_common.models import (
     BlobDigest,
@@ -82,6 +82,7 @@ __all__ = [
     "keep_alive",
     "provision_jetstream",
     "run_consumer",
+    "run_jetstream_service",
     "run_until_signalled",
     "utcnow",
 ]

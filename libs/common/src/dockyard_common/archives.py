@@ -7,15 +7,26 @@ are checked one by one here and only regular files and directories pass. No netw
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
+import shutil
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
 from dockyard_common.errors import InvalidInput
 
-__all__ = ["ArchiveLimits", "ArchiveMember", "ScannedArchive", "check_member", "scan_archive"]
+__all__ = [
+    "ArchiveLimits",
+    "ArchiveMember",
+    "ScannedArchive",
+    "check_member",
+    "extract_archive",
+    "scan_archive",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +85,35 @@ class ScannedArchive:
     captured: dict[str, bytes]
 
 
+def _checked_members(
+    archive: tarfile.TarFile, limits: ArchiveLimits
+) -> Iterator[tuple[tarfile.TarInfo, ArchiveMember]]:
+    """Each member with its checked form, enforcing the count and size caps as it goes."""
+    count = 0
+    total = 0
+    for info in archive:
+        checked = check_member(info)
+        if checked is None:
+            continue
+        count += 1
+        total += checked.size
+        if count > limits.max_members:
+            raise InvalidInput(f"archive holds more than {limits.max_members} members")
+        if total > limits.max_bytes:
+            raise InvalidInput(f"archive unpacks to more than {limits.max_bytes} bytes")
+        yield info, checked
+
+
+@contextlib.contextmanager
+def _reading(fileobj: IO[bytes], compressed: bool) -> Iterator[tarfile.TarFile]:
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|gz" if compressed else "r|") as archive:
+            yield archive
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        kind = "tar.gz" if compressed else "tar"
+        raise InvalidInput(f"archive is not a readable {kind} file: {exc}") from exc
+
+
 def scan_archive(
     fileobj: IO[bytes], limits: ArchiveLimits, capture: frozenset[str] = frozenset()
 ) -> ScannedArchive:
@@ -84,26 +124,41 @@ def scan_archive(
     """
     members: list[ArchiveMember] = []
     captured: dict[str, bytes] = {}
-    total = 0
-    try:
-        with tarfile.open(fileobj=fileobj, mode="r|gz") as archive:
-            for info in archive:
-                checked = check_member(info)
-                if checked is None:
-                    continue
-                members.append(checked)
-                if checked.name in capture and not checked.is_dir:
-                    if checked.size > limits.max_captured_bytes:
-                        raise InvalidInput(
-                            f"{checked.name} is larger than {limits.max_captured_bytes} bytes"
-                        )
-                    content = archive.extractfile(info)
-                    captured[checked.name] = content.read() if content is not None else b""
-                total += checked.size
-                if len(members) > limits.max_members:
-                    raise InvalidInput(f"archive holds more than {limits.max_members} members")
-                if total > limits.max_bytes:
-                    raise InvalidInput(f"archive unpacks to more than {limits.max_bytes} bytes")
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        raise InvalidInput(f"code archive is not a readable tar.gz file: {exc}") from exc
+    with _reading(fileobj, compressed=True) as archive:
+        for info, checked in _checked_members(archive, limits):
+            members.append(checked)
+            if checked.name in capture and not checked.is_dir:
+                if checked.size > limits.max_captured_bytes:
+                    raise InvalidInput(
+                        f"{checked.name} is larger than {limits.max_captured_bytes} bytes"
+                    )
+                content = archive.extractfile(info)
+                captured[checked.name] = content.read() if content is not None else b""
     return ScannedArchive(members, captured)
+
+
+def extract_archive(
+    fileobj: IO[bytes], dest: Path, limits: ArchiveLimits, *, compressed: bool = True
+) -> int:
+    """Write a tar stream's directories and regular files under ``dest``; the file count.
+
+    Every member passes :func:`check_member` first; modes are reduced to executable or
+    not, owners dropped. Blocking: call it from a worker thread.
+    """
+    files = 0
+    with _reading(fileobj, compressed) as archive:
+        for info, member in _checked_members(archive, limits):
+            target = dest / member.name
+            if member.is_dir:
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            if target.is_dir():
+                raise InvalidInput(f"archive holds {member.name!r} as a directory and a file")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = archive.extractfile(info)
+            with target.open("wb") as out:
+                if source is not None:
+                    shutil.copyfileobj(source, out, 1024 * 1024)
+            target.chmod(0o755 if member.executable else 0o644)
+            files += 1
+    return files

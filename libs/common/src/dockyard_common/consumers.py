@@ -65,7 +65,13 @@ async def run_consumer(js: JetStreamContext, spec: ConsumerSpec, handle: EventHa
         while True:
             try:
                 messages = await subscription.fetch(spec.batch, timeout=5.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:
+                # Nothing to do (nats-py raises its own or asyncio's TimeoutError here).
+                continue
+            except nats.errors.Error as exc:
+                # Disconnected or reconnecting: the client reconnects by itself.
+                log.warning("consumer.fetch.failed", durable=spec.durable, error=repr(exc))
+                await asyncio.sleep(1.0)
                 continue
             for message in messages:
                 await _deliver(spec, message, handle)

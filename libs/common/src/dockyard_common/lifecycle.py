@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from dockyard_common.log import get_logger
+from nats.js import JetStreamContext
 
-__all__ = ["run_until_signalled"]
+from dockyard_common.jetstream import connect_nats, provision_jetstream
+from dockyard_common.log import configure_logging, get_logger
+from dockyard_common.settings import CommonSettings
+
+__all__ = ["run_jetstream_service", "run_until_signalled"]
 
 log = get_logger(__name__)
 
@@ -39,3 +44,31 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
 
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(runner())
+
+
+def run_jetstream_service(
+    name: str,
+    settings: CommonSettings,
+    work: Callable[[JetStreamContext], Coroutine[Any, Any, None]],
+) -> None:
+    """Run a service whose work is consuming the event stream, until SIGTERM.
+
+    Connects to NATS, provisions JetStream, runs ``work(js)`` and, on the signal, cancels it
+    and drains the connection. A failing ``work`` ends the process with its error.
+    """
+    configure_logging(service=name, log_format=settings.log_format, level=settings.log_level)
+
+    async def serve(stop: asyncio.Event) -> None:
+        nc = await connect_nats(settings.nats_url, name=f"dockyard-{name}")
+        try:
+            js = nc.jetstream()
+            await provision_jetstream(js)
+            async with asyncio.TaskGroup() as tasks:
+                worker = tasks.create_task(work(js))
+                log.info("service.started", data_dir=str(settings.data_dir))
+                await stop.wait()
+                worker.cancel()
+        finally:
+            await nc.drain()
+
+    run_until_signalled(serve)

@@ -41,8 +41,7 @@ def _endpoints_form(value: Any) -> str:
 
 
 EndpointsIn = Annotated[
-    Annotated[list[EndpointName], Tag("names")]
-    | Annotated[list[EndpointSpec], Tag("definitions")],
+    Annotated[list[EndpointName], Tag("names")] | Annotated[list[EndpointSpec], Tag("definitions")],
     Discriminator(_endpoints_form),
 ]
 

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import IO
 
-from dockyard_builder.code import unpack_code
 from dockyard_builder.image import (
     APP_DIR,
     endpoint_config,
@@ -19,7 +18,7 @@ from dockyard_builder.layers import LayerBlob, entries_from_directory, write_lay
 from dockyard_builder.runner import runner_entries
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import ImageInfo, LayerInfo, Version
-from dockyard_common.archives import ArchiveLimits
+from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import MEDIA_TYPE_INDEX, OciLayout, descriptor
 
 __all__ = ["build_version", "version_ref_name"]
@@ -48,7 +47,7 @@ def build_version(
         work = Path(scratch)
         code_root = work / "code"
         code_root.mkdir()
-        unpack_code(
+        extract_archive(
             code_archive,
             code_root,
             ArchiveLimits(max_members=settings.max_code_members, max_bytes=settings.max_code_bytes),

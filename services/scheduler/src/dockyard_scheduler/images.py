@@ -5,17 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dockyard_common import PermanentError
-from dockyard_common.archives import check_member
+from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import BlobNotFound, OciLayout
 
 __all__ = ["UnpackedImage", "layout_of", "unpack_image"]
+
+_LAYER_LIMITS = ArchiveLimits(max_members=1_000_000, max_bytes=64 * 1024**3)
 
 
 @dataclass(frozen=True)
@@ -37,23 +38,9 @@ def layout_of(reference: str) -> OciLayout:
 
 
 def _extract_layer(blob: Path, media_type: str, dest: Path) -> None:
-    mode = "r|gz" if media_type.endswith("+gzip") else "r|"
-    with blob.open("rb") as raw, tarfile.open(fileobj=raw, mode=mode) as tar:  # type: ignore[call-overload]
-        for info in tar:
-            member = check_member(info)
-            if member is None:
-                continue
-            target = dest / member.name
-            if member.is_dir:
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(info)
-            if source is None:  # pragma: no cover
-                continue
-            with target.open("wb") as out:
-                shutil.copyfileobj(source, out, 1024 * 1024)
-            target.chmod(0o755 if member.executable else 0o644)
+    # Layers are the builder's own, but never trusted: the same checks as user archives.
+    with blob.open("rb") as raw:
+        extract_archive(raw, dest, _LAYER_LIMITS, compressed=media_type.endswith("+gzip"))
 
 
 def unpack_image(reference: str, manifest_digest: str, cache: Path) -> UnpackedImage:
