@@ -24,7 +24,14 @@ exec 3>&1 1>&2
 say() { echo "podman.sh: $*" >&2; }
 trap 'say "failed at line $LINENO: $BASH_COMMAND"' ERR
 # Whatever happened, the caller's CI goes on; the tests that need an engine skip themselves.
-trap 'status=$?; if ((status != 0)); then say "no engine (exit $status); docker tests will skip"; fi; exit 0' EXIT
+on_exit() {
+    local status=$?
+    if ((status != 0)); then
+        say "no engine (exit $status); the docker tests will be skipped"
+    fi
+    exit 0
+}
+trap on_exit EXIT
 give_up() {
     say "$*"
     exit 1
@@ -34,19 +41,24 @@ answers() {
     [[ -S $SOCK ]] && curl --silent --fail --max-time 2 --unix-socket "$SOCK" http://d/_ping >/dev/null
 }
 
-install_podman() {
-    if command -v podman >/dev/null && command -v runc >/dev/null; then
-        return
-    fi
-    ((EUID == 0)) || give_up "podman or runc is missing and installing them needs root"
-    command -v apt-get >/dev/null || give_up "podman or runc is missing and there is no apt-get"
-    if ! apt-cache policy podman 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+install_missing() {
+    local command missing=()
+    for command in podman runc curl; do
+        command -v "$command" >/dev/null || missing+=("$command")
+    done
+    ((${#missing[@]} > 0)) || return 0
+    ((EUID == 0)) || give_up "${missing[*]} missing, and installing needs root"
+    command -v apt-get >/dev/null || give_up "${missing[*]} missing, and there is no apt-get"
+    # Captured first: `| grep -q` would stop reading early, and pipefail would count that.
+    local policy
+    policy=$(apt-cache policy podman 2>/dev/null || true)
+    if [[ ! $policy =~ Candidate:\ [0-9] ]]; then
         say "no podman candidate in the package lists: apt-get update"
         apt-get update -q || give_up "apt-get update failed"
     fi
-    say "installing podman and runc"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc \
-        || give_up "apt-get install podman runc failed"
+    say "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" \
+        || give_up "apt-get install ${missing[*]} failed"
 }
 
 # crun refuses this host's cgroups, and root here cannot raise rlimits past the hard limit
@@ -67,8 +79,20 @@ EOF
     fi
 }
 
+# The service this script started last, still running (not some process that reused its pid).
 service_alive() {
-    [[ -f $PID_FILE ]] && kill -0 "$(<"$PID_FILE")" 2>/dev/null
+    local pid
+    [[ -f $PID_FILE ]] && pid=$(<"$PID_FILE") && [[ -r /proc/$pid/cmdline ]] \
+        && [[ $(tr '\0' ' ' <"/proc/$pid/cmdline") == *"system service"*"$SOCK"* ]]
+}
+
+# Until the socket answers; fails if process $1 exits or START_TIMEOUT_S passes.
+wait_for_answer() {
+    local pid=$1 deadline=$((SECONDS + START_TIMEOUT_S))
+    until answers; do
+        kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)) || return 1
+        sleep 0.2
+    done
 }
 
 start_service() {
@@ -76,28 +100,29 @@ start_service() {
         say "podman service already answers on $SOCK"
         return
     fi
-    if ! service_alive; then
-        rm -f "$SOCK"
-        podman info >/dev/null 2>"$STATE_DIR/info.err" \
-            || give_up "podman info failed: $(tail -n 3 "$STATE_DIR/info.err")"
-        # Its own session, no tie to the caller's stdout, so `$(bash podman.sh)` returns
-        # and the service outlives this step of the CI job.
-        setsid podman system service --time=0 "unix://$SOCK" </dev/null >>"$LOG" 2>&1 &
-        echo $! >"$PID_FILE"
-        say "started podman system service (pid $!, log $LOG)"
+    if service_alive; then
+        say "waiting for the podman service already starting (pid $(<"$PID_FILE"))"
+        wait_for_answer "$(<"$PID_FILE")" && return
     fi
-    local deadline=$((SECONDS + START_TIMEOUT_S))
-    until answers; do
-        service_alive || give_up "podman service exited: $(tail -n 5 "$LOG")"
-        ((SECONDS < deadline)) || give_up "no answer on $SOCK within ${START_TIMEOUT_S} s"
-        sleep 0.2
-    done
+    rm -f "$SOCK"
+    podman info >/dev/null 2>"$STATE_DIR/info.err" \
+        || give_up "podman info failed: $(tail -n 3 "$STATE_DIR/info.err")"
+    # Its own session and none of this script's descriptors (fd 3 is the caller's stdout), so
+    # `$(bash podman.sh)` returns and the service outlives this step of the CI job.
+    setsid podman system service --time=0 "unix://$SOCK" </dev/null >>"$LOG" 2>&1 3>&- &
+    local pid=$!
+    echo "$pid" >"$PID_FILE"
+    say "started podman system service (pid $pid, log $LOG)"
+    if ! wait_for_answer "$pid"; then
+        kill -0 "$pid" 2>/dev/null || give_up "podman service exited: $(tail -n 5 "$LOG")"
+        kill "$pid"
+        give_up "no answer on $SOCK within ${START_TIMEOUT_S} s; stopped the service"
+    fi
 }
 
 main() {
     [[ $(uname -s) == Linux ]] || give_up "podman's service needs Linux, not $(uname -s)"
-    command -v curl >/dev/null || give_up "curl is needed to probe the podman socket"
-    install_podman
+    install_missing
     mkdir -p "$STATE_DIR"
     write_config
     export CONTAINERS_CONF=$CONF
