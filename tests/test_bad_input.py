@@ -11,7 +11,13 @@ from nats.js import JetStreamContext
 
 from tests.harness.archives import member, tar_gz
 from tests.harness.fixtures import Names, RunningPlatform
-from tests.harness.flows import WSGI_APP, create_version, put_deployment, upload_blob
+from tests.harness.flows import (
+    WSGI_APP,
+    create_version,
+    ensure_project,
+    put_deployment,
+    upload_blob,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -117,6 +123,7 @@ async def test_code_that_was_never_uploaded_is_named(
 async def test_an_upload_whose_bytes_do_not_match_its_digest_is_refused(
     api: httpx.AsyncClient, names: Names
 ) -> None:
+    await ensure_project(api, names)
     url = f"/v1/projects/{names.owner}/{names.project}/blobs/sha256:{'2' * 64}"
     assert "hash to" in problem(await api.put(url, content=b"other bytes"), 422)["detail"]
     assert (await api.head(url)).status_code == 404
@@ -134,6 +141,7 @@ async def test_an_oversized_json_body_is_refused(api: httpx.AsyncClient, deploym
 async def test_unknown_targets_and_deployments_are_named(
     api: httpx.AsyncClient, names: Names
 ) -> None:
+    await ensure_project(api, names)
     response = await api.put(
         f"/v1/projects/{names.owner}/{names.project}/deployments/web",
         json={"targets": ["mars-1"]},

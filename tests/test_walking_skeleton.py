@@ -109,11 +109,11 @@ async def test_endpoints_default_to_the_valohai_yaml_at_the_root_of_the_code(
     valohai_yaml = (
         b"- endpoint:\n    name: predict\n    image: python:3.11-slim\n    wsgi: app:app\n"
     )
+    await put_deployment(api, names, ["local-us"])
     # tar -C dir . names members ./app.py, as most users' archives do.
     code = await upload_blob(
         api, names, tar_gz({"./app.py": WSGI_APP, "./valohai.yaml": valohai_yaml})
     )
-    await put_deployment(api, names, ["local-us"])
     response = await create_version(api, names, {"code": {"blob": code}})
     assert response.status_code == 201, response.text
     assert [e["name"] for e in response.json()["endpoints"]] == ["predict"]

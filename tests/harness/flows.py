@@ -11,7 +11,14 @@ import httpx
 
 from tests.harness.fixtures import Names
 
-__all__ = ["WSGI_APP", "create_version", "put_deployment", "upload_blob", "wait_for_version"]
+__all__ = [
+    "WSGI_APP",
+    "create_version",
+    "ensure_project",
+    "put_deployment",
+    "upload_blob",
+    "wait_for_version",
+]
 
 WSGI_APP = b"""\
 import os
@@ -33,8 +40,17 @@ def project_path(names: Names) -> str:
     return f"/v1/projects/{names.owner}/{names.project}"
 
 
+async def ensure_project(api: httpx.AsyncClient, names: Names) -> None:
+    """Create the test's owner and project (``api`` holds the platform admin token)."""
+    owner = await api.post("/v1/owners", json={"name": names.owner})
+    assert owner.status_code in (201, 409), owner.text
+    project = await api.put(project_path(names), json={})
+    assert project.status_code in (200, 201), project.text
+
+
 async def put_deployment(api: httpx.AsyncClient, names: Names, targets: list[str]) -> None:
-    """Create the test's deployment on ``targets``."""
+    """Create the test's owner, project and deployment on ``targets``."""
+    await ensure_project(api, names)
     response = await api.put(
         f"{project_path(names)}/deployments/{names.deployment}", json={"targets": targets}
     )

@@ -68,6 +68,13 @@ class ResourceStore(Generic[ModelT]):
             raise Conflict(f"{key} changed since revision {revision}") from exc
         return new_revision
 
+    async def delete(self, key: str, revision: int | None = None) -> None:
+        """Delete the resource (only if still at ``revision`` when given); Conflict if not."""
+        try:
+            await self._kv.delete(key, last=revision)
+        except nats.js.errors.KeyWrongLastSequenceError as exc:
+            raise Conflict(f"{key} changed since revision {revision}") from exc
+
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, Stored[ModelT]]]:
         """Every live resource whose key starts with ``prefix``, in key order."""
         try:

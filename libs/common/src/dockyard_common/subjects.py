@@ -7,19 +7,25 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 __all__ = [
+    "ALIASES_BUCKET",
     "BLOB_BUCKET",
     "DEPLOYMENTS_BUCKET",
     "EVENTS_STREAM",
     "EVENT_SUBJECT_PREFIX",
     "KV_BUCKETS",
+    "OWNERS_BUCKET",
+    "PROJECTS_BUCKET",
     "SEQUENCES_BUCKET",
     "TARGETS_BUCKET",
+    "TOKENS_BUCKET",
     "VERSIONS_BUCKET",
+    "alias_key",
     "blob_object_name",
     "deployment_key",
     "event_subject",
     "event_type_filter",
     "message_id",
+    "project_key",
     "route_key",
     "version_key",
     "version_sequence_key",
@@ -28,11 +34,24 @@ __all__ = [
 EVENTS_STREAM = "DOCKYARD_EVENTS"
 EVENT_SUBJECT_PREFIX = "dockyard.events"
 
+OWNERS_BUCKET = "dockyard_owners"
+TOKENS_BUCKET = "dockyard_tokens"
+PROJECTS_BUCKET = "dockyard_projects"
 TARGETS_BUCKET = "dockyard_targets"
 DEPLOYMENTS_BUCKET = "dockyard_deployments"
 VERSIONS_BUCKET = "dockyard_versions"
+ALIASES_BUCKET = "dockyard_aliases"
 SEQUENCES_BUCKET = "dockyard_sequences"
-KV_BUCKETS = (TARGETS_BUCKET, DEPLOYMENTS_BUCKET, VERSIONS_BUCKET, SEQUENCES_BUCKET)
+KV_BUCKETS = (
+    OWNERS_BUCKET,
+    TOKENS_BUCKET,
+    PROJECTS_BUCKET,
+    TARGETS_BUCKET,
+    DEPLOYMENTS_BUCKET,
+    VERSIONS_BUCKET,
+    ALIASES_BUCKET,
+    SEQUENCES_BUCKET,
+)
 BLOB_BUCKET = "dockyard_blobs"
 
 
@@ -44,6 +63,16 @@ def event_subject(owner: str, project: str, deployment: str, event_type: str) ->
 def event_type_filter(event_type: str) -> str:
     """A subject filter matching ``event_type`` (which may end in ``>``) for every deployment."""
     return f"{EVENT_SUBJECT_PREFIX}.*.*.*.{event_type}"
+
+
+def project_key(owner: str, project: str) -> str:
+    """KV key of a project in :data:`PROJECTS_BUCKET`."""
+    return f"{owner}.{project}"
+
+
+def alias_key(owner: str, project: str, deployment: str, alias: str) -> str:
+    """KV key of an alias in :data:`ALIASES_BUCKET`."""
+    return f"{owner}.{project}.{deployment}.{alias}"
 
 
 def deployment_key(owner: str, project: str, deployment: str) -> str:

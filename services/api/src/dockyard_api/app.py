@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.context import ApiContext
 from dockyard_api.problems import OversizeAsProblem, install_problem_handlers
-from dockyard_api.routes import blobs, deployments, health, targets, versions
+from dockyard_api.routes import blobs, deployments, health, owners, projects, targets, versions
 from dockyard_api.settings import ApiSettings
 from dockyard_api.tracking import track_status
 from dockyard_common import (
@@ -29,8 +30,11 @@ from dockyard_common import (
 from dockyard_common.subjects import (
     BLOB_BUCKET,
     DEPLOYMENTS_BUCKET,
+    OWNERS_BUCKET,
+    PROJECTS_BUCKET,
     SEQUENCES_BUCKET,
     TARGETS_BUCKET,
+    TOKENS_BUCKET,
     VERSIONS_BUCKET,
 )
 
@@ -47,6 +51,9 @@ async def _open_context(settings: ApiSettings) -> ApiContext:
         settings=settings,
         nats=nc,
         js=js,
+        owners=await ResourceStore.open(js, OWNERS_BUCKET, Owner),
+        tokens=await ResourceStore.open(js, TOKENS_BUCKET, ApiToken),
+        projects=await ResourceStore.open(js, PROJECTS_BUCKET, Project),
         targets=await ResourceStore.open(js, TARGETS_BUCKET, Target),
         deployments=await ResourceStore.open(js, DEPLOYMENTS_BUCKET, Deployment),
         versions=await ResourceStore.open(js, VERSIONS_BUCKET, Version),
@@ -105,7 +112,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(OversizeAsProblem)
     app.include_router(health.router)
     # Limits are set per router so that they apply inside OversizeAsProblem.
-    for json_router in (targets.router, deployments.router, versions.router):
+    json_routers = (
+        owners.router,
+        projects.router,
+        targets.router,
+        deployments.router,
+        versions.router,
+    )
+    for json_router in json_routers:
         app.include_router(json_router, max_body_size=settings.max_json_bytes)
     app.include_router(blobs.router, max_body_size=settings.max_upload_bytes)
     return app

@@ -1,32 +1,63 @@
-"""Bearer-token authentication. Until owners and their tokens exist, only the admin token."""
+"""Bearer-token authentication and per-owner authorisation, checked on every route.
+
+A caller sees only its own owner's objects: anything else answers 404 exactly as a
+missing object does, so a token learns nothing about other owners. Within its owner a
+token is refused with 403 when its role is too low for the action.
+"""
 
 from __future__ import annotations
 
 import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from dockyard_api.accounts import Principal, Role, hash_token
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.problems import Problem
+from dockyard_common import utcnow
 
-__all__ = ["AdminAuth", "require_admin"]
+__all__ = ["Caller", "authenticate", "authorize", "require_platform_admin"]
 
-_bearer = HTTPBearer(auto_error=False)
+_bearer = HTTPBearer(auto_error=False, description="An API token, or the admin token.")
 
 
-async def require_admin(
-    request: Request,
+async def authenticate(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     context: Annotated[ApiContext, Depends(get_context)],
-) -> None:
-    """Refuse the request with 401 unless it carries the admin bearer token."""
+) -> Principal:
+    """The caller behind the bearer token; 401 when there is none or it is not valid."""
     if credentials is None:
         raise Problem(401, "unauthenticated", "send 'Authorization: Bearer <token>'")
-    expected = context.settings.admin_token.get_secret_value().encode()
-    if not secrets.compare_digest(credentials.credentials.encode(), expected):
-        raise Problem(401, "unauthenticated", "the bearer token is not valid")
+    secret = credentials.credentials
+    admin = context.settings.admin_token.get_secret_value()
+    if secrets.compare_digest(secret.encode(), admin.encode()):
+        return Principal(owner=None, role=Role.ADMIN)
+    stored = await context.tokens.get(hash_token(secret))
+    if stored is None or stored.value.expired(utcnow()):
+        raise Problem(401, "unauthenticated", "the token is unknown, revoked or expired")
+    token = stored.value
+    return Principal(owner=token.owner, role=token.role, token_id=token.id)
 
 
-AdminAuth = Depends(require_admin)
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def authorize(caller: Principal, owner: str, role: Role, missing: str) -> None:
+    """Let the caller act with ``role`` on ``owner``'s objects, or answer 404/403.
+
+    ``missing`` is the 404 detail, the same words a really missing object gets.
+    """
+    if not caller.sees(owner):
+        raise Problem(404, "not-found", missing)
+    if not caller.may(owner, role):
+        raise Problem(
+            403, "forbidden", f"a {caller.role.value} token may not do this; it needs {role.value}"
+        )
+
+
+def require_platform_admin(caller: Principal) -> None:
+    """Only the bootstrap admin token manages owners and targets."""
+    if not caller.is_platform_admin:
+        raise Problem(403, "forbidden", "only the platform admin token may do this")

@@ -9,6 +9,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.object_store import ObjectStore
 
+from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.settings import ApiSettings
 from dockyard_common import Counter, Deployment, EventPublisher, ResourceStore, Target, Version
 
@@ -22,6 +23,9 @@ class ApiContext:
     settings: ApiSettings
     nats: NatsClient
     js: JetStreamContext
+    owners: ResourceStore[Owner]
+    tokens: ResourceStore[ApiToken]
+    projects: ResourceStore[Project]
     targets: ResourceStore[Target]
     deployments: ResourceStore[Deployment]
     versions: ResourceStore[Version]

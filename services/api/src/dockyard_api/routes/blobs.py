@@ -9,17 +9,17 @@ from typing import Annotated
 import nats.js.errors
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from dockyard_api.auth import AdminAuth
+from dockyard_api.accounts import Role
+from dockyard_api.auth import Caller
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import OwnerPath, ProjectPath
+from dockyard_api.scopes import project_in_scope
 from dockyard_common.subjects import blob_object_name
 
 __all__ = ["router"]
 
-router = APIRouter(
-    prefix="/v1/projects/{owner}/{project}/blobs", tags=["blobs"], dependencies=[AdminAuth]
-)
+router = APIRouter(prefix="/v1/projects/{owner}/{project}/blobs", tags=["blobs"])
 
 HexDigest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256, 64 hex digits")]
 
@@ -41,9 +41,11 @@ async def head_blob(
     owner: OwnerPath,
     project: ProjectPath,
     hexdigest: HexDigest,
+    caller: Caller,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> Response:
     """200 when the project holds the blob, 404 when a client should upload it."""
+    await project_in_scope(context, caller, owner, project, Role.VIEWER)
     found = await blob_exists(context, owner, project, f"sha256:{hexdigest}")
     return Response(status_code=200 if found else 404)
 
@@ -55,9 +57,11 @@ async def put_blob(
     hexdigest: HexDigest,
     request: Request,
     response: Response,
+    caller: Caller,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> dict[str, str | int]:
     """Stream an upload into the store; refused unless its sha256 matches the URL. Idempotent."""
+    await project_in_scope(context, caller, owner, project, Role.DEPLOYER)
     digest = f"sha256:{hexdigest}"
     if await blob_exists(context, owner, project, digest):
         response.status_code = 200

@@ -6,21 +6,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from dockyard_api.auth import AdminAuth
+from dockyard_api.accounts import Role
+from dockyard_api.auth import Caller
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import DeploymentIn
+from dockyard_api.listing import Page
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath
-from dockyard_common import Deployment
-from dockyard_common.subjects import deployment_key
+from dockyard_api.scopes import deployment_in_scope, project_in_scope
+from dockyard_common import Deployment, VersionStatus
+from dockyard_common.subjects import deployment_key, version_key
 
 __all__ = ["router"]
 
-router = APIRouter(
-    prefix="/v1/projects/{owner}/{project}/deployments",
-    tags=["deployments"],
-    dependencies=[AdminAuth],
-)
+router = APIRouter(prefix="/v1/projects/{owner}/{project}/deployments", tags=["deployments"])
+
+Context = Annotated[ApiContext, Depends(get_context)]
+
+_FINISHED = (VersionStatus.STOPPED, VersionStatus.FAILED)
 
 
 @router.put("/{deployment}", status_code=201)
@@ -30,9 +33,11 @@ async def put_deployment(
     deployment: DeploymentPath,
     body: DeploymentIn,
     response: Response,
-    context: Annotated[ApiContext, Depends(get_context)],
+    caller: Caller,
+    context: Context,
 ) -> Deployment:
     """Create a deployment or change its targets; 201 when new, 200 when changed."""
+    await project_in_scope(context, caller, owner, project, Role.DEPLOYER)
     unknown = [name for name in body.targets if await context.targets.get(name) is None]
     if unknown:
         known = [name async for name, _ in context.targets.items()]
@@ -55,17 +60,48 @@ async def put_deployment(
     return value
 
 
+@router.get("")
+async def list_deployments(
+    owner: OwnerPath, project: ProjectPath, caller: Caller, context: Context
+) -> Page[Deployment]:
+    """The project's deployments."""
+    await project_in_scope(context, caller, owner, project, Role.VIEWER)
+    prefix = deployment_key(owner, project, "")
+    return Page(items=[s.value async for _, s in context.deployments.items(prefix)])
+
+
 @router.get("/{deployment}")
 async def get_deployment(
     owner: OwnerPath,
     project: ProjectPath,
     deployment: DeploymentPath,
     response: Response,
-    context: Annotated[ApiContext, Depends(get_context)],
+    caller: Caller,
+    context: Context,
 ) -> Deployment:
     """One deployment."""
-    stored = await context.deployments.get(deployment_key(owner, project, deployment))
-    if stored is None:
-        raise Problem(404, "not-found", f"deployment {owner}/{project}/{deployment} does not exist")
+    stored = await deployment_in_scope(context, caller, owner, project, deployment, Role.VIEWER)
     response.headers["ETag"] = f'"{stored.revision}"'
     return stored.value
+
+
+@router.delete("/{deployment}", status_code=204)
+async def delete_deployment(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    caller: Caller,
+    context: Context,
+) -> Response:
+    """Delete a deployment whose versions are all stopped; 409 names those still running."""
+    await deployment_in_scope(context, caller, owner, project, deployment, Role.ADMIN)
+    prefix = version_key(owner, project, deployment, "")
+    running = [
+        s.value.name
+        async for _, s in context.versions.items(prefix)
+        if s.value.status not in _FINISHED
+    ]
+    if running:
+        raise Problem(409, "not-empty", f"stop these versions first: {', '.join(running)}")
+    await context.deployments.delete(deployment_key(owner, project, deployment))
+    return Response(status_code=204)

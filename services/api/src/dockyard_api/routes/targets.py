@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from dockyard_api.auth import AdminAuth
+from dockyard_api.auth import Caller, require_platform_admin
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import TargetIn
 from dockyard_api.listing import Page
@@ -15,7 +15,7 @@ from dockyard_common import Target, TargetName
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/targets", tags=["targets"], dependencies=[AdminAuth])
+router = APIRouter(prefix="/v1/targets", tags=["targets"])
 
 TargetPath = Annotated[TargetName, Path(description="Target name, a DNS label.")]
 
@@ -25,9 +25,11 @@ async def put_target(
     target: TargetPath,
     body: TargetIn,
     response: Response,
+    caller: Caller,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> Target:
-    """Create or replace a target; 201 when new, 200 when replaced."""
+    """Create or replace a target (platform admin); 201 when new, 200 when replaced."""
+    require_platform_admin(caller)
     value = Target(name=target, **body.model_dump())
     current = await context.targets.get(target)
     if current is None:
@@ -40,14 +42,19 @@ async def put_target(
 
 
 @router.get("")
-async def list_targets(context: Annotated[ApiContext, Depends(get_context)]) -> Page[Target]:
-    """Every target."""
+async def list_targets(
+    caller: Caller, context: Annotated[ApiContext, Depends(get_context)]
+) -> Page[Target]:
+    """Every target (any token may read them, to choose where to deploy)."""
     return Page(items=[stored.value async for _, stored in context.targets.items()])
 
 
 @router.get("/{target}")
 async def get_target(
-    target: TargetPath, response: Response, context: Annotated[ApiContext, Depends(get_context)]
+    target: TargetPath,
+    response: Response,
+    caller: Caller,
+    context: Annotated[ApiContext, Depends(get_context)],
 ) -> Target:
     """One target."""
     stored = await context.targets.get(target)
@@ -55,3 +62,24 @@ async def get_target(
         raise Problem(404, "not-found", f"target {target!r} does not exist")
     response.headers["ETag"] = f'"{stored.revision}"'
     return stored.value
+
+
+@router.delete("/{target}", status_code=204)
+async def delete_target(
+    target: TargetPath,
+    caller: Caller,
+    context: Annotated[ApiContext, Depends(get_context)],
+) -> Response:
+    """Remove a target (platform admin); 409 while a deployment is placed on it."""
+    require_platform_admin(caller)
+    if await context.targets.get(target) is None:
+        raise Problem(404, "not-found", f"target {target!r} does not exist")
+    users = [
+        f"{d.value.owner}/{d.value.project}/{d.value.name}"
+        async for _, d in context.deployments.items()
+        if target in d.value.targets
+    ]
+    if users:
+        raise Problem(409, "in-use", f"target {target!r} is used by {', '.join(users)}")
+    await context.targets.delete(target)
+    return Response(status_code=204)

@@ -9,12 +9,14 @@ from typing import IO, Annotated
 import nats.js.errors
 from fastapi import APIRouter, Depends, Query, Response
 
-from dockyard_api.auth import AdminAuth
+from dockyard_api.accounts import Role
+from dockyard_api.auth import Caller
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import VersionIn
 from dockyard_api.listing import Page
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath, VersionPath
+from dockyard_api.scopes import deployment_in_scope
 from dockyard_api.submission import default_version_name, new_version, version_day
 from dockyard_api.valohai import endpoints_from_valohai_yaml
 from dockyard_common import (
@@ -29,7 +31,6 @@ from dockyard_common import (
 from dockyard_common.archives import ArchiveLimits, scan_archive
 from dockyard_common.subjects import (
     blob_object_name,
-    deployment_key,
     version_key,
     version_sequence_key,
 )
@@ -41,7 +42,6 @@ log = get_logger(__name__)
 router = APIRouter(
     prefix="/v1/projects/{owner}/{project}/deployments/{deployment}/versions",
     tags=["versions"],
-    dependencies=[AdminAuth],
 )
 
 VALOHAI_YAML = "valohai.yaml"
@@ -83,12 +83,13 @@ async def create_version(
     deployment: DeploymentPath,
     body: VersionIn,
     response: Response,
+    caller: Caller,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> Version:
     """Submit a version: checked, stored pending, announced as ``version.created``."""
-    stored_deployment = await context.deployments.get(deployment_key(owner, project, deployment))
-    if stored_deployment is None:
-        raise Problem(404, "not-found", f"deployment {owner}/{project}/{deployment} does not exist")
+    stored_deployment = await deployment_in_scope(
+        context, caller, owner, project, deployment, Role.DEPLOYER
+    )
     code_yaml = await _code_valohai_yaml(context, owner, project, body.code.blob)
 
     endpoints: list[EndpointSpec]
@@ -149,9 +150,11 @@ async def get_version(
     deployment: DeploymentPath,
     version: VersionPath,
     response: Response,
+    caller: Caller,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> Version:
     """Where a version stands: overall, per endpoint and per target."""
+    await deployment_in_scope(context, caller, owner, project, deployment, Role.VIEWER)
     stored = await context.versions.get(version_key(owner, project, deployment, version))
     if stored is None:
         raise Problem(
@@ -166,10 +169,12 @@ async def list_versions(
     owner: OwnerPath,
     project: ProjectPath,
     deployment: DeploymentPath,
+    caller: Caller,
     context: Annotated[ApiContext, Depends(get_context)],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[Version]:
     """The deployment's versions, newest first."""
+    await deployment_in_scope(context, caller, owner, project, deployment, Role.VIEWER)
     prefix = version_key(owner, project, deployment, "")
     versions = [stored.value async for _, stored in context.versions.items(prefix)]
     versions.sort(key=lambda v: v.created_at, reverse=True)
