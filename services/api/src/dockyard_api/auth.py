@@ -10,7 +10,8 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
+from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dockyard_api.accounts import Principal, Role, hash_token
@@ -18,7 +19,17 @@ from dockyard_api.context import ApiContext, get_context
 from dockyard_api.problems import Problem
 from dockyard_common import utcnow
 
-__all__ = ["Caller", "authenticate", "authorize", "require_platform_admin"]
+__all__ = [
+    "Caller",
+    "Deployer",
+    "OwnerAdmin",
+    "PlatformAdmin",
+    "Viewer",
+    "access",
+    "authenticate",
+    "authorize",
+    "require_platform_admin",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="An API token, or the admin token.")
 
@@ -61,3 +72,35 @@ def require_platform_admin(caller: Principal) -> None:
     """Only the bootstrap admin token manages owners and targets."""
     if not caller.is_platform_admin:
         raise Problem(403, "forbidden", "only the platform admin token may do this")
+
+
+def access(role: Role) -> DependsParam:
+    """Dependency of an owner-scoped route: the caller, if it may act there with ``role``.
+
+    Runs before the body is read or validated, so a caller without access learns nothing
+    from validation errors either.
+    """
+
+    async def check(request: Request, caller: Caller) -> Principal:
+        owner = str(request.path_params["owner"])
+        authorize(caller, owner, role, f"{request.url.path} does not exist")
+        return caller
+
+    dependency: DependsParam = Depends(check)
+    return dependency
+
+
+async def _platform_admin(caller: Caller) -> Principal:
+    require_platform_admin(caller)
+    return caller
+
+
+PlatformAdmin = Annotated[Principal, Depends(_platform_admin)]
+"""The caller, if it holds the platform admin token; 403 otherwise."""
+
+Viewer = Annotated[Principal, access(Role.VIEWER)]
+"""A caller that may read the owner's objects."""
+Deployer = Annotated[Principal, access(Role.DEPLOYER)]
+"""A caller that may submit versions and move aliases in the owner's projects."""
+OwnerAdmin = Annotated[Principal, access(Role.ADMIN)]
+"""A caller that may manage the owner's tokens and delete its projects."""

@@ -9,12 +9,11 @@ from typing import Annotated
 import nats.js.errors
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from dockyard_api.accounts import Role
-from dockyard_api.auth import Caller
+from dockyard_api.auth import Deployer, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import OwnerPath, ProjectPath
-from dockyard_api.scopes import project_in_scope
+from dockyard_api.scopes import existing_project
 from dockyard_common.subjects import blob_object_name
 
 __all__ = ["router"]
@@ -41,11 +40,11 @@ async def head_blob(
     owner: OwnerPath,
     project: ProjectPath,
     hexdigest: HexDigest,
-    caller: Caller,
+    caller: Viewer,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> Response:
     """200 when the project holds the blob, 404 when a client should upload it."""
-    await project_in_scope(context, caller, owner, project, Role.VIEWER)
+    await existing_project(context, owner, project)
     found = await blob_exists(context, owner, project, f"sha256:{hexdigest}")
     return Response(status_code=200 if found else 404)
 
@@ -57,11 +56,11 @@ async def put_blob(
     hexdigest: HexDigest,
     request: Request,
     response: Response,
-    caller: Caller,
+    caller: Deployer,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> dict[str, str | int]:
     """Stream an upload into the store; refused unless its sha256 matches the URL. Idempotent."""
-    await project_in_scope(context, caller, owner, project, Role.DEPLOYER)
+    await existing_project(context, owner, project)
     digest = f"sha256:{hexdigest}"
     if await blob_exists(context, owner, project, digest):
         response.status_code = 200

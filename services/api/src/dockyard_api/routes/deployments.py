@@ -6,14 +6,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from dockyard_api.accounts import Role
-from dockyard_api.auth import Caller
+from dockyard_api.auth import Deployer, OwnerAdmin, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import DeploymentIn
 from dockyard_api.listing import Page
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath
-from dockyard_api.scopes import deployment_in_scope, project_in_scope
+from dockyard_api.scopes import existing_deployment, existing_project
 from dockyard_common import Deployment, VersionStatus
 from dockyard_common.subjects import deployment_key, version_key
 
@@ -33,11 +32,11 @@ async def put_deployment(
     deployment: DeploymentPath,
     body: DeploymentIn,
     response: Response,
-    caller: Caller,
+    caller: Deployer,
     context: Context,
 ) -> Deployment:
     """Create a deployment or change its targets; 201 when new, 200 when changed."""
-    await project_in_scope(context, caller, owner, project, Role.DEPLOYER)
+    await existing_project(context, owner, project)
     unknown = [name for name in body.targets if await context.targets.get(name) is None]
     if unknown:
         known = [name async for name, _ in context.targets.items()]
@@ -62,10 +61,10 @@ async def put_deployment(
 
 @router.get("")
 async def list_deployments(
-    owner: OwnerPath, project: ProjectPath, caller: Caller, context: Context
+    owner: OwnerPath, project: ProjectPath, caller: Viewer, context: Context
 ) -> Page[Deployment]:
     """The project's deployments."""
-    await project_in_scope(context, caller, owner, project, Role.VIEWER)
+    await existing_project(context, owner, project)
     prefix = deployment_key(owner, project, "")
     return Page(items=[s.value async for _, s in context.deployments.items(prefix)])
 
@@ -76,11 +75,11 @@ async def get_deployment(
     project: ProjectPath,
     deployment: DeploymentPath,
     response: Response,
-    caller: Caller,
+    caller: Viewer,
     context: Context,
 ) -> Deployment:
     """One deployment."""
-    stored = await deployment_in_scope(context, caller, owner, project, deployment, Role.VIEWER)
+    stored = await existing_deployment(context, owner, project, deployment)
     response.headers["ETag"] = f'"{stored.revision}"'
     return stored.value
 
@@ -90,11 +89,11 @@ async def delete_deployment(
     owner: OwnerPath,
     project: ProjectPath,
     deployment: DeploymentPath,
-    caller: Caller,
+    caller: OwnerAdmin,
     context: Context,
 ) -> Response:
     """Delete a deployment whose versions are all stopped; 409 names those still running."""
-    await deployment_in_scope(context, caller, owner, project, deployment, Role.ADMIN)
+    await existing_deployment(context, owner, project, deployment)
     prefix = version_key(owner, project, deployment, "")
     running = [
         s.value.name

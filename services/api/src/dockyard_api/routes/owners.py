@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dockyard_api.accounts import ApiToken, Owner, Role, hash_token, new_token
-from dockyard_api.auth import Caller, authorize, require_platform_admin
+from dockyard_api.auth import OwnerAdmin, PlatformAdmin, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.listing import Page
 from dockyard_api.problems import Problem
@@ -54,9 +54,8 @@ class CreatedToken(BaseModel):
 
 
 @router.post("", status_code=201)
-async def create_owner(body: OwnerIn, caller: Caller, context: Context) -> Owner:
+async def create_owner(body: OwnerIn, caller: PlatformAdmin, context: Context) -> Owner:
     """Create an owner (platform admin only)."""
-    require_platform_admin(caller)
     owner = Owner(name=body.name)
     try:
         await context.owners.create(body.name, owner)
@@ -66,10 +65,9 @@ async def create_owner(body: OwnerIn, caller: Caller, context: Context) -> Owner
 
 
 @router.get("/{owner}")
-async def get_owner(owner: OwnerPath, caller: Caller, context: Context) -> Owner:
+async def get_owner(owner: OwnerPath, caller: Viewer, context: Context) -> Owner:
     """One owner."""
     missing = f"owner {owner!r} does not exist"
-    authorize(caller, owner, Role.VIEWER, missing)
     stored = await context.owners.get(owner)
     if stored is None:
         raise Problem(404, "not-found", missing)
@@ -78,11 +76,10 @@ async def get_owner(owner: OwnerPath, caller: Caller, context: Context) -> Owner
 
 @router.post("/{owner}/tokens", status_code=201)
 async def create_token(
-    owner: OwnerPath, body: TokenIn, caller: Caller, context: Context
+    owner: OwnerPath, body: TokenIn, caller: OwnerAdmin, context: Context
 ) -> CreatedToken:
     """Issue a token for the owner; its secret is in this answer only."""
     missing = f"owner {owner!r} does not exist"
-    authorize(caller, owner, Role.ADMIN, missing)
     if await context.owners.get(owner) is None:
         raise Problem(404, "not-found", missing)
     if body.expires_at is not None and body.expires_at.tzinfo is None:
@@ -102,9 +99,8 @@ async def create_token(
 
 
 @router.get("/{owner}/tokens")
-async def list_tokens(owner: OwnerPath, caller: Caller, context: Context) -> Page[ApiToken]:
+async def list_tokens(owner: OwnerPath, caller: OwnerAdmin, context: Context) -> Page[ApiToken]:
     """The owner's tokens (ids and roles; secrets are never shown again)."""
-    authorize(caller, owner, Role.ADMIN, f"owner {owner!r} does not exist")
     tokens = [s.value async for _, s in context.tokens.items() if s.value.owner == owner]
     tokens.sort(key=lambda t: t.created_at)
     return Page(items=tokens)
@@ -114,12 +110,11 @@ async def list_tokens(owner: OwnerPath, caller: Caller, context: Context) -> Pag
 async def revoke_token(
     owner: OwnerPath,
     token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")],
-    caller: Caller,
+    caller: OwnerAdmin,
     context: Context,
 ) -> Response:
     """Revoke a token at once."""
     missing = f"token {token_id!r} of {owner!r} does not exist"
-    authorize(caller, owner, Role.ADMIN, missing)
     async for key, stored in context.tokens.items():
         if stored.value.owner == owner and stored.value.id == token_id:
             await context.tokens.delete(key)

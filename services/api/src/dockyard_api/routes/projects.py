@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from dockyard_api.accounts import Project, Role
-from dockyard_api.auth import Caller, authorize
+from dockyard_api.accounts import Project
+from dockyard_api.auth import Deployer, OwnerAdmin, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.listing import Page
 from dockyard_api.problems import Problem
@@ -40,11 +40,10 @@ async def put_project(
     project: ProjectPath,
     body: ProjectIn,
     response: Response,
-    caller: Caller,
+    caller: Deployer,
     context: Context,
 ) -> Project:
     """Create a project or change its description; 201 when new, 200 when changed."""
-    authorize(caller, owner, Role.DEPLOYER, _missing(owner, project))
     if await context.owners.get(owner) is None:
         raise Problem(404, "not-found", f"owner {owner!r} does not exist; POST /v1/owners first")
     key = project_key(owner, project)
@@ -61,18 +60,16 @@ async def put_project(
 
 
 @router.get("/{owner}")
-async def list_projects(owner: OwnerPath, caller: Caller, context: Context) -> Page[Project]:
+async def list_projects(owner: OwnerPath, caller: Viewer, context: Context) -> Page[Project]:
     """The owner's projects."""
-    authorize(caller, owner, Role.VIEWER, f"owner {owner!r} does not exist")
     return Page(items=[s.value async for _, s in context.projects.items(f"{owner}.")])
 
 
 @router.get("/{owner}/{project}")
 async def get_project(
-    owner: OwnerPath, project: ProjectPath, response: Response, caller: Caller, context: Context
+    owner: OwnerPath, project: ProjectPath, response: Response, caller: Viewer, context: Context
 ) -> Project:
     """One project."""
-    authorize(caller, owner, Role.VIEWER, _missing(owner, project))
     stored = await context.projects.get(project_key(owner, project))
     if stored is None:
         raise Problem(404, "not-found", _missing(owner, project))
@@ -82,10 +79,9 @@ async def get_project(
 
 @router.delete("/{owner}/{project}", status_code=204)
 async def delete_project(
-    owner: OwnerPath, project: ProjectPath, caller: Caller, context: Context
+    owner: OwnerPath, project: ProjectPath, caller: OwnerAdmin, context: Context
 ) -> Response:
     """Delete an empty project; 409 while it still has deployments."""
-    authorize(caller, owner, Role.ADMIN, _missing(owner, project))
     key = project_key(owner, project)
     if await context.projects.get(key) is None:
         raise Problem(404, "not-found", _missing(owner, project))

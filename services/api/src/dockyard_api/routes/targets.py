@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from dockyard_api.auth import Caller, require_platform_admin
+from dockyard_api.auth import Caller, PlatformAdmin
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import TargetIn
 from dockyard_api.listing import Page
@@ -25,11 +25,10 @@ async def put_target(
     target: TargetPath,
     body: TargetIn,
     response: Response,
-    caller: Caller,
+    caller: PlatformAdmin,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> Target:
     """Create or replace a target (platform admin); 201 when new, 200 when replaced."""
-    require_platform_admin(caller)
     value = Target(name=target, **body.model_dump())
     current = await context.targets.get(target)
     if current is None:
@@ -67,11 +66,10 @@ async def get_target(
 @router.delete("/{target}", status_code=204)
 async def delete_target(
     target: TargetPath,
-    caller: Caller,
+    caller: PlatformAdmin,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> Response:
     """Remove a target (platform admin); 409 while a deployment is placed on it."""
-    require_platform_admin(caller)
     if await context.targets.get(target) is None:
         raise Problem(404, "not-found", f"target {target!r} does not exist")
     users = [

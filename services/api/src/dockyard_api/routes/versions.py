@@ -9,14 +9,13 @@ from typing import IO, Annotated
 import nats.js.errors
 from fastapi import APIRouter, Depends, Query, Response
 
-from dockyard_api.accounts import Role
-from dockyard_api.auth import Caller
+from dockyard_api.auth import Deployer, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import VersionIn
 from dockyard_api.listing import Page
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath, VersionPath
-from dockyard_api.scopes import deployment_in_scope
+from dockyard_api.scopes import existing_deployment
 from dockyard_api.submission import default_version_name, new_version, version_day
 from dockyard_api.valohai import endpoints_from_valohai_yaml
 from dockyard_common import (
@@ -83,13 +82,11 @@ async def create_version(
     deployment: DeploymentPath,
     body: VersionIn,
     response: Response,
-    caller: Caller,
+    caller: Deployer,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> Version:
     """Submit a version: checked, stored pending, announced as ``version.created``."""
-    stored_deployment = await deployment_in_scope(
-        context, caller, owner, project, deployment, Role.DEPLOYER
-    )
+    stored_deployment = await existing_deployment(context, owner, project, deployment)
     code_yaml = await _code_valohai_yaml(context, owner, project, body.code.blob)
 
     endpoints: list[EndpointSpec]
@@ -150,11 +147,11 @@ async def get_version(
     deployment: DeploymentPath,
     version: VersionPath,
     response: Response,
-    caller: Caller,
+    caller: Viewer,
     context: Annotated[ApiContext, Depends(get_context)],
 ) -> Version:
     """Where a version stands: overall, per endpoint and per target."""
-    await deployment_in_scope(context, caller, owner, project, deployment, Role.VIEWER)
+    await existing_deployment(context, owner, project, deployment)
     stored = await context.versions.get(version_key(owner, project, deployment, version))
     if stored is None:
         raise Problem(
@@ -169,12 +166,12 @@ async def list_versions(
     owner: OwnerPath,
     project: ProjectPath,
     deployment: DeploymentPath,
-    caller: Caller,
+    caller: Viewer,
     context: Annotated[ApiContext, Depends(get_context)],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Page[Version]:
     """The deployment's versions, newest first."""
-    await deployment_in_scope(context, caller, owner, project, deployment, Role.VIEWER)
+    await existing_deployment(context, owner, project, deployment)
     prefix = version_key(owner, project, deployment, "")
     versions = [stored.value async for _, stored in context.versions.items(prefix)]
     versions.sort(key=lambda v: v.created_at, reverse=True)
