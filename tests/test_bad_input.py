@@ -163,7 +163,9 @@ async def test_a_version_name_is_taken_only_once(api: httpx.AsyncClient, deploym
 async def test_refused_submissions_store_nothing_and_emit_nothing(
     api: httpx.AsyncClient, deployment: Names, js: JetStreamContext
 ) -> None:
-    events = await js.subscribe(f"dockyard.events.{deployment.owner}.>", ordered_consumer=True)
+    events = await js.subscribe(
+        f"dockyard.events.{deployment.owner}.*.*.version.>", ordered_consumer=True
+    )
     bad_code = await upload_blob(api, deployment, tar_gz({"a.py": b""}, hostile=[member("../x")]))
     good_code = await upload_blob(api, deployment, tar_gz({"app.py": WSGI_APP}))
     refused = [

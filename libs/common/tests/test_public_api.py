@@ -6,6 +6,10 @@ import dockyard_common
 
 EXPECTED = {
     "EVENT_DATA",
+    "Alias",
+    "AliasChange",
+    "AliasTarget",
+    "Record",
     "AliasName",
     "BlobDigest",
     "CloudEvent",

@@ -7,6 +7,9 @@ from dockyard_common.jetstream import EventPublisher, connect_nats, provision_je
 from dockyard_common.lifecycle import run_jetstream_service, run_until_signalled
 from dockyard_common.log import configure_logging, get_logger
 from dockyard_common.models import (
+    Alias,
+    AliasChange,
+    AliasTarget,
     BlobDigest,
     CodeRef,
     Deployment,
@@ -34,11 +37,14 @@ from dockyard_common.names import (
 )
 from dockyard_common.redis_client import connect_redis
 from dockyard_common.settings import CommonSettings
-from dockyard_common.state import Conflict, Counter, ResourceStore, Stored
+from dockyard_common.state import Conflict, Counter, Record, ResourceStore, Stored
 
 __all__ = [
     "EVENT_DATA",
+    "Alias",
+    "AliasChange",
     "AliasName",
+    "AliasTarget",
     "BlobDigest",
     "CloudEvent",
     "CodeRef",
@@ -63,6 +69,7 @@ __all__ = [
     "OwnerName",
     "PermanentError",
     "ProjectName",
+    "Record",
     "ResourceStore",
     "Stored",
     "Target",

@@ -24,7 +24,7 @@ from dockyard_common.events import CloudEvent
 from dockyard_common.log import get_logger
 from dockyard_common.subjects import EVENTS_STREAM, event_type_filter
 
-__all__ = ["ConsumerSpec", "EventHandler", "keep_alive", "run_consumer"]
+__all__ = ["ConsumerSpec", "EventHandler", "keep_alive", "pull_messages", "run_consumer"]
 
 log = get_logger(__name__)
 
@@ -39,7 +39,6 @@ class ConsumerSpec:
     event_types: Sequence[str]
     ack_wait_s: float = 30.0
     max_deliver: int = 50
-    batch: int = 16
     retry_delays_s: Sequence[float] = field(default=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0))
 
     def retry_delay(self, delivered: int) -> float:
@@ -47,8 +46,42 @@ class ConsumerSpec:
         return self.retry_delays_s[min(delivered, len(self.retry_delays_s)) - 1]
 
 
+async def pull_messages(
+    js: JetStreamContext, stream: str, config: ConsumerConfig
+) -> AsyncIterator[Msg]:
+    """Every message of a durable pull consumer (created or updated here), until cancelled.
+
+    The caller acknowledges. Idle fetches and disconnects are waited out, not raised.
+    Messages are fetched one at a time: nats-py's fetch of a batch, once it has to wait,
+    holds the first message until the whole batch arrives or the timeout passes (seconds
+    of latency), while a fetch of one returns as soon as a message is there.
+    """
+    durable = str(config.durable_name)
+    await js.add_consumer(stream, config=config)
+    subscription = await js.pull_subscribe_bind(durable=durable, stream=stream)
+    log.info("consumer.started", stream=stream, durable=durable)
+    try:
+        while True:
+            try:
+                messages = await subscription.fetch(1, timeout=5.0)
+            except TimeoutError:
+                # Nothing to do (nats-py raises its own or asyncio's TimeoutError here).
+                continue
+            except nats.errors.Error as exc:
+                # Disconnected or reconnecting: the client reconnects by itself.
+                log.warning("consumer.fetch.failed", durable=durable, error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            for message in messages:
+                yield message
+    finally:
+        # A pull subscription left behind makes the connection's drain wait for its timeout.
+        with contextlib.suppress(nats.errors.Error):
+            await subscription.unsubscribe()
+
+
 async def run_consumer(js: JetStreamContext, spec: ConsumerSpec, handle: EventHandler) -> None:
-    """Create (or update) the durable consumer; feed its messages to ``handle`` until cancelled."""
+    """Create (or update) the durable consumer; feed its events to ``handle`` until cancelled."""
     config = ConsumerConfig(
         durable_name=spec.durable,
         name=spec.durable,
@@ -58,27 +91,8 @@ async def run_consumer(js: JetStreamContext, spec: ConsumerSpec, handle: EventHa
         deliver_policy=DeliverPolicy.ALL,
         filter_subjects=[event_type_filter(t) for t in spec.event_types],
     )
-    await js.add_consumer(EVENTS_STREAM, config=config)
-    subscription = await js.pull_subscribe_bind(durable=spec.durable, stream=EVENTS_STREAM)
-    log.info("consumer.started", durable=spec.durable, event_types=list(spec.event_types))
-    try:
-        while True:
-            try:
-                messages = await subscription.fetch(spec.batch, timeout=5.0)
-            except TimeoutError:
-                # Nothing to do (nats-py raises its own or asyncio's TimeoutError here).
-                continue
-            except nats.errors.Error as exc:
-                # Disconnected or reconnecting: the client reconnects by itself.
-                log.warning("consumer.fetch.failed", durable=spec.durable, error=repr(exc))
-                await asyncio.sleep(1.0)
-                continue
-            for message in messages:
-                await _deliver(spec, message, handle)
-    finally:
-        # A pull subscription left behind makes the connection's drain wait for its timeout.
-        with contextlib.suppress(nats.errors.Error):
-            await subscription.unsubscribe()
+    async for message in pull_messages(js, EVENTS_STREAM, config):
+        await _deliver(spec, message, handle)
 
 
 async def _deliver(spec: ConsumerSpec, message: Msg, handle: EventHandler) -> None:

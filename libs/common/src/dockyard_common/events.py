@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dockyard_common.models import EndpointState, Version, utcnow
+from dockyard_common.models import Alias, Deployment, EndpointState, Version, utcnow
 
 __all__ = [
     "EVENT_DATA",
@@ -29,6 +29,8 @@ class EventType:
     """Event type names: dotted, past tense."""
 
     VERSION_CREATED = "version.created"
+    VERSION_STOPPING = "version.stopping"
+    VERSION_STOPPED = "version.stopped"
     VERSION_BUILD_STARTED = "version.build.started"
     VERSION_BUILT = "version.built"
     VERSION_BUILD_FAILED = "version.build.failed"
@@ -36,10 +38,14 @@ class EventType:
     ENDPOINT_READY = "endpoint.ready"
     ENDPOINT_FAILED = "endpoint.failed"
     ENDPOINT_STOPPED = "endpoint.stopped"
+    DEPLOYMENT_CHANGED = "deployment.changed"
+    ALIAS_CHANGED = "alias.changed"
 
 
 EVENT_DATA: dict[str, type[BaseModel]] = {
     EventType.VERSION_CREATED: Version,
+    EventType.VERSION_STOPPING: Version,
+    EventType.VERSION_STOPPED: Version,
     EventType.VERSION_BUILD_STARTED: Version,
     EventType.VERSION_BUILT: Version,
     EventType.VERSION_BUILD_FAILED: Version,
@@ -47,6 +53,8 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     EventType.ENDPOINT_READY: EndpointState,
     EventType.ENDPOINT_FAILED: EndpointState,
     EventType.ENDPOINT_STOPPED: EndpointState,
+    EventType.DEPLOYMENT_CHANGED: Deployment,
+    EventType.ALIAS_CHANGED: Alias,
 }
 """Which resource each event type carries as its ``data``."""
 

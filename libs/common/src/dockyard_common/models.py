@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from dockyard_common.names import (
+    AliasName,
     DeploymentName,
     EndpointName,
     OwnerName,
@@ -23,6 +24,9 @@ from dockyard_common.names import (
 )
 
 __all__ = [
+    "Alias",
+    "AliasChange",
+    "AliasTarget",
     "BlobDigest",
     "CodeRef",
     "Deployment",
@@ -81,6 +85,11 @@ class Deployment(_Snapshot):
     name: DeploymentName
     targets: list[TargetName] = Field(min_length=1)
     created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def scope(self) -> tuple[str, str, str]:
+        """(owner, project, deployment): where events about it are published."""
+        return self.owner, self.project, self.name
 
 
 class EndpointFile(_Snapshot):
@@ -187,6 +196,11 @@ class EndpointState(_Snapshot):
     reason: str | None = None
     observed_at: datetime = Field(default_factory=utcnow)
 
+    @property
+    def scope(self) -> tuple[str, str, str]:
+        """(owner, project, deployment): where events about it are published."""
+        return self.owner, self.project, self.deployment
+
 
 class Version(_Snapshot):
     """An immutable build of a deployment and where it stands."""
@@ -206,9 +220,79 @@ class Version(_Snapshot):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
+    @property
+    def scope(self) -> tuple[str, str, str]:
+        """(owner, project, deployment): where events about it are published."""
+        return self.owner, self.project, self.deployment
+
     def endpoint(self, name: str) -> EndpointSpec:
         """The spec of endpoint ``name``; KeyError if the version has none of that name."""
         for spec in self.endpoints:
             if spec.name == name:
                 return spec
         raise KeyError(name)
+
+
+class AliasTarget(_Snapshot):
+    """Where an alias points: one version, or versions split by weight (a canary)."""
+
+    version: VersionName | None = None
+    weights: dict[VersionName, Annotated[int, Field(ge=0, le=100)]] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> AliasTarget:
+        if (self.version is None) == (self.weights is None):
+            raise ValueError("give exactly one of 'version' or 'weights'")
+        if self.weights is not None:
+            if len(self.weights) < 2:
+                raise ValueError("weights split traffic between two or more versions")
+            if sum(self.weights.values()) != 100:
+                raise ValueError(f"weights must add up to 100, not {sum(self.weights.values())}")
+        return self
+
+    @property
+    def versions(self) -> list[str]:
+        """Every version this target sends traffic to (a weight of 0 included)."""
+        return [self.version] if self.version is not None else sorted(self.weights or {})
+
+
+class AliasChange(_Snapshot):
+    """One entry of an alias's history."""
+
+    target: AliasTarget
+    regions: dict[TargetName, AliasTarget] = Field(default_factory=dict)
+    action: str = Field(description="'set' or 'rollback'")
+    by: str = Field(description="Who changed it: a token id, or 'platform-admin'.")
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Alias(_Snapshot):
+    """A name (``staging``, ``production``) pointing to versions, with every change kept."""
+
+    owner: OwnerName
+    project: ProjectName
+    deployment: DeploymentName
+    name: AliasName
+    target: AliasTarget
+    regions: dict[TargetName, AliasTarget] = Field(
+        default_factory=dict, description="Per-region overrides (a staged regional rollout)."
+    )
+    history: list[AliasChange] = Field(default_factory=list, description="Oldest first.")
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def scope(self) -> tuple[str, str, str]:
+        """(owner, project, deployment): where events about it are published."""
+        return self.owner, self.project, self.deployment
+
+    def target_in(self, region: str) -> AliasTarget:
+        """Where the alias points for requests served from ``region``."""
+        return self.regions.get(region, self.target)
+
+    @property
+    def versions(self) -> set[str]:
+        """Every version the alias sends traffic to, in any region."""
+        found = set(self.target.versions)
+        for override in self.regions.values():
+            found.update(override.versions)
+        return found

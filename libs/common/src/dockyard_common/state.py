@@ -1,23 +1,37 @@
-"""Typed access to the state of record: resources as JSON in JetStream KV, written by CAS."""
+"""Typed access to the state of record: resources as JSON in JetStream KV, written by CAS.
+
+Each value is a :class:`Record`: the resource, and the event type the write announces
+(or None). The API's relay turns every announcing write into its CloudEvent, so a write
+is never stored without its event being published, even if the writer dies right after.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Conflict", "Counter", "ResourceStore", "Stored"]
+__all__ = ["Conflict", "Counter", "Record", "ResourceStore", "Stored"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class Conflict(Exception):
     """A compare-and-set write lost: the key exists, or changed since ``revision`` was read."""
+
+
+class Record(BaseModel):
+    """What a KV value holds: a resource and the event type its write announces."""
+
+    model_config = ConfigDict(frozen=True)
+
+    announce: str | None = None
+    resource: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -50,20 +64,28 @@ class ResourceStore(Generic[ModelT]):
             return None
         if entry.value is None or entry.revision is None:
             return None
-        return Stored(self._model.model_validate_json(entry.value), entry.revision)
+        record = Record.model_validate_json(entry.value)
+        return Stored(self._model.model_validate(record.resource), entry.revision)
 
-    async def create(self, key: str, value: ModelT) -> int:
-        """Store a new resource; :class:`Conflict` if the key already holds one."""
+    async def create(self, key: str, value: ModelT, *, announce: str | None = None) -> int:
+        """Store a new resource; :class:`Conflict` if the key already holds one.
+
+        ``announce`` is the event type the write stands for (published by the relay).
+        """
         try:
-            revision: int = await self._kv.create(key, self._encode(value))
+            revision: int = await self._kv.create(key, self._encode(value, announce))
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} already exists") from exc
         return revision
 
-    async def update(self, key: str, value: ModelT, revision: int) -> int:
+    async def update(
+        self, key: str, value: ModelT, revision: int, *, announce: str | None = None
+    ) -> int:
         """Replace the resource read at ``revision``; :class:`Conflict` if it changed since."""
         try:
-            new_revision: int = await self._kv.update(key, self._encode(value), last=revision)
+            new_revision: int = await self._kv.update(
+                key, self._encode(value, announce), last=revision
+            )
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} changed since revision {revision}") from exc
         return new_revision
@@ -88,8 +110,9 @@ class ResourceStore(Generic[ModelT]):
                     yield key, stored
 
     @staticmethod
-    def _encode(value: BaseModel) -> bytes:
-        return value.model_dump_json(by_alias=True).encode()
+    def _encode(value: BaseModel, announce: str | None) -> bytes:
+        record = Record(announce=announce, resource=value.model_dump(mode="json", by_alias=True))
+        return record.model_dump_json().encode()
 
 
 class Counter:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.context import ApiContext
 from dockyard_api.problems import OversizeAsProblem, install_problem_handlers
+from dockyard_api.relay import relay_announcements
 from dockyard_api.routes import blobs, deployments, health, owners, projects, targets, versions
 from dockyard_api.settings import ApiSettings
 from dockyard_api.tracking import track_status
@@ -18,11 +19,9 @@ from dockyard_common import (
     Counter,
     Deployment,
     EventPublisher,
-    EventType,
     ResourceStore,
     Target,
     Version,
-    VersionStatus,
     connect_nats,
     get_logger,
     provision_jetstream,
@@ -63,29 +62,6 @@ async def _open_context(settings: ApiSettings) -> ApiContext:
     )
 
 
-async def reemit_pending(context: ApiContext) -> int:
-    """Publish ``version.created`` again for versions still pending.
-
-    A process that died between storing a version and publishing its event leaves it
-    pending forever; the msg-id rule makes a repeat harmless. Returns how many were sent.
-    """
-    sent = 0
-    async for key, stored in context.versions.items():
-        version = stored.value
-        if version.status is VersionStatus.PENDING:
-            await context.events.publish(
-                EventType.VERSION_CREATED,
-                version,
-                owner=version.owner,
-                project=version.project,
-                deployment=version.deployment,
-                resource_key=key,
-                revision=stored.revision,
-            )
-            sent += 1
-    return sent
-
-
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API application; connections open and consumers start in its lifespan."""
 
@@ -93,14 +69,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = await _open_context(settings)
         app.state.context = context
-        resent = await reemit_pending(context)
-        log.info("api.started", port=settings.api_port, reemitted=resent)
+        log.info("api.started", port=settings.api_port)
         async with asyncio.TaskGroup() as tasks:
-            consumer = tasks.create_task(track_status(context))
+            workers = [
+                tasks.create_task(track_status(context)),
+                tasks.create_task(relay_announcements(context.js, context.events)),
+            ]
             try:
                 yield
             finally:
-                consumer.cancel()
+                for worker in workers:
+                    worker.cancel()
         await context.nats.drain()
 
     app = FastAPI(

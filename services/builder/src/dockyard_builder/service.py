@@ -39,7 +39,6 @@ BUILD_CONSUMER = ConsumerSpec(
     event_types=[EventType.VERSION_CREATED],
     ack_wait_s=30.0,
     max_deliver=10,
-    batch=1,
 )
 
 

@@ -13,7 +13,7 @@ from dockyard_api.listing import Page
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath
 from dockyard_api.scopes import existing_deployment, existing_project
-from dockyard_common import Deployment, VersionStatus
+from dockyard_common import Deployment, EventType, VersionStatus
 from dockyard_common.subjects import deployment_key, version_key
 
 __all__ = ["router"]
@@ -50,10 +50,14 @@ async def put_deployment(
     current = await context.deployments.get(key)
     if current is None:
         value = Deployment(owner=owner, project=project, name=deployment, targets=body.targets)
-        revision = await context.deployments.create(key, value)
+        revision = await context.deployments.create(
+            key, value, announce=EventType.DEPLOYMENT_CHANGED
+        )
     else:
         value = current.value.model_copy(update={"targets": body.targets})
-        revision = await context.deployments.update(key, value, current.revision)
+        revision = await context.deployments.update(
+            key, value, current.revision, announce=EventType.DEPLOYMENT_CHANGED
+        )
         response.status_code = 200
     response.headers["ETag"] = f'"{revision}"'
     return value

@@ -113,18 +113,9 @@ async def create_version(
     version = new_version(body, stored_deployment.value, name, endpoints)
     key = version_key(owner, project, deployment, name)
     try:
-        revision = await context.versions.create(key, version)
+        revision = await context.versions.create(key, version, announce=EventType.VERSION_CREATED)
     except Conflict:
         raise Problem(409, "version-exists", f"version {name!r} already exists") from None
-    await context.events.publish(
-        EventType.VERSION_CREATED,
-        version,
-        owner=owner,
-        project=project,
-        deployment=deployment,
-        resource_key=key,
-        revision=revision,
-    )
     log.info(
         "version.submitted",
         owner=owner,
