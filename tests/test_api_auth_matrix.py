@@ -47,6 +47,18 @@ REQUIRED: dict[tuple[str, str], str] = {
     ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/versions"): "viewer",
     ("POST", "/v1/projects/{owner}/{project}/deployments/{deployment}/versions"): "deployer",
     ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version}"): "viewer",
+    ("DELETE", "/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version}"): (
+        "deployer"
+    ),
+    ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases"): "viewer",
+    ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases/{alias}"): "viewer",
+    ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases/{alias}/history"): (
+        "viewer"
+    ),
+    ("PUT", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases/{alias}"): "deployer",
+    ("POST", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases/{alias}/rollback"): (
+        "deployer"
+    ),
 }
 
 UNAUTHENTICATED_PATHS = {"/healthz", "/readyz"}
@@ -115,6 +127,7 @@ def concrete(path: str, names: Names) -> str:
         "target": "no-such-target",
         "token_id": "0" * 16,
         "hexdigest": "0" * 64,
+        "alias": "production",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 

@@ -12,10 +12,20 @@ from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.context import ApiContext
 from dockyard_api.problems import OversizeAsProblem, install_problem_handlers
 from dockyard_api.relay import relay_announcements
-from dockyard_api.routes import blobs, deployments, health, owners, projects, targets, versions
+from dockyard_api.routes import (
+    aliases,
+    blobs,
+    deployments,
+    health,
+    owners,
+    projects,
+    targets,
+    versions,
+)
 from dockyard_api.settings import ApiSettings
 from dockyard_api.tracking import track_status
 from dockyard_common import (
+    Alias,
     Counter,
     Deployment,
     EventPublisher,
@@ -27,6 +37,7 @@ from dockyard_common import (
     provision_jetstream,
 )
 from dockyard_common.subjects import (
+    ALIASES_BUCKET,
     BLOB_BUCKET,
     DEPLOYMENTS_BUCKET,
     OWNERS_BUCKET,
@@ -56,6 +67,7 @@ async def _open_context(settings: ApiSettings) -> ApiContext:
         targets=await ResourceStore.open(js, TARGETS_BUCKET, Target),
         deployments=await ResourceStore.open(js, DEPLOYMENTS_BUCKET, Deployment),
         versions=await ResourceStore.open(js, VERSIONS_BUCKET, Version),
+        aliases=await ResourceStore.open(js, ALIASES_BUCKET, Alias),
         sequences=await Counter.open(js, SEQUENCES_BUCKET),
         blobs=await js.object_store(BLOB_BUCKET),
         events=EventPublisher(js, source=f"{settings.event_source}/api"),
@@ -97,6 +109,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         targets.router,
         deployments.router,
         versions.router,
+        aliases.router,
     )
     for json_router in json_routers:
         app.include_router(json_router, max_body_size=settings.max_json_bytes)

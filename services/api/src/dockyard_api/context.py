@@ -11,7 +11,15 @@ from nats.js.object_store import ObjectStore
 
 from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.settings import ApiSettings
-from dockyard_common import Counter, Deployment, EventPublisher, ResourceStore, Target, Version
+from dockyard_common import (
+    Alias,
+    Counter,
+    Deployment,
+    EventPublisher,
+    ResourceStore,
+    Target,
+    Version,
+)
 
 __all__ = ["ApiContext", "get_context"]
 
@@ -29,6 +37,7 @@ class ApiContext:
     targets: ResourceStore[Target]
     deployments: ResourceStore[Deployment]
     versions: ResourceStore[Version]
+    aliases: ResourceStore[Alias]
     sequences: Counter
     blobs: ObjectStore
     events: EventPublisher

@@ -13,6 +13,8 @@ __all__ = ["TRACKED_EVENTS", "overall_rollout_status", "version_after_event"]
 
 TRACKED_EVENTS = (
     EventType.VERSION_BUILD_STARTED,
+    EventType.VERSION_STOPPED,
+    EventType.ENDPOINT_STOPPED,
     EventType.VERSION_BUILT,
     EventType.VERSION_BUILD_FAILED,
     EventType.ENDPOINT_DEPLOYING,
@@ -21,6 +23,7 @@ TRACKED_EVENTS = (
 )
 
 _BUILD_PHASE = (VersionStatus.PENDING, VersionStatus.BUILDING)
+_STOP_PHASE = (VersionStatus.STOPPING, VersionStatus.STOPPED)
 _ROLLOUT_PHASE = (
     VersionStatus.BUILT,
     VersionStatus.DEPLOYING,
@@ -41,7 +44,8 @@ def overall_rollout_status(version: Version, states: list[EndpointState]) -> Ver
 
 
 def _with_endpoint_state(version: Version, report: EndpointState) -> Version | None:
-    if version.status not in _ROLLOUT_PHASE or version.image is None:
+    stopping = version.status in _STOP_PHASE
+    if (version.status not in _ROLLOUT_PHASE and not stopping) or version.image is None:
         return None
     states = [
         s
@@ -60,6 +64,8 @@ def _with_endpoint_state(version: Version, report: EndpointState) -> Version | N
         return None  # an older report arriving late changes nothing
     states.append(report)
     states.sort(key=lambda s: (s.endpoint, s.target))
+    if stopping:  # reports of the stop itself; the version's status moves on version.stopped
+        return version.model_copy(update={"endpoint_states": states, "updated_at": utcnow()})
     status = overall_rollout_status(version, states)
     error = report.reason if report.state is WorkloadState.FAILED else version.error
     return version.model_copy(
@@ -76,6 +82,8 @@ def version_after_event(
     """
     if isinstance(reported, EndpointState):
         return _with_endpoint_state(version, reported)
+    if event_type == EventType.VERSION_STOPPED and version.status is VersionStatus.STOPPING:
+        return version.model_copy(update={"status": VersionStatus.STOPPED, "updated_at": utcnow()})
     if event_type == EventType.VERSION_BUILD_STARTED and version.status is VersionStatus.PENDING:
         return version.model_copy(update={"status": VersionStatus.BUILDING, "updated_at": utcnow()})
     if event_type == EventType.VERSION_BUILT and version.status in _BUILD_PHASE:

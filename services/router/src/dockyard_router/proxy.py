@@ -6,6 +6,8 @@ upstream's path already encoded, so no request can change the upstream's host or
 
 from __future__ import annotations
 
+import random
+
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
@@ -13,7 +15,7 @@ from yarl import URL
 
 from dockyard_common import get_logger
 from dockyard_router.settings import RouterSettings
-from dockyard_router.tables import Resolution, RouteTable
+from dockyard_router.tables import Resolution, RouteTable, client_draw
 
 __all__ = ["HOP_BY_HOP", "Proxy", "upstream_url"]
 
@@ -107,7 +109,9 @@ class Proxy:
         idempotent request without a body."""
         # A client may prefer a region; otherwise the router's own region comes first.
         region = request.headers.get("X-Dockyard-Region") or self._settings.region
-        resolution = self._table.resolve(request.rel_url.raw_path, region)
+        client = request.headers.get("X-Dockyard-Client-Key")
+        draw = client_draw(client) if client else random.random()  # noqa: S311 - traffic split
+        resolution = self._table.resolve(request.rel_url.raw_path, region, draw)
         if resolution is None:
             return _problem(404, f"nothing serves {request.rel_url.raw_path}")
         retryable = request.method in _IDEMPOTENT and not request.can_read_body
@@ -146,6 +150,8 @@ class Proxy:
         if upstream.content_length is not None and "Transfer-Encoding" not in upstream.headers:
             response.content_length = upstream.content_length
         response.headers["X-Dockyard-Version"] = resolution.version
+        if resolution.alias is not None:
+            response.headers["X-Dockyard-Alias"] = resolution.alias
         response.headers["X-Dockyard-Region"] = region
         await response.prepare(request)
         async for chunk in upstream.content.iter_chunked(_CHUNK):

@@ -5,7 +5,14 @@ from __future__ import annotations
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from dockyard_common import CloudEvent, ConsumerSpec, EndpointState, EventType, run_consumer
+from dockyard_common import (
+    Alias,
+    CloudEvent,
+    ConsumerSpec,
+    EndpointState,
+    EventType,
+    run_consumer,
+)
 from dockyard_router.store import RouteStore
 from dockyard_router.tables import route_from_state
 
@@ -18,6 +25,7 @@ ROUTES_CONSUMER = ConsumerSpec(
         EventType.ENDPOINT_READY,
         EventType.ENDPOINT_FAILED,
         EventType.ENDPOINT_STOPPED,
+        EventType.ALIAS_CHANGED,
     ],
 )
 
@@ -26,7 +34,9 @@ async def follow_endpoint_states(js: JetStreamContext, store: RouteStore) -> Non
     """Write a route for every endpoint state report, until cancelled."""
 
     async def handle(event: CloudEvent, _: Msg) -> None:
-        state = event.data_as(EndpointState)
-        await store.write(route_from_state(state))
+        if event.type == EventType.ALIAS_CHANGED:
+            await store.write_alias(event.data_as(Alias))
+        else:
+            await store.write(route_from_state(event.data_as(EndpointState)))
 
     await run_consumer(js, ROUTES_CONSUMER, handle)

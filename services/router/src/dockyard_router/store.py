@@ -13,14 +13,15 @@ import json
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from dockyard_common import TransientError, get_logger
-from dockyard_router.tables import Route, RouteTable
+from dockyard_common import Alias, TransientError, get_logger
+from dockyard_router.tables import Route, RouteTable, alias_table_key
 
-__all__ = ["ROUTES_CHANNEL", "ROUTES_HASH", "RouteStore"]
+__all__ = ["ALIASES_HASH", "ROUTES_CHANNEL", "ROUTES_HASH", "RouteStore"]
 
 log = get_logger(__name__)
 
 ROUTES_HASH = "dockyard:routes"
+ALIASES_HASH = "dockyard:aliases"
 ROUTES_CHANNEL = "dockyard:routes:changed"
 
 
@@ -34,14 +35,18 @@ class RouteStore:
     async def load(self) -> int:
         """Replace the in-process table with Redis's; returns the route count."""
         try:
-            fields = await self._redis.hgetall(ROUTES_HASH)
+            routes = await self._redis.hgetall(ROUTES_HASH)
+            aliases = await self._redis.hgetall(ALIASES_HASH)
         except RedisError as exc:
             raise TransientError(f"Redis unavailable while loading routes: {exc}") from exc
         fresh = RouteTable()
-        for raw in fields.values():
+        for raw in routes.values():
             fresh.put(Route.model_validate_json(raw))
-        self.table.routes = fresh.routes
-        self.table._by_key = fresh._by_key
+        for raw in aliases.values():
+            fresh.put_alias(Alias.model_validate_json(raw))
+        # Swap whole tables: a request sees the old or the new, never a mix.
+        self.table.routes, self.table._by_key = fresh.routes, fresh._by_key
+        self.table.aliases = fresh.aliases
         return len(fresh.routes)
 
     async def write(self, route: Route) -> None:
@@ -53,15 +58,30 @@ class RouteStore:
                     pipe.hset(ROUTES_HASH, route.field, route.model_dump_json())
                 else:
                     pipe.hdel(ROUTES_HASH, route.field)
-                pipe.publish(
-                    ROUTES_CHANNEL,
-                    json.dumps({"field": route.field, "route": route.model_dump(mode="json")}),
-                )
+                pipe.publish(ROUTES_CHANNEL, json.dumps({"route": route.model_dump(mode="json")}))
                 await pipe.execute()
         except RedisError as exc:
             raise TransientError(
                 f"Redis unavailable while writing route {route.field}: {exc}"
             ) from exc
+
+    async def write_alias(self, alias: Alias) -> None:
+        """Store an alias (unless an newer one is held) and tell every process."""
+        if not self.table.put_alias(alias):
+            return
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(ALIASES_HASH, alias_table_key(alias), alias.model_dump_json())
+                pipe.publish(ROUTES_CHANNEL, json.dumps({"alias": alias.model_dump(mode="json")}))
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"Redis unavailable while writing alias: {exc}") from exc
+
+    def _apply(self, change: dict[str, object]) -> None:
+        if "route" in change:
+            self.table.put(Route.model_validate(change["route"]))
+        if "alias" in change:
+            self.table.put_alias(Alias.model_validate(change["alias"]))
 
     async def follow(self) -> None:
         """Apply every published change to the in-process table, reconnecting until cancelled."""
@@ -74,8 +94,7 @@ class RouteStore:
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
-                        change = json.loads(message["data"])
-                        self.table.put(Route.model_validate(change["route"]))
+                        self._apply(json.loads(message["data"]))
             except (RedisError, TransientError, OSError) as exc:
                 log.warning("routes.follow.interrupted", error=str(exc))
                 await asyncio.sleep(1.0)

@@ -7,14 +7,25 @@ request resolves to the upstreams of its endpoint, those of the router's own reg
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict
 
-from dockyard_common.models import EndpointState, WorkloadState
+from dockyard_common.models import Alias, AliasTarget, EndpointState, WorkloadState
 from dockyard_common.subjects import route_key
 
-__all__ = ["Resolution", "Route", "RouteTable", "route_from_state", "split_request_path"]
+__all__ = [
+    "RequestPath",
+    "Resolution",
+    "Route",
+    "RouteTable",
+    "alias_table_key",
+    "client_draw",
+    "pick_version",
+    "route_from_state",
+    "split_request_path",
+]
 
 
 class Route(BaseModel):
@@ -53,26 +64,72 @@ class Resolution:
     """(region, upstream URL), own region first."""
     rest: str
     prefix: str
+    alias: str | None = None
 
 
-def split_request_path(raw_path: str) -> tuple[str, str, str] | None:
-    """``/o/p/d/v/e/rest`` → (route key, version, raw rest); None when too short.
+@dataclass(frozen=True)
+class RequestPath:
+    """A request path taken apart: the deployment, the version or alias, the endpoint."""
+
+    deployment: str
+    """``owner/project/deployment``."""
+    name: str
+    """The version or alias segment."""
+    endpoint: str
+    rest: str
+
+    @property
+    def prefix(self) -> str:
+        """What the router strips before forwarding: ``/o/p/d/<version-or-alias>/<endpoint>``."""
+        return f"/{self.deployment}/{self.name}/{self.endpoint}"
+
+    def route_key(self, version: str) -> str:
+        """The route key of this endpoint of ``version``."""
+        return f"{self.deployment}/{version}/{self.endpoint}"
+
+
+def split_request_path(raw_path: str) -> RequestPath | None:
+    """``/o/p/d/v/e/rest`` taken apart; None when too short.
 
     The rest stays percent-encoded as received; it is only ever appended to an upstream path.
     """
     parts = raw_path.lstrip("/").split("/", 5)
     if len(parts) < 5 or not all(parts[:5]):
         return None
-    owner, project, deployment, version, endpoint = parts[:5]
+    owner, project, deployment, name, endpoint = parts[:5]
     rest = parts[5] if len(parts) == 6 else ""
-    return route_key(owner, project, deployment, version, endpoint), version, rest
+    return RequestPath(f"{owner}/{project}/{deployment}", name, endpoint, rest)
+
+
+def alias_table_key(alias: Alias) -> str:
+    """The table key of an alias: ``owner/project/deployment/alias``."""
+    return f"{alias.owner}/{alias.project}/{alias.deployment}/{alias.name}"
+
+
+def pick_version(target: AliasTarget, draw: float) -> str:
+    """The version a request goes to; ``draw`` in [0, 1) places it within the weights."""
+    if target.version is not None:
+        return target.version
+    weights = sorted((target.weights or {}).items())
+    point = draw * 100
+    for version, weight in weights:
+        if point < weight:
+            return version
+        point -= weight
+    return next(v for v, w in reversed(weights) if w > 0)
+
+
+def client_draw(client_key: str) -> float:
+    """A stable draw in [0, 1) for a client key: the same client always lands on one side."""
+    return int(hashlib.sha256(client_key.encode()).hexdigest()[:8], 16) / 2**32
 
 
 @dataclass
 class RouteTable:
-    """The in-process copy of the route table; updated by whole routes, read per request."""
+    """The in-process copy of the route and alias tables; read per request."""
 
     routes: dict[str, Route] = field(default_factory=dict)
+    aliases: dict[str, Alias] = field(default_factory=dict)
     _by_key: dict[str, dict[str, Route]] = field(default_factory=dict)
 
     def put(self, route: Route) -> None:
@@ -93,17 +150,43 @@ class RouteTable:
         if not targets:
             self._by_key.pop(route.key, None)
 
-    def resolve(self, raw_path: str, own_region: str) -> Resolution | None:
-        """The upstreams for a request path, own region first; None when nothing serves it."""
-        split = split_request_path(raw_path)
-        if split is None:
+    def put_alias(self, alias: Alias) -> bool:
+        """Insert or replace an alias, whole; False (and nothing changes) when it is older
+        than the one held, as a late redelivered event would be."""
+        key = alias_table_key(alias)
+        held = self.aliases.get(key)
+        if held is not None and held.updated_at > alias.updated_at:
+            return False
+        self.aliases[key] = alias
+        return True
+
+    def resolve(self, raw_path: str, own_region: str, draw: float) -> Resolution | None:
+        """The upstreams for a request path, own region first; None when nothing serves it.
+
+        A version name is looked up directly; otherwise an alias of that name chooses the
+        version (by its override for ``own_region``, and ``draw`` for a weighted split).
+        """
+        path = split_request_path(raw_path)
+        if path is None:
             return None
-        key, version, rest = split
-        targets = self._by_key.get(key)
+        version, alias = path.name, None
+        targets = self._by_key.get(path.route_key(version))
         if not targets:
-            return None
+            found = self.aliases.get(f"{path.deployment}/{path.name}")
+            if found is None:
+                return None
+            alias = found.name
+            version = pick_version(found.target_in(own_region), draw)
+            targets = self._by_key.get(path.route_key(version))
+            if not targets:
+                return None
         ordered = sorted(targets.values(), key=lambda r: (r.region != own_region, r.target))
         upstreams = [(r.region, url) for r in ordered for url in r.upstreams]
         return Resolution(
-            key=key, version=version, upstreams=upstreams, rest=rest, prefix="/" + key
+            key=path.route_key(version),
+            version=version,
+            upstreams=upstreams,
+            rest=path.rest,
+            prefix=path.prefix,
+            alias=alias,
         )

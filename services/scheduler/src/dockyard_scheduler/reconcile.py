@@ -30,7 +30,9 @@ __all__ = ["SCHEDULE_CONSUMER", "Scheduler"]
 
 log = get_logger(__name__)
 
-SCHEDULE_CONSUMER = ConsumerSpec(durable="scheduler", event_types=[EventType.VERSION_BUILT])
+SCHEDULE_CONSUMER = ConsumerSpec(
+    durable="scheduler", event_types=[EventType.VERSION_BUILT, EventType.VERSION_STOPPING]
+)
 
 _STATE_EVENTS = {
     WorkloadState.DEPLOYING: EventType.ENDPOINT_DEPLOYING,
@@ -38,6 +40,8 @@ _STATE_EVENTS = {
     WorkloadState.FAILED: EventType.ENDPOINT_FAILED,
     WorkloadState.STOPPED: EventType.ENDPOINT_STOPPED,
 }
+
+_STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
 
 # Versions whose workloads should run (a version failed in rollout keeps what runs).
 _RUNNABLE = (
@@ -62,15 +66,58 @@ class Scheduler:
         """Consume ``version.built`` and run a full pass periodically, until cancelled."""
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(run_consumer(self._js, SCHEDULE_CONSUMER, self._on_built))
+                tasks.create_task(run_consumer(self._js, SCHEDULE_CONSUMER, self._on_event))
                 tasks.create_task(self._periodic(full_pass_every_s))
         finally:
             await self._driver.close()
 
-    async def _on_built(self, event: CloudEvent, _: Msg) -> None:
+    async def _on_event(self, event: CloudEvent, message: Msg) -> None:
         version = event.data_as(Version)
+        key = version_key(version.owner, version.project, version.deployment, version.name)
         async with self._lock:
+            if event.type == EventType.VERSION_STOPPING:
+                await self._stop(version, key, event.resourcerevision or "0")
+                return
+            versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
+            current = await versions.get(key)
+            if current is not None and current.value.status in _STOPPED:
+                return  # stopped while it was building: nothing may start
             await self._apply(version, await self._targets())
+
+    async def _stop(self, version: Version, key: str, revision: str) -> None:
+        """Remove every workload of the version, then report it stopped."""
+        for workload_key in sorted(self._driver.keys()):
+            if workload_key.startswith(f"{key}/"):
+                await self._driver.remove(workload_key)
+                _, endpoint, target = workload_key.rsplit("/", 2)
+                await self._report_stopped(version, endpoint, target)
+        stopped = version.model_copy(update={"status": VersionStatus.STOPPED})
+        await self._events.publish(
+            EventType.VERSION_STOPPED,
+            stopped,
+            owner=version.owner,
+            project=version.project,
+            deployment=version.deployment,
+            resource_key=key,
+            revision=revision,
+        )
+        log.info("version.stopped", key=key)
+
+    async def _report_stopped(self, version: Version, endpoint: str, target: str) -> None:
+        targets = await self._targets()
+        region = targets[target].region if target in targets else target
+        await self._report(
+            EndpointState(
+                owner=version.owner,
+                project=version.project,
+                deployment=version.deployment,
+                version=version.name,
+                endpoint=endpoint,
+                target=target,
+                region=region,
+                state=WorkloadState.STOPPED,
+            )
+        )
 
     async def _periodic(self, every_s: float) -> None:
         # The first pass runs at once: after a restart it brings back what should run.

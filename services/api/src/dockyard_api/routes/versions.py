@@ -24,11 +24,13 @@ from dockyard_common import (
     EventType,
     InvalidInput,
     Version,
+    VersionStatus,
     get_logger,
     utcnow,
 )
 from dockyard_common.archives import ArchiveLimits, scan_archive
 from dockyard_common.subjects import (
+    alias_key,
     blob_object_name,
     version_key,
     version_sequence_key,
@@ -167,3 +169,48 @@ async def list_versions(
     versions = [stored.value async for _, stored in context.versions.items(prefix)]
     versions.sort(key=lambda v: v.created_at, reverse=True)
     return Page(items=versions[:limit])
+
+
+@router.delete("/{version}", status_code=202)
+async def stop_version(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    version: VersionPath,
+    caller: Deployer,
+    context: Annotated[ApiContext, Depends(get_context)],
+    force: Annotated[bool, Query(description="Stop it even if an alias points to it.")] = False,
+) -> Version:
+    """Stop a version on every target (202: it is stopping). Refused while an alias uses it."""
+    await existing_deployment(context, owner, project, deployment)
+    key = version_key(owner, project, deployment, version)
+    prefix = alias_key(owner, project, deployment, "")
+    users = [
+        a.value.name async for _, a in context.aliases.items(prefix) if version in a.value.versions
+    ]
+    if users and not force:
+        raise Problem(
+            409,
+            "version-in-use",
+            f"alias {', '.join(map(repr, users))} points to {version!r}: move it first, "
+            "or pass force=true",
+        )
+    for _ in range(20):
+        stored = await context.versions.get(key)
+        if stored is None:
+            raise Problem(
+                404, "not-found", f"version {owner}/{project}/{deployment}/{version} does not exist"
+            )
+        if stored.value.status in (VersionStatus.STOPPING, VersionStatus.STOPPED):
+            return stored.value
+        stopping = stored.value.model_copy(
+            update={"status": VersionStatus.STOPPING, "updated_at": utcnow()}
+        )
+        try:
+            await context.versions.update(
+                key, stopping, stored.revision, announce=EventType.VERSION_STOPPING
+            )
+        except Conflict:
+            continue  # a status report landed meanwhile; read it again
+        return stopping
+    raise Problem(409, "conflict", f"version {version!r} kept changing; retry")

@@ -1,0 +1,211 @@
+"""Aliases: names such as ``staging`` and ``production`` that switch and roll back in one call."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from dockyard_api.accounts import Principal
+from dockyard_api.aliases import alias_after_rollback, alias_after_set, unready_versions
+from dockyard_api.auth import Deployer, Viewer
+from dockyard_api.context import ApiContext, get_context
+from dockyard_api.listing import Page
+from dockyard_api.problems import Problem
+from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath
+from dockyard_api.scopes import existing_deployment
+from dockyard_common import (
+    Alias,
+    AliasChange,
+    AliasName,
+    AliasTarget,
+    Conflict,
+    EventType,
+    TargetName,
+    Version,
+    VersionName,
+)
+from dockyard_common.subjects import alias_key, version_key
+
+__all__ = ["router"]
+
+router = APIRouter(
+    prefix="/v1/projects/{owner}/{project}/deployments/{deployment}/aliases", tags=["aliases"]
+)
+
+Context = Annotated[ApiContext, Depends(get_context)]
+AliasPath = Annotated[AliasName, Path(description="Alias name, e.g. production.")]
+
+
+class AliasIn(BaseModel):
+    """``PUT .../aliases/{alias}``: a version, or weights (a canary), per region if needed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: VersionName | None = None
+    weights: dict[VersionName, Annotated[int, Field(ge=0, le=100)]] | None = None
+    regions: dict[TargetName, AliasTarget] = Field(
+        default_factory=dict, description="Per-region overrides: region → version or weights."
+    )
+    force: bool = Field(default=False, description="Point at versions that are not ready.")
+
+    @model_validator(mode="after")
+    def _valid_target(self) -> AliasIn:
+        self.target  # noqa: B018 - validates the version/weights pair, raising ValueError
+        return self
+
+    @property
+    def target(self) -> AliasTarget:
+        """Where the alias points outside the overridden regions."""
+        return AliasTarget(version=self.version, weights=self.weights)
+
+
+def _actor(caller: Principal) -> str:
+    return caller.token_id or "platform-admin"
+
+
+async def _check_versions(
+    context: ApiContext,
+    owner: str,
+    project: str,
+    deployment: str,
+    targets: list[AliasTarget],
+    force: bool,
+) -> None:
+    names = {name for target in targets for name in target.versions}
+    found: dict[str, Version | None] = {}
+    for name in names:
+        stored = await context.versions.get(version_key(owner, project, deployment, name))
+        found[name] = stored.value if stored else None
+    problems = unready_versions(targets, found)
+    missing = {n: why for n, why in problems.items() if why == "does not exist"}
+    if missing:
+        raise Problem(
+            404,
+            "not-found",
+            "; ".join(f"version {n!r} {why}" for n, why in sorted(missing.items())),
+        )
+    if problems and not force:
+        raise Problem(
+            409,
+            "version-not-ready",
+            "; ".join(f"version {n!r} {why}" for n, why in sorted(problems.items()))
+            + ": wait until it is ready, or pass force",
+        )
+
+
+async def _write(context: ApiContext, key: str, alias: Alias, revision: int | None) -> int:
+    try:
+        if revision is None:
+            return await context.aliases.create(key, alias, announce=EventType.ALIAS_CHANGED)
+        return await context.aliases.update(key, alias, revision, announce=EventType.ALIAS_CHANGED)
+    except Conflict:
+        raise Problem(409, "conflict", f"alias {alias.name!r} changed meanwhile; retry") from None
+
+
+@router.put("/{alias}")
+async def put_alias(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    alias: AliasPath,
+    body: AliasIn,
+    response: Response,
+    caller: Deployer,
+    context: Context,
+) -> Alias:
+    """Point the alias at a version or split it by weight; every change is kept."""
+    await existing_deployment(context, owner, project, deployment)
+    target = body.target
+    await _check_versions(
+        context, owner, project, deployment, [target, *body.regions.values()], body.force
+    )
+    key = alias_key(owner, project, deployment, alias)
+    current = await context.aliases.get(key)
+    updated = alias_after_set(
+        current.value if current else None,
+        owner=owner,
+        project=project,
+        deployment=deployment,
+        name=alias,
+        target=target,
+        regions=body.regions,
+        by=_actor(caller),
+    )
+    revision = await _write(context, key, updated, current.revision if current else None)
+    response.headers["ETag"] = f'"{revision}"'
+    return updated
+
+
+@router.post("/{alias}/rollback")
+async def rollback_alias(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    alias: AliasPath,
+    response: Response,
+    caller: Deployer,
+    context: Context,
+    force: Annotated[bool, Query(description="Roll back to versions that are not ready.")] = False,
+) -> Alias:
+    """Point the alias back where it pointed before its current target."""
+    key = alias_key(owner, project, deployment, alias)
+    current = await context.aliases.get(key)
+    if current is None:
+        raise Problem(404, "not-found", f"alias {alias!r} does not exist")
+    updated = alias_after_rollback(current.value, _actor(caller))
+    await _check_versions(
+        context, owner, project, deployment, [updated.target, *updated.regions.values()], force
+    )
+    revision = await _write(context, key, updated, current.revision)
+    response.headers["ETag"] = f'"{revision}"'
+    return updated
+
+
+@router.get("")
+async def list_aliases(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    caller: Viewer,
+    context: Context,
+) -> Page[Alias]:
+    """The deployment's aliases."""
+    await existing_deployment(context, owner, project, deployment)
+    prefix = alias_key(owner, project, deployment, "")
+    return Page(items=[s.value async for _, s in context.aliases.items(prefix)])
+
+
+@router.get("/{alias}")
+async def get_alias(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    alias: AliasPath,
+    response: Response,
+    caller: Viewer,
+    context: Context,
+) -> Alias:
+    """Where the alias points now."""
+    stored = await context.aliases.get(alias_key(owner, project, deployment, alias))
+    if stored is None:
+        raise Problem(404, "not-found", f"alias {alias!r} does not exist")
+    response.headers["ETag"] = f'"{stored.revision}"'
+    return stored.value
+
+
+@router.get("/{alias}/history")
+async def alias_history(
+    owner: OwnerPath,
+    project: ProjectPath,
+    deployment: DeploymentPath,
+    alias: AliasPath,
+    caller: Viewer,
+    context: Context,
+) -> Page[AliasChange]:
+    """Every change of the alias, newest first."""
+    stored = await context.aliases.get(alias_key(owner, project, deployment, alias))
+    if stored is None:
+        raise Problem(404, "not-found", f"alias {alias!r} does not exist")
+    return Page(items=list(reversed(stored.value.history)))

@@ -1,0 +1,146 @@
+"""Aliases end to end: set, call through, canary, switch, roll back, and guard stopping."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness.archives import tar_gz
+from tests.harness.fixtures import Names, RunningPlatform
+from tests.harness.flows import create_version, put_deployment, upload_blob, wait_for_version
+
+pytestmark = pytest.mark.e2e
+
+
+def model(answer: str) -> bytes:
+    """A WSGI endpoint that answers ``answer``: each version answers its own."""
+    return (
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        f"    return [b'{answer}']\n"
+    ).encode()
+
+
+async def deploy(api: httpx.AsyncClient, names: Names, version: str) -> None:
+    code = await upload_blob(api, names, tar_gz({"app.py": model(version)}))
+    created = await create_version(
+        api,
+        names,
+        {
+            "name": version,
+            "code": {"blob": code},
+            "endpoints": [{"name": "predict", "wsgi": "app:app"}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    await wait_for_version(api, names, version, "ready")
+
+
+async def answers_through(
+    client: httpx.AsyncClient, url: str, until: str, within_s: float = 5.0
+) -> httpx.Response:
+    """Call ``url`` until it answers ``until`` (the router applies alias events async)."""
+    deadline = time.monotonic() + within_s
+    last: httpx.Response | None = None
+    while time.monotonic() < deadline:
+        last = await client.get(url)
+        if last.status_code == 200 and last.text == until:
+            return last
+        await asyncio.sleep(0.02)
+    seen = f"{last.status_code} {last.text!r}" if last is not None else "nothing"
+    raise AssertionError(f"{url} did not answer {until!r} within {within_s} s; last: {seen}")
+
+
+@pytest.fixture
+async def two_versions(api: httpx.AsyncClient, names: Names) -> str:
+    await put_deployment(api, names, ["local-eu"])
+    await deploy(api, names, "v1")
+    await deploy(api, names, "v2")
+    return f"/v1/projects/{names.owner}/{names.project}/deployments/{names.deployment}/aliases"
+
+
+async def test_an_alias_switches_rolls_back_and_keeps_its_history(
+    api: httpx.AsyncClient, platform: RunningPlatform, names: Names, two_versions: str
+) -> None:
+    aliases = two_versions
+    deployment = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}"
+    url = f"{deployment}/production/predict/"
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await api.put(f"{aliases}/production", json={"version": "v1"})).status_code == 200
+        first = await answers_through(client, url, "v1")
+        assert first.headers["X-Dockyard-Version"] == "v1"
+        assert first.headers["X-Dockyard-Alias"] == "production"
+
+        assert (await api.put(f"{aliases}/production", json={"version": "v2"})).status_code == 200
+        await answers_through(client, url, "v2")
+
+        rolled = await api.post(f"{aliases}/production/rollback")
+        assert rolled.status_code == 200 and rolled.json()["target"]["version"] == "v1"
+        await answers_through(client, url, "v1")
+
+    history: list[dict[str, Any]] = (await api.get(f"{aliases}/production/history")).json()["items"]
+    assert [(h["action"], h["target"]["version"]) for h in history] == [
+        ("rollback", "v1"),
+        ("set", "v2"),
+        ("set", "v1"),
+    ]
+
+
+async def test_a_canary_splits_traffic_by_weight_and_sticks_per_client(
+    api: httpx.AsyncClient, platform: RunningPlatform, names: Names, two_versions: str
+) -> None:
+    aliases = two_versions
+    url = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/canary/predict/"
+    assert (
+        await api.put(f"{aliases}/canary", json={"weights": {"v1": 80, "v2": 20}})
+    ).status_code == 200
+    async with httpx.AsyncClient(timeout=10) as client:
+        await answers_through(client, url, "v1")  # the alias has reached the router
+        counts = Counter([(await client.get(url)).text for _ in range(400)])
+        sticky = {
+            (await client.get(url, headers={"X-Dockyard-Client-Key": "alice"})).text
+            for _ in range(20)
+        }
+    assert set(counts) == {"v1", "v2"}
+    assert 0.12 < counts["v2"] / 400 < 0.28, counts
+    assert len(sticky) == 1
+
+
+async def test_aliases_refuse_versions_that_are_not_ready_or_missing(
+    api: httpx.AsyncClient, names: Names, two_versions: str
+) -> None:
+    aliases = two_versions
+    missing = await api.put(f"{aliases}/production", json={"version": "v9"})
+    assert missing.status_code == 404 and "'v9' does not exist" in missing.json()["detail"]
+    both = await api.put(f"{aliases}/production", json={"version": "v1", "weights": {"v1": 100}})
+    assert both.status_code == 422
+    uneven = await api.put(f"{aliases}/production", json={"weights": {"v1": 50, "v2": 20}})
+    assert uneven.status_code == 422 and "add up to 100" in uneven.text
+    nothing = await api.post(f"{aliases}/staging/rollback")
+    assert nothing.status_code == 404
+
+
+async def test_stopping_an_aliased_version_is_refused_unless_forced(
+    api: httpx.AsyncClient, platform: RunningPlatform, names: Names, two_versions: str
+) -> None:
+    aliases = two_versions
+    versions = f"/v1/projects/{names.owner}/{names.project}/deployments/{names.deployment}/versions"
+    assert (await api.put(f"{aliases}/production", json={"version": "v1"})).status_code == 200
+    refused = await api.delete(f"{versions}/v1")
+    assert refused.status_code == 409 and "production" in refused.json()["detail"]
+
+    stopping = await api.delete(f"{versions}/v2")
+    assert stopping.status_code == 202 and stopping.json()["status"] == "stopping"
+    stopped = await wait_for_version(api, names, "v2", "stopped")
+    assert {s["state"] for s in stopped["endpoint_states"]} == {"stopped"}
+    direct = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/v2/predict/"
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await client.get(direct)).status_code == 404
+
+    not_ready = await api.put(f"{aliases}/production", json={"version": "v2"})
+    assert not_ready.status_code == 409 and "is stopped" in not_ready.json()["detail"]
