@@ -16,6 +16,7 @@ from dockyard_api.routes import (
     aliases,
     blobs,
     deployments,
+    events,
     health,
     owners,
     projects,
@@ -102,6 +103,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_problem_handlers(app)
     app.add_middleware(OversizeAsProblem)
     app.include_router(health.router)
+    app.include_router(events.router)
     # Limits are set per router so that they apply inside OversizeAsProblem.
     json_routers = (
         owners.router,

@@ -1,0 +1,80 @@
+"""The event catalogue as an AsyncAPI 3.0 document, derived from the event models.
+
+Every event type of :data:`dockyard_common.events.EVENT_DATA` becomes a channel on its
+subject and a message whose payload is the CloudEvent envelope around the resource's
+JSON schema. Pure: builds a document, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from dockyard_common.events import EVENT_DATA, CloudEvent
+from dockyard_common.subjects import EVENT_SUBJECT_PREFIX
+
+__all__ = ["asyncapi_document"]
+
+
+def _channel_id(event_type: str) -> str:
+    return event_type.replace(".", "_")
+
+
+def asyncapi_document(version: str) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of every Dockyard event, ``version`` as the API's version."""
+    models = sorted({model for model in EVENT_DATA.values()}, key=lambda m: m.__name__)
+    _, definitions = models_json_schema(
+        [(model, "serialization") for model in models],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas: dict[str, Any] = dict(definitions.get("$defs", {}))
+    envelope = CloudEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    envelope_properties = {k: v for k, v in envelope["properties"].items() if k != "data"}
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for event_type, model in sorted(EVENT_DATA.items()):
+        channel = _channel_id(event_type)
+        messages[channel] = {
+            "name": event_type,
+            "title": event_type,
+            "summary": f"{event_type}: carries the full {model.__name__}.",
+            "contentType": "application/cloudevents+json",
+            "payload": {
+                "type": "object",
+                "required": ["specversion", "id", "source", "type", "data"],
+                "properties": {
+                    **envelope_properties,
+                    "type": {"const": event_type},
+                    "data": {"$ref": f"#/components/schemas/{model.__name__}"},
+                },
+            },
+        }
+        channels[channel] = {
+            "address": f"{EVENT_SUBJECT_PREFIX}.{{owner}}.{{project}}.{{deployment}}.{event_type}",
+            "parameters": {
+                name: {"description": f"The {name} name."}
+                for name in ("owner", "project", "deployment")
+            },
+            "messages": {channel: {"$ref": f"#/components/messages/{channel}"}},
+        }
+        operations[f"on_{channel}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{channel}"},
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Dockyard events",
+            "version": version,
+            "description": (
+                "CloudEvents 1.0 (structured JSON) on NATS JetStream, stream DOCKYARD_EVENTS. "
+                "Nats-Msg-Id is the event id: a repeated publish is dropped."
+            ),
+        },
+        "defaultContentType": "application/cloudevents+json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": schemas, "messages": messages},
+    }
