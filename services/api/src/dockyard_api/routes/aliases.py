@@ -12,6 +12,7 @@ from dockyard_api.aliases import alias_after_rollback, alias_after_set, unready_
 from dockyard_api.auth import Deployer, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.listing import Page
+from dockyard_api.preconditions import IfMatch, check_if_match, etag
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath
 from dockyard_api.scopes import existing_deployment
@@ -114,6 +115,7 @@ async def put_alias(
     response: Response,
     caller: Deployer,
     context: Context,
+    if_match: IfMatch = None,
 ) -> Alias:
     """Point the alias at a version or split it by weight; every change is kept."""
     await existing_deployment(context, owner, project, deployment)
@@ -123,6 +125,7 @@ async def put_alias(
     )
     key = alias_key(owner, project, deployment, alias)
     current = await context.aliases.get(key)
+    check_if_match(if_match, current.revision if current else None)
     updated = alias_after_set(
         current.value if current else None,
         owner=owner,
@@ -134,7 +137,7 @@ async def put_alias(
         by=_actor(caller),
     )
     revision = await _write(context, key, updated, current.revision if current else None)
-    response.headers["ETag"] = f'"{revision}"'
+    response.headers["ETag"] = etag(revision)
     return updated
 
 
@@ -159,7 +162,7 @@ async def rollback_alias(
         context, owner, project, deployment, [updated.target, *updated.regions.values()], force
     )
     revision = await _write(context, key, updated, current.revision)
-    response.headers["ETag"] = f'"{revision}"'
+    response.headers["ETag"] = etag(revision)
     return updated
 
 
@@ -191,7 +194,7 @@ async def get_alias(
     stored = await context.aliases.get(alias_key(owner, project, deployment, alias))
     if stored is None:
         raise Problem(404, "not-found", f"alias {alias!r} does not exist")
-    response.headers["ETag"] = f'"{stored.revision}"'
+    response.headers["ETag"] = etag(stored.revision)
     return stored.value
 
 

@@ -10,6 +10,7 @@ from dockyard_api.auth import Deployer, OwnerAdmin, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import DeploymentIn
 from dockyard_api.listing import Page
+from dockyard_api.preconditions import IfMatch, check_if_match, etag
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath
 from dockyard_api.scopes import existing_deployment, existing_project
@@ -34,6 +35,7 @@ async def put_deployment(
     response: Response,
     caller: Deployer,
     context: Context,
+    if_match: IfMatch = None,
 ) -> Deployment:
     """Create a deployment or change its targets; 201 when new, 200 when changed."""
     await existing_project(context, owner, project)
@@ -48,6 +50,7 @@ async def put_deployment(
         )
     key = deployment_key(owner, project, deployment)
     current = await context.deployments.get(key)
+    check_if_match(if_match, current.revision if current else None)
     if current is None:
         value = Deployment(owner=owner, project=project, name=deployment, targets=body.targets)
         revision = await context.deployments.create(
@@ -59,7 +62,7 @@ async def put_deployment(
             key, value, current.revision, announce=EventType.DEPLOYMENT_CHANGED
         )
         response.status_code = 200
-    response.headers["ETag"] = f'"{revision}"'
+    response.headers["ETag"] = etag(revision)
     return value
 
 
@@ -84,7 +87,7 @@ async def get_deployment(
 ) -> Deployment:
     """One deployment."""
     stored = await existing_deployment(context, owner, project, deployment)
-    response.headers["ETag"] = f'"{stored.revision}"'
+    response.headers["ETag"] = etag(stored.revision)
     return stored.value
 
 

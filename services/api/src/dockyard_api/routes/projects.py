@@ -11,6 +11,7 @@ from dockyard_api.accounts import Project
 from dockyard_api.auth import Deployer, OwnerAdmin, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.listing import Page
+from dockyard_api.preconditions import IfMatch, check_if_match, etag
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import OwnerPath, ProjectPath
 from dockyard_common.subjects import deployment_key, project_key
@@ -42,12 +43,14 @@ async def put_project(
     response: Response,
     caller: Deployer,
     context: Context,
+    if_match: IfMatch = None,
 ) -> Project:
     """Create a project or change its description; 201 when new, 200 when changed."""
     if await context.owners.get(owner) is None:
         raise Problem(404, "not-found", f"owner {owner!r} does not exist; POST /v1/owners first")
     key = project_key(owner, project)
     current = await context.projects.get(key)
+    check_if_match(if_match, current.revision if current else None)
     if current is None:
         value = Project(owner=owner, name=project, description=body.description)
         revision = await context.projects.create(key, value)
@@ -55,7 +58,7 @@ async def put_project(
         value = current.value.model_copy(update={"description": body.description})
         revision = await context.projects.update(key, value, current.revision)
         response.status_code = 200
-    response.headers["ETag"] = f'"{revision}"'
+    response.headers["ETag"] = etag(revision)
     return value
 
 
@@ -73,7 +76,7 @@ async def get_project(
     stored = await context.projects.get(project_key(owner, project))
     if stored is None:
         raise Problem(404, "not-found", _missing(owner, project))
-    response.headers["ETag"] = f'"{stored.revision}"'
+    response.headers["ETag"] = etag(stored.revision)
     return stored.value
 
 

@@ -10,6 +10,7 @@ from dockyard_api.auth import Caller, PlatformAdmin
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import TargetIn
 from dockyard_api.listing import Page
+from dockyard_api.preconditions import IfMatch, check_if_match, etag
 from dockyard_api.problems import Problem
 from dockyard_common import Target, TargetName
 
@@ -27,16 +28,18 @@ async def put_target(
     response: Response,
     caller: PlatformAdmin,
     context: Annotated[ApiContext, Depends(get_context)],
+    if_match: IfMatch = None,
 ) -> Target:
     """Create or replace a target (platform admin); 201 when new, 200 when replaced."""
     value = Target(name=target, **body.model_dump())
     current = await context.targets.get(target)
+    check_if_match(if_match, current.revision if current else None)
     if current is None:
         revision = await context.targets.create(target, value)
     else:
         revision = await context.targets.update(target, value, current.revision)
         response.status_code = 200
-    response.headers["ETag"] = f'"{revision}"'
+    response.headers["ETag"] = etag(revision)
     return value
 
 
@@ -59,7 +62,7 @@ async def get_target(
     stored = await context.targets.get(target)
     if stored is None:
         raise Problem(404, "not-found", f"target {target!r} does not exist")
-    response.headers["ETag"] = f'"{stored.revision}"'
+    response.headers["ETag"] = etag(stored.revision)
     return stored.value
 
 

@@ -13,6 +13,7 @@ from dockyard_api.auth import Deployer, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import VersionIn
 from dockyard_api.listing import Page
+from dockyard_api.preconditions import etag
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath, VersionPath
 from dockyard_api.scopes import existing_deployment
@@ -126,7 +127,7 @@ async def create_version(
         version=name,
         revision=revision,
     )
-    response.headers["ETag"] = f'"{revision}"'
+    response.headers["ETag"] = etag(revision)
     response.headers["Location"] = (
         f"/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{name}"
     )
@@ -150,7 +151,7 @@ async def get_version(
         raise Problem(
             404, "not-found", f"version {owner}/{project}/{deployment}/{version} does not exist"
         )
-    response.headers["ETag"] = f'"{stored.revision}"'
+    response.headers["ETag"] = etag(stored.revision)
     return stored.value
 
 

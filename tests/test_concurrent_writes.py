@@ -1,0 +1,78 @@
+"""Concurrent writers never lose an update: CAS on every write, If-Match for clients."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.harness.archives import tar_gz
+from tests.harness.fixtures import Names
+from tests.harness.flows import (
+    WSGI_APP,
+    create_version,
+    put_deployment,
+    upload_blob,
+    wait_for_version,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_concurrent_alias_changes_each_win_or_get_409_and_none_is_lost(
+    api: httpx.AsyncClient, names: Names
+) -> None:
+    await put_deployment(api, names, ["local-eu"])
+    code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
+    for version in ("v1", "v2"):
+        created = await create_version(
+            api,
+            names,
+            {
+                "name": version,
+                "code": {"blob": code},
+                "endpoints": [{"name": "predict", "wsgi": "app:app"}],
+            },
+        )
+        assert created.status_code == 201
+        await wait_for_version(api, names, version, "ready")
+    alias = f"/v1/projects/{names.owner}/{names.project}/deployments/web/aliases/production"
+    assert (await api.put(alias, json={"version": "v1"})).status_code == 200
+
+    writes = [api.put(alias, json={"version": f"v{1 + i % 2}"}) for i in range(16)]
+    statuses = [r.status_code for r in await asyncio.gather(*writes)]
+    assert set(statuses) <= {200, 409}, statuses
+    history = (await api.get(f"{alias}/history")).json()["items"]
+    assert len(history) == 1 + statuses.count(200), (statuses, len(history))
+
+
+async def test_if_match_lets_exactly_one_of_two_stale_writers_through(
+    api: httpx.AsyncClient, names: Names
+) -> None:
+    await put_deployment(api, names, ["local-eu"])
+    url = f"/v1/projects/{names.owner}/{names.project}/deployments/web"
+    read = await api.get(url)
+    tag = read.headers["ETag"]
+    first = await api.put(url, json={"targets": ["local-us"]}, headers={"If-Match": tag})
+    second = await api.put(
+        url, json={"targets": ["local-eu", "local-us"]}, headers={"If-Match": tag}
+    )
+    assert first.status_code == 200 and first.headers["ETag"] != tag
+    assert second.status_code == 412
+    assert second.json()["type"].endswith("/precondition-failed")
+    assert (await api.get(url)).json()["targets"] == ["local-us"]
+    missing = await api.put(f"{url}-new", json={"targets": ["local-eu"]}, headers={"If-Match": tag})
+    assert missing.status_code == 412
+
+
+async def test_concurrent_submissions_get_distinct_default_names(
+    api: httpx.AsyncClient, names: Names
+) -> None:
+    await put_deployment(api, names, ["local-eu"])
+    code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
+    body = {"code": {"blob": code}, "endpoints": [{"name": "predict", "wsgi": "app:app"}]}
+    responses = await asyncio.gather(*(create_version(api, names, body) for _ in range(12)))
+    assert [r.status_code for r in responses] == [201] * 12
+    suffixes = sorted(int(r.json()["name"].rsplit(".", 1)[1]) for r in responses)
+    assert suffixes == list(range(1, 13))
