@@ -76,3 +76,21 @@ async def test_concurrent_submissions_get_distinct_default_names(
     assert [r.status_code for r in responses] == [201] * 12
     suffixes = sorted(int(r.json()["name"].rsplit(".", 1)[1]) for r in responses)
     assert suffixes == list(range(1, 13))
+
+    listing = f"/v1/projects/{names.owner}/{names.project}/deployments/web/versions"
+    pages, cursor = [], None
+    while True:
+        params = {"limit": 5, **({"cursor": cursor} if cursor else {})}
+        page = (await api.get(listing, params=params)).json()
+        stamps = [v["created_at"] for v in page["items"]]
+        assert stamps == sorted(stamps, reverse=True), "newest first"
+        pages.append([v["name"] for v in page["items"]])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [5, 5, 2]
+    listed = [name for page in pages for name in page]
+    assert sorted(listed) == sorted(r.json()["name"] for r in responses)
+    assert len(set(listed)) == 12
+    bad = await api.get(listing, params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 422

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from dockyard_api.auth import Deployer, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.inputs import VersionIn
-from dockyard_api.listing import Page
+from dockyard_api.listing import BadCursor, Page, page_after
 from dockyard_api.preconditions import etag
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath, VersionPath
@@ -163,13 +163,21 @@ async def list_versions(
     caller: Viewer,
     context: Annotated[ApiContext, Depends(get_context)],
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="The 'next' of the previous page.")] = None,
 ) -> Page[Version]:
-    """The deployment's versions, newest first."""
+    """The deployment's versions, newest first, ``limit`` a page."""
     await existing_deployment(context, owner, project, deployment)
     prefix = version_key(owner, project, deployment, "")
     versions = [stored.value async for _, stored in context.versions.items(prefix)]
-    versions.sort(key=lambda v: v.created_at, reverse=True)
-    return Page(items=versions[:limit])
+    versions.sort(key=_position, reverse=True)
+    try:
+        return page_after(versions, _position, cursor, limit)
+    except BadCursor as exc:
+        raise Problem(422, "invalid-input", str(exc)) from None
+
+
+def _position(version: Version) -> list[str]:
+    return [version.created_at.isoformat(), version.name]
 
 
 @router.delete("/{version}", status_code=202)
