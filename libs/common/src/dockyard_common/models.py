@@ -11,7 +11,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from dockyard_common.names import (
     AliasName,
@@ -98,7 +105,15 @@ class EndpointFile(_Snapshot):
     name: str = Field(min_length=1, max_length=255)
     path: str = Field(min_length=1, max_length=1024)
     description: str | None = None
-    digest: BlobDigest | None = None
+    digest: BlobDigest | None = Field(default=None, description="The uploaded blob to place.")
+
+    @field_validator("path")
+    @classmethod
+    def _inside_the_code_root(cls, path: str) -> str:
+        parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+        if path.startswith("/") or ".." in parts or not parts:
+            raise ValueError(f"file path {path!r} must be relative, inside the code root")
+        return "/".join(parts)
 
 
 class EndpointSpec(_Snapshot):

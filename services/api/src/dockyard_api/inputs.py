@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from dockyard_common.models import CodeRef, EndpointSpec, TargetKind
+from dockyard_common.models import BlobDigest, CodeRef, EndpointSpec, TargetKind
 from dockyard_common.names import EndpointName, TargetName, VersionName
 
 __all__ = ["DeploymentIn", "TargetIn", "VersionIn"]
@@ -58,4 +58,8 @@ class VersionIn(_Input):
     code: CodeRef
     valohai_yaml: str | None = Field(default=None, max_length=256 * 1024)
     endpoints: EndpointsIn | None = Field(default=None, min_length=1)
+    files: dict[EndpointName, dict[str, BlobDigest]] = Field(
+        default_factory=dict,
+        description="Per endpoint: file name (as declared in its files) → uploaded blob digest.",
+    )
     env: dict[str, str] = Field(default_factory=dict)

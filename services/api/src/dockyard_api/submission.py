@@ -8,7 +8,7 @@ from dockyard_api.inputs import VersionIn
 from dockyard_common.errors import InvalidInput
 from dockyard_common.models import Deployment, EndpointSpec, Version
 
-__all__ = ["default_version_name", "new_version", "version_day"]
+__all__ = ["default_version_name", "new_version", "version_day", "with_files"]
 
 
 def version_day(now: datetime) -> str:
@@ -19,6 +19,38 @@ def version_day(now: datetime) -> str:
 def default_version_name(day: str, sequence: int) -> str:
     """The default name of the ``sequence``-th version of a day: ``YYYYMMDD.N``."""
     return f"{day}.{sequence}"
+
+
+def with_files(
+    endpoints: list[EndpointSpec], files: dict[str, dict[str, str]]
+) -> list[EndpointSpec]:
+    """The endpoints with each declared file bound to its blob; every file must be given.
+
+    Raises :class:`InvalidInput` naming undeclared endpoints or files, and missing ones.
+    """
+    by_name = {spec.name: spec for spec in endpoints}
+    unknown = sorted(set(files) - set(by_name))
+    if unknown:
+        raise InvalidInput(f"files name endpoints this version lacks: {', '.join(unknown)}")
+    bound = []
+    for spec in endpoints:
+        given = files.get(spec.name, {})
+        declared = {f.name for f in spec.files}
+        extra = sorted(set(given) - declared)
+        if extra:
+            raise InvalidInput(
+                f"endpoint {spec.name!r} declares no file {', '.join(map(repr, extra))}; "
+                f"it declares {', '.join(map(repr, sorted(declared))) or 'none'}"
+            )
+        placed = [f.model_copy(update={"digest": given.get(f.name, f.digest)}) for f in spec.files]
+        missing = [f.name for f in placed if f.digest is None]
+        if missing:
+            raise InvalidInput(
+                f"endpoint {spec.name!r} needs file {', '.join(map(repr, missing))}: upload it "
+                f"as a blob and give its digest in files.{spec.name}"
+            )
+        bound.append(spec.model_copy(update={"files": placed}))
+    return bound
 
 
 def new_version(

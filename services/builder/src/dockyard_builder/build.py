@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -14,10 +15,10 @@ from dockyard_builder.image import (
     endpoint_manifest,
     version_index,
 )
-from dockyard_builder.layers import LayerBlob, entries_from_directory, write_layer
+from dockyard_builder.layers import LayerBlob, LayerEntry, entries_from_directory, write_layer
 from dockyard_builder.runner import runner_entries
 from dockyard_builder.settings import BuilderSettings
-from dockyard_common import ImageInfo, LayerInfo, Version
+from dockyard_common import ImageInfo, LayerInfo, PermanentError, Version
 from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import MEDIA_TYPE_INDEX, OciLayout, descriptor
 
@@ -30,12 +31,17 @@ def version_ref_name(version: Version) -> str:
 
 
 def build_version(
-    version: Version, code_archive: IO[bytes], settings: BuilderSettings
+    version: Version,
+    code_archive: IO[bytes],
+    settings: BuilderSettings,
+    files: Mapping[str, Path] | None = None,
 ) -> ImageInfo:
     """Build ``version`` into the settings' image layout and tag it; blocking (use a thread).
 
-    Blobs land in the layout before the index is tagged, so an interrupted build leaves
-    at most unreferenced blobs, never a tag pointing at a half-written image.
+    ``files`` maps each endpoint file's blob digest to a local copy of its bytes. Every
+    endpoint's image is the shared code and runner layers plus one layer per file of its
+    own. Blobs land in the layout before the index is tagged, so an interrupted build
+    leaves at most unreferenced blobs, never a tag pointing at a half-written image.
     """
     started = time.perf_counter()
     base_image = next((e.image for e in version.endpoints if e.image), None)
@@ -52,23 +58,38 @@ def build_version(
             code_root,
             ArchiveLimits(max_members=settings.max_code_members, max_bytes=settings.max_code_bytes),
         )
-        built: list[tuple[str, LayerBlob]] = [
-            (
-                "code",
-                write_layer(
-                    entries_from_directory(code_root, APP_DIR),
-                    work / "code.layer",
-                    settings.code_compression,
-                ),
-            ),
-            ("runner", write_layer(runner_entries(), work / "runner.layer", "gzip")),
-        ]
-        layers = [blob for _, blob in built]
+        code = write_layer(
+            entries_from_directory(code_root, APP_DIR),
+            work / "code.layer",
+            settings.code_compression,
+        )
+        shutil.rmtree(code_root, ignore_errors=True)
+        runner = write_layer(runner_entries(), work / "runner.layer", "gzip")
+        built: list[tuple[str, LayerBlob]] = [("code", code), ("runner", runner)]
+        file_layers: dict[tuple[str, str], LayerBlob] = {}
+        for spec in version.endpoints:
+            for file in spec.files:
+                place = (str(file.digest), file.path)
+                if place in file_layers:
+                    continue
+                source = (files or {}).get(str(file.digest))
+                if source is None:
+                    raise PermanentError(f"file {file.name!r} ({file.digest}) was not fetched")
+                # Weights barely compress and gzip would dominate the build: stored as is.
+                layer = write_layer(
+                    [LayerEntry(f"{APP_DIR}/{file.path}", source)],
+                    work / f"file-{len(file_layers)}.layer",
+                    "none",
+                )
+                file_layers[place] = layer
+                built.append((f"file:{spec.name}/{file.name}", layer))
         for _, blob in built:
-            layout.add_blob_file(blob.path, blob.digest)
+            if blob.path.exists():
+                layout.add_blob_file(blob.path, blob.digest)
 
         manifests: dict[str, bytes] = {}
         for spec in version.endpoints:
+            layers = [code, runner, *(file_layers[(str(f.digest), f.path)] for f in spec.files)]
             config = endpoint_config(version, spec, layers, base_image)
             layout.add_blob(config)
             manifest = endpoint_manifest(version, spec, config, layers, base_image)
@@ -78,7 +99,6 @@ def build_version(
         layout.add_blob(index)
         index_descriptor = descriptor(MEDIA_TYPE_INDEX, index)
         layout.tag(version_ref_name(version), index_descriptor)
-        shutil.rmtree(code_root, ignore_errors=True)
 
     return ImageInfo(
         reference=f"oci:{layout.root.resolve()}:{version_ref_name(version)}",

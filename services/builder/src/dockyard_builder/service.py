@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import tempfile
+from pathlib import Path
 from typing import IO
 
 import nats.errors
@@ -94,26 +95,42 @@ class Builder:
         await self._report(EventType.VERSION_BUILT, built, key, revision)
 
     async def _build(self, version: Version) -> ImageInfo:
-        with tempfile.TemporaryFile() as archive:
-            await self._fetch_code(version, archive)
-            digest = await asyncio.to_thread(_sha256_of, archive)
-            if digest != version.code.blob:
-                raise PermanentError(
-                    f"code blob {version.code.blob} hashes to {digest}: the stored blob is corrupt"
-                )
-            return await asyncio.to_thread(build_version, version, archive, self._settings)
+        digests = sorted({str(f.digest) for e in version.endpoints for f in e.files if f.digest})
+        with (
+            tempfile.TemporaryDirectory(dir=self._scratch()) as scratch,
+            tempfile.TemporaryFile() as archive,
+        ):
+            await self._fetch_blob(version, version.code.blob, archive)
+            files: dict[str, Path] = {}
+            for digest in digests:
+                path = Path(scratch) / digest.removeprefix("sha256:")
+                with path.open("w+b") as out:
+                    await self._fetch_blob(version, digest, out)
+                files[digest] = path
+            return await asyncio.to_thread(build_version, version, archive, self._settings, files)
 
-    async def _fetch_code(self, version: Version, archive: IO[bytes]) -> None:
-        name = blob_object_name(version.owner, version.project, version.code.blob)
+    def _scratch(self) -> Path:
+        self._settings.work_dir.mkdir(parents=True, exist_ok=True)
+        return self._settings.work_dir
+
+    async def _fetch_blob(self, version: Version, digest: str, out: IO[bytes]) -> None:
+        """Copy a project blob into ``out``, checking its sha256 (a corrupt blob is refused)."""
+        await self._fetch(version, digest, out)
+        actual = await asyncio.to_thread(_sha256_of, out)
+        if actual != digest:
+            raise PermanentError(f"blob {digest} hashes to {actual}: the stored blob is corrupt")
+
+    async def _fetch(self, version: Version, digest: str, out: IO[bytes]) -> None:
+        name = blob_object_name(version.owner, version.project, digest)
         try:
             store = await self._js.object_store(BLOB_BUCKET)
-            await store.get(name, writeinto=archive)  # type: ignore[arg-type]
+            await store.get(name, writeinto=out)  # type: ignore[arg-type]
         except nats.js.errors.ObjectNotFoundError:
             raise PermanentError(
-                f"code blob {version.code.blob} is not in {version.owner}/{version.project}"
+                f"blob {digest} is not in {version.owner}/{version.project}"
             ) from None
         except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as exc:
-            raise TransientError(f"could not fetch code blob: {exc}") from exc
+            raise TransientError(f"could not fetch blob {digest}: {exc}") from exc
 
     async def _report(self, event_type: str, version: Version, key: str, revision: str) -> None:
         await self._events.publish(

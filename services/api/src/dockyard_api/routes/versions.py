@@ -15,9 +15,10 @@ from dockyard_api.inputs import VersionIn
 from dockyard_api.listing import BadCursor, Page, page_after
 from dockyard_api.preconditions import etag
 from dockyard_api.problems import Problem
+from dockyard_api.routes.blobs import blob_exists
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath, VersionPath
 from dockyard_api.scopes import existing_deployment
-from dockyard_api.submission import default_version_name, new_version, version_day
+from dockyard_api.submission import default_version_name, new_version, version_day, with_files
 from dockyard_api.valohai import endpoints_from_valohai_yaml
 from dockyard_common import (
     Conflict,
@@ -104,6 +105,15 @@ async def create_version(
                 "or put a valohai.yaml at the root of the code"
             )
         endpoints = endpoints_from_valohai_yaml(text, names)
+    endpoints = with_files(endpoints, {e: dict(f) for e, f in body.files.items()})
+    for spec in endpoints:
+        for file in spec.files:
+            if file.digest and not await blob_exists(context, owner, project, file.digest):
+                raise InvalidInput(
+                    f"file {file.name!r} of endpoint {spec.name!r}: blob {file.digest} is not "
+                    f"uploaded to {owner}/{project}; PUT it to "
+                    f"/v1/projects/{owner}/{project}/blobs/{file.digest} first"
+                )
 
     if body.name is not None:
         name = body.name
