@@ -48,7 +48,7 @@ def test_a_missing_endpoint_is_named_with_those_the_file_has() -> None:
 
 
 def test_invalid_documents_are_refused_with_the_validator_messages() -> None:
-    with pytest.raises(InvalidInput, match="does not match"):
+    with pytest.raises(InvalidInput, match="breaks the rule"):
         endpoints_from_valohai_yaml(
             "- endpoint:\n    name: Bad Name\n    image: x\n    wsgi: a:b\n", None
         )
@@ -63,3 +63,74 @@ def test_fields_dockyard_cannot_honour_are_refused_by_name() -> None:
     )
     with pytest.raises(InvalidInput, match="uses workspace-volume, which Dockyard does not"):
         endpoints_from_valohai_yaml(document, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "proposal"), [("Predict-Digit", "predict-digit"), ("my model", "my-model")]
+)
+def test_old_style_endpoint_names_get_the_rule_and_a_valid_proposal(
+    name: str, proposal: str
+) -> None:
+    document = f"- endpoint:\n    name: {name}\n    image: x\n    wsgi: a:b\n"
+    with pytest.raises(InvalidInput) as caught:
+        endpoints_from_valohai_yaml(document, None)
+    assert "^[a-z][a-z0-9-]+$" in str(caught.value)
+    assert f"try {proposal!r}" in str(caught.value)
+
+
+EVERY_FORM = """
+- endpoint:
+    name: module-only
+    image: python:3.11
+    wsgi: predict
+- endpoint:
+    name: one-line
+    image: python:3.11
+    server-command: python -m http.server $PORT
+- endpoint:
+    name: block
+    image: python:3.11
+    server-command: |
+      export MODEL=models/a.pkl && \\
+        python serve.py --port $PORT
+- endpoint:
+    name: with-everything
+    image: python:3.11
+    port: 9000
+    server-command: [pip install -r req.txt, python serve.py]
+    files:
+      - name: model
+        path: models/deep/model.pkl
+        description: weights
+    resources:
+      cpu: {min: 1, max: 2}
+      memory: {min: 512, max: 1024}
+      devices: {nvidia.com/gpu: 1}
+    node-selector: "gpu=true"
+    tolerations:
+      - key: gpu
+        operator: Equal
+        value: "true"
+        effect: NoSchedule
+- step:
+    name: train
+    image: python:3.11
+    command: python train.py
+"""
+
+
+def test_every_endpoint_form_valohai_accepts_is_taken_as_written() -> None:
+    specs = {s.name: s for s in endpoints_from_valohai_yaml(EVERY_FORM, None)}
+    assert specs["module-only"].wsgi == "predict"
+    assert specs["one-line"].server_command == "python -m http.server $PORT"
+    assert specs["one-line"].listen_port == 8000
+    block = specs["block"].server_command
+    assert isinstance(block, str) and "\\\n" in block and "$PORT" in block
+    full = specs["with-everything"]
+    assert full.server_command == ["pip install -r req.txt", "python serve.py"]
+    assert full.listen_port == 9000
+    assert full.files[0].path == "models/deep/model.pkl"
+    assert full.resources["devices"] == {"nvidia.com/gpu": 1}
+    assert full.resources["memory"] == {"min": 512, "max": 1024}
+    assert full.node_selector == "gpu=true"
+    assert full.tolerations[0]["effect"] == "NoSchedule"

@@ -23,6 +23,7 @@ __all__ = [
     "ProjectName",
     "TargetName",
     "VersionName",
+    "suggest_endpoint_name",
     "suggest_name",
     "validate_dns_label",
     "validate_endpoint_name",
@@ -70,15 +71,21 @@ def validate_dns_label(value: str, kind: str = "resource") -> str:
     return value
 
 
+def suggest_endpoint_name(value: str) -> str:
+    """The closest name to ``value`` that follows the endpoint rule."""
+    suggestion = suggest_name(value)
+    if not suggestion[0].isalpha():
+        suggestion = f"e-{suggestion}"[:MAX_NAME_LENGTH]
+    if len(suggestion) < 2:
+        suggestion = f"{suggestion}-endpoint"
+    return suggestion
+
+
 def validate_endpoint_name(value: str) -> str:
     """Return ``value`` if it is a valid endpoint name (the valohai.yaml rule and a DNS label)."""
     _check_length("endpoint", value)
     if not _ENDPOINT.match(value) or not _DNS_LABEL.match(value):
-        suggestion = suggest_name(value)
-        if not suggestion[0].isalpha():
-            suggestion = f"e-{suggestion}"[:MAX_NAME_LENGTH]
-        if len(suggestion) < 2:
-            suggestion = f"{suggestion}-endpoint"
+        suggestion = suggest_endpoint_name(value)
         raise InvalidName(
             f"endpoint name {value!r} breaks the rule {ENDPOINT_NAME_RULE} "
             f"(and may not end with '-'); try {suggestion!r}"
