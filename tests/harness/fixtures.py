@@ -161,6 +161,8 @@ def platform(
         {
             "DOCKYARD_NATS_URL": infrastructure.nats_url,
             "DOCKYARD_REDIS_URL": infrastructure.redis_url,
+            # The git tests serve repositories from the local disk.
+            "DOCKYARD_GIT_ALLOW_FILE_URLS": "true",
         },
     )
     yield running

@@ -40,6 +40,7 @@ __all__ = [
     "EndpointFile",
     "EndpointSpec",
     "EndpointState",
+    "GitRef",
     "ImageInfo",
     "LayerInfo",
     "Target",
@@ -144,10 +145,39 @@ class EndpointSpec(_Snapshot):
         return self.port if self.port is not None else 8000
 
 
-class CodeRef(_Snapshot):
-    """Where a version's code comes from: a tar.gz blob uploaded to the project."""
+class GitRef(_Snapshot):
+    """A commit of a git repository: the code of a version, fetched by the builder."""
 
-    blob: BlobDigest
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^(https://|ssh://|git@|file://)\S+$",
+        description="https://, ssh:// or git@host:path (file:// only where an admin allows it).",
+    )
+    ref: str = Field(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="A commit sha, a tag or a branch.",
+    )
+
+
+class CodeRef(_Snapshot):
+    """Where a version's code comes from: a tar.gz blob uploaded to the project, or git."""
+
+    blob: BlobDigest | None = None
+    git: GitRef | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CodeRef:
+        if (self.blob is None) == (self.git is None):
+            raise ValueError("code needs exactly one of 'blob' or 'git'")
+        return self
+
+    @property
+    def description(self) -> str:
+        """The code source in one line (for annotations and messages)."""
+        return self.blob if self.blob is not None else f"{self.git.url}@{self.git.ref}"  # type: ignore[union-attr]
 
 
 class VersionStatus(StrEnum):

@@ -32,13 +32,16 @@ def version_ref_name(version: Version) -> str:
 
 def build_version(
     version: Version,
-    code_archive: IO[bytes],
+    code: IO[bytes] | Path,
     settings: BuilderSettings,
     files: Mapping[str, Path] | None = None,
+    commit: str | None = None,
 ) -> ImageInfo:
     """Build ``version`` into the settings' image layout and tag it; blocking (use a thread).
 
-    ``files`` maps each endpoint file's blob digest to a local copy of its bytes. Every
+    ``code`` is the tar.gz of the code, or a directory holding it (a git checkout whose
+    ``commit`` is recorded). ``files`` maps each endpoint file's blob digest to a local copy
+    of its bytes. Every
     endpoint's image is the shared code and runner layers plus one layer per file of its
     own. Blobs land in the layout before the index is tagged, so an interrupted build
     leaves at most unreferenced blobs, never a tag pointing at a half-written image.
@@ -51,21 +54,24 @@ def build_version(
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
         work = Path(scratch)
-        code_root = work / "code"
-        code_root.mkdir()
-        extract_archive(
-            code_archive,
-            code_root,
-            ArchiveLimits(max_members=settings.max_code_members, max_bytes=settings.max_code_bytes),
-        )
-        code = write_layer(
+        if isinstance(code, Path):
+            code_root = code
+        else:
+            code_root = work / "code"
+            code_root.mkdir()
+            limits = ArchiveLimits(
+                max_members=settings.max_code_members, max_bytes=settings.max_code_bytes
+            )
+            extract_archive(code, code_root, limits)
+        code_layer = write_layer(
             entries_from_directory(code_root, APP_DIR),
             work / "code.layer",
             settings.code_compression,
         )
-        shutil.rmtree(code_root, ignore_errors=True)
+        if not isinstance(code, Path):
+            shutil.rmtree(code_root, ignore_errors=True)
         runner = write_layer(runner_entries(), work / "runner.layer", "gzip")
-        built: list[tuple[str, LayerBlob]] = [("code", code), ("runner", runner)]
+        built: list[tuple[str, LayerBlob]] = [("code", code_layer), ("runner", runner)]
         file_layers: dict[tuple[str, str], LayerBlob] = {}
         for spec in version.endpoints:
             for file in spec.files:
@@ -89,13 +95,17 @@ def build_version(
 
         manifests: dict[str, bytes] = {}
         for spec in version.endpoints:
-            layers = [code, runner, *(file_layers[(str(f.digest), f.path)] for f in spec.files)]
-            config = endpoint_config(version, spec, layers, base_image)
+            layers = [
+                code_layer,
+                runner,
+                *(file_layers[(str(f.digest), f.path)] for f in spec.files),
+            ]
+            config = endpoint_config(version, spec, layers, base_image, commit)
             layout.add_blob(config)
-            manifest = endpoint_manifest(version, spec, config, layers, base_image)
+            manifest = endpoint_manifest(version, spec, config, layers, base_image, commit)
             layout.add_blob(manifest)
             manifests[spec.name] = manifest
-        index = version_index(version, manifests, base_image)
+        index = version_index(version, manifests, base_image, commit)
         layout.add_blob(index)
         index_descriptor = descriptor(MEDIA_TYPE_INDEX, index)
         layout.tag(version_ref_name(version), index_descriptor)

@@ -48,20 +48,31 @@ def endpoint_command(spec: EndpointSpec) -> list[str]:
     return ["sh", "-c", script]
 
 
-def version_annotations(version: Version, base_image: str) -> dict[str, str]:
+def version_annotations(
+    version: Version, base_image: str, commit: str | None = None
+) -> dict[str, str]:
     """Annotations naming what the image is: owner, project, deployment, version, code."""
-    return {
+    annotations = {
         f"{ANNOTATION_PREFIX}.owner": version.owner,
         f"{ANNOTATION_PREFIX}.project": version.project,
         f"{ANNOTATION_PREFIX}.deployment": version.deployment,
         f"{ANNOTATION_PREFIX}.version": version.name,
-        f"{ANNOTATION_PREFIX}.code": version.code.blob,
+        f"{ANNOTATION_PREFIX}.code": version.code.description,
         BASE_NAME: base_image,
     }
+    if version.code.git is not None:
+        annotations["org.opencontainers.image.source"] = version.code.git.url
+    if commit is not None:
+        annotations["org.opencontainers.image.revision"] = commit
+    return annotations
 
 
 def endpoint_config(
-    version: Version, spec: EndpointSpec, layers: list[LayerBlob], base_image: str
+    version: Version,
+    spec: EndpointSpec,
+    layers: list[LayerBlob],
+    base_image: str,
+    commit: str | None = None,
 ) -> bytes:
     """The image config of one endpoint: Env, Cmd, WorkingDir, ExposedPorts, Labels."""
     port = spec.listen_port
@@ -73,7 +84,8 @@ def endpoint_config(
         **version.env,
     }
     labels = dict(
-        version_annotations(version, base_image), **{f"{ANNOTATION_PREFIX}.endpoint": spec.name}
+        version_annotations(version, base_image, commit),
+        **{f"{ANNOTATION_PREFIX}.endpoint": spec.name},
     )
     document: dict[str, Any] = {
         "architecture": "amd64",
@@ -91,11 +103,17 @@ def endpoint_config(
 
 
 def endpoint_manifest(
-    version: Version, spec: EndpointSpec, config: bytes, layers: list[LayerBlob], base_image: str
+    version: Version,
+    spec: EndpointSpec,
+    config: bytes,
+    layers: list[LayerBlob],
+    base_image: str,
+    commit: str | None = None,
 ) -> bytes:
     """The image manifest of one endpoint."""
     annotations = dict(
-        version_annotations(version, base_image), **{f"{ANNOTATION_PREFIX}.endpoint": spec.name}
+        version_annotations(version, base_image, commit),
+        **{f"{ANNOTATION_PREFIX}.endpoint": spec.name},
     )
     document: dict[str, Any] = {
         "schemaVersion": 2,
@@ -110,7 +128,9 @@ def endpoint_manifest(
     return canonical_json(document)
 
 
-def version_index(version: Version, manifests: dict[str, bytes], base_image: str) -> bytes:
+def version_index(
+    version: Version, manifests: dict[str, bytes], base_image: str, commit: str | None = None
+) -> bytes:
     """The OCI index of a version: one manifest per endpoint, annotated with its name."""
     document: dict[str, Any] = {
         "schemaVersion": 2,
@@ -124,6 +144,6 @@ def version_index(version: Version, manifests: dict[str, bytes], base_image: str
             )
             for endpoint, manifest in sorted(manifests.items())
         ],
-        "annotations": version_annotations(version, base_image),
+        "annotations": version_annotations(version, base_image, commit),
     }
     return canonical_json(document)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from dockyard_common.errors import InvalidInput
+
 __all__ = [
     "MEDIA_TYPE_LAYER",
     "MEDIA_TYPE_LAYER_GZIP",
@@ -75,9 +77,19 @@ def entries_from_directory(root: Path, prefix: str) -> list[LayerEntry]:
         dirnames.sort()
         relative = Path(dirpath).relative_to(root)
         for name in dirnames:
+            if (Path(dirpath) / name).is_symlink():
+                raise InvalidInput(
+                    f"{(relative / name).as_posix()} is a symbolic link; "
+                    "links are not accepted in code"
+                )
             entries.append(LayerEntry(f"{prefix}/{(relative / name).as_posix()}", None))
         for name in sorted(filenames):
             path = Path(dirpath) / name
+            if path.is_symlink() or not path.is_file():
+                raise InvalidInput(
+                    f"{(relative / name).as_posix()} is not a regular file "
+                    "(links and devices are not accepted in code)"
+                )
             entries.append(
                 LayerEntry(
                     f"{prefix}/{(relative / name).as_posix()}",

@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from dockyard_builder.build import build_version
+from dockyard_builder.git import fetch_commit
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import (
     CloudEvent,
@@ -100,14 +101,27 @@ class Builder:
             tempfile.TemporaryDirectory(dir=self._scratch()) as scratch,
             tempfile.TemporaryFile() as archive,
         ):
-            await self._fetch_blob(version, version.code.blob, archive)
+            code: IO[bytes] | Path = archive
+            commit = None
+            if version.code.git is not None:
+                code = Path(scratch) / "checkout"
+                commit = await fetch_commit(
+                    version.code.git,
+                    code,
+                    allow_file_urls=self._settings.git_allow_file_urls,
+                    timeout_s=self._settings.git_timeout_s,
+                )
+            elif version.code.blob is not None:
+                await self._fetch_blob(version, version.code.blob, archive)
             files: dict[str, Path] = {}
             for digest in digests:
                 path = Path(scratch) / digest.removeprefix("sha256:")
                 with path.open("w+b") as out:
                     await self._fetch_blob(version, digest, out)
                 files[digest] = path
-            return await asyncio.to_thread(build_version, version, archive, self._settings, files)
+            return await asyncio.to_thread(
+                build_version, version, code, self._settings, files, commit
+            )
 
     def _scratch(self) -> Path:
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)

@@ -91,7 +91,17 @@ async def create_version(
 ) -> Version:
     """Submit a version: checked, stored pending, announced as ``version.created``."""
     stored_deployment = await existing_deployment(context, owner, project, deployment)
-    code_yaml = await _code_valohai_yaml(context, owner, project, body.code.blob)
+    code_yaml = None
+    if body.code.blob is not None:
+        code_yaml = await _code_valohai_yaml(context, owner, project, body.code.blob)
+    elif (
+        body.code.git is not None
+        and body.code.git.url.startswith("file://")
+        and not context.settings.git_allow_file_urls
+    ):
+        raise InvalidInput(
+            f"git URL {body.code.git.url!r} reads this server's disk; use https:// or ssh://"
+        )
 
     endpoints: list[EndpointSpec]
     if body.endpoints and isinstance(body.endpoints[0], EndpointSpec):
@@ -101,8 +111,8 @@ async def create_version(
         text = body.valohai_yaml if body.valohai_yaml is not None else code_yaml
         if text is None:
             raise InvalidInput(
-                "no endpoint definitions: give 'endpoints' inline, 'valohai_yaml', "
-                "or put a valohai.yaml at the root of the code"
+                "no endpoint definitions: give 'endpoints' inline or 'valohai_yaml'"
+                + ("" if body.code.git else ", or put a valohai.yaml at the root of the code")
             )
         endpoints = endpoints_from_valohai_yaml(text, names)
     endpoints = with_files(endpoints, {e: dict(f) for e, f in body.files.items()})
