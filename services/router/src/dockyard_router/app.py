@@ -16,6 +16,7 @@ from dockyard_common import (
     provision_jetstream,
 )
 from dockyard_router.proxy import Proxy
+from dockyard_router.record import table_from_record
 from dockyard_router.routing import follow_endpoint_states
 from dockyard_router.settings import RouterSettings
 from dockyard_router.store import RouteStore
@@ -37,8 +38,9 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     nc = await connect_nats(settings.nats_url, name="dockyard-router")
     js = nc.jetstream()
     await provision_jetstream(js)
-    store = RouteStore(redis, RouteTable())
+    store = RouteStore(redis, RouteTable(), lambda: table_from_record(js))
     try:
+        await store.ensure_tables()
         log.info("routes.loaded", routes=await store.load())
     except TransientError as exc:
         log.warning("routes.load.failed", error=str(exc))
@@ -51,8 +53,11 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     site = web.TCPSite(runner, settings.router_host, settings.router_port, reuse_port=True)
     try:
         async with asyncio.TaskGroup() as tasks:
-            follower = tasks.create_task(store.follow())
-            consumer = tasks.create_task(follow_endpoint_states(js, store))
+            workers = [
+                tasks.create_task(store.follow()),
+                tasks.create_task(store.watch_tables()),
+                tasks.create_task(follow_endpoint_states(js, store)),
+            ]
             await site.start()
             log.info(
                 "router.started",
@@ -61,8 +66,8 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
                 region=settings.region,
             )
             await stop.wait()
-            follower.cancel()
-            consumer.cancel()
+            for worker in workers:
+                worker.cancel()
     finally:
         await runner.cleanup()
         await proxy.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -16,21 +17,26 @@ from redis.exceptions import RedisError
 from dockyard_common import Alias, TransientError, get_logger
 from dockyard_router.tables import Route, RouteTable, alias_table_key
 
-__all__ = ["ALIASES_HASH", "ROUTES_CHANNEL", "ROUTES_HASH", "RouteStore"]
+__all__ = ["ALIASES_HASH", "BUILT_MARKER", "ROUTES_CHANNEL", "ROUTES_HASH", "RouteStore"]
 
 log = get_logger(__name__)
 
 ROUTES_HASH = "dockyard:routes"
 ALIASES_HASH = "dockyard:aliases"
 ROUTES_CHANNEL = "dockyard:routes:changed"
+BUILT_MARKER = "dockyard:tables:built"
+"""Present while Redis holds complete tables; gone after Redis lost its data."""
+
+TableSource = Callable[[], Awaitable[RouteTable]]
 
 
 class RouteStore:
     """Keeps a :class:`RouteTable` in step with Redis."""
 
-    def __init__(self, redis: Redis, table: RouteTable) -> None:
+    def __init__(self, redis: Redis, table: RouteTable, source: TableSource) -> None:
         self._redis = redis
         self.table = table
+        self._source = source
 
     async def load(self) -> int:
         """Replace the in-process table with Redis's; returns the route count."""
@@ -77,11 +83,46 @@ class RouteStore:
         except RedisError as exc:
             raise TransientError(f"Redis unavailable while writing alias: {exc}") from exc
 
+    async def ensure_tables(self) -> bool:
+        """Rebuild Redis's tables from the state of record if it lost them; True if it did."""
+        try:
+            if await self._redis.exists(BUILT_MARKER):
+                return False
+            fresh = await self._source()
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(ROUTES_HASH, ALIASES_HASH)
+                for route in fresh.routes.values():
+                    pipe.hset(ROUTES_HASH, route.field, route.model_dump_json())
+                for key, alias in fresh.aliases.items():
+                    pipe.hset(ALIASES_HASH, key, alias.model_dump_json())
+                pipe.set(BUILT_MARKER, "1")
+                pipe.publish(ROUTES_CHANNEL, json.dumps({"reload": True}))
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"Redis unavailable while rebuilding tables: {exc}") from exc
+        log.info("routes.rebuilt", routes=len(fresh.routes), aliases=len(fresh.aliases))
+        return True
+
+    async def watch_tables(self, every_s: float = 1.0) -> None:
+        """Notice Redis losing its data (a restart, a flush) and rebuild, until cancelled."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.ensure_tables()
+            except TransientError as exc:
+                log.debug("routes.watch.redis_unavailable", error=str(exc))
+
     def _apply(self, change: dict[str, object]) -> None:
         if "route" in change:
             self.table.put(Route.model_validate(change["route"]))
         if "alias" in change:
             self.table.put_alias(Alias.model_validate(change["alias"]))
+
+    async def _reload(self) -> None:
+        try:
+            await self.load()
+        except TransientError as exc:
+            log.warning("routes.reload.failed", error=str(exc))
 
     async def follow(self) -> None:
         """Apply every published change to the in-process table, reconnecting until cancelled."""
@@ -89,12 +130,18 @@ class RouteStore:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(ROUTES_CHANNEL)
-                    # Changes made while unsubscribed would be missed: reload after subscribing.
+                    # Changes made while unsubscribed would be missed: reload after subscribing,
+                    # from tables rebuilt first if Redis came back empty.
+                    await self.ensure_tables()
                     await self.load()
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
-                        self._apply(json.loads(message["data"]))
+                        change = json.loads(message["data"])
+                        if change.get("reload"):
+                            await self._reload()
+                        else:
+                            self._apply(change)
             except (RedisError, TransientError, OSError) as exc:
                 log.warning("routes.follow.interrupted", error=str(exc))
                 await asyncio.sleep(1.0)

@@ -1,0 +1,127 @@
+"""Redis is derived state: lost, the router keeps routing, then rebuilds it from the record."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from dockyard_cli.servers import ServerProcess, free_port, start_redis
+from dockyard_common import connect_redis
+from tests.harness.archives import tar_gz
+from tests.harness.fixtures import Names, RunningPlatform, start_platform_process
+from tests.harness.flows import (
+    WSGI_APP,
+    create_version,
+    put_deployment,
+    upload_blob,
+    wait_for_version,
+)
+from tests.harness.infrastructure import Infrastructure
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[int, list[ServerProcess]]]:
+    port = free_port()
+    servers = [start_redis(tmp_path / "redis", port=port)]
+    yield port, servers
+    for server in servers:
+        server.stop()
+
+
+async def test_requests_keep_flowing_while_redis_is_lost_and_tables_come_back(
+    infrastructure: Infrastructure,
+    tmp_path: Path,
+    names: Names,
+    own_redis: tuple[int, list[ServerProcess]],
+) -> None:
+    port, servers = own_redis
+    platform: RunningPlatform = start_platform_process(
+        tmp_path / "platform",
+        {
+            "DOCKYARD_NATS_URL": infrastructure.nats_url,
+            "DOCKYARD_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+        },
+    )
+    try:
+        async with httpx.AsyncClient(
+            base_url=platform.api_url,
+            timeout=10,
+            headers={"Authorization": f"Bearer {platform.admin_token}"},
+        ) as api:
+            await put_deployment(api, names, ["local-eu"])
+            code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
+            created = await create_version(
+                api,
+                names,
+                {
+                    "name": "v1",
+                    "code": {"blob": code},
+                    "endpoints": [{"name": "predict", "wsgi": "app:app"}],
+                },
+            )
+            assert created.status_code == 201
+            await wait_for_version(api, names, "v1", "ready")
+            aliases = (
+                f"/v1/projects/{names.owner}/{names.project}/deployments/"
+                f"{names.deployment}/aliases/production"
+            )
+            assert (await api.put(aliases, json={"version": "v1"})).status_code == 200
+
+            base = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}"
+            urls = [f"{base}/v1/predict/x", f"{base}/production/predict/x"]
+            failures: list[str] = []
+            served = 0
+            stop = asyncio.Event()
+
+            async def load(client: httpx.AsyncClient) -> None:
+                nonlocal served
+                while not stop.is_set():
+                    for url in urls:
+                        response = await client.get(url)
+                        if response.status_code == 200:
+                            served += 1
+                        else:
+                            failures.append(f"{url}: {response.status_code} {response.text}")
+                    await asyncio.sleep(0.005)
+
+            async with httpx.AsyncClient(timeout=10) as client:
+                await _eventually(lambda: client.get(urls[1]))  # the alias is live
+                loader = asyncio.create_task(load(client))
+                await asyncio.sleep(0.3)
+                servers[0].stop()  # Redis gone, its data with it
+                await asyncio.sleep(1.0)
+                servers.append(start_redis(tmp_path / "redis-again", port=port))
+                redis: Redis = connect_redis(f"redis://127.0.0.1:{port}/0")
+                try:
+                    deadline = time.monotonic() + 10
+                    while not await redis.hlen("dockyard:routes"):
+                        assert time.monotonic() < deadline, "tables were not rebuilt in 10 s"
+                        await asyncio.sleep(0.05)
+                    assert await redis.hlen("dockyard:aliases") >= 1
+                finally:
+                    await redis.aclose()
+                await asyncio.sleep(0.3)
+                stop.set()
+                await loader
+            assert failures == []
+            assert served > 50
+    finally:
+        platform.stop()
+
+
+async def _eventually(call: object, within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        response = await call()  # type: ignore[operator]
+        if response.status_code == 200:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never answered 200 within {within_s} s")
