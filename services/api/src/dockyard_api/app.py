@@ -10,7 +10,12 @@ from fastapi import FastAPI
 
 from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.context import ApiContext
-from dockyard_api.problems import OversizeAsProblem, install_problem_handlers
+from dockyard_api.problems import (
+    PROBLEM_RESPONSES,
+    OversizeAsProblem,
+    document_problems,
+    install_problem_handlers,
+)
 from dockyard_api.relay import relay_announcements
 from dockyard_api.routes import (
     aliases,
@@ -101,9 +106,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    document_problems(app)
     app.add_middleware(OversizeAsProblem)
-    app.include_router(health.router)
-    app.include_router(events.router)
+    app.include_router(health.router, responses={503: PROBLEM_RESPONSES[503]})
+    app.include_router(events.router, responses=PROBLEM_RESPONSES)
     # Limits are set per router so that they apply inside OversizeAsProblem.
     json_routers = (
         owners.router,
@@ -114,6 +120,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         aliases.router,
     )
     for json_router in json_routers:
-        app.include_router(json_router, max_body_size=settings.max_json_bytes)
-    app.include_router(blobs.router, max_body_size=settings.max_upload_bytes)
+        app.include_router(
+            json_router, max_body_size=settings.max_json_bytes, responses=PROBLEM_RESPONSES
+        )
+    app.include_router(
+        blobs.router, max_body_size=settings.max_upload_bytes, responses=PROBLEM_RESPONSES
+    )
     return app

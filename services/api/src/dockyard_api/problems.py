@@ -8,17 +8,71 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard_common import Conflict, InvalidInput, TransientError, get_logger
 
-__all__ = ["OversizeAsProblem", "Problem", "install_problem_handlers"]
+__all__ = [
+    "PROBLEM_RESPONSES",
+    "OversizeAsProblem",
+    "Problem",
+    "ProblemDetails",
+    "document_problems",
+    "install_problem_handlers",
+]
 
 log = get_logger(__name__)
 
 PROBLEM_BASE = "https://dockyard.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+
+
+class ProblemDetails(BaseModel):
+    """The body of every error answer (RFC 9457)."""
+
+    type: str = Field(description="A stable URI naming the kind of error.")
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong and how to fix it.")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="Each invalid field, for validation errors."
+    )
+
+
+_PROBLEM_SCHEMA = {"$ref": "#/components/schemas/ProblemDetails"}
+
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": title, "content": {MEDIA_TYPE: {"schema": _PROBLEM_SCHEMA}}}
+    for status, title in {
+        400: "Bad request",
+        401: "No valid bearer token",
+        403: "The token's role may not do this",
+        404: "Not found (or not visible to this token)",
+        409: "Conflicts with the current state",
+        412: "If-Match does not hold",
+        413: "Request body too large",
+        422: "Invalid input",
+        503: "A dependency (NATS) is unavailable",
+    }.items()
+}
+"""The error answers every route may give, documented once for the OpenAPI document."""
+
+
+def document_problems(app: FastAPI) -> None:
+    """Put :class:`ProblemDetails` into the OpenAPI components the error answers refer to."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas["ProblemDetails"] = ProblemDetails.model_json_schema()
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class Problem(Exception):

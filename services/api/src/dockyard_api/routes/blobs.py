@@ -8,6 +8,7 @@ from typing import Annotated
 
 import nats.js.errors
 from fastapi import APIRouter, Depends, Path, Request, Response
+from pydantic import BaseModel, Field
 
 from dockyard_api.auth import Deployer, Viewer
 from dockyard_api.context import ApiContext, get_context
@@ -35,7 +36,24 @@ async def blob_exists(context: ApiContext, owner: str, project: str, digest: str
     return True
 
 
-@router.head("/sha256:{hexdigest}")
+class BlobStored(BaseModel):
+    """A blob the project holds."""
+
+    digest: str
+    size: int | None = None
+    status: str = Field(description="'created', or 'exists' when it was already there.")
+
+
+@router.head(
+    "/sha256:{hexdigest}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The project holds the blob",
+            "content": {"application/octet-stream": {}},
+        }
+    },
+)
 async def head_blob(
     owner: OwnerPath,
     project: ProjectPath,
@@ -45,11 +63,16 @@ async def head_blob(
 ) -> Response:
     """200 when the project holds the blob, 404 when a client should upload it."""
     await existing_project(context, owner, project)
-    found = await blob_exists(context, owner, project, f"sha256:{hexdigest}")
-    return Response(status_code=200 if found else 404)
+    if not await blob_exists(context, owner, project, f"sha256:{hexdigest}"):
+        raise Problem(404, "not-found", f"the project holds no blob sha256:{hexdigest}")
+    return Response(status_code=200, media_type="application/octet-stream")
 
 
-@router.put("/sha256:{hexdigest}", status_code=201)
+@router.put(
+    "/sha256:{hexdigest}",
+    status_code=201,
+    responses={200: {"model": BlobStored, "description": "Already there"}},
+)
 async def put_blob(
     owner: OwnerPath,
     project: ProjectPath,
@@ -58,13 +81,13 @@ async def put_blob(
     response: Response,
     caller: Deployer,
     context: Annotated[ApiContext, Depends(get_context)],
-) -> dict[str, str | int]:
+) -> BlobStored:
     """Stream an upload into the store; refused unless its sha256 matches the URL. Idempotent."""
     await existing_project(context, owner, project)
     digest = f"sha256:{hexdigest}"
     if await blob_exists(context, owner, project, digest):
         response.status_code = 200
-        return {"digest": digest, "status": "exists"}
+        return BlobStored(digest=digest, status="exists")
     limit = context.settings.max_upload_bytes
     hasher = hashlib.sha256()
     size = 0
@@ -83,4 +106,4 @@ async def put_blob(
             )
         spool.seek(0)
         await context.blobs.put(blob_object_name(owner, project, digest), spool)  # type: ignore[arg-type]
-    return {"digest": digest, "size": size, "status": "created"}
+    return BlobStored(digest=digest, size=size, status="created")

@@ -26,7 +26,11 @@ Context = Annotated[ApiContext, Depends(get_context)]
 _FINISHED = (VersionStatus.STOPPED, VersionStatus.FAILED)
 
 
-@router.put("/{deployment}", status_code=201)
+@router.put(
+    "/{deployment}",
+    status_code=201,
+    responses={200: {"model": Deployment, "description": "Changed"}},
+)
 async def put_deployment(
     owner: OwnerPath,
     project: ProjectPath,

@@ -35,7 +35,11 @@ def _missing(owner: str, project: str) -> str:
     return f"project {owner}/{project} does not exist"
 
 
-@router.put("/{owner}/{project}", status_code=201)
+@router.put(
+    "/{owner}/{project}",
+    status_code=201,
+    responses={200: {"model": Project, "description": "Changed"}},
+)
 async def put_project(
     owner: OwnerPath,
     project: ProjectPath,

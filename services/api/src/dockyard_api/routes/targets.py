@@ -21,7 +21,9 @@ router = APIRouter(prefix="/v1/targets", tags=["targets"])
 TargetPath = Annotated[TargetName, Path(description="Target name, a DNS label.")]
 
 
-@router.put("/{target}", status_code=201)
+@router.put(
+    "/{target}", status_code=201, responses={200: {"model": Target, "description": "Replaced"}}
+)
 async def put_target(
     target: TargetPath,
     body: TargetIn,
