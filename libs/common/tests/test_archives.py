@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 import pytest
 
-from dockyard_common.archives import ArchiveLimits, scan_archive
+from dockyard_common.archives import ArchiveLimits, extract_archive, scan_archive
 from dockyard_common.errors import InvalidInput
 from tests.harness.archives import member, tar_gz
 
@@ -56,3 +57,21 @@ def test_member_count_and_size_are_capped() -> None:
     big = tar_gz({"model.bin": b"x" * 1000})
     with pytest.raises(InvalidInput, match="more than 100 bytes"):
         scan_archive(io.BytesIO(big), ArchiveLimits(max_bytes=100))
+
+
+@pytest.mark.parametrize("names", [["x", "x/y"], ["x/y", "x"], ["a/b/c", "a/b"]])
+def test_a_name_that_is_both_a_file_and_a_directory_is_refused(names: list[str]) -> None:
+    data = tar_gz(dict.fromkeys(names, b"content"))
+    with pytest.raises(InvalidInput, match="both as a file and a directory"):
+        scan_archive(io.BytesIO(data), ArchiveLimits())
+
+
+def test_a_truncated_archive_is_bad_input_but_a_failing_disk_is_not(tmp_path: Path) -> None:
+    data = tar_gz({"model.bin": bytes(range(256)) * 4096})
+    with pytest.raises(InvalidInput, match=r"not a readable tar\.gz"):
+        extract_archive(io.BytesIO(data[: len(data) // 2]), tmp_path / "a", ArchiveLimits())
+    blocked = tmp_path / "b"
+    blocked.write_text("a file where the directory should go")
+    with pytest.raises(OSError) as caught:
+        extract_archive(io.BytesIO(data), blocked, ArchiveLimits())
+    assert not isinstance(caught.value, InvalidInput)

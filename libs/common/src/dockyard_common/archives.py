@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
-import shutil
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -85,33 +84,76 @@ class ScannedArchive:
     captured: dict[str, bytes]
 
 
-def _checked_members(
-    archive: tarfile.TarFile, limits: ArchiveLimits
-) -> Iterator[tuple[tarfile.TarInfo, ArchiveMember]]:
-    """Each member with its checked form, enforcing the count and size caps as it goes."""
-    count = 0
-    total = 0
-    for info in archive:
-        checked = check_member(info)
-        if checked is None:
-            continue
-        count += 1
-        total += checked.size
-        if count > limits.max_members:
-            raise InvalidInput(f"archive holds more than {limits.max_members} members")
-        if total > limits.max_bytes:
-            raise InvalidInput(f"archive unpacks to more than {limits.max_bytes} bytes")
-        yield info, checked
+_READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
+
+
+class _Reader:
+    """A tar stream read member by member; only reading errors become :class:`InvalidInput`.
+
+    Errors writing what was read (a full disk, say) are not the user's and pass unchanged.
+    """
+
+    def __init__(self, archive: tarfile.TarFile, kind: str) -> None:
+        self.archive = archive
+        self._kind = kind
+
+    def _bad(self, exc: BaseException) -> InvalidInput:
+        return InvalidInput(f"archive is not a readable {self._kind} file: {exc}")
+
+    def members(self, limits: ArchiveLimits) -> Iterator[tuple[tarfile.TarInfo, ArchiveMember]]:
+        """Each member with its checked form, enforcing the caps and refusing clashes."""
+        count = 0
+        total = 0
+        files: set[str] = set()
+        directories: set[str] = set()
+        iterator = iter(self.archive)
+        while True:
+            try:
+                info = next(iterator)
+            except StopIteration:
+                return
+            except _READ_ERRORS as exc:
+                raise self._bad(exc) from exc
+            checked = check_member(info)
+            if checked is None:
+                continue
+            parents = {
+                "/".join(checked.name.split("/")[:i]) for i in range(1, checked.name.count("/") + 1)
+            }
+            clash = (parents & files) or (
+                checked.name in directories if not checked.is_dir else checked.name in files
+            )
+            if clash:
+                raise InvalidInput(f"archive holds {checked.name!r} both as a file and a directory")
+            (directories if checked.is_dir else files).add(checked.name)
+            directories |= parents
+            count += 1
+            total += checked.size
+            if count > limits.max_members:
+                raise InvalidInput(f"archive holds more than {limits.max_members} members")
+            if total > limits.max_bytes:
+                raise InvalidInput(f"archive unpacks to more than {limits.max_bytes} bytes")
+            yield info, checked
+
+    def chunks(self, info: tarfile.TarInfo) -> Iterator[bytes]:
+        """The content of a regular member, a megabyte at a time."""
+        try:
+            source = self.archive.extractfile(info)
+            while source is not None and (chunk := source.read(1024 * 1024)):
+                yield chunk
+        except _READ_ERRORS as exc:
+            raise self._bad(exc) from exc
 
 
 @contextlib.contextmanager
-def _reading(fileobj: IO[bytes], compressed: bool) -> Iterator[tarfile.TarFile]:
+def _reading(fileobj: IO[bytes], compressed: bool) -> Iterator[_Reader]:
+    kind = "tar.gz" if compressed else "tar"
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|gz" if compressed else "r|") as archive:
-            yield archive
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
-        kind = "tar.gz" if compressed else "tar"
+        archive = tarfile.open(fileobj=fileobj, mode="r|gz" if compressed else "r|")  # noqa: SIM115
+    except _READ_ERRORS as exc:
         raise InvalidInput(f"archive is not a readable {kind} file: {exc}") from exc
+    with archive:
+        yield _Reader(archive, kind)
 
 
 def scan_archive(
@@ -124,16 +166,15 @@ def scan_archive(
     """
     members: list[ArchiveMember] = []
     captured: dict[str, bytes] = {}
-    with _reading(fileobj, compressed=True) as archive:
-        for info, checked in _checked_members(archive, limits):
+    with _reading(fileobj, compressed=True) as reader:
+        for info, checked in reader.members(limits):
             members.append(checked)
             if checked.name in capture and not checked.is_dir:
                 if checked.size > limits.max_captured_bytes:
                     raise InvalidInput(
                         f"{checked.name} is larger than {limits.max_captured_bytes} bytes"
                     )
-                content = archive.extractfile(info)
-                captured[checked.name] = content.read() if content is not None else b""
+                captured[checked.name] = b"".join(reader.chunks(info))
     return ScannedArchive(members, captured)
 
 
@@ -146,19 +187,16 @@ def extract_archive(
     not, owners dropped. Blocking: call it from a worker thread.
     """
     files = 0
-    with _reading(fileobj, compressed) as archive:
-        for info, member in _checked_members(archive, limits):
+    with _reading(fileobj, compressed) as reader:
+        for info, member in reader.members(limits):
             target = dest / member.name
             if member.is_dir:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
-            if target.is_dir():
-                raise InvalidInput(f"archive holds {member.name!r} as a directory and a file")
             target.parent.mkdir(parents=True, exist_ok=True)
-            source = archive.extractfile(info)
             with target.open("wb") as out:
-                if source is not None:
-                    shutil.copyfileobj(source, out, 1024 * 1024)
+                for chunk in reader.chunks(info):
+                    out.write(chunk)
             target.chmod(0o755 if member.executable else 0o644)
             files += 1
     return files

@@ -7,18 +7,40 @@ is never stored without its event being published, even if the writer dies right
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict
 
+from dockyard_common.errors import TransientError
+
 __all__ = ["Conflict", "Counter", "Record", "ResourceStore", "Stored"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+_UNAVAILABLE = (
+    nats.errors.TimeoutError,
+    nats.errors.ConnectionClosedError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.ServiceUnavailableError,
+    TimeoutError,
+)
+
+
+@contextlib.contextmanager
+def _kv_unavailable_is_transient(operation: str) -> Iterator[None]:
+    """NATS being away is a transient failure (503 at the API, a retry in consumers)."""
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise TransientError(f"the state of record is unavailable ({operation}): {exc!r}") from exc
 
 
 class Conflict(Exception):
@@ -59,7 +81,8 @@ class ResourceStore(Generic[ModelT]):
     async def get(self, key: str) -> Stored[ModelT] | None:
         """The resource at ``key`` with its revision, or None when absent or deleted."""
         try:
-            entry = await self._kv.get(key)
+            with _kv_unavailable_is_transient("read"):
+                entry = await self._kv.get(key)
         except nats.js.errors.KeyNotFoundError:
             return None
         if entry.value is None or entry.revision is None:
@@ -73,7 +96,8 @@ class ResourceStore(Generic[ModelT]):
         ``announce`` is the event type the write stands for (published by the relay).
         """
         try:
-            revision: int = await self._kv.create(key, self._encode(value, announce))
+            with _kv_unavailable_is_transient("write"):
+                revision: int = await self._kv.create(key, self._encode(value, announce))
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} already exists") from exc
         return revision
@@ -83,9 +107,10 @@ class ResourceStore(Generic[ModelT]):
     ) -> int:
         """Replace the resource read at ``revision``; :class:`Conflict` if it changed since."""
         try:
-            new_revision: int = await self._kv.update(
-                key, self._encode(value, announce), last=revision
-            )
+            with _kv_unavailable_is_transient("write"):
+                new_revision: int = await self._kv.update(
+                    key, self._encode(value, announce), last=revision
+                )
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} changed since revision {revision}") from exc
         return new_revision
@@ -93,14 +118,22 @@ class ResourceStore(Generic[ModelT]):
     async def delete(self, key: str, revision: int | None = None) -> None:
         """Delete the resource (only if still at ``revision`` when given); Conflict if not."""
         try:
-            await self._kv.delete(key, last=revision)
+            with _kv_unavailable_is_transient("delete"):
+                await self._kv.delete(key, last=revision)
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} changed since revision {revision}") from exc
 
     async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, Stored[ModelT]]]:
-        """Every live resource whose key starts with ``prefix``, in key order."""
+        """Every live resource whose key starts with ``prefix``, in key order.
+
+        A prefix ending at a key token (``acme.demo.``) is filtered by the server.
+        """
         try:
-            keys = await self._kv.keys()
+            with _kv_unavailable_is_transient("list"):
+                if prefix.endswith("."):
+                    keys = await self._kv.keys(filters=[f"{prefix}>"])
+                else:
+                    keys = await self._kv.keys()
         except nats.js.errors.NoKeysError:
             return
         for key in sorted(keys):
@@ -129,18 +162,19 @@ class Counter:
     async def next(self, key: str, attempts: int = 50) -> int:
         """Advance the counter at ``key`` and return its new value (the first is 1)."""
         for _ in range(attempts):
-            try:
-                entry = await self._kv.get(key)
-            except nats.js.errors.KeyNotFoundError:
+            with _kv_unavailable_is_transient("counter"):
                 try:
-                    await self._kv.create(key, b"1")
+                    entry = await self._kv.get(key)
+                except nats.js.errors.KeyNotFoundError:
+                    try:
+                        await self._kv.create(key, b"1")
+                    except nats.js.errors.KeyWrongLastSequenceError:
+                        continue
+                    return 1
+                value = int(entry.value or b"0") + 1
+                try:
+                    await self._kv.update(key, str(value).encode(), last=entry.revision)
                 except nats.js.errors.KeyWrongLastSequenceError:
                     continue
-                return 1
-            value = int(entry.value or b"0") + 1
-            try:
-                await self._kv.update(key, str(value).encode(), last=entry.revision)
-            except nats.js.errors.KeyWrongLastSequenceError:
-                continue
-            return value
+                return value
         raise Conflict(f"counter {key} is contended; try again")
