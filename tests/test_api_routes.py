@@ -138,3 +138,18 @@ async def test_versions_aliases_and_health(
     async with httpx.AsyncClient(base_url=platform.api_url) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         assert (await client.get("/readyz")).json() == {"status": "ready"}
+
+
+async def test_an_unnamed_version_skips_a_default_name_a_user_took(
+    api: httpx.AsyncClient, names: Names
+) -> None:
+    await put_deployment(api, names, ["local-eu"])
+    code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
+    endpoints = [{"name": "predict", "wsgi": "app:app"}]
+    today = datetime.now(UTC).strftime("%Y%m%d")
+    taken = await create_version(
+        api, names, {"name": f"{today}.1", "code": {"blob": code}, "endpoints": endpoints}
+    )
+    assert taken.status_code == 201
+    unnamed = await create_version(api, names, {"code": {"blob": code}, "endpoints": endpoints})
+    assert unnamed.status_code == 201 and unnamed.json()["name"] == f"{today}.2"

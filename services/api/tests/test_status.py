@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from dockyard_api.status import version_after_event
+import pytest
+
+from dockyard_api.status import BuildNotRecordedYet, version_after_event
 from dockyard_common import (
     CodeRef,
     EndpointSpec,
@@ -111,3 +113,12 @@ def test_an_older_report_arriving_late_changes_nothing() -> None:
     ready = version_after_event(built, EventType.ENDPOINT_READY, newer)
     assert ready is not None
     assert version_after_event(ready, EventType.ENDPOINT_DEPLOYING, older) is None
+
+
+def test_an_endpoint_report_before_the_build_is_recorded_is_retried_not_dropped() -> None:
+    with pytest.raises(BuildNotRecordedYet):
+        version_after_event(
+            a_version(VersionStatus.BUILDING),
+            EventType.ENDPOINT_READY,
+            state("local-eu", WorkloadState.READY),
+        )

@@ -128,19 +128,27 @@ class ResourceStore(Generic[ModelT]):
 
         A prefix ending at a key token (``acme.demo.``) is filtered by the server.
         """
-        try:
-            with _kv_unavailable_is_transient("list"):
-                if prefix.endswith("."):
-                    keys = await self._kv.keys(filters=[f"{prefix}>"])
-                else:
-                    keys = await self._kv.keys()
-        except nats.js.errors.NoKeysError:
-            return
+        with _kv_unavailable_is_transient("list"):
+            keys = await self._keys(f"{prefix}>" if prefix.endswith(".") else ">")
         for key in sorted(keys):
             if key.startswith(prefix):
                 stored = await self.get(key)
                 if stored is not None:
                     yield key, stored
+
+    async def _keys(self, subject_filter: str) -> list[str]:
+        # nats-py's keys(filters=...) filters by substring on the client; a watcher on a
+        # subject filter lets the server send only the matching keys.
+        watcher = await self._kv.watch(subject_filter, ignore_deletes=True, meta_only=True)
+        keys: list[str] = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                keys.append(entry.key)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return keys
 
     @staticmethod
     def _encode(value: BaseModel, announce: str | None) -> bytes:

@@ -6,10 +6,16 @@ through events, and :func:`version_after_event` folds each report into the versi
 
 from __future__ import annotations
 
+from dockyard_common.errors import TransientError
 from dockyard_common.events import EventType
 from dockyard_common.models import EndpointState, Version, VersionStatus, WorkloadState, utcnow
 
-__all__ = ["TRACKED_EVENTS", "overall_rollout_status", "version_after_event"]
+__all__ = [
+    "TRACKED_EVENTS",
+    "BuildNotRecordedYet",
+    "overall_rollout_status",
+    "version_after_event",
+]
 
 TRACKED_EVENTS = (
     EventType.VERSION_BUILD_STARTED,
@@ -43,7 +49,16 @@ def overall_rollout_status(version: Version, states: list[EndpointState]) -> Ver
     return VersionStatus.DEPLOYING
 
 
+class BuildNotRecordedYet(TransientError):
+    """An endpoint report arrived before the version's build was recorded: retry it later."""
+
+
 def _with_endpoint_state(version: Version, report: EndpointState) -> Version | None:
+    if version.status in _BUILD_PHASE:
+        raise BuildNotRecordedYet(
+            f"{report.endpoint} on {report.target} reported before {version.name} was built",
+            delay=0.5,
+        )
     stopping = version.status in _STOP_PHASE
     if (version.status not in _ROLLOUT_PHASE and not stopping) or version.image is None:
         return None
@@ -79,6 +94,7 @@ def version_after_event(
     """The version once ``event_type`` is applied, or None when it changes nothing.
 
     Idempotent: applying the same event twice gives the same version as applying it once.
+    Raises :class:`BuildNotRecordedYet` for an endpoint report that came too early.
     """
     if isinstance(reported, EndpointState):
         return _with_endpoint_state(version, reported)

@@ -22,6 +22,7 @@ from dockyard_api.submission import default_version_name, new_version, version_d
 from dockyard_api.valohai import endpoints_from_valohai_yaml
 from dockyard_common import (
     Conflict,
+    Deployment,
     EndpointSpec,
     EventType,
     InvalidInput,
@@ -126,32 +127,51 @@ async def create_version(
                 )
 
     if body.name is not None:
-        name = body.name
+        version = new_version(body, stored_deployment.value, body.name, endpoints)
+        key = version_key(owner, project, deployment, body.name)
+        try:
+            revision = await context.versions.create(
+                key, version, announce=EventType.VERSION_CREATED
+            )
+        except Conflict:
+            raise Problem(409, "version-exists", f"version {body.name!r} already exists") from None
     else:
-        day = version_day(utcnow())
-        sequence = await context.sequences.next(
-            version_sequence_key(owner, project, deployment, day)
+        version, key, revision = await _create_with_default_name(
+            context, body, stored_deployment.value, endpoints
         )
-        name = default_version_name(day, sequence)
-    version = new_version(body, stored_deployment.value, name, endpoints)
-    key = version_key(owner, project, deployment, name)
-    try:
-        revision = await context.versions.create(key, version, announce=EventType.VERSION_CREATED)
-    except Conflict:
-        raise Problem(409, "version-exists", f"version {name!r} already exists") from None
     log.info(
         "version.submitted",
         owner=owner,
         project=project,
         deployment=deployment,
-        version=name,
+        version=version.name,
         revision=revision,
     )
     response.headers["ETag"] = etag(revision)
     response.headers["Location"] = (
-        f"/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{name}"
+        f"/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version.name}"
     )
     return version
+
+
+async def _create_with_default_name(
+    context: ApiContext, body: VersionIn, deployment: Deployment, endpoints: list[EndpointSpec]
+) -> tuple[Version, str, int]:
+    """Store the version as the day's next ``YYYYMMDD.N``, skipping numbers a user took."""
+    day = version_day(utcnow())
+    sequence_key = version_sequence_key(deployment.owner, deployment.project, deployment.name, day)
+    for _ in range(100):
+        name = default_version_name(day, await context.sequences.next(sequence_key))
+        version = new_version(body, deployment, name, endpoints)
+        key = version_key(deployment.owner, deployment.project, deployment.name, name)
+        try:
+            revision = await context.versions.create(
+                key, version, announce=EventType.VERSION_CREATED
+            )
+        except Conflict:
+            continue  # named so by a user: take the next number
+        return version, key, revision
+    raise Problem(409, "conflict", f"no free version name for {day}; name the version")
 
 
 @router.get("/{version}")
