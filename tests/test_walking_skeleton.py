@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.parse
 
 import httpx
 import pytest
@@ -100,7 +101,11 @@ async def test_the_router_never_leaves_the_upstream_host(
         for hostile in ("//169.254.169.254/latest", "/http://evil/x", "/%2F%2Fevil/x"):
             got = await client.get(base + hostile)
             assert got.status_code == 200, (hostile, got.text)
-            assert got.text.startswith("GET /"), (hostile, got.text)
+            # Our endpoint answered, and saw the hostile part as a path on its own host
+            # (its WSGI server may fold repeated slashes).
+            path = got.text.split(" ")[1]
+            tail = urllib.parse.unquote(hostile).lstrip("/")
+            assert path.lstrip("/") == tail, (hostile, got.text)
 
 
 async def test_endpoints_default_to_the_valohai_yaml_at_the_root_of_the_code(

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard_common.processes import stop_with_parent
+from dockyard_common.processes import free_port, stop_with_parent
 
 __all__ = [
     "ServerNotFound",
@@ -32,14 +32,6 @@ __all__ = [
 
 class ServerNotFound(RuntimeError):
     """A server binary is not installed; the message says how to install it."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port free on ``host`` right now (the kernel's choice)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_for_port(

@@ -161,6 +161,7 @@ class OciLayout:
         try:
             with os.fdopen(fd, "wb") as out:
                 out.write(data)
+            os.chmod(temporary, 0o644)  # mkstemp makes 0600; layouts are read by others
             os.replace(temporary, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

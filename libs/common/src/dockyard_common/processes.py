@@ -1,12 +1,13 @@
-"""Child processes that must not outlive the process that started them."""
+"""Child processes that must not outlive the process that started them, and their ports."""
 
 from __future__ import annotations
 
 import ctypes
 import signal
+import socket
 import sys
 
-__all__ = ["stop_with_parent"]
+__all__ = ["free_port", "stop_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -19,3 +20,11 @@ def stop_with_parent() -> None:
     if sys.platform == "linux":
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from dockyard_common.models import BlobDigest, CodeRef, EndpointSpec, TargetKind
 from dockyard_common.names import EndpointName, TargetName, VersionName
@@ -25,6 +26,19 @@ class TargetIn(_Input):
     context: str | None = Field(default=None, description="kubeconfig context of a cluster.")
     public_url: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _local_targets_bind_loopback(self) -> TargetIn:
+        if self.kind is TargetKind.LOCAL:
+            try:
+                address = ipaddress.ip_address(self.address or "127.0.0.1")
+            except ValueError:
+                raise ValueError(f"address {self.address!r} is not an IP address") from None
+            if not address.is_loopback:
+                raise ValueError(
+                    f"a local target binds a loopback address (127.x.y.z), not {self.address}"
+                )
+        return self
 
 
 class DeploymentIn(_Input):

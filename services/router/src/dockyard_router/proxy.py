@@ -53,7 +53,11 @@ def upstream_url(upstream: str, rest: str, raw_query: str) -> URL:
     )
 
 
-_PROBLEMS = {404: ("not-found", "Not found"), 502: ("bad-gateway", "Bad gateway")}
+_PROBLEMS = {
+    404: ("not-found", "Not found"),
+    502: ("bad-gateway", "Bad gateway"),
+    504: ("gateway-timeout", "Gateway timeout"),
+}
 
 
 def _problem(status: int, detail: str) -> web.Response:
@@ -132,6 +136,13 @@ class Proxy:
                 last_error = f"{upstream}: {exc}"
                 log.warning("proxy.upstream.unreachable", upstream=upstream, error=str(exc))
                 continue
+            except TimeoutError:
+                log.warning("proxy.upstream.timeout", upstream=upstream)
+                return _problem(
+                    504,
+                    f"{resolution.key} did not answer within "
+                    f"{self._settings.upstream_timeout_s:g} s",
+                )
             async with upstream_response:
                 return await self._relay(request, upstream_response, resolution, region)
         return _problem(502, f"no upstream of {resolution.key} answered ({last_error})")

@@ -50,14 +50,14 @@ class RouteStore:
             fresh.put(Route.model_validate_json(raw))
         for raw in aliases.values():
             fresh.put_alias(Alias.model_validate_json(raw))
-        # Swap whole tables: a request sees the old or the new, never a mix.
-        self.table.routes, self.table._by_key = fresh.routes, fresh._by_key
-        self.table.aliases = fresh.aliases
+        self.table.replace_with(fresh)
         return len(fresh.routes)
 
     async def write(self, route: Route) -> None:
-        """Store a route (remove it when it has no upstreams) and tell every process."""
-        self.table.put(route)
+        """Store a route (remove it when it has no upstreams) and tell every process;
+        a report older than the one held changes nothing."""
+        if not self.table.put(route):
+            return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 if route.upstreams:

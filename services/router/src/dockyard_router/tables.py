@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
@@ -37,6 +38,7 @@ class Route(BaseModel):
     target: str
     region: str
     upstreams: list[str]
+    observed_at: datetime | None = None
 
     @property
     def field(self) -> str:
@@ -51,6 +53,7 @@ def route_from_state(state: EndpointState) -> Route:
         target=state.target,
         region=state.region,
         upstreams=list(state.upstreams) if state.state is WorkloadState.READY else [],
+        observed_at=state.observed_at,
     )
 
 
@@ -131,14 +134,27 @@ class RouteTable:
     routes: dict[str, Route] = field(default_factory=dict)
     aliases: dict[str, Alias] = field(default_factory=dict)
     _by_key: dict[str, dict[str, Route]] = field(default_factory=dict)
+    _observed: dict[str, datetime] = field(default_factory=dict)
 
-    def put(self, route: Route) -> None:
-        """Insert or replace one route (a route without upstreams is removed)."""
+    def replace_with(self, fresh: RouteTable) -> None:
+        """Take every table of ``fresh`` at once (a request sees old or new, never a mix)."""
+        self.routes, self._by_key = fresh.routes, fresh._by_key
+        self.aliases, self._observed = fresh.aliases, fresh._observed
+
+    def put(self, route: Route) -> bool:
+        """Insert or replace one route (one without upstreams is removed); False, changing
+        nothing, when it was observed before the one held, as a late redelivery would be."""
+        seen = self._observed.get(route.field)
+        if seen is not None and route.observed_at is not None and route.observed_at < seen:
+            return False
+        if route.observed_at is not None:
+            self._observed[route.field] = route.observed_at
         self.remove(route.field)
         if not route.upstreams:
-            return
+            return True
         self.routes[route.field] = route
         self._by_key.setdefault(route.key, {})[route.target] = route
+        return True
 
     def remove(self, field_name: str) -> None:
         """Forget one route by its field."""

@@ -15,6 +15,7 @@ from dockyard_common import (
     EventType,
     ResourceStore,
     Target,
+    TargetKind,
     Version,
     VersionStatus,
     WorkloadState,
@@ -64,6 +65,7 @@ class Scheduler:
 
     async def run(self, full_pass_every_s: float = 30.0) -> None:
         """Consume ``version.built`` and run a full pass periodically, until cancelled."""
+        self._driver.reap_leftovers()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(run_consumer(self._js, SCHEDULE_CONSUMER, self._on_event))
@@ -82,11 +84,11 @@ class Scheduler:
             current = await versions.get(key)
             if current is not None and current.value.status in _STOPPED:
                 return  # stopped while it was building: nothing may start
-            await self._apply(version, await self._targets())
+            await self._apply(version, await self._targets(), report_unsupported=True)
 
     async def _stop(self, version: Version, key: str, revision: str) -> None:
         """Remove every workload of the version, then report it stopped."""
-        for workload_key in sorted(self._driver.keys()):
+        for workload_key in sorted(self._driver.workload_keys()):
             if workload_key.startswith(f"{key}/"):
                 await self._driver.remove(workload_key)
                 _, endpoint, target = workload_key.rsplit("/", 2)
@@ -129,32 +131,86 @@ class Scheduler:
             await asyncio.sleep(every_s)
 
     async def reconcile_all(self) -> None:
-        """One full pass over the state of record: start what is missing, remove the unwanted."""
+        """One full pass over the state of record: start what is missing, remove the unwanted.
+
+        Only workloads of stopped or deleted versions are removed: a version whose record
+        still says pending or building may already run (its ``version.built`` event can
+        arrive before the API records it), and is left alone.
+        """
         async with self._lock:
             versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
             targets = await self._targets()
-            wanted: set[str] = set()
-            async for _, stored in versions.items():
-                if stored.value.status in _RUNNABLE:
-                    wanted.update(w.key for w in await self._apply(stored.value, targets))
-            for key in self._driver.keys() - wanted:
-                await self._driver.remove(key)
-                log.info("workload.removed", key=key)
+            keep: set[str] = set()
+            async for key, stored in versions.items():
+                version = stored.value
+                if version.status in _RUNNABLE:
+                    keep.update(w.key for w in await self._apply(version, targets))
+                elif version.status not in _STOPPED:
+                    keep.update(k for k in self._driver.workload_keys() if k.startswith(f"{key}/"))
+            for workload_key in sorted(self._driver.workload_keys() - keep):
+                workload = self._driver.workload(workload_key)
+                await self._driver.remove(workload_key)
+                log.info("workload.removed", key=workload_key)
+                if workload is not None:
+                    await self._report_stopped(
+                        workload.version, workload.endpoint.name, workload.target.name
+                    )
 
     async def _targets(self) -> dict[str, Target]:
         store = await ResourceStore.open(self._js, TARGETS_BUCKET, Target)
         return {name: stored.value async for name, stored in store.items()}
 
-    async def _apply(self, version: Version, targets: dict[str, Target]) -> list[Workload]:
+    async def _apply(
+        self, version: Version, targets: dict[str, Target], *, report_unsupported: bool = False
+    ) -> list[Workload]:
         workloads, missing = desired_workloads(version, targets)
         for target in missing:
             log.warning("workload.target.unknown", version=version.name, target=target)
+        applied = []
         for workload in workloads:
-            changed = await self._driver.ensure(workload)
+            if workload.target.kind is not TargetKind.LOCAL:
+                # Only the local driver exists yet: say so instead of running it here.
+                log.warning(
+                    "workload.kind.unsupported", key=workload.key, kind=workload.target.kind.value
+                )
+                if report_unsupported:
+                    await self._report(
+                        self._state_of(
+                            workload,
+                            WorkloadState.FAILED,
+                            f"no driver for {workload.target.kind.value} targets yet",
+                        )
+                    )
+                continue
+            try:
+                changed = await self._driver.ensure(workload)
+            except Exception as exc:
+                # One workload failing to start must not stop the others.
+                log.exception("workload.apply.failed", key=workload.key)
+                await self._report(
+                    self._state_of(workload, WorkloadState.FAILED, f"could not start: {exc}")
+                )
+                continue
+            applied.append(workload)
             log.info(
                 "workload.applied", key=workload.key, result="created" if changed else "unchanged"
             )
-        return workloads
+        return applied
+
+    @staticmethod
+    def _state_of(workload: Workload, state: WorkloadState, reason: str) -> EndpointState:
+        v = workload.version
+        return EndpointState(
+            owner=v.owner,
+            project=v.project,
+            deployment=v.deployment,
+            version=v.name,
+            endpoint=workload.endpoint.name,
+            target=workload.target.name,
+            region=workload.target.region,
+            state=state,
+            reason=reason,
+        )
 
     async def _report(self, state: EndpointState) -> None:
         key = version_key(state.owner, state.project, state.deployment, state.version)

@@ -15,6 +15,8 @@ class SchedulerSettings(CommonSettings):
     readiness_timeout_s: float = 30.0
     restart_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
     stop_grace_s: float = 5.0
+    retry_failed_after_s: float = 30.0
+    """A replica that failed to become ready is tried again after this long."""
 
     @property
     def runtime_dir(self) -> Path:

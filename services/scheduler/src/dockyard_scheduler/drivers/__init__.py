@@ -25,6 +25,14 @@ class Driver(Protocol):
         """Stop and forget a workload; False when there was none."""
         ...
 
+    def workload_keys(self) -> set[str]:
+        """The keys of the workloads the driver runs."""
+        ...
+
+    def workload(self, key: str) -> Workload | None:
+        """The workload running under ``key``."""
+        ...
+
     async def close(self) -> None:
         """Stop everything the driver started."""
         ...

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import time
 from collections import deque
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard_common import EndpointState, WorkloadState, get_logger
-from dockyard_common.processes import stop_with_parent
+from dockyard_common.processes import free_port, stop_with_parent
 from dockyard_scheduler.desired import Workload, endpoint_prefix
 from dockyard_scheduler.drivers import Reporter
 from dockyard_scheduler.images import UnpackedImage, unpack_image
@@ -32,13 +31,6 @@ __all__ = ["LocalDriver", "process_environment"]
 log = get_logger(__name__)
 
 _LOG_TAIL_LINES = 20
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def process_environment(
@@ -78,6 +70,8 @@ class _Replica:
     task: asyncio.Task[None] | None = None
     restarts: int = 0
     started_ns: int = field(default_factory=time.time_ns)
+    failed_at: float | None = None
+    """When the replica last failed for good (monotonic); a later reconcile retries it."""
 
     @property
     def upstream(self) -> str:
@@ -100,18 +94,43 @@ class LocalDriver:
         self._report = report
         self._replicas: dict[str, _Replica] = {}
         self._shims = settings.runtime_dir / "shims"
+        self._groups = settings.runtime_dir / "process-groups"
+
+    def reap_leftovers(self) -> int:
+        """Kill replicas a previous scheduler left behind (killed before it could stop them).
+
+        Each replica's process group is recorded while it runs; a group still alive whose
+        leader works inside our unpacked images is ours, and is killed with all its
+        descendants (the parent-death signal reaches only the direct child). Returns how
+        many groups were killed.
+        """
+        killed = 0
+        images = (self._settings.runtime_dir / "images").resolve()
+        for record in sorted(self._groups.glob("*.pgid")) if self._groups.exists() else []:
+            with contextlib.suppress(ValueError, OSError):
+                pgid = int(record.read_text())
+                cwd = Path(os.readlink(f"/proc/{pgid}/cwd")).resolve()
+                if cwd.is_relative_to(images):
+                    os.killpg(pgid, signal.SIGKILL)
+                    killed += 1
+            record.unlink(missing_ok=True)
+        if killed:
+            log.warning("replicas.leftover.killed", groups=killed)
+        return killed
 
     async def ensure(self, workload: Workload) -> bool:
         """Start the workload unless it already runs this image; True when something changed."""
         current = self._replicas.get(workload.key)
         if current is not None and current.workload.manifest_digest == workload.manifest_digest:
-            return False
+            if not self._due_for_retry(current):
+                return False
+            log.info("replica.retrying", key=workload.key)
         if current is not None:
             await self.remove(workload.key)
         address = workload.target.address or "127.0.0.1"
         replica = _Replica(
             workload=workload,
-            port=_free_port(address),
+            port=free_port(address),
             log_path=self._settings.runtime_dir / "logs" / f"{workload.key.replace('/', '_')}.log",
         )
         self._replicas[workload.key] = replica
@@ -134,7 +153,19 @@ class LocalDriver:
         """Stop every replica (on shutdown)."""
         await asyncio.gather(*(self.remove(key) for key in list(self._replicas)))
 
-    def keys(self) -> set[str]:
+    def _due_for_retry(self, replica: _Replica) -> bool:
+        """A replica that failed (or lost its supervisor) is tried again after a pause."""
+        if replica.task is None or not replica.task.done():
+            return False
+        failed_at = replica.failed_at if replica.failed_at is not None else 0.0
+        return time.monotonic() - failed_at >= self._settings.retry_failed_after_s
+
+    def workload(self, key: str) -> Workload | None:
+        """The workload running (or tried) under ``key``."""
+        replica = self._replicas.get(key)
+        return replica.workload if replica is not None else None
+
+    def workload_keys(self) -> set[str]:
         """The workloads this driver runs (or tried to run)."""
         return set(self._replicas)
 
@@ -155,6 +186,7 @@ class LocalDriver:
             )
         except Exception as exc:
             log.exception("replica.unpack.failed", key=replica.workload.key)
+            replica.failed_at = time.monotonic()
             await self._state(replica, WorkloadState.FAILED, f"could not unpack the image: {exc}")
             return
         while True:
@@ -162,6 +194,7 @@ class LocalDriver:
             ready, reason = await self._wait_ready(replica, process)
             if not ready:
                 await self._kill(replica)
+                replica.failed_at = time.monotonic()
                 await self._state(replica, WorkloadState.FAILED, reason)
                 return
             await self._state(replica, WorkloadState.READY)
@@ -182,7 +215,7 @@ class LocalDriver:
                 f"(crash-looping if this repeats); last lines:\n{replica.last_log_lines()}",
             )
             await asyncio.sleep(delay)
-            replica.port = _free_port(replica.workload.target.address or "127.0.0.1")
+            replica.port = free_port(replica.workload.target.address or "127.0.0.1")
 
     async def _start(self, replica: _Replica, image: UnpackedImage) -> asyncio.subprocess.Process:
         self._ensure_shims()
@@ -208,6 +241,8 @@ class LocalDriver:
                 preexec_fn=stop_with_parent,
             )
         replica.started_ns = time.time_ns()
+        self._groups.mkdir(parents=True, exist_ok=True)
+        self._group_record(replica).write_text(str(replica.process.pid))
         log.info(
             "replica.started",
             key=replica.workload.key,
@@ -251,7 +286,11 @@ class LocalDriver:
             )
         return f"exited with code {code} before opening its port. Last lines:\n{tail}"
 
+    def _group_record(self, replica: _Replica) -> Path:
+        return self._groups / f"{replica.workload.key.replace('/', '_')}.pgid"
+
     async def _kill(self, replica: _Replica) -> None:
+        self._group_record(replica).unlink(missing_ok=True)
         process = replica.process
         if process is None or process.returncode is not None:
             return
@@ -264,7 +303,7 @@ class LocalDriver:
                 os.killpg(process.pid, signal.SIGKILL)
             await process.wait()
 
-    async def _state(
+    async def _state_once(
         self, replica: _Replica, state: WorkloadState, reason: str | None = None
     ) -> None:
         w = replica.workload
@@ -283,6 +322,21 @@ class LocalDriver:
                 reason=reason,
             )
         )
+
+    async def _state(
+        self, replica: _Replica, state: WorkloadState, reason: str | None = None
+    ) -> None:
+        """Report a state change, retrying until it is published: a NATS outage must not end
+        the replica's supervision."""
+        delay = 0.5
+        while True:
+            try:
+                await self._state_once(replica, state, reason)
+                return
+            except Exception as exc:
+                log.warning("replica.report.retry", key=replica.workload.key, error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _ensure_shims(self) -> None:
         # ``python`` in an image command means this machine's interpreter (same minor version
