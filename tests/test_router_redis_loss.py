@@ -22,7 +22,6 @@ from tests.harness.flows import (
     upload_blob,
     wait_for_version,
 )
-from tests.harness.infrastructure import Infrastructure
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -37,18 +36,16 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[int, list[ServerProcess]]]:
 
 
 async def test_requests_keep_flowing_while_redis_is_lost_and_tables_come_back(
-    infrastructure: Infrastructure,
     tmp_path: Path,
     names: Names,
     own_redis: tuple[int, list[ServerProcess]],
 ) -> None:
     port, servers = own_redis
+    # A platform of its own, NATS included: two platforms on one NATS would share (and
+    # split between them) the services' durable consumers.
     platform: RunningPlatform = start_platform_process(
         tmp_path / "platform",
-        {
-            "DOCKYARD_NATS_URL": infrastructure.nats_url,
-            "DOCKYARD_REDIS_URL": f"redis://127.0.0.1:{port}/0",
-        },
+        {"DOCKYARD_REDIS_URL": f"redis://127.0.0.1:{port}/0"},
     )
     try:
         async with httpx.AsyncClient(
