@@ -67,7 +67,11 @@ class Stored(Generic[ModelT]):
 class ResourceStore(Generic[ModelT]):
     """One KV bucket holding one kind of resource; every write is a compare-and-set."""
 
-    def __init__(self, kv: KeyValue, model: type[ModelT]) -> None:
+    def __init__(
+        self, js: JetStreamContext, bucket: str, kv: KeyValue, model: type[ModelT]
+    ) -> None:
+        self._js = js
+        self._bucket = bucket
         self._kv = kv
         self._model = model
 
@@ -76,7 +80,7 @@ class ResourceStore(Generic[ModelT]):
         cls, js: JetStreamContext, bucket: str, model: type[ModelT]
     ) -> ResourceStore[ModelT]:
         """Bind to an existing (provisioned) bucket."""
-        return cls(await js.key_value(bucket), model)
+        return cls(js, bucket, await js.key_value(bucket), model)
 
     async def get(self, key: str) -> Stored[ModelT] | None:
         """The resource at ``key`` with its revision, or None when absent or deleted."""
@@ -136,19 +140,15 @@ class ResourceStore(Generic[ModelT]):
                 if stored is not None:
                     yield key, stored
 
-    async def _keys(self, subject_filter: str) -> list[str]:
-        # nats-py's keys(filters=...) filters by substring on the client; a watcher on a
-        # subject filter lets the server send only the matching keys.
-        watcher = await self._kv.watch(subject_filter, ignore_deletes=True, meta_only=True)
-        keys: list[str] = []
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                keys.append(entry.key)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
-        return keys
+    async def _keys(self, key_filter: str) -> list[str]:
+        # The bucket's stream lists its subjects (one per key, deleted ones included: get()
+        # skips those). No consumer is made: nats-py's keys() makes one per call, which
+        # outlives the call and hits the server's consumer limit under many listings.
+        prefix = f"$KV.{self._bucket}."
+        info = await self._js.stream_info(
+            f"KV_{self._bucket}", subjects_filter=f"{prefix}{key_filter}"
+        )
+        return [subject.removeprefix(prefix) for subject in (info.state.subjects or {})]
 
     @staticmethod
     def _encode(value: BaseModel, announce: str | None) -> bytes:
