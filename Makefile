@@ -2,6 +2,7 @@
 #   make run    install, then run the embedded platform (NATS, Redis, four services)
 #   make test   install, lint, then run every test against real servers
 #   make lint   ruff, mypy --strict, import-linter contracts
+#   make bench  the benchmarks (bench/), each printing its figures and a JSON line
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --all-packages
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format pytest uv
+.PHONY: install run test lint format pytest uv bench
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
@@ -37,3 +38,6 @@ test: lint pytest
 format: install
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
+
+bench: install
+	$(RUN) python bench/api.py

@@ -67,6 +67,10 @@ async def pull_messages(
             except TimeoutError:
                 # Nothing to do (nats-py raises its own or asyncio's TimeoutError here).
                 continue
+            except nats.errors.ConnectionClosedError:
+                # Closed on purpose (connections reconnect forever otherwise): we are done.
+                log.info("consumer.stopped", durable=durable)
+                return
             except nats.errors.Error as exc:
                 # Disconnected or reconnecting: the client reconnects by itself.
                 log.warning("consumer.fetch.failed", durable=durable, error=repr(exc))

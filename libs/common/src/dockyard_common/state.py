@@ -7,6 +7,7 @@ is never stored without its event being published, even if the writer dies right
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -157,10 +158,17 @@ class ResourceStore(Generic[ModelT]):
 
 
 class Counter:
-    """Monotonic counters in a KV bucket, advanced by compare-and-set (safe across processes)."""
+    """Monotonic counters in a KV bucket, advanced by compare-and-set (safe across processes).
+
+    Within a process, callers of one key queue on a lock and the last value and revision
+    are kept, so a contended key costs one write per number instead of read-retry storms;
+    other processes still win or lose on the compare-and-set.
+    """
 
     def __init__(self, kv: KeyValue) -> None:
         self._kv = kv
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._last: dict[str, tuple[int, int]] = {}
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str) -> Counter:
@@ -169,20 +177,29 @@ class Counter:
 
     async def next(self, key: str, attempts: int = 50) -> int:
         """Advance the counter at ``key`` and return its new value (the first is 1)."""
-        for _ in range(attempts):
-            with _kv_unavailable_is_transient("counter"):
-                try:
-                    entry = await self._kv.get(key)
-                except nats.js.errors.KeyNotFoundError:
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            for _ in range(attempts):
+                with _kv_unavailable_is_transient("counter"):
+                    known = self._last.get(key) or await self._read(key)
                     try:
-                        await self._kv.create(key, b"1")
+                        if known is None:
+                            revision = await self._kv.create(key, b"1")
+                            value = 1
+                        else:
+                            value = known[0] + 1
+                            revision = await self._kv.update(
+                                key, str(value).encode(), last=known[1]
+                            )
                     except nats.js.errors.KeyWrongLastSequenceError:
+                        self._last.pop(key, None)  # another process moved it: read again
                         continue
-                    return 1
-                value = int(entry.value or b"0") + 1
-                try:
-                    await self._kv.update(key, str(value).encode(), last=entry.revision)
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    continue
-                return value
+                    self._last[key] = (value, revision)
+                    return value
         raise Conflict(f"counter {key} is contended; try again")
+
+    async def _read(self, key: str) -> tuple[int, int] | None:
+        try:
+            entry = await self._kv.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        return int(entry.value or b"0"), int(entry.revision or 0)

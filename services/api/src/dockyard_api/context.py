@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from fastapi import Request
 from nats.aio.client import Client as NatsClient
@@ -21,7 +22,30 @@ from dockyard_common import (
     Version,
 )
 
-__all__ = ["ApiContext", "get_context"]
+__all__ = ["ApiContext", "CheckedCode", "get_context"]
+
+
+class CheckedCode:
+    """Code blobs that passed the archive checks, with their ``valohai.yaml`` (bounded LRU)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, str | None] = OrderedDict()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> str | None:
+        """The ``valohai.yaml`` of a checked blob (None when it has none)."""
+        self._entries.move_to_end(name)
+        return self._entries[name]
+
+    def put(self, name: str, valohai_yaml: str | None) -> None:
+        """Remember a blob that passed."""
+        self._entries[name] = valohai_yaml
+        self._entries.move_to_end(name)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -41,6 +65,7 @@ class ApiContext:
     sequences: Counter
     blobs: ObjectStore
     events: EventPublisher
+    checked_code: CheckedCode = field(default_factory=CheckedCode)
 
 
 def get_context(request: Request) -> ApiContext:

@@ -61,14 +61,20 @@ def _check_code(archive: IO[bytes], limits: ArchiveLimits) -> str | None:
 async def _code_valohai_yaml(
     context: ApiContext, owner: str, project: str, digest: str
 ) -> str | None:
-    """Fetch the code blob, check it is a safe tar.gz, and return its ``valohai.yaml``."""
+    """Fetch the code blob, check it is a safe tar.gz, and return its ``valohai.yaml``.
+
+    Blobs never change, so a code blob that passed is remembered and not fetched again.
+    """
+    name = blob_object_name(owner, project, digest)
+    if name in context.checked_code:
+        return context.checked_code.get(name)
     limits = ArchiveLimits(
         max_members=context.settings.max_archive_members,
         max_bytes=context.settings.max_upload_bytes,
     )
     with tempfile.TemporaryFile() as archive:
         try:
-            await context.blobs.get(blob_object_name(owner, project, digest), writeinto=archive)
+            await context.blobs.get(name, writeinto=archive)
         except nats.js.errors.ObjectNotFoundError:
             raise Problem(
                 422,
@@ -77,7 +83,9 @@ async def _code_valohai_yaml(
                 f"PUT it to /v1/projects/{owner}/{project}/blobs/{digest} first",
             ) from None
         archive.seek(0)
-        return await asyncio.to_thread(_check_code, archive, limits)
+        valohai_yaml = await asyncio.to_thread(_check_code, archive, limits)
+    context.checked_code.put(name, valohai_yaml)
+    return valohai_yaml
 
 
 @router.post("", status_code=201)
