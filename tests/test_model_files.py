@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -85,3 +90,54 @@ async def test_missing_or_unknown_files_are_refused_by_name(
     response = await create_version(api, names, {"code": {"blob": code}, "files": files})
     assert response.status_code == 422, response.text
     assert complaint in response.json()["detail"]
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[str]:
+    """A plain HTTP server on loopback serving ``tmp_path``; yields its base URL."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+async def test_a_model_file_can_come_from_a_url_the_builder_downloads(
+    api: httpx.AsyncClient,
+    platform: RunningPlatform,
+    names: Names,
+    file_server: str,
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "weights.json").write_text(json.dumps({"slope": 3.0}))
+    await put_deployment(api, names, ["local-eu"])
+    code = await upload_blob(api, names, tar_gz({"serve.py": SERVE, "valohai.yaml": VALOHAI_YAML}))
+    created = await create_version(
+        api,
+        names,
+        {
+            "name": "v1",
+            "code": {"blob": code},
+            "files": {"predict": {"model": f"{file_server}/weights.json"}},
+        },
+    )
+    assert created.status_code == 201, created.text
+    await wait_for_version(api, names, "v1", "ready")
+    url = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/v1/predict/"
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await client.get(url)).json() == {"slope": 3.0}
+
+    missing = await create_version(
+        api,
+        names,
+        {
+            "name": "v2",
+            "code": {"blob": code},
+            "files": {"predict": {"model": f"{file_server}/no-such-file.json"}},
+        },
+    )
+    assert missing.status_code == 201
+    failed = await wait_for_version(api, names, "v2", "failed")
+    assert "answered 404" in failed["error"]

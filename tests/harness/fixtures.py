@@ -161,8 +161,10 @@ def platform(
         {
             "DOCKYARD_NATS_URL": infrastructure.nats_url,
             "DOCKYARD_REDIS_URL": infrastructure.redis_url,
-            # The git tests serve repositories from the local disk.
+            # The git tests serve repositories from the local disk, the file tests serve
+            # model files over plain http on loopback.
             "DOCKYARD_GIT_ALLOW_FILE_URLS": "true",
+            "DOCKYARD_FILES_ALLOW_HTTP": "true",
         },
     )
     yield running

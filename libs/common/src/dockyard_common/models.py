@@ -107,6 +107,17 @@ class EndpointFile(_Snapshot):
     path: str = Field(min_length=1, max_length=1024)
     description: str | None = None
     digest: BlobDigest | None = Field(default=None, description="The uploaded blob to place.")
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        max_length=2048,
+        description="Where the builder downloads the file from, instead of a blob.",
+    )
+
+    @property
+    def source(self) -> str | None:
+        """The blob digest or the URL the file comes from (None until one is given)."""
+        return self.digest or self.url
 
     @field_validator("path")
     @classmethod

@@ -5,9 +5,17 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    model_validator,
+)
 
-from dockyard_common.models import BlobDigest, CodeRef, EndpointSpec, TargetKind
+from dockyard_common.models import CodeRef, EndpointSpec, TargetKind
 from dockyard_common.names import EndpointName, TargetName, VersionName
 
 __all__ = ["DeploymentIn", "TargetIn", "VersionIn"]
@@ -47,6 +55,11 @@ class DeploymentIn(_Input):
     targets: list[TargetName] = Field(min_length=1, max_length=32)
 
 
+FileSource = Annotated[
+    str, StringConstraints(pattern=r"^(sha256:[0-9a-f]{64}|https?://\S+)$", max_length=2048)
+]
+
+
 def _endpoints_form(value: Any) -> str:
     """Names when every item is a string, inline definitions otherwise (one error list each)."""
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
@@ -72,8 +85,9 @@ class VersionIn(_Input):
     code: CodeRef
     valohai_yaml: str | None = Field(default=None, max_length=256 * 1024)
     endpoints: EndpointsIn | None = Field(default=None, min_length=1)
-    files: dict[EndpointName, dict[str, BlobDigest]] = Field(
+    files: dict[EndpointName, dict[str, FileSource]] = Field(
         default_factory=dict,
-        description="Per endpoint: file name (as declared in its files) → uploaded blob digest.",
+        description="Per endpoint: file name (as declared in its files) → an uploaded blob's "
+        "digest, or an https:// URL the builder downloads it from.",
     )
     env: dict[str, str] = Field(default_factory=dict)

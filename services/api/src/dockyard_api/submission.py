@@ -6,7 +6,7 @@ from datetime import datetime
 
 from dockyard_api.inputs import VersionIn
 from dockyard_common.errors import InvalidInput
-from dockyard_common.models import Deployment, EndpointSpec, Version
+from dockyard_common.models import Deployment, EndpointFile, EndpointSpec, Version
 
 __all__ = ["default_version_name", "new_version", "version_day", "with_files"]
 
@@ -42,15 +42,23 @@ def with_files(
                 f"endpoint {spec.name!r} declares no file {', '.join(map(repr, extra))}; "
                 f"it declares {', '.join(map(repr, sorted(declared))) or 'none'}"
             )
-        placed = [f.model_copy(update={"digest": given.get(f.name, f.digest)}) for f in spec.files]
-        missing = [f.name for f in placed if f.digest is None]
+        placed = [_placed(f, given.get(f.name)) for f in spec.files]
+        missing = [f.name for f in placed if f.source is None]
         if missing:
             raise InvalidInput(
                 f"endpoint {spec.name!r} needs file {', '.join(map(repr, missing))}: upload it "
-                f"as a blob and give its digest in files.{spec.name}"
+                f"as a blob and give its digest (or an https URL) in files.{spec.name}"
             )
         bound.append(spec.model_copy(update={"files": placed}))
     return bound
+
+
+def _placed(file: EndpointFile, source: str | None) -> EndpointFile:
+    if source is None:
+        return file
+    if source.startswith("sha256:"):
+        return file.model_copy(update={"digest": source, "url": None})
+    return file.model_copy(update={"url": source, "digest": None})
 
 
 def new_version(

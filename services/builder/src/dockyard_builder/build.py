@@ -40,11 +40,11 @@ def build_version(
     """Build ``version`` into the settings' image layout and tag it; blocking (use a thread).
 
     ``code`` is the tar.gz of the code, or a directory holding it (a git checkout whose
-    ``commit`` is recorded). ``files`` maps each endpoint file's blob digest to a local copy
-    of its bytes. Every
-    endpoint's image is the shared code and runner layers plus one layer per file of its
-    own. Blobs land in the layout before the index is tagged, so an interrupted build
-    leaves at most unreferenced blobs, never a tag pointing at a half-written image.
+    ``commit`` is recorded). ``files`` maps each endpoint file's source (blob digest or URL)
+    to a local copy of its bytes. Every endpoint's image is the shared code and runner
+    layers plus one layer per file of its own. Blobs land in the layout before the index is
+    tagged, so an interrupted build leaves at most unreferenced blobs, never a tag pointing
+    at a half-written image.
     """
     started = time.perf_counter()
     base_image = next((e.image for e in version.endpoints if e.image), None)
@@ -75,12 +75,12 @@ def build_version(
         file_layers: dict[tuple[str, str], LayerBlob] = {}
         for spec in version.endpoints:
             for file in spec.files:
-                place = (str(file.digest), file.path)
+                place = (str(file.source), file.path)
                 if place in file_layers:
                     continue
-                source = (files or {}).get(str(file.digest))
+                source = (files or {}).get(str(file.source))
                 if source is None:
-                    raise PermanentError(f"file {file.name!r} ({file.digest}) was not fetched")
+                    raise PermanentError(f"file {file.name!r} ({file.source}) was not fetched")
                 # Weights barely compress and gzip would dominate the build: stored as is.
                 layer = write_layer(
                     [LayerEntry(f"{APP_DIR}/{file.path}", source)],
@@ -98,7 +98,7 @@ def build_version(
             layers = [
                 code_layer,
                 runner,
-                *(file_layers[(str(f.digest), f.path)] for f in spec.files),
+                *(file_layers[(str(f.source), f.path)] for f in spec.files),
             ]
             config = endpoint_config(version, spec, layers, base_image, commit)
             layout.add_blob(config)

@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from dockyard_builder.build import build_version
+from dockyard_builder.downloads import download
 from dockyard_builder.git import fetch_commit
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import (
@@ -97,6 +98,7 @@ class Builder:
 
     async def _build(self, version: Version) -> ImageInfo:
         digests = sorted({str(f.digest) for e in version.endpoints for f in e.files if f.digest})
+        urls = sorted({str(f.url) for e in version.endpoints for f in e.files if f.url})
         with (
             tempfile.TemporaryDirectory(dir=self._scratch()) as scratch,
             tempfile.TemporaryFile() as archive,
@@ -119,6 +121,10 @@ class Builder:
                 with path.open("w+b") as out:
                     await self._fetch_blob(version, digest, out)
                 files[digest] = path
+            for number, url in enumerate(urls):
+                path = Path(scratch) / f"download-{number}"
+                await download(url, path, max_bytes=self._settings.max_file_bytes)
+                files[url] = path
             return await asyncio.to_thread(
                 build_version, version, code, self._settings, files, commit
             )

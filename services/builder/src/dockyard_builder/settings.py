@@ -17,6 +17,8 @@ class BuilderSettings(CommonSettings):
     code_compression: Literal["gzip", "none"] = "gzip"
     max_code_bytes: int = 2 * 1024**3
     max_code_members: int = 100_000
+    max_file_bytes: int = 50 * 1024**3
+    """The largest endpoint file the builder downloads from a URL."""
     git_allow_file_urls: bool = False
     """Let versions name ``file://`` git repositories (tests and single-user set-ups only)."""
     git_timeout_s: float = 300.0

@@ -127,6 +127,14 @@ async def create_version(
     endpoints = with_files(endpoints, {e: dict(f) for e, f in body.files.items()})
     for spec in endpoints:
         for file in spec.files:
+            if (
+                file.url is not None
+                and file.url.startswith("http://")
+                and not context.settings.files_allow_http
+            ):
+                raise InvalidInput(
+                    f"file {file.name!r} of endpoint {spec.name!r}: {file.url} is not https"
+                )
             if file.digest and not await blob_exists(context, owner, project, file.digest):
                 raise InvalidInput(
                     f"file {file.name!r} of endpoint {spec.name!r}: blob {file.digest} is not "

@@ -1,0 +1,40 @@
+"""Endpoint files fetched from a URL: streamed to disk, capped, failures classified."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from dockyard_common import PermanentError, TransientError
+
+__all__ = ["download"]
+
+_CHUNK = 1024 * 1024
+
+
+async def download(url: str, dest: Path, *, max_bytes: int, timeout_s: float = 60.0) -> int:
+    """Stream ``url`` into ``dest``; the byte count.
+
+    A 4xx answer or an oversized file is the user's to fix (PermanentError); a server
+    error, a timeout or an unreachable host may pass (TransientError).
+    """
+    size = 0
+    try:
+        async with (
+            httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as client,
+            client.stream("GET", url) as response,
+        ):
+            if 400 <= response.status_code < 500:
+                raise PermanentError(f"downloading {url} answered {response.status_code}")
+            if response.status_code >= 500:
+                raise TransientError(f"downloading {url} answered {response.status_code}")
+            with dest.open("wb") as out:
+                async for chunk in response.aiter_bytes(_CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PermanentError(f"{url} is larger than {max_bytes} bytes")
+                    out.write(chunk)
+    except httpx.TransportError as exc:
+        raise TransientError(f"could not download {url}: {exc!r}") from exc
+    return size
