@@ -189,3 +189,11 @@ async def test_refused_submissions_store_nothing_and_emit_nothing(
     assert first.subject.endswith(".version.created")
     assert b'"name":"' + accepted.json()["name"].encode() in first.data
     await events.unsubscribe()
+
+
+async def test_a_method_a_route_lacks_is_405_naming_the_allowed_ones(
+    api: httpx.AsyncClient,
+) -> None:
+    response = await api.request("TRACE", "/v1/targets")
+    problem(response, 405)
+    assert "GET" in response.headers["Allow"]

@@ -159,9 +159,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = _TITLES.get(exc.status_code, "error").lower().replace(" ", "-")
-        return _response(
+        response = _response(
             exc.status_code, slug, _TITLES.get(exc.status_code, "Error"), str(exc.detail)
         )
+        response.headers.update(exc.headers or {})  # Allow on a 405, say
+        return response
 
 
 class OversizeAsProblem:
