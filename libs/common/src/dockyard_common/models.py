@@ -172,6 +172,14 @@ class GitRef(_Snapshot):
         description="A commit sha, a tag or a branch.",
     )
 
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        # A token in the URL would be stored, logged and written into image annotations.
+        if "://" in url and "@" in url.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError("git URLs must not carry credentials (user:token@host)")
+        return url
+
 
 class CodeRef(_Snapshot):
     """Where a version's code comes from: a tar.gz blob uploaded to the project, or git."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import nats.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -130,6 +131,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_transient(_: Request, exc: TransientError) -> JSONResponse:
         log.warning("api.dependency.unavailable", error=str(exc))
         return _response(503, "unavailable", _TITLES[503], str(exc))
+
+    @app.exception_handler(nats.errors.Error)
+    async def on_nats(_: Request, exc: nats.errors.Error) -> JSONResponse:
+        log.warning("api.nats.unavailable", error=repr(exc))
+        return _response(503, "unavailable", _TITLES[503], f"NATS is unavailable: {exc!r}")
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:

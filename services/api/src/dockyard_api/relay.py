@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import asyncio
 
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from dockyard_common import EventPublisher, Record, TransientError, event_data, get_logger
+from dockyard_common import (
+    EventPublisher,
+    Record,
+    TransientError,
+    UnknownEventType,
+    event_data,
+    get_logger,
+)
 from dockyard_common.consumers import pull_messages
 from dockyard_common.subjects import ALIASES_BUCKET, DEPLOYMENTS_BUCKET, VERSIONS_BUCKET
 
@@ -55,9 +63,18 @@ async def _relay_bucket(js: JetStreamContext, publisher: EventPublisher, bucket:
                     publisher, message, message.subject.removeprefix(prefix)
                 )
                 break
-            except TransientError as exc:
-                log.warning("relay.publish.retry", bucket=bucket, error=str(exc))
+            except (TransientError, nats.errors.Error) as exc:
+                log.warning("relay.publish.retry", bucket=bucket, error=repr(exc))
                 await asyncio.sleep(1.0)
+            except (ValidationError, UnknownEventType) as exc:
+                # Not ours to fix by retrying: say so and move on (the write itself stands).
+                log.error(
+                    "relay.record.unreadable",
+                    bucket=bucket,
+                    subject=message.subject,
+                    error=str(exc),
+                )
+                break
         await message.ack()
 
 

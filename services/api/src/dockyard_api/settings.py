@@ -19,6 +19,7 @@ class ApiSettings(CommonSettings):
     max_upload_bytes: int = 2 * 1024**3
     max_archive_members: int = 100_000
     files_allow_http: bool = False
-    """Accept plain http:// file URLs (tests and closed networks only)."""
+    """Accept http:// file URLs and ones on this machine or private networks (tests and
+    closed networks only: otherwise a user could have the builder read internal services)."""
     git_allow_file_urls: bool = False
     """Accept ``file://`` git code (it reads the server's disk: tests and single users only)."""

@@ -22,9 +22,14 @@ async def download(url: str, dest: Path, *, max_bytes: int, timeout_s: float = 6
     size = 0
     try:
         async with (
-            httpx.AsyncClient(timeout=timeout_s, follow_redirects=True) as client,
+            # Redirects are not followed: each hop would need the checks the URL passed.
+            httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client,
             client.stream("GET", url) as response,
         ):
+            if response.is_redirect:
+                raise PermanentError(
+                    f"{url} redirects to {response.headers.get('location')}; give the final URL"
+                )
             if 400 <= response.status_code < 500:
                 raise PermanentError(f"downloading {url} answered {response.status_code}")
             if response.status_code >= 500:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import tempfile
+import urllib.parse
 from typing import IO, Annotated
 
 import nats.js.errors
@@ -127,14 +129,8 @@ async def create_version(
     endpoints = with_files(endpoints, {e: dict(f) for e, f in body.files.items()})
     for spec in endpoints:
         for file in spec.files:
-            if (
-                file.url is not None
-                and file.url.startswith("http://")
-                and not context.settings.files_allow_http
-            ):
-                raise InvalidInput(
-                    f"file {file.name!r} of endpoint {spec.name!r}: {file.url} is not https"
-                )
+            if file.url is not None and not context.settings.files_allow_http:
+                _check_public_https(file.url, f"file {file.name!r} of endpoint {spec.name!r}")
             if file.digest and not await blob_exists(context, owner, project, file.digest):
                 raise InvalidInput(
                     f"file {file.name!r} of endpoint {spec.name!r}: blob {file.digest} is not "
@@ -168,6 +164,22 @@ async def create_version(
         f"/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version.name}"
     )
     return version
+
+
+def _check_public_https(url: str, what: str) -> None:
+    """Refuse plain http and hosts on this machine or private networks (SSRF)."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "https":
+        raise InvalidInput(f"{what}: {url} is not https")
+    host = parsed.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if host == "localhost" or host.endswith(".localhost"):
+            raise InvalidInput(f"{what}: {url} points at this machine") from None
+        return
+    if not address.is_global:
+        raise InvalidInput(f"{what}: {url} points at a private or local address")
 
 
 async def _create_with_default_name(

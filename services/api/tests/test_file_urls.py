@@ -1,0 +1,36 @@
+"""File URLs a user gives must not make the builder read this machine or private networks."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from dockyard_api.routes.versions import _check_public_https
+from dockyard_common import InvalidInput
+from dockyard_common.models import GitRef
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com/model.bin",
+        "https://127.0.0.1/model.bin",
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.1.2.3/model.bin",
+        "https://[::1]/model.bin",
+        "https://localhost:8222/varz",
+    ],
+)
+def test_local_private_and_plain_http_urls_are_refused(url: str) -> None:
+    with pytest.raises(InvalidInput):
+        _check_public_https(url, "file 'model'")
+
+
+def test_a_public_https_url_is_accepted() -> None:
+    _check_public_https("https://models.example.com/digits/model.bin", "file 'model'")
+
+
+def test_git_urls_may_not_carry_credentials() -> None:
+    with pytest.raises(ValidationError, match="must not carry credentials"):
+        GitRef(url="https://user:token@git.example.com/r.git", ref="main")
+    assert GitRef(url="git@github.com:acme/r.git", ref="main").url.startswith("git@")
