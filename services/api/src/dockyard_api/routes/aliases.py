@@ -23,6 +23,7 @@ from dockyard_common import (
     AliasTarget,
     Conflict,
     EventType,
+    Stored,
     TargetName,
     Version,
     VersionName,
@@ -74,11 +75,19 @@ async def _check_versions(
     targets: list[AliasTarget],
     force: bool,
 ) -> None:
+    """Check the versions the targets name, and hold them: each is rewritten unchanged at
+    the revision read, so a stop that started before this check fails its own write and
+    looks again (409 here if it won). A stop landing between this hold and the alias write
+    (one KV write long) can still slip through; closing it needs the version record to
+    carry its aliases."""
     names = {name for target in targets for name in target.versions}
     found: dict[str, Version | None] = {}
+    held: dict[str, Stored[Version]] = {}
     for name in names:
         stored = await context.versions.get(version_key(owner, project, deployment, name))
         found[name] = stored.value if stored else None
+        if stored is not None:
+            held[name] = stored
     problems = unready_versions(targets, found)
     missing = {n: why for n, why in problems.items() if why == "does not exist"}
     if missing:
@@ -94,6 +103,15 @@ async def _check_versions(
             "; ".join(f"version {n!r} {why}" for n, why in sorted(problems.items()))
             + ": wait until it is ready, or pass force",
         )
+    for name, stored in sorted(held.items()):
+        try:
+            await context.versions.update(
+                version_key(owner, project, deployment, name), stored.value, stored.revision
+            )
+        except Conflict:
+            raise Problem(
+                409, "conflict", f"version {name!r} changed meanwhile (stopped?); retry"
+            ) from None
 
 
 async def _write(context: ApiContext, key: str, alias: Alias, revision: int | None) -> int:

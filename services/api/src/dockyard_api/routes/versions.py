@@ -262,16 +262,6 @@ async def stop_version(
     await existing_deployment(context, owner, project, deployment)
     key = version_key(owner, project, deployment, version)
     prefix = alias_key(owner, project, deployment, "")
-    users = [
-        a.value.name async for _, a in context.aliases.items(prefix) if version in a.value.versions
-    ]
-    if users and not force:
-        raise Problem(
-            409,
-            "version-in-use",
-            f"alias {', '.join(map(repr, users))} points to {version!r}: move it first, "
-            "or pass force=true",
-        )
     for _ in range(20):
         stored = await context.versions.get(key)
         if stored is None:
@@ -280,6 +270,20 @@ async def stop_version(
             )
         if stored.value.status in (VersionStatus.STOPPING, VersionStatus.STOPPED):
             return stored.value
+        # Read after the version: an alias set since then rewrote the version (see
+        # aliases._check_versions), so the write below fails and this check runs again.
+        users = [
+            a.value.name
+            async for _, a in context.aliases.items(prefix)
+            if version in a.value.versions
+        ]
+        if users and not force:
+            raise Problem(
+                409,
+                "version-in-use",
+                f"alias {', '.join(map(repr, users))} points to {version!r}: move it first, "
+                "or pass force=true",
+            )
         stopping = stored.value.model_copy(
             update={"status": VersionStatus.STOPPING, "updated_at": utcnow()}
         )
@@ -288,6 +292,6 @@ async def stop_version(
                 key, stopping, stored.revision, announce=EventType.VERSION_STOPPING
             )
         except Conflict:
-            continue  # a status report landed meanwhile; read it again
+            continue  # a status report or an alias landed meanwhile; look again
         return stopping
     raise Problem(409, "conflict", f"version {version!r} kept changing; retry")
