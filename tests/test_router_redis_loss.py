@@ -110,6 +110,29 @@ async def test_requests_keep_flowing_while_redis_is_lost_and_tables_come_back(
                 await loader
             assert failures == []
             assert served > 50
+
+            # The router follows Redis again: a switch made now reaches it.
+            code_v2 = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP + b"\n# v2\n"}))
+            created = await create_version(
+                api,
+                names,
+                {
+                    "name": "v2",
+                    "code": {"blob": code_v2},
+                    "endpoints": [{"name": "predict", "wsgi": "app:app"}],
+                },
+            )
+            assert created.status_code == 201
+            await wait_for_version(api, names, "v2", "ready")
+            assert (await api.put(aliases, json={"version": "v2"})).status_code == 200
+            async with httpx.AsyncClient(timeout=10) as client:
+                deadline = time.monotonic() + 5
+                while True:
+                    answer = await client.get(urls[1])
+                    if answer.headers.get("X-Dockyard-Version") == "v2":
+                        break
+                    assert time.monotonic() < deadline, "the switch never reached the router"
+                    await asyncio.sleep(0.02)
     finally:
         platform.stop()
 

@@ -89,12 +89,13 @@ class RouteStore:
             if await self._redis.exists(BUILT_MARKER):
                 return False
             fresh = await self._source()
+            # HSETNX: a field present now was written by an event after Redis lost its data,
+            # so it is newer than this snapshot of the record and is kept.
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(ROUTES_HASH, ALIASES_HASH)
                 for route in fresh.routes.values():
-                    pipe.hset(ROUTES_HASH, route.field, route.model_dump_json())
+                    pipe.hsetnx(ROUTES_HASH, route.field, route.model_dump_json())
                 for key, alias in fresh.aliases.items():
-                    pipe.hset(ALIASES_HASH, key, alias.model_dump_json())
+                    pipe.hsetnx(ALIASES_HASH, key, alias.model_dump_json())
                 pipe.set(BUILT_MARKER, "1")
                 pipe.publish(ROUTES_CHANNEL, json.dumps({"reload": True}))
                 await pipe.execute()
