@@ -8,6 +8,7 @@ import socket
 from aiohttp import web
 
 from dockyard_common import (
+    Alias,
     TransientError,
     configure_logging,
     connect_nats,
@@ -15,6 +16,8 @@ from dockyard_common import (
     get_logger,
     provision_jetstream,
 )
+from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
+from dockyard_router.ops import ops_routes
 from dockyard_router.proxy import Proxy
 from dockyard_router.record import table_from_record
 from dockyard_router.routing import follow_endpoint_states
@@ -38,15 +41,27 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     nc = await connect_nats(settings.nats_url, name="dockyard-router")
     js = nc.jetstream()
     await provision_jetstream(js)
-    store = RouteStore(redis, RouteTable(), lambda: table_from_record(js))
+    metrics = RouterMetrics()
+
+    def count_switch(alias: Alias) -> None:
+        deployment = f"{alias.owner}/{alias.project}/{alias.deployment}"
+        metrics.alias_switches.labels(deployment, alias.name).inc()
+
+    store = RouteStore(redis, RouteTable(), lambda: table_from_record(js), count_switch)
     try:
         await store.ensure_tables()
         log.info("routes.loaded", routes=await store.load())
     except TransientError as exc:
         log.warning("routes.load.failed", error=str(exc))
-    proxy = Proxy(store.table, settings)
+    proxy = Proxy(store.table, settings, metrics)
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
     app = web.Application(client_max_size=0)
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_routes(ops_routes(store, settings))
     app.router.add_route("*", "/{tail:.*}", proxy.handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

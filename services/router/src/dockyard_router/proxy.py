@@ -7,6 +7,7 @@ upstream's path already encoded, so no request can change the upstream's host or
 from __future__ import annotations
 
 import random
+import time
 
 import aiohttp
 from aiohttp import web
@@ -14,6 +15,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from dockyard_common import get_logger
+from dockyard_router.metrics import RouterMetrics
 from dockyard_router.settings import RouterSettings
 from dockyard_router.tables import Resolution, RouteTable, client_draw
 
@@ -77,9 +79,10 @@ def _problem(status: int, detail: str) -> web.Response:
 class Proxy:
     """Forwards requests to the upstreams the route table names."""
 
-    def __init__(self, table: RouteTable, settings: RouterSettings) -> None:
+    def __init__(self, table: RouteTable, settings: RouterSettings, metrics: RouterMetrics) -> None:
         self._table = table
         self._settings = settings
+        self._metrics = metrics
         # Created inside the running event loop (the router's serve()).
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
@@ -117,7 +120,16 @@ class Proxy:
         draw = client_draw(client) if client else random.random()  # noqa: S311 - traffic split
         resolution = self._table.resolve(request.rel_url.raw_path, region, draw)
         if resolution is None:
+            self._metrics.unrouted.inc()
             return _problem(404, f"nothing serves {request.rel_url.raw_path}")
+        started = time.perf_counter()
+        response = await self._forward(request, resolution)
+        labels = resolution.labels(response.headers.get("X-Dockyard-Region", ""))
+        self._metrics.requests.labels(*labels, str(response.status)).inc()
+        self._metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        return response
+
+    async def _forward(self, request: web.Request, resolution: Resolution) -> web.StreamResponse:
         retryable = request.method in _IDEMPOTENT and not request.can_read_body
         candidates = resolution.upstreams[: 2 if retryable else 1]
         headers = self._headers(request, resolution)
@@ -135,9 +147,11 @@ class Proxy:
             except aiohttp.ClientConnectionError as exc:
                 last_error = f"{upstream}: {exc}"
                 log.warning("proxy.upstream.unreachable", upstream=upstream, error=str(exc))
+                self._metrics.upstream_errors.labels(*resolution.labels(region), "connect").inc()
                 continue
             except TimeoutError:
                 log.warning("proxy.upstream.timeout", upstream=upstream)
+                self._metrics.upstream_errors.labels(*resolution.labels(region), "timeout").inc()
                 return _problem(
                     504,
                     f"{resolution.key} did not answer within "

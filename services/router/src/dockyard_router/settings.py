@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from dockyard_common import CommonSettings
 
 __all__ = ["RouterSettings"]
@@ -15,3 +17,5 @@ class RouterSettings(CommonSettings):
     region: str = "eu"
     upstream_timeout_s: float = 60.0
     upstream_connections: int = 256
+    admin_token: SecretStr | None = None
+    """The platform admin token: the ops API (/_ops) answers only to it; off when unset."""

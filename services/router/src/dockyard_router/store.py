@@ -24,6 +24,8 @@ log = get_logger(__name__)
 ROUTES_HASH = "dockyard:routes"
 ALIASES_HASH = "dockyard:aliases"
 ROUTES_CHANNEL = "dockyard:routes:changed"
+DRAINED_SET = "dockyard:regions:drained"
+"""Regions an operator drained (operator state: kept in Redis, lost with Redis's data)."""
 BUILT_MARKER = "dockyard:tables:built"
 """Present while Redis holds complete tables; gone after Redis lost its data."""
 
@@ -33,16 +35,24 @@ TableSource = Callable[[], Awaitable[RouteTable]]
 class RouteStore:
     """Keeps a :class:`RouteTable` in step with Redis."""
 
-    def __init__(self, redis: Redis, table: RouteTable, source: TableSource) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        table: RouteTable,
+        source: TableSource,
+        on_alias: Callable[[Alias], None] | None = None,
+    ) -> None:
         self._redis = redis
         self.table = table
         self._source = source
+        self._on_alias = on_alias
 
     async def load(self) -> int:
         """Replace the in-process table with Redis's; returns the route count."""
         try:
             routes = await self._redis.hgetall(ROUTES_HASH)
             aliases = await self._redis.hgetall(ALIASES_HASH)
+            drained = await self._redis.smembers(DRAINED_SET)
         except RedisError as exc:
             raise TransientError(f"Redis unavailable while loading routes: {exc}") from exc
         fresh = RouteTable()
@@ -50,6 +60,7 @@ class RouteStore:
             fresh.put(Route.model_validate_json(raw))
         for raw in aliases.values():
             fresh.put_alias(Alias.model_validate_json(raw))
+        fresh.drained = frozenset(str(region) for region in drained)
         self.table.replace_with(fresh)
         return len(fresh.routes)
 
@@ -72,9 +83,11 @@ class RouteStore:
             ) from exc
 
     async def write_alias(self, alias: Alias) -> None:
-        """Store an alias (unless an newer one is held) and tell every process."""
+        """Store an alias (unless a newer one is held) and tell every process."""
         if not self.table.put_alias(alias):
             return
+        if self._on_alias is not None:
+            self._on_alias(alias)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(ALIASES_HASH, alias_table_key(alias), alias.model_dump_json())
@@ -113,11 +126,31 @@ class RouteStore:
             except TransientError as exc:
                 log.debug("routes.watch.redis_unavailable", error=str(exc))
 
+    async def set_drained(self, region: str, drained: bool) -> None:
+        """Drain (or undrain) a region for every router process."""
+        self.table.drained = (
+            self.table.drained | {region} if drained else self.table.drained - {region}
+        )
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                if drained:
+                    pipe.sadd(DRAINED_SET, region)
+                else:
+                    pipe.srem(DRAINED_SET, region)
+                pipe.publish(ROUTES_CHANNEL, json.dumps({"drained": sorted(self.table.drained)}))
+                await pipe.execute()
+        except RedisError as exc:
+            raise TransientError(f"Redis unavailable while draining {region}: {exc}") from exc
+
     def _apply(self, change: dict[str, object]) -> None:
+        if "drained" in change and isinstance(change["drained"], list):
+            self.table.drained = frozenset(str(region) for region in change["drained"])
         if "route" in change:
             self.table.put(Route.model_validate(change["route"]))
         if "alias" in change:
-            self.table.put_alias(Alias.model_validate(change["alias"]))
+            alias = Alias.model_validate(change["alias"])
+            if self.table.put_alias(alias) and self._on_alias is not None:
+                self._on_alias(alias)
 
     async def _reload(self) -> None:
         try:

@@ -69,6 +69,11 @@ class Resolution:
     prefix: str
     alias: str | None = None
 
+    def labels(self, region: str) -> tuple[str, str, str, str]:
+        """(deployment, version, endpoint, region): the metrics labels of this request."""
+        deployment, _, endpoint = self.key.rpartition(f"/{self.version}/")
+        return deployment, self.version, endpoint, region
+
 
 @dataclass(frozen=True)
 class RequestPath:
@@ -135,11 +140,14 @@ class RouteTable:
     aliases: dict[str, Alias] = field(default_factory=dict)
     _by_key: dict[str, dict[str, Route]] = field(default_factory=dict)
     _observed: dict[str, datetime] = field(default_factory=dict)
+    drained: frozenset[str] = frozenset()
+    """Regions an operator drained: they serve only when no other region can."""
 
     def replace_with(self, fresh: RouteTable) -> None:
         """Take every table of ``fresh`` at once (a request sees old or new, never a mix)."""
         self.routes, self._by_key = fresh.routes, fresh._by_key
         self.aliases, self._observed = fresh.aliases, fresh._observed
+        self.drained = fresh.drained
 
     def put(self, route: Route) -> bool:
         """Insert or replace one route (one without upstreams is removed); False, changing
@@ -171,8 +179,8 @@ class RouteTable:
         than the one held, as a late redelivered event would be."""
         key = alias_table_key(alias)
         held = self.aliases.get(key)
-        if held is not None and held.updated_at > alias.updated_at:
-            return False
+        if held is not None and held.updated_at >= alias.updated_at:
+            return False  # older, or the same change again (our own echo)
         self.aliases[key] = alias
         return True
 
@@ -196,7 +204,12 @@ class RouteTable:
             targets = self._by_key.get(path.route_key(version))
             if not targets:
                 return None
-        ordered = sorted(targets.values(), key=lambda r: (r.region != own_region, r.target))
+        ordered = sorted(
+            targets.values(),
+            key=lambda r: (r.region in self.drained, r.region != own_region, r.target),
+        )
+        if any(r.region not in self.drained for r in ordered):
+            ordered = [r for r in ordered if r.region not in self.drained]
         upstreams = [(r.region, url) for r in ordered for url in r.upstreams]
         return Resolution(
             key=path.route_key(version),

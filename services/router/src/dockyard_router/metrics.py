@@ -1,0 +1,51 @@
+"""Prometheus metrics of the data plane: requests, latency, upstream errors, alias switches."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE", "RouterMetrics"]
+
+_LABELS = ("deployment", "version", "endpoint", "region")
+
+
+class RouterMetrics:
+    """The router's metrics, in a registry of their own (one per process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "dockyard_router_requests",
+            "Requests proxied, by outcome.",
+            [*_LABELS, "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "dockyard_router_request_seconds",
+            "Time from request to the end of the response.",
+            _LABELS,
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.upstream_errors = Counter(
+            "dockyard_router_upstream_errors",
+            "Upstreams that could not be reached or timed out.",
+            [*_LABELS, "kind"],
+            registry=self.registry,
+        )
+        self.alias_switches = Counter(
+            "dockyard_router_alias_switches",
+            "Alias changes applied by this process.",
+            ["deployment", "alias"],
+            registry=self.registry,
+        )
+        self.unrouted = Counter(
+            "dockyard_router_unrouted",
+            "Requests for which nothing serves the path.",
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return generate_latest(self.registry)
