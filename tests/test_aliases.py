@@ -9,7 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as NatsClient
 
+from dockyard_common import RouterHeartbeat
+from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
 from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform
 from tests.harness.flows import create_version, put_deployment, upload_blob, wait_for_version
@@ -144,3 +147,50 @@ async def test_stopping_an_aliased_version_is_refused_unless_forced(
 
     not_ready = await api.put(f"{aliases}/production", json={"version": "v2"})
     assert not_ready.status_code == 409 and "is stopped" in not_ready.json()["detail"]
+
+
+async def test_an_alias_change_answers_only_once_every_router_serves_it(
+    api: httpx.AsyncClient, platform: RunningPlatform, names: Names, two_versions: str
+) -> None:
+    aliases = two_versions
+    deployment = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}"
+    timings = []
+    async with httpx.AsyncClient(timeout=10) as client:
+        for version in ["v1", "v2"] * 5:
+            switched = await api.put(f"{aliases}/production", json={"version": version})
+            assert switched.status_code == 200, switched.headers
+            assert int(switched.headers["X-Dockyard-Routers"]) >= 1
+            timings.append(float(switched.headers["X-Dockyard-Switch-Ms"]))
+            # No polling: the answer came once every router process serves the change.
+            answer = await client.get(f"{deployment}/production/predict/")
+            assert answer.text == version
+    print(f"\nalias switch live on every router in {sorted(timings)[len(timings) // 2]} ms (p50)")
+
+
+async def test_a_router_that_does_not_apply_a_change_is_named_with_202(
+    api: httpx.AsyncClient, names: Names, two_versions: str, nats_client: NatsClient
+) -> None:
+    aliases = two_versions
+    assert (await api.put(f"{aliases}/production", json={"version": "v1"})).status_code == 200
+    stuck = RouterHeartbeat(process=f"stuck-{names.owner}", region="eu", applied={})
+    stop = asyncio.Event()
+
+    async def beat() -> None:
+        while not stop.is_set():
+            await nats_client.publish(ROUTER_HEARTBEAT_SUBJECT, stuck.model_dump_json().encode())
+            await asyncio.sleep(0.3)
+
+    beating = asyncio.create_task(beat())
+    try:
+        await asyncio.sleep(0.4)  # let the API hear it beat
+        lagging = await api.put(f"{aliases}/production", json={"version": "v2"})
+        assert lagging.status_code == 202
+        assert lagging.headers["X-Dockyard-Lagging"] == stuck.process
+        assert float(lagging.headers["X-Dockyard-Switch-Ms"]) >= 2000
+    finally:
+        stop.set()
+        await beating
+    # Once it stops beating it is gone, and changes answer 200 again.
+    deadline = time.monotonic() + 10
+    while (await api.put(f"{aliases}/production", json={"version": "v1"})).status_code != 200:
+        assert time.monotonic() < deadline, "a router that stopped beating was never dropped"

@@ -10,6 +10,7 @@ EXPECTED = {
     "AliasChange",
     "AliasTarget",
     "Record",
+    "RouterHeartbeat",
     "AliasName",
     "BlobDigest",
     "CloudEvent",

@@ -43,6 +43,7 @@ __all__ = [
     "GitRef",
     "ImageInfo",
     "LayerInfo",
+    "RouterHeartbeat",
     "Target",
     "TargetKind",
     "Version",
@@ -295,6 +296,15 @@ class Version(_Snapshot):
             if spec.name == name:
                 return spec
         raise KeyError(name)
+
+
+class RouterHeartbeat(_Snapshot):
+    """A router process is alive, and has applied these alias revisions (KV revisions)."""
+
+    process: str
+    region: str
+    applied: dict[str, int] = Field(default_factory=dict, description="o/p/d/alias → revision")
+    at: datetime = Field(default_factory=utcnow)
 
 
 class AliasTarget(_Snapshot):

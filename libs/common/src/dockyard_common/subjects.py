@@ -15,11 +15,13 @@ __all__ = [
     "KV_BUCKETS",
     "OWNERS_BUCKET",
     "PROJECTS_BUCKET",
+    "ROUTER_HEARTBEAT_SUBJECT",
     "SEQUENCES_BUCKET",
     "TARGETS_BUCKET",
     "TOKENS_BUCKET",
     "VERSIONS_BUCKET",
     "alias_key",
+    "alias_table_key",
     "blob_object_name",
     "deployment_key",
     "event_subject",
@@ -32,6 +34,8 @@ __all__ = [
 ]
 
 EVENTS_STREAM = "DOCKYARD_EVENTS"
+ROUTER_HEARTBEAT_SUBJECT = "dockyard.routers.heartbeat"
+"""Core NATS (no stream): each router process says it is alive and what it has applied."""
 EVENT_SUBJECT_PREFIX = "dockyard.events"
 
 OWNERS_BUCKET = "dockyard_owners"
@@ -68,6 +72,11 @@ def event_type_filter(event_type: str) -> str:
 def project_key(owner: str, project: str) -> str:
     """KV key of a project in :data:`PROJECTS_BUCKET`."""
     return f"{owner}.{project}"
+
+
+def alias_table_key(owner: str, project: str, deployment: str, alias: str) -> str:
+    """How routers name an alias in their tables and heartbeats: ``o/p/d/alias``."""
+    return f"{owner}/{project}/{deployment}/{alias}"
 
 
 def alias_key(owner: str, project: str, deployment: str, alias: str) -> str:

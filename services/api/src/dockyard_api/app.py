@@ -29,6 +29,7 @@ from dockyard_api.routes import (
     versions,
 )
 from dockyard_api.settings import ApiSettings
+from dockyard_api.switches import RouterWatch
 from dockyard_api.tracking import track_status
 from dockyard_common import (
     Alias,
@@ -77,6 +78,7 @@ async def _open_context(settings: ApiSettings) -> ApiContext:
         sequences=await Counter.open(js, SEQUENCES_BUCKET),
         blobs=await js.object_store(BLOB_BUCKET),
         events=EventPublisher(js, source=f"{settings.event_source}/api"),
+        routers=RouterWatch(nc),
     )
 
 
@@ -92,6 +94,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             workers = [
                 tasks.create_task(track_status(context)),
                 tasks.create_task(relay_announcements(context.js, context.events)),
+                tasks.create_task(context.routers.run()),
             ]
             try:
                 yield

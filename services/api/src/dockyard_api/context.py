@@ -12,6 +12,7 @@ from nats.js.object_store import ObjectStore
 
 from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.settings import ApiSettings
+from dockyard_api.switches import RouterWatch
 from dockyard_common import (
     Alias,
     Counter,
@@ -65,6 +66,7 @@ class ApiContext:
     sequences: Counter
     blobs: ObjectStore
     events: EventPublisher
+    routers: RouterWatch
     checked_code: CheckedCode = field(default_factory=CheckedCode)
 
 

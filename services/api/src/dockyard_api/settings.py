@@ -15,6 +15,8 @@ class ApiSettings(CommonSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     admin_token: SecretStr
+    switch_wait_s: float = 2.0
+    """How long an alias change waits for every live router to apply it (then 202)."""
     max_json_bytes: int = 1024**2
     max_upload_bytes: int = 2 * 1024**3
     max_archive_members: int = 100_000

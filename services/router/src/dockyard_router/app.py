@@ -16,6 +16,7 @@ from dockyard_common import (
     get_logger,
     provision_jetstream,
 )
+from dockyard_router.heartbeat import Heartbeat
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
 from dockyard_router.ops import ops_routes
 from dockyard_router.proxy import Proxy
@@ -43,11 +44,15 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     await provision_jetstream(js)
     metrics = RouterMetrics()
 
-    def count_switch(alias: Alias) -> None:
+    table = RouteTable()
+    heartbeat = Heartbeat(nc, table, settings.region)
+
+    def switched(alias: Alias, _: int) -> None:
         deployment = f"{alias.owner}/{alias.project}/{alias.deployment}"
         metrics.alias_switches.labels(deployment, alias.name).inc()
+        heartbeat.applied()
 
-    store = RouteStore(redis, RouteTable(), lambda: table_from_record(js), count_switch)
+    store = RouteStore(redis, table, lambda: table_from_record(js), switched)
     try:
         await store.ensure_tables()
         log.info("routes.loaded", routes=await store.load())
@@ -71,6 +76,7 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
             workers = [
                 tasks.create_task(store.follow()),
                 tasks.create_task(store.watch_tables()),
+                tasks.create_task(heartbeat.run()),
                 tasks.create_task(follow_endpoint_states(js, store)),
             ]
             await site.start()

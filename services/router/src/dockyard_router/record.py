@@ -24,5 +24,5 @@ async def table_from_record(js: JetStreamContext) -> RouteTable:
             table.put(route_from_state(state))
     aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
     async for _, alias in aliases.items():
-        table.put_alias(alias.value)
+        table.put_alias(alias.value, alias.revision)
     return table

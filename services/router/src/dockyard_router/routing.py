@@ -35,7 +35,7 @@ async def follow_endpoint_states(js: JetStreamContext, store: RouteStore) -> Non
 
     async def handle(event: CloudEvent, _: Msg) -> None:
         if event.type == EventType.ALIAS_CHANGED:
-            await store.write_alias(event.data_as(Alias))
+            await store.write_alias(event.data_as(Alias), int(event.resourcerevision or 0))
         else:
             await store.write(route_from_state(event.data_as(EndpointState)))
 

@@ -17,12 +17,20 @@ from redis.exceptions import RedisError
 from dockyard_common import Alias, TransientError, get_logger
 from dockyard_router.tables import Route, RouteTable, alias_table_key
 
-__all__ = ["ALIASES_HASH", "BUILT_MARKER", "ROUTES_CHANNEL", "ROUTES_HASH", "RouteStore"]
+__all__ = [
+    "ALIASES_HASH",
+    "ALIAS_REVISIONS_HASH",
+    "BUILT_MARKER",
+    "ROUTES_CHANNEL",
+    "ROUTES_HASH",
+    "RouteStore",
+]
 
 log = get_logger(__name__)
 
 ROUTES_HASH = "dockyard:routes"
 ALIASES_HASH = "dockyard:aliases"
+ALIAS_REVISIONS_HASH = "dockyard:aliases:revisions"
 ROUTES_CHANNEL = "dockyard:routes:changed"
 DRAINED_SET = "dockyard:regions:drained"
 """Regions an operator drained (operator state: kept in Redis, lost with Redis's data)."""
@@ -40,7 +48,7 @@ class RouteStore:
         redis: Redis,
         table: RouteTable,
         source: TableSource,
-        on_alias: Callable[[Alias], None] | None = None,
+        on_alias: Callable[[Alias, int], None] | None = None,
     ) -> None:
         self._redis = redis
         self.table = table
@@ -52,14 +60,15 @@ class RouteStore:
         try:
             routes = await self._redis.hgetall(ROUTES_HASH)
             aliases = await self._redis.hgetall(ALIASES_HASH)
+            revisions = await self._redis.hgetall(ALIAS_REVISIONS_HASH)
             drained = await self._redis.smembers(DRAINED_SET)
         except RedisError as exc:
             raise TransientError(f"Redis unavailable while loading routes: {exc}") from exc
         fresh = RouteTable()
         for raw in routes.values():
             fresh.put(Route.model_validate_json(raw))
-        for raw in aliases.values():
-            fresh.put_alias(Alias.model_validate_json(raw))
+        for key, raw in aliases.items():
+            fresh.put_alias(Alias.model_validate_json(raw), int(revisions.get(key, 0)))
         fresh.drained = frozenset(str(region) for region in drained)
         self.table.replace_with(fresh)
         return len(fresh.routes)
@@ -82,16 +91,22 @@ class RouteStore:
                 f"Redis unavailable while writing route {route.field}: {exc}"
             ) from exc
 
-    async def write_alias(self, alias: Alias) -> None:
-        """Store an alias (unless a newer one is held) and tell every process."""
-        if not self.table.put_alias(alias):
+    async def write_alias(self, alias: Alias, revision: int) -> None:
+        """Store an alias at its record revision (unless a newer one is held); tell every
+        process."""
+        if not self.table.put_alias(alias, revision):
             return
         if self._on_alias is not None:
-            self._on_alias(alias)
+            self._on_alias(alias, revision)
+        key = alias_table_key(alias)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(ALIASES_HASH, alias_table_key(alias), alias.model_dump_json())
-                pipe.publish(ROUTES_CHANNEL, json.dumps({"alias": alias.model_dump(mode="json")}))
+                pipe.hset(ALIASES_HASH, key, alias.model_dump_json())
+                pipe.hset(ALIAS_REVISIONS_HASH, key, str(revision))
+                pipe.publish(
+                    ROUTES_CHANNEL,
+                    json.dumps({"alias": alias.model_dump(mode="json"), "revision": revision}),
+                )
                 await pipe.execute()
         except RedisError as exc:
             raise TransientError(f"Redis unavailable while writing alias: {exc}") from exc
@@ -109,6 +124,7 @@ class RouteStore:
                     pipe.hsetnx(ROUTES_HASH, route.field, route.model_dump_json())
                 for key, alias in fresh.aliases.items():
                     pipe.hsetnx(ALIASES_HASH, key, alias.model_dump_json())
+                    pipe.hsetnx(ALIAS_REVISIONS_HASH, key, str(fresh.alias_revisions.get(key, 0)))
                 pipe.set(BUILT_MARKER, "1")
                 pipe.publish(ROUTES_CHANNEL, json.dumps({"reload": True}))
                 await pipe.execute()
@@ -149,8 +165,9 @@ class RouteStore:
             self.table.put(Route.model_validate(change["route"]))
         if "alias" in change:
             alias = Alias.model_validate(change["alias"])
-            if self.table.put_alias(alias) and self._on_alias is not None:
-                self._on_alias(alias)
+            revision = int(str(change.get("revision", 0)))
+            if self.table.put_alias(alias, revision) and self._on_alias is not None:
+                self._on_alias(alias, revision)
 
     async def _reload(self) -> None:
         try:

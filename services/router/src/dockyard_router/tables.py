@@ -13,6 +13,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from dockyard_common import subjects
 from dockyard_common.models import Alias, AliasTarget, EndpointState, WorkloadState
 from dockyard_common.subjects import route_key
 
@@ -111,7 +112,7 @@ def split_request_path(raw_path: str) -> RequestPath | None:
 
 def alias_table_key(alias: Alias) -> str:
     """The table key of an alias: ``owner/project/deployment/alias``."""
-    return f"{alias.owner}/{alias.project}/{alias.deployment}/{alias.name}"
+    return subjects.alias_table_key(alias.owner, alias.project, alias.deployment, alias.name)
 
 
 def pick_version(target: AliasTarget, draw: float) -> str:
@@ -142,12 +143,15 @@ class RouteTable:
     _observed: dict[str, datetime] = field(default_factory=dict)
     drained: frozenset[str] = frozenset()
     """Regions an operator drained: they serve only when no other region can."""
+    alias_revisions: dict[str, int] = field(default_factory=dict)
+    """The state-of-record revision of each alias held (what heartbeats report)."""
 
     def replace_with(self, fresh: RouteTable) -> None:
         """Take every table of ``fresh`` at once (a request sees old or new, never a mix)."""
         self.routes, self._by_key = fresh.routes, fresh._by_key
         self.aliases, self._observed = fresh.aliases, fresh._observed
         self.drained = fresh.drained
+        self.alias_revisions = fresh.alias_revisions
 
     def put(self, route: Route) -> bool:
         """Insert or replace one route (one without upstreams is removed); False, changing
@@ -174,7 +178,7 @@ class RouteTable:
         if not targets:
             self._by_key.pop(route.key, None)
 
-    def put_alias(self, alias: Alias) -> bool:
+    def put_alias(self, alias: Alias, revision: int = 0) -> bool:
         """Insert or replace an alias, whole; False (and nothing changes) when it is older
         than the one held, as a late redelivered event would be."""
         key = alias_table_key(alias)
@@ -182,6 +186,7 @@ class RouteTable:
         if held is not None and held.updated_at >= alias.updated_at:
             return False  # older, or the same change again (our own echo)
         self.aliases[key] = alias
+        self.alias_revisions[key] = max(revision, self.alias_revisions.get(key, 0))
         return True
 
     def resolve(self, raw_path: str, own_region: str, draw: float) -> Resolution | None:

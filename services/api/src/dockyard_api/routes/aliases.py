@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -28,7 +28,7 @@ from dockyard_common import (
     Version,
     VersionName,
 )
-from dockyard_common.subjects import alias_key, version_key
+from dockyard_common.subjects import alias_key, alias_table_key, version_key
 
 __all__ = ["router"]
 
@@ -114,6 +114,31 @@ async def _check_versions(
             ) from None
 
 
+_SWITCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {
+        "model": Alias,
+        "description": "Stored, but some router processes had not applied "
+        "it within the bound: X-Dockyard-Lagging names them.",
+    },
+}
+
+
+async def _answer_when_live(
+    context: ApiContext, alias: Alias, revision: int, response: Response
+) -> None:
+    """Wait until every live router process serves the change; say how long it took."""
+    outcome = await context.routers.wait_applied(
+        alias_table_key(alias.owner, alias.project, alias.deployment, alias.name),
+        revision,
+        context.settings.switch_wait_s,
+    )
+    response.headers["X-Dockyard-Switch-Ms"] = f"{outcome.seconds * 1000:.1f}"
+    response.headers["X-Dockyard-Routers"] = str(outcome.routers)
+    if outcome.lagging:
+        response.status_code = 202
+        response.headers["X-Dockyard-Lagging"] = ",".join(outcome.lagging)
+
+
 async def _write(context: ApiContext, key: str, alias: Alias, revision: int | None) -> int:
     try:
         if revision is None:
@@ -123,7 +148,7 @@ async def _write(context: ApiContext, key: str, alias: Alias, revision: int | No
         raise Problem(409, "conflict", f"alias {alias.name!r} changed meanwhile; retry") from None
 
 
-@router.put("/{alias}")
+@router.put("/{alias}", responses=_SWITCH_RESPONSES)
 async def put_alias(
     owner: OwnerPath,
     project: ProjectPath,
@@ -156,10 +181,11 @@ async def put_alias(
     )
     revision = await _write(context, key, updated, current.revision if current else None)
     response.headers["ETag"] = etag(revision)
+    await _answer_when_live(context, updated, revision, response)
     return updated
 
 
-@router.post("/{alias}/rollback")
+@router.post("/{alias}/rollback", responses=_SWITCH_RESPONSES)
 async def rollback_alias(
     owner: OwnerPath,
     project: ProjectPath,
@@ -181,6 +207,7 @@ async def rollback_alias(
     )
     revision = await _write(context, key, updated, current.revision)
     response.headers["ETag"] = etag(revision)
+    await _answer_when_live(context, updated, revision, response)
     return updated
 
 

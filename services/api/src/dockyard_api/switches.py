@@ -1,0 +1,81 @@
+"""Knowing when an alias change is live: every live router process has applied it.
+
+Router processes beat every second on NATS with the alias revisions they serve; one that
+has not beaten for a few seconds is taken as gone. The API's alias writes wait here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from dockyard_common import RouterHeartbeat, get_logger
+from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
+
+__all__ = ["RouterWatch", "SwitchOutcome"]
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class SwitchOutcome:
+    """How an alias change spread: how long it took, and who had not applied it."""
+
+    seconds: float
+    routers: int
+    lagging: list[str]
+
+
+class RouterWatch:
+    """The live router processes and what each has applied, from their heartbeats."""
+
+    def __init__(self, nc: NatsClient, *, alive_for_s: float = 3.0) -> None:
+        self._nc = nc
+        self._alive_for_s = alive_for_s
+        self._seen: dict[str, tuple[float, RouterHeartbeat]] = {}
+        self._changed = asyncio.Condition()
+
+    async def run(self) -> None:
+        """Follow the heartbeats until cancelled."""
+        subscription = await self._nc.subscribe(ROUTER_HEARTBEAT_SUBJECT, cb=self._on_beat)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await subscription.unsubscribe()
+
+    async def _on_beat(self, message: Msg) -> None:
+        try:
+            beat = RouterHeartbeat.model_validate_json(message.data)
+        except ValidationError:
+            log.warning("router.heartbeat.malformed")
+            return
+        self._seen[beat.process] = (time.monotonic(), beat)
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _lagging(self, alias: str, revision: int) -> tuple[int, list[str]]:
+        now = time.monotonic()
+        live = {p: beat for p, (at, beat) in self._seen.items() if now - at <= self._alive_for_s}
+        for gone in set(self._seen) - set(live):
+            del self._seen[gone]
+        return len(live), sorted(p for p, b in live.items() if b.applied.get(alias, 0) < revision)
+
+    async def wait_applied(self, alias: str, revision: int, within_s: float) -> SwitchOutcome:
+        """Wait until every live router applied ``alias`` at ``revision`` (or the bound)."""
+        started = time.monotonic()
+        deadline = started + within_s
+        async with self._changed:
+            while True:
+                routers, lagging = self._lagging(alias, revision)
+                remaining = deadline - time.monotonic()
+                if not lagging or remaining <= 0:
+                    return SwitchOutcome(time.monotonic() - started, routers, lagging)
+                try:
+                    await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+                except TimeoutError:
+                    continue
