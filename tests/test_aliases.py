@@ -194,3 +194,30 @@ async def test_a_router_that_does_not_apply_a_change_is_named_with_202(
     deadline = time.monotonic() + 10
     while (await api.put(f"{aliases}/production", json={"version": "v1"})).status_code != 200:
         assert time.monotonic() < deadline, "a router that stopped beating was never dropped"
+
+
+async def test_switching_under_load_fails_no_request_and_serves_only_old_or_new(
+    api: httpx.AsyncClient, platform: RunningPlatform, names: Names, two_versions: str
+) -> None:
+    aliases = two_versions
+    url = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/live/predict/"
+    assert (await api.put(f"{aliases}/live", json={"version": "v1"})).status_code == 200
+    answers: Counter[str] = Counter()
+    stop = asyncio.Event()
+
+    async def load(client: httpx.AsyncClient) -> None:
+        while not stop.is_set():
+            answer = await client.get(url)
+            answers[f"{answer.status_code} {answer.text}"] += 1
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        workers = [asyncio.create_task(load(client)) for _ in range(8)]
+        for version in ["v2", "v1"] * 5:
+            assert (await api.put(f"{aliases}/live", json={"version": version})).status_code == 200
+            await asyncio.sleep(0.05)  # let the load run between switches
+        rolled = await api.post(f"{aliases}/live/rollback")
+        assert rolled.status_code == 200
+        stop.set()
+        await asyncio.gather(*workers)
+    assert set(answers) <= {"200 v1", "200 v2"}, answers
+    assert answers["200 v1"] > 0 and answers["200 v2"] > 0
