@@ -41,3 +41,4 @@ format: install
 
 bench: install
 	$(RUN) python bench/api.py
+	$(RUN) python bench/router.py

@@ -8,14 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, start_platform_process
 from tests.harness.flows import (
-    WSGI_APP,
-    create_version,
+    deploy_ready,
     put_deployment,
-    upload_blob,
-    wait_for_version,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -64,18 +60,7 @@ async def test_the_platform_serves_and_ctrl_c_stops_every_process_it_started(
             timeout=10,
         ) as api:
             await put_deployment(api, names, ["local-eu", "local-us"])
-            code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
-            created = await create_version(
-                api,
-                names,
-                {
-                    "name": "v1",
-                    "code": {"blob": code},
-                    "endpoints": [{"name": "predict", "wsgi": "app:app"}],
-                },
-            )
-            assert created.status_code == 201, created.text
-            await wait_for_version(api, names, "v1", "ready")
+            await deploy_ready(api, names, "v1")
         started = descendants(platform.process.pid)
         # nats-server, redis-server, four services and two endpoint replicas at least.
         assert len(started) >= 8, started

@@ -8,15 +8,8 @@ import time
 import httpx
 import pytest
 
-from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform
-from tests.harness.flows import (
-    WSGI_APP,
-    create_version,
-    put_deployment,
-    upload_blob,
-    wait_for_version,
-)
+from tests.harness.flows import deploy_ready, put_deployment
 
 pytestmark = pytest.mark.e2e
 
@@ -25,18 +18,7 @@ async def test_draining_a_region_moves_traffic_without_a_failed_request(
     api: httpx.AsyncClient, platform: RunningPlatform, names: Names
 ) -> None:
     await put_deployment(api, names, ["local-eu", "local-us"])
-    code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
-    created = await create_version(
-        api,
-        names,
-        {
-            "name": "v1",
-            "code": {"blob": code},
-            "endpoints": [{"name": "predict", "wsgi": "app:app"}],
-        },
-    )
-    assert created.status_code == 201
-    await wait_for_version(api, names, "v1", "ready")
+    await deploy_ready(api, names, "v1")
     path = f"/{names.owner}/{names.project}/{names.deployment}/v1/predict/x"
     admin = {"Authorization": f"Bearer {platform.admin_token}"}
 

@@ -18,6 +18,7 @@ from tests.harness.fixtures import Names, RunningPlatform, start_platform_proces
 from tests.harness.flows import (
     WSGI_APP,
     create_version,
+    deploy_ready,
     put_deployment,
     upload_blob,
     wait_for_version,
@@ -54,18 +55,7 @@ async def test_requests_keep_flowing_while_redis_is_lost_and_tables_come_back(
             headers={"Authorization": f"Bearer {platform.admin_token}"},
         ) as api:
             await put_deployment(api, names, ["local-eu"])
-            code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
-            created = await create_version(
-                api,
-                names,
-                {
-                    "name": "v1",
-                    "code": {"blob": code},
-                    "endpoints": [{"name": "predict", "wsgi": "app:app"}],
-                },
-            )
-            assert created.status_code == 201
-            await wait_for_version(api, names, "v1", "ready")
+            await deploy_ready(api, names, "v1")
             aliases = (
                 f"/v1/projects/{names.owner}/{names.project}/deployments/"
                 f"{names.deployment}/aliases/production"

@@ -9,11 +9,13 @@ from typing import Any
 
 import httpx
 
+from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names
 
 __all__ = [
     "WSGI_APP",
     "create_version",
+    "deploy_ready",
     "ensure_project",
     "put_deployment",
     "upload_blob",
@@ -93,3 +95,22 @@ async def wait_for_version(
         f"status={seen.get('status')!r} error={seen.get('error')!r} "
         f"endpoints={seen.get('endpoint_states')}"
     )
+
+
+async def deploy_ready(
+    api: httpx.AsyncClient, names: Names, version: str, *, app: bytes = WSGI_APP
+) -> dict[str, Any]:
+    """Upload ``app`` as ``app.py``, submit it as ``version`` (one wsgi endpoint, predict)
+    of the test's deployment, and wait until it is ready; the version resource."""
+    code = await upload_blob(api, names, tar_gz({"app.py": app}))
+    created = await create_version(
+        api,
+        names,
+        {
+            "name": version,
+            "code": {"blob": code},
+            "endpoints": [{"name": "predict", "wsgi": "app:app"}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    return await wait_for_version(api, names, version, "ready")

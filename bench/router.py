@@ -1,0 +1,545 @@
+"""Benchmark of the router (issue 6): direct vs proxied throughput, and alias switch propagation.
+
+One run against the whole embedded platform, started as ``make run`` starts it
+(``python -m dockyard_cli up``: its own nats-server, redis-server, API, builder, scheduler
+and ONE router process). Set-up goes through the API with the admin token: owner, project,
+deployment on ``local-eu``, two code blobs whose WSGI app answers a tiny fixed body naming
+its version, versions ``v1`` and ``v2``; once both are ready, the upstream of ``v1`` is read
+from its endpoint states. Then two phases:
+
+1. **Throughput.** ``--concurrency`` keep-alive clients GET, back to back for ``--duration``
+   seconds each, first the upstream directly, then the same endpoint through the router
+   (``/<owner>/<project>/<deployment>/v1/predict/``): req/s, p50, p99. The load generator
+   runs on the same machine and shares its CPUs with the platform.
+2. **Switch propagation.** ``--switches`` alias PUTs alternate ``production`` between ``v1``
+   and ``v2``. Each is measured from just before the PUT is sent until a GET of
+   ``/<owner>/<project>/<deployment>/production/predict/`` through the router answers with
+   the new version (polled every ``--poll-ms``, at most ``--switch-timeout`` seconds). The
+   PUT's own duration and the API's ``X-Dockyard-Switch-Ms`` (its wait for every live router
+   process) are reported too. Non-200 answers (including ``202``: a router lagged) and
+   timeouts count as ``switch_errors``.
+
+Readable lines first, targets beside the figures; the last line is one JSON object.
+A benchmark measures: it never fails because a target is missed.
+
+Run: ``.venv/bin/python bench/router.py`` (``--help`` for the knobs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import io
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from dockyard_cli.servers import free_port
+
+try:
+    from bench.api import expect, sigterm_as_exit, summary_ms
+except ModuleNotFoundError:  # run as ``python bench/router.py``: bench/ is on sys.path
+    from api import expect, sigterm_as_exit, summary_ms  # type: ignore[no-redef,import-not-found]
+
+TARGET_RATIO = 0.5
+TARGET_ADDED_P50_MS = 1.0
+TARGET_SWITCH_P99_MS = 10.0
+
+OWNER = "bench"
+PROJECT = "demo"
+DEPLOYMENT = "web"
+TARGET = "local-eu"
+ALIAS = "production"
+VERSIONS = ("v1", "v2")
+ENDPOINTS = [{"name": "predict", "wsgi": "app:app"}]
+PROJECT_PATH = f"/v1/projects/{OWNER}/{PROJECT}"
+DEPLOYMENT_PATH = f"{PROJECT_PATH}/deployments/{DEPLOYMENT}"
+STARTED_LINE = "Press Ctrl-C to stop."
+
+
+def wsgi_app(version: str) -> bytes:
+    """The source of a WSGI app whose fixed small body names ``version``."""
+    return (
+        f"BODY = b'bench {version}'\n\n\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain'),\n"
+        "                              ('Content-Length', str(len(BODY)))])\n"
+        "    return [BODY]\n"
+    ).encode()
+
+
+def body_of(version: str) -> bytes:
+    """What the app of ``version`` answers."""
+    return f"bench {version}".encode()
+
+
+def code_archive(version: str) -> bytes:
+    """A tar.gz holding the app of ``version``, as a user's code upload."""
+    buffer = io.BytesIO()
+    content = wsgi_app(version)
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo("app.py")
+        info.size = len(content)
+        archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+# --- the platform ----------------------------------------------------------------------------
+
+
+@dataclass
+class Platform:
+    """The embedded platform (``python -m dockyard_cli up``) as ``make run`` starts it."""
+
+    work_dir: Path
+    process: subprocess.Popen[str] | None = None
+    api_url: str = ""
+    router_url: str = ""
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    output: list[str] = field(default_factory=list)
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start the launcher; return once it prints that it is running."""
+        api_port, router_port = free_port(), free_port()
+        self.api_url = f"http://127.0.0.1:{api_port}"
+        self.router_url = f"http://127.0.0.1:{router_port}"
+        env = dict(
+            os.environ,
+            DOCKYARD_API_PORT=str(api_port),
+            DOCKYARD_ROUTER_PORT=str(router_port),
+            DOCKYARD_ADMIN_TOKEN=self.admin_token,
+            DOCKYARD_DATA_DIR=str(self.work_dir / "data"),
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dockyard_cli", "up"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        started = threading.Event()
+
+        def read_output() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            for line in self.process.stdout:
+                self.output.append(line)
+                if line.startswith(STARTED_LINE):
+                    started.set()
+
+        threading.Thread(target=read_output, daemon=True).start()
+        deadline = time.monotonic() + timeout_s
+        while not started.wait(0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the platform did not start within {timeout_s:.0f} s (exit code "
+                    f"{self.process.poll()}); it printed:\n{self.tail()}"
+                )
+
+    def tail(self, chars: int = 3000) -> str:
+        """The end of what the launcher printed."""
+        return "".join(self.output)[-chars:]
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Ctrl-C, as a person would (SIGKILL if it does not stop); safe to call twice."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def wait_ready(api: aiohttp.ClientSession, version: str, timeout_s: float) -> dict[str, Any]:
+    """Poll the version until its status is ``ready``; its body. RuntimeError if it fails."""
+    deadline = time.monotonic() + timeout_s
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        async with api.get(f"{DEPLOYMENT_PATH}/versions/{version}") as response:
+            body = await expect(response, 200)
+        if body.get("status") == "ready":
+            return body
+        if body.get("status") in {"failed", "stopped"}:
+            break
+        await asyncio.sleep(0.25)
+    raise RuntimeError(
+        f"version {version} not ready within {timeout_s:.0f} s: status {body.get('status')!r}, "
+        f"error {body.get('error')!r}"
+    )
+
+
+def first_upstream(version: dict[str, Any]) -> str:
+    """The first upstream of the version's first serving endpoint state."""
+    for state in version.get("endpoint_states", []):
+        if state.get("upstreams"):
+            return str(state["upstreams"][0])
+    raise RuntimeError(f"version {version.get('name')} is ready but names no upstream")
+
+
+async def set_up(platform_: Platform, ready_timeout_s: float) -> str:
+    """Create owner, project, deployment, both versions and the alias; the direct upstream."""
+    admin = {"Authorization": f"Bearer {platform_.admin_token}"}
+    async with aiohttp.ClientSession(platform_.api_url, headers=admin) as api:
+        async with api.post("/v1/owners", json={"name": OWNER}) as response:
+            await expect(response, 201)
+        async with api.put(PROJECT_PATH, json={}) as response:
+            await expect(response, 200, 201)
+        async with api.put(DEPLOYMENT_PATH, json={"targets": [TARGET]}) as response:
+            await expect(response, 200, 201)
+        for version in VERSIONS:
+            archive = code_archive(version)
+            digest = f"sha256:{hashlib.sha256(archive).hexdigest()}"
+            async with api.put(f"{PROJECT_PATH}/blobs/{digest}", data=archive) as response:
+                await expect(response, 200, 201)
+            body = {"name": version, "code": {"blob": digest}, "endpoints": ENDPOINTS}
+            async with api.post(f"{DEPLOYMENT_PATH}/versions", json=body) as response:
+                await expect(response, 201)
+        ready = [await wait_ready(api, version, ready_timeout_s) for version in VERSIONS]
+        async with api.put(f"{DEPLOYMENT_PATH}/aliases/{ALIAS}", json={"version": "v1"}) as r:
+            await expect(r, 200, 201)
+    return first_upstream(ready[0])
+
+
+# --- phases ----------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    """What one throughput run measured."""
+
+    label: str
+    latencies_s: list[float]
+    answers: Counter[str]
+    elapsed_s: float
+    client_cpu_s: float
+
+    @property
+    def ok(self) -> int:
+        """Requests answered 200 with the expected body."""
+        return len(self.latencies_s)
+
+    @property
+    def rps(self) -> float:
+        """Good answers per second."""
+        return self.ok / self.elapsed_s if self.elapsed_s else 0.0
+
+
+async def load(
+    label: str, url: str, expected: bytes, concurrency: int, duration_s: float, warmup_s: float
+) -> LoadResult:
+    """``concurrency`` keep-alive clients GET ``url`` back to back for ``duration_s``."""
+    latencies: list[float] = []
+    answers: Counter[str] = Counter()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def client(until: float, record: bool) -> None:
+            while time.perf_counter() < until:
+                sent = time.perf_counter()
+                try:
+                    async with session.get(url) as response:
+                        payload = await response.read()
+                        took = time.perf_counter() - sent
+                        good = response.status == 200 and payload == expected
+                        answer = "200" if good else f"{response.status} {payload[:60]!r}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    took, good, answer = 0.0, False, type(exc).__name__
+                if record:
+                    answers[answer] += 1
+                    if good:
+                        latencies.append(took)
+
+        async def run(seconds: float, record: bool) -> float:
+            started = time.perf_counter()
+            async with asyncio.TaskGroup() as clients:
+                for _ in range(concurrency):
+                    clients.create_task(client(started + seconds, record))
+            return time.perf_counter() - started
+
+        # Warm up: connections, the router's upstream pool, the first requests' lazy work.
+        await run(warmup_s, record=False)
+        cpu = time.process_time()
+        elapsed = await run(duration_s, record=True)
+        cpu = time.process_time() - cpu
+    return LoadResult(label, latencies, answers, elapsed, cpu)
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One alias switch: the PUT's answer, and when the router served the new version."""
+
+    version: str
+    status: int
+    put_s: float
+    api_switch_ms: float | None
+    propagated_s: float | None
+    polls: int
+    error: str | None = None
+
+
+async def switch_once(
+    api: aiohttp.ClientSession,
+    probe: aiohttp.ClientSession,
+    alias_url: str,
+    router_url: str,
+    version: str,
+    poll_s: float,
+    timeout_s: float,
+) -> Switch:
+    """PUT the alias to ``version``; poll the router until it answers with that version."""
+    expected = body_of(version)
+    sent = time.perf_counter()
+    try:
+        async with api.put(alias_url, json={"version": version}) as response:
+            await response.read()
+            put_s = time.perf_counter() - sent
+            status = response.status
+            header = response.headers.get("X-Dockyard-Switch-Ms")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return Switch(version, 0, time.perf_counter() - sent, None, None, 0, type(exc).__name__)
+    api_ms = float(header) if header else None
+    error = None if status == 200 else f"PUT {status}"
+    polls = 0
+    deadline = sent + timeout_s
+    while time.perf_counter() < deadline:
+        polls += 1
+        try:
+            async with probe.get(router_url) as answer:
+                payload = await answer.read()
+                at = time.perf_counter()
+                if answer.status != 200:
+                    error = error or f"GET {answer.status}"
+                elif payload == expected:
+                    return Switch(version, status, put_s, api_ms, at - sent, polls, error)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            error = error or f"GET {type(exc).__name__}"
+        await asyncio.sleep(poll_s)
+    return Switch(version, status, put_s, api_ms, None, polls, error or "timeout")
+
+
+async def switches(
+    platform_: Platform, count: int, poll_s: float, timeout_s: float
+) -> list[Switch]:
+    """``count`` alias switches alternating v2, v1, ... (the alias starts on v1)."""
+    admin = {"Authorization": f"Bearer {platform_.admin_token}"}
+    alias_url = f"{platform_.api_url}{DEPLOYMENT_PATH}/aliases/{ALIAS}"
+    router_url = f"{platform_.router_url}/{OWNER}/{PROJECT}/{DEPLOYMENT}/{ALIAS}/predict/"
+    timeout = aiohttp.ClientTimeout(total=max(5.0, timeout_s * 2))
+    results: list[Switch] = []
+    async with (
+        aiohttp.ClientSession(headers=admin, timeout=timeout) as api,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) as probe,
+    ):
+        for index in range(count):
+            version = VERSIONS[(index + 1) % 2]
+            results.append(
+                await switch_once(api, probe, alias_url, router_url, version, poll_s, timeout_s)
+            )
+    return results
+
+
+# --- reporting -------------------------------------------------------------------------------
+
+
+def verdict(value: float | None, target: float, higher_is_better: bool) -> str:
+    """Whether ``value`` meets ``target`` (never an assertion)."""
+    if value is None:
+        return "no data"
+    met = value >= target if higher_is_better else value <= target
+    return "meets" if met else "MISSES"
+
+
+def report(
+    args: argparse.Namespace,
+    upstream: str,
+    loaded: tuple[LoadResult, LoadResult],
+    idle: tuple[LoadResult, LoadResult],
+    switched: list[Switch],
+) -> dict[str, Any]:
+    """Print the readable summary; return the JSON line's fields."""
+    direct, routed = loaded
+    di, ri = summary_ms(idle[0].latencies_s), summary_ms(idle[1].latencies_s)
+    idle_added = (
+        round(ri["p50"] - di["p50"], 2) if ri["p50"] is not None and di["p50"] is not None else None
+    )
+    d, r = summary_ms(direct.latencies_s), summary_ms(routed.latencies_s)
+    ratio = routed.rps / direct.rps if direct.rps else 0.0
+    added = r["p50"] - d["p50"] if r["p50"] is not None and d["p50"] is not None else None
+    propagated = [s.propagated_s for s in switched if s.propagated_s is not None]
+    prop = summary_ms(propagated)
+    put = summary_ms([s.put_s for s in switched])
+    api_ms = [s.api_switch_ms / 1000 for s in switched if s.api_switch_ms is not None]
+    api_wait = summary_ms(api_ms)
+    errors = [s for s in switched if s.error is not None]
+    polls = summary_ms([s.polls / 1000 for s in switched])  # counts, through the ms helper
+    cpus = os.cpu_count()
+
+    print(f"environment: {cpus} CPUs, Python {platform.python_version()}, {platform.platform()}")
+    print(
+        "set-up: the embedded platform (python -m dockyard_cli up: nats-server, redis-server, "
+        "API, builder, scheduler, ONE router process); one replica of each version on "
+        f"{TARGET}; direct upstream {upstream}"
+    )
+    print(
+        f"throughput: {args.concurrency} keep-alive clients (aiohttp, one event loop), "
+        f"{args.duration:g} s each after {args.warmup:g} s warm-up; the load generator shares "
+        f"the {cpus} CPUs with the platform"
+    )
+    print(f"  {'':8} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}  answers")
+    for result, s in ((direct, d), (routed, r)):
+        print(
+            f"  {result.label:8} {result.rps:9.1f} {s['p50']!s:>8} {s['p99']!s:>8} "
+            f"{s['max']!s:>8}  {dict(result.answers)} (client CPU {result.client_cpu_s:.1f} s)"
+        )
+    print(
+        f"  ratio router/direct {ratio:.2f}   target >= {TARGET_RATIO}   "
+        f"{verdict(ratio, TARGET_RATIO, True)}"
+    )
+    print(
+        f"  added p50 {added if added is None else round(added, 2)} ms   target <= "
+        f"{TARGET_ADDED_P50_MS:g} ms   {verdict(added, TARGET_ADDED_P50_MS, False)}"
+    )
+    print(
+        f"  one client (no queueing, {args.idle_duration:g} s each): direct p50 {di['p50']} ms "
+        f"({idle[0].rps:.0f} req/s), router p50 {ri['p50']} ms ({idle[1].rps:.0f} req/s): "
+        f"the hop adds {idle_added} ms"
+    )
+    print(
+        f"switch propagation: {len(switched)} PUTs of alias {ALIAS} alternating v1/v2, "
+        f"router polled every {args.poll_ms:g} ms (max {args.switch_timeout:g} s); "
+        "one router process in the embedded platform"
+    )
+    print(
+        f"  PUT sent → router serves new version  p50 {prop['p50']} ms, p90 {prop['p90']}, "
+        f"p99 {prop['p99']} (target p99 <= {TARGET_SWITCH_P99_MS:g}: "
+        f"{verdict(prop['p99'], TARGET_SWITCH_P99_MS, False)}), max {prop['max']}"
+    )
+    print(f"  PUT duration                          p50 {put['p50']} ms, p99 {put['p99']}")
+    print(
+        f"  API X-Dockyard-Switch-Ms              p50 {api_wait['p50']} ms, p99 {api_wait['p99']}"
+    )
+    print(f"  polls until new version               p50 {polls['p50']}, max {polls['max']}")
+    print(
+        f"  switch_errors {len(errors)}: "
+        f"{dict(Counter(s.error for s in errors)) if errors else 'none'}; "
+        f"PUT answers {dict(Counter(str(s.status) for s in switched))}"
+    )
+    return {
+        "direct_rps": round(direct.rps, 1),
+        "router_rps": round(routed.rps, 1),
+        "ratio": round(ratio, 3),
+        "direct_p50_ms": d["p50"],
+        "direct_p99_ms": d["p99"],
+        "router_p50_ms": r["p50"],
+        "router_p99_ms": r["p99"],
+        "added_p50_ms": None if added is None else round(added, 2),
+        "idle_direct_p50_ms": di["p50"],
+        "idle_router_p50_ms": ri["p50"],
+        "idle_added_p50_ms": idle_added,
+        "direct_errors": direct.answers.total() - direct.ok,
+        "router_errors": routed.answers.total() - routed.ok,
+        "switch_p50_ms": prop["p50"],
+        "switch_p90_ms": prop["p90"],
+        "switch_p99_ms": prop["p99"],
+        "switch_max_ms": prop["max"],
+        "switch_put_p50_ms": put["p50"],
+        "switch_put_p99_ms": put["p99"],
+        "switch_api_p50_ms": api_wait["p50"],
+        "switch_api_p99_ms": api_wait["p99"],
+        "switch_errors": len(errors),
+        "switches": len(switched),
+        "router_processes": 1,
+        "concurrency": args.concurrency,
+        "duration_s": args.duration,
+        "cpu_count": cpus,
+        "target_ratio": TARGET_RATIO,
+        "target_added_p50_ms": TARGET_ADDED_P50_MS,
+        "target_switch_p99_ms": TARGET_SWITCH_P99_MS,
+    }
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+async def benchmark(platform_: Platform, args: argparse.Namespace) -> dict[str, Any]:
+    """Set up through the API, then the throughput and switch phases; the JSON fields."""
+    upstream = await set_up(platform_, args.ready_timeout)
+    direct_url = f"{upstream.rstrip('/')}/"
+    router_url = f"{platform_.router_url}/{OWNER}/{PROJECT}/{DEPLOYMENT}/v1/predict/"
+    expected = body_of("v1")
+    direct = await load(
+        "direct", direct_url, expected, args.concurrency, args.duration, args.warmup
+    )
+    routed = await load(
+        "router", router_url, expected, args.concurrency, args.duration, args.warmup
+    )
+    # One client, no queueing: what the proxy hop costs a single request.
+    direct_idle = await load("direct", direct_url, expected, 1, args.idle_duration, 0.2)
+    router_idle = await load("router", router_url, expected, 1, args.idle_duration, 0.2)
+    switched = await switches(platform_, args.switches, args.poll_ms / 1000.0, args.switch_timeout)
+    return report(args, upstream, (direct, routed), (direct_idle, router_idle), switched)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--concurrency", type=int, default=32, help="load clients")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per target")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring")
+    parser.add_argument(
+        "--idle-duration", type=float, default=2.0, help="seconds of one-client runs"
+    )
+    parser.add_argument("--switches", type=int, default=200, help="alias switches")
+    parser.add_argument("--poll-ms", type=float, default=0.5, help="router poll interval")
+    parser.add_argument("--switch-timeout", type=float, default=2.0, help="seconds per switch")
+    parser.add_argument("--ready-timeout", type=float, default=180.0, help="seconds per version")
+    parser.add_argument("--keep", action="store_true", help="keep the work dir (data, logs)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the platform, run the benchmark, stop it; print the JSON line last."""
+    args = parse_args(argv)
+    work_dir = Path(tempfile.mkdtemp(prefix="dockyard-bench-router-"))
+    platform_ = Platform(work_dir)
+    try:
+        with sigterm_as_exit():
+            platform_.start()
+            fields = asyncio.run(benchmark(platform_, args))
+    except KeyboardInterrupt:
+        print("interrupted: stopping the platform; nothing measured", file=sys.stderr)
+        return 130
+    except RuntimeError:
+        print(f"the platform printed:\n{platform_.tail()}", file=sys.stderr)
+        raise
+    finally:
+        platform_.stop()
+        if args.keep:
+            print(f"work dir kept: {work_dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    print(json.dumps(fields), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
