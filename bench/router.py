@@ -66,6 +66,8 @@ PROJECT = "demo"
 DEPLOYMENT = "web"
 TARGET = "local-eu"
 ALIAS = "production"
+ROUTER_WORKERS = int(os.environ.get("DOCKYARD_ROUTER_WORKERS", "2"))
+"""Router processes the platform runs (the embedded default is 2)."""
 VERSIONS = ("v1", "v2")
 ENDPOINTS = [{"name": "predict", "wsgi": "app:app"}]
 PROJECT_PATH = f"/v1/projects/{OWNER}/{PROJECT}"
@@ -125,6 +127,7 @@ class Platform:
             DOCKYARD_ROUTER_PORT=str(router_port),
             DOCKYARD_ADMIN_TOKEN=self.admin_token,
             DOCKYARD_DATA_DIR=str(self.work_dir / "data"),
+            DOCKYARD_ROUTER_WORKERS=str(ROUTER_WORKERS),
         )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dockyard_cli", "up"],
@@ -426,7 +429,7 @@ def report(
     print(
         f"switch propagation: {len(switched)} PUTs of alias {ALIAS} alternating v1/v2, "
         f"router polled every {args.poll_ms:g} ms (max {args.switch_timeout:g} s); "
-        "one router process in the embedded platform"
+        f"{ROUTER_WORKERS} router processes sharing the port"
     )
     print(
         f"  PUT sent → router serves new version  p50 {prop['p50']} ms, p90 {prop['p90']}, "
@@ -467,7 +470,7 @@ def report(
         "switch_api_p99_ms": api_wait["p99"],
         "switch_errors": len(errors),
         "switches": len(switched),
-        "router_processes": 1,
+        "router_processes": ROUTER_WORKERS,
         "concurrency": args.concurrency,
         "duration_s": args.duration,
         "cpu_count": cpus,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from dockyard_cli.servers import (
     ServerProcess,
@@ -48,6 +48,8 @@ class EmbeddedSettings(CommonSettings):
     host: str = "127.0.0.1"
     admin_token: SecretStr | None = None
     region: str = "eu"
+    router_workers: int = Field(default=2, ge=1, le=64)
+    """Router processes sharing the router port (SO_REUSEPORT)."""
 
 
 @dataclass
@@ -88,9 +90,14 @@ class EmbeddedPlatform:
         )
         logs = data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for service in SERVICES:
-            with (logs / f"{service}.log").open("ab") as log:
-                self.services[service] = subprocess.Popen(  # noqa: S603 - our own modules
+        processes = [(service, service) for service in SERVICES if service != "router"]
+        processes += [
+            ("router" if n == 0 else f"router-{n + 1}", "router")
+            for n in range(self.settings.router_workers)
+        ]
+        for name, service in processes:
+            with (logs / f"{name}.log").open("ab") as log:
+                self.services[name] = subprocess.Popen(  # noqa: S603 - our own modules
                     [sys.executable, "-m", f"dockyard_{service}"],
                     env=env,
                     stdout=log,
