@@ -41,4 +41,5 @@ format: install
 
 bench: install
 	$(RUN) python bench/api.py
+	$(RUN) python bench/build.py
 	$(RUN) python bench/router.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -14,7 +15,7 @@ import pytest
 from dockyard_builder.build import build_version, version_ref_name
 from dockyard_builder.layers import LayerEntry, write_layer
 from dockyard_builder.settings import BuilderSettings
-from dockyard_common import CodeRef, EndpointSpec, ImageInfo, InvalidInput, Version
+from dockyard_common import CodeRef, EndpointFile, EndpointSpec, ImageInfo, InvalidInput, Version
 from dockyard_common.oci_layout import OciLayout
 from tests.harness.archives import member, tar_gz
 
@@ -116,3 +117,28 @@ def test_skopeo_reads_and_copies_the_image_rehashing_every_blob(tmp_path: Path) 
     )
     assert copied.returncode == 0, copied.stderr
     assert (tmp_path / "copy" / "blobs" / "sha256" / image.digest.removeprefix("sha256:")).exists()
+
+
+def test_an_unchanged_model_is_neither_needed_nor_written_again(tmp_path: Path) -> None:
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"weights" * 1000)
+    digest = "sha256:" + hashlib.sha256(model.read_bytes()).hexdigest()
+    spec = EndpointSpec(
+        name="predict",
+        wsgi="app:app",
+        files=[EndpointFile(name="model", path="models/m.bin", digest=digest)],
+    )
+    settings = BuilderSettings(data_dir=tmp_path / "data")
+    version = a_version().model_copy(update={"endpoints": [spec]})
+    first = build_version(version, io.BytesIO(tar_gz(APP)), settings, {digest: model})
+    model.unlink()  # a rebuild must not need the model's bytes at all
+    second = build_version(
+        version.model_copy(update={"name": "v2"}),
+        io.BytesIO(tar_gz({**APP, "app.py": b"# v2\n"})),
+        settings,
+        {},
+    )
+    by_role = {layer.role: layer.digest for layer in first.layers}
+    again = {layer.role: layer.digest for layer in second.layers}
+    assert again["file:predict/model"] == by_role["file:predict/model"]
+    assert again["code"] != by_role["code"]

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from dockyard_builder.cache import LayerCache
 from dockyard_builder.image import (
     APP_DIR,
     endpoint_config,
@@ -73,25 +74,31 @@ def build_version(
         runner = write_layer(runner_entries(), work / "runner.layer", "gzip")
         built: list[tuple[str, LayerBlob]] = [("code", code_layer), ("runner", runner)]
         file_layers: dict[tuple[str, str], LayerBlob] = {}
+        cache = LayerCache(settings.layer_cache_dir, layout)
+        fresh: list[LayerBlob] = [code_layer, runner]
         for spec in version.endpoints:
             for file in spec.files:
                 place = (str(file.source), file.path)
                 if place in file_layers:
                     continue
-                source = (files or {}).get(str(file.source))
-                if source is None:
-                    raise PermanentError(f"file {file.name!r} ({file.source}) was not fetched")
-                # Weights barely compress and gzip would dominate the build: stored as is.
-                layer = write_layer(
-                    [LayerEntry(f"{APP_DIR}/{file.path}", source)],
-                    work / f"file-{len(file_layers)}.layer",
-                    "none",
-                )
-                file_layers[place] = layer
-                built.append((f"file:{spec.name}/{file.name}", layer))
-        for _, blob in built:
-            if blob.path.exists():
-                layout.add_blob_file(blob.path, blob.digest)
+                cached = cache.get(file.digest, file.path) if file.digest else None
+                if cached is None:
+                    source = (files or {}).get(str(file.source))
+                    if source is None:
+                        raise PermanentError(f"file {file.name!r} ({file.source}) was not fetched")
+                    # Weights barely compress and gzip would dominate the build: stored as is.
+                    cached = write_layer(
+                        [LayerEntry(f"{APP_DIR}/{file.path}", source)],
+                        work / f"file-{len(file_layers)}.layer",
+                        "none",
+                    )
+                    fresh.append(cached)
+                    if file.digest:
+                        cache.put(file.digest, file.path, cached)
+                file_layers[place] = cached
+                built.append((f"file:{spec.name}/{file.name}", cached))
+        for blob in fresh:
+            layout.add_blob_file(blob.path, blob.digest)
 
         manifests: dict[str, bytes] = {}
         for spec in version.endpoints:

@@ -69,6 +69,9 @@ class _HashingWriter:
     def flush(self) -> None:
         self._target.flush()
 
+    def tell(self) -> int:
+        return self.size
+
 
 def entries_from_directory(root: Path, prefix: str) -> list[LayerEntry]:
     """Every directory and regular file under ``root`` as entries under ``prefix``."""
@@ -134,8 +137,11 @@ def write_layer(
             if compression == "gzip"
             else None
         )
-        tar_stream = _HashingWriter(gz if gz is not None else blob)  # type: ignore[arg-type]
-        with tarfile.open(fileobj=tar_stream, mode="w|", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
+        # Uncompressed, the blob is the tar itself: one hash serves as digest and diff id.
+        tar_stream = _HashingWriter(gz) if gz is not None else blob  # type: ignore[arg-type]
+        # Not stream mode ("w|"): its 10 KiB re-buffering copies every byte several times.
+        with tarfile.open(fileobj=tar_stream, mode="w", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
+            tar.copybufsize = _CHUNK
             for name in sorted(by_name):
                 entry = by_name[name]
                 if entry.source is None:

@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from dockyard_builder.build import build_version
+from dockyard_builder.cache import LayerCache
 from dockyard_builder.downloads import download
 from dockyard_builder.git import fetch_commit
 from dockyard_builder.settings import BuilderSettings
@@ -31,6 +32,7 @@ from dockyard_common import (
     keep_alive,
     run_consumer,
 )
+from dockyard_common.oci_layout import OciLayout
 from dockyard_common.subjects import BLOB_BUCKET, blob_object_name, version_key
 
 __all__ = ["BUILD_CONSUMER", "Builder"]
@@ -97,7 +99,16 @@ class Builder:
         await self._report(EventType.VERSION_BUILT, built, key, revision)
 
     async def _build(self, version: Version) -> ImageInfo:
-        digests = sorted({str(f.digest) for e in version.endpoints for f in e.files if f.digest})
+        # A file whose layer is already in the layout is neither fetched nor written again.
+        cache = LayerCache(self._settings.layer_cache_dir, OciLayout(self._settings.images_dir))
+        digests = sorted(
+            {
+                str(f.digest)
+                for e in version.endpoints
+                for f in e.files
+                if f.digest and cache.get(f.digest, f.path) is None
+            }
+        )
         urls = sorted({str(f.url) for e in version.endpoints for f in e.files if f.url})
         with (
             tempfile.TemporaryDirectory(dir=self._scratch()) as scratch,

@@ -29,6 +29,11 @@ class BuilderSettings(CommonSettings):
         return self.data_dir / "images"
 
     @property
+    def layer_cache_dir(self) -> Path:
+        """Which file layers are already in the image layout."""
+        return self.data_dir / "builder-cache" / "file-layers"
+
+    @property
     def work_dir(self) -> Path:
         """Scratch space for builds in progress."""
         return self.data_dir / "builder-work"
