@@ -13,9 +13,8 @@ from nats.aio.client import Client as NatsClient
 
 from dockyard_common import RouterHeartbeat
 from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
-from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform
-from tests.harness.flows import create_version, put_deployment, upload_blob, wait_for_version
+from tests.harness.flows import deploy_ready, put_deployment, wait_for_version
 
 pytestmark = pytest.mark.e2e
 
@@ -27,21 +26,6 @@ def model(answer: str) -> bytes:
         "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         f"    return [b'{answer}']\n"
     ).encode()
-
-
-async def deploy(api: httpx.AsyncClient, names: Names, version: str) -> None:
-    code = await upload_blob(api, names, tar_gz({"app.py": model(version)}))
-    created = await create_version(
-        api,
-        names,
-        {
-            "name": version,
-            "code": {"blob": code},
-            "endpoints": [{"name": "predict", "wsgi": "app:app"}],
-        },
-    )
-    assert created.status_code == 201, created.text
-    await wait_for_version(api, names, version, "ready")
 
 
 async def answers_through(
@@ -62,8 +46,8 @@ async def answers_through(
 @pytest.fixture
 async def two_versions(api: httpx.AsyncClient, names: Names) -> str:
     await put_deployment(api, names, ["local-eu"])
-    await deploy(api, names, "v1")
-    await deploy(api, names, "v2")
+    await deploy_ready(api, names, "v1", app=model("v1"))
+    await deploy_ready(api, names, "v2", app=model("v2"))
     return f"/v1/projects/{names.owner}/{names.project}/deployments/{names.deployment}/aliases"
 
 

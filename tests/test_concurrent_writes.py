@@ -12,9 +12,9 @@ from tests.harness.fixtures import Names
 from tests.harness.flows import (
     WSGI_APP,
     create_version,
+    deploy_ready,
     put_deployment,
     upload_blob,
-    wait_for_version,
 )
 
 pytestmark = pytest.mark.e2e
@@ -24,19 +24,8 @@ async def test_concurrent_alias_changes_each_win_or_get_409_and_none_is_lost(
     api: httpx.AsyncClient, names: Names
 ) -> None:
     await put_deployment(api, names, ["local-eu"])
-    code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
     for version in ("v1", "v2"):
-        created = await create_version(
-            api,
-            names,
-            {
-                "name": version,
-                "code": {"blob": code},
-                "endpoints": [{"name": "predict", "wsgi": "app:app"}],
-            },
-        )
-        assert created.status_code == 201
-        await wait_for_version(api, names, version, "ready")
+        await deploy_ready(api, names, version)
     alias = f"/v1/projects/{names.owner}/{names.project}/deployments/web/aliases/production"
     assert (await api.put(alias, json={"version": "v1"})).status_code == 200
 

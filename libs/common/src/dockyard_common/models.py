@@ -290,13 +290,6 @@ class Version(_Snapshot):
         """(owner, project, deployment): where events about it are published."""
         return self.owner, self.project, self.deployment
 
-    def endpoint(self, name: str) -> EndpointSpec:
-        """The spec of endpoint ``name``; KeyError if the version has none of that name."""
-        for spec in self.endpoints:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
-
 
 class RouterHeartbeat(_Snapshot):
     """A router process is alive, and has applied these alias revisions (KV revisions)."""

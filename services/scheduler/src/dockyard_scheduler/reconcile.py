@@ -24,6 +24,7 @@ from dockyard_common import (
 )
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
 from dockyard_scheduler.desired import Workload, desired_workloads
+from dockyard_scheduler.drivers import Driver
 from dockyard_scheduler.drivers.local import LocalDriver
 from dockyard_scheduler.settings import SchedulerSettings
 
@@ -60,7 +61,7 @@ class Scheduler:
         self._js = js
         self._settings = settings
         self._events = EventPublisher(js, source=f"{settings.event_source}/scheduler")
-        self._driver = LocalDriver(settings, self._report)
+        self._driver: Driver = LocalDriver(settings, self._report)
         self._lock = asyncio.Lock()
 
     async def run(self, full_pass_every_s: float = 30.0) -> None:

@@ -33,6 +33,10 @@ class Driver(Protocol):
         """The workload running under ``key``."""
         ...
 
+    def reap_leftovers(self) -> int:
+        """Stop what a previous scheduler left running; how many it stopped."""
+        ...
+
     async def close(self) -> None:
         """Stop everything the driver started."""
         ...

@@ -169,11 +169,6 @@ class LocalDriver:
         """The workloads this driver runs (or tried to run)."""
         return set(self._replicas)
 
-    def upstreams(self, key: str) -> list[str]:
-        """The addresses a workload serves on (empty when it runs nothing)."""
-        replica = self._replicas.get(key)
-        return [replica.upstream] if replica is not None else []
-
     async def _supervise(self, replica: _Replica) -> None:
         delays = self._settings.restart_backoff_s
         await self._state(replica, WorkloadState.DEPLOYING)
