@@ -24,7 +24,7 @@ from dockyard_common import (
 )
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
 from dockyard_scheduler.desired import Workload, desired_workloads
-from dockyard_scheduler.drivers import Driver
+from dockyard_scheduler.drivers import Drivers
 from dockyard_scheduler.drivers.local import LocalDriver
 from dockyard_scheduler.settings import SchedulerSettings
 
@@ -61,18 +61,18 @@ class Scheduler:
         self._js = js
         self._settings = settings
         self._events = EventPublisher(js, source=f"{settings.event_source}/scheduler")
-        self._driver: Driver = LocalDriver(settings, self._report)
+        self._drivers = Drivers({TargetKind.LOCAL: LocalDriver(settings, self._report)})
         self._lock = asyncio.Lock()
 
     async def run(self, full_pass_every_s: float = 30.0) -> None:
         """Consume ``version.built`` and run a full pass periodically, until cancelled."""
-        self._driver.reap_leftovers()
+        self._drivers.reap_leftovers()
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(run_consumer(self._js, SCHEDULE_CONSUMER, self._on_event))
                 tasks.create_task(self._periodic(full_pass_every_s))
         finally:
-            await self._driver.close()
+            await self._drivers.close()
 
     async def _on_event(self, event: CloudEvent, message: Msg) -> None:
         version = event.data_as(Version)
@@ -89,9 +89,9 @@ class Scheduler:
 
     async def _stop(self, version: Version, key: str, revision: str) -> None:
         """Remove every workload of the version, then report it stopped."""
-        for workload_key in sorted(self._driver.workload_keys()):
+        for workload_key in sorted(self._drivers.workload_keys()):
             if workload_key.startswith(f"{key}/"):
-                await self._driver.remove(workload_key)
+                await self._drivers.remove(workload_key)
                 _, endpoint, target = workload_key.rsplit("/", 2)
                 await self._report_stopped(version, endpoint, target)
         stopped = version.model_copy(update={"status": VersionStatus.STOPPED})
@@ -147,10 +147,10 @@ class Scheduler:
                 if version.status in _RUNNABLE:
                     keep.update(w.key for w in await self._apply(version, targets))
                 elif version.status not in _STOPPED:
-                    keep.update(k for k in self._driver.workload_keys() if k.startswith(f"{key}/"))
-            for workload_key in sorted(self._driver.workload_keys() - keep):
-                workload = self._driver.workload(workload_key)
-                await self._driver.remove(workload_key)
+                    keep.update(k for k in self._drivers.workload_keys() if k.startswith(f"{key}/"))
+            for workload_key in sorted(self._drivers.workload_keys() - keep):
+                workload = self._drivers.workload(workload_key)
+                await self._drivers.remove(workload_key)
                 log.info("workload.removed", key=workload_key)
                 if workload is not None:
                     await self._report_stopped(
@@ -169,8 +169,9 @@ class Scheduler:
             log.warning("workload.target.unknown", version=version.name, target=target)
         applied = []
         for workload in workloads:
-            if workload.target.kind is not TargetKind.LOCAL:
-                # Only the local driver exists yet: say so instead of running it here.
+            driver = self._drivers.for_kind(workload.target.kind)
+            if driver is None:
+                # This scheduler has no driver for the kind: say so instead of guessing.
                 log.warning(
                     "workload.kind.unsupported", key=workload.key, kind=workload.target.kind.value
                 )
@@ -179,12 +180,12 @@ class Scheduler:
                         self._state_of(
                             workload,
                             WorkloadState.FAILED,
-                            f"no driver for {workload.target.kind.value} targets yet",
+                            f"this scheduler runs no {workload.target.kind.value} targets",
                         )
                     )
                 continue
             try:
-                changed = await self._driver.ensure(workload)
+                changed = await driver.ensure(workload)
             except Exception as exc:
                 # One workload failing to start must not stop the others.
                 log.exception("workload.apply.failed", key=workload.key)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from dockyard_common import EndpointState
+from dockyard_common import EndpointState, TargetKind
 from dockyard_scheduler.desired import Workload
 
-__all__ = ["Driver", "Reporter"]
+__all__ = ["Driver", "Drivers", "Reporter"]
 
 Reporter = Callable[[EndpointState], Awaitable[None]]
 """What a driver calls whenever a workload's observed state changes."""
@@ -40,3 +40,53 @@ class Driver(Protocol):
     async def close(self) -> None:
         """Stop everything the driver started."""
         ...
+
+
+class Drivers:
+    """One driver per kind of target, seen by the reconciler as the union of what they run.
+
+    Workload keys are unique across drivers (a key names its target), so a key belongs to
+    exactly one driver.
+    """
+
+    def __init__(self, by_kind: dict[TargetKind, Driver]) -> None:
+        self._by_kind = by_kind
+
+    def for_kind(self, kind: TargetKind) -> Driver | None:
+        """The driver of a kind of target, None when this scheduler runs none."""
+        return self._by_kind.get(kind)
+
+    def _owner_of(self, key: str) -> Driver | None:
+        for driver in self._by_kind.values():
+            if key in driver.workload_keys():
+                return driver
+        return None
+
+    async def remove(self, key: str) -> bool:
+        """Stop and forget a workload, whichever driver runs it; False when none does."""
+        driver = self._owner_of(key)
+        return False if driver is None else await driver.remove(key)
+
+    def workload_keys(self) -> set[str]:
+        """The keys of every workload any driver runs."""
+        return set().union(*(driver.workload_keys() for driver in self._by_kind.values()))
+
+    def workload(self, key: str) -> Workload | None:
+        """The workload running under ``key``, whichever driver runs it."""
+        driver = self._owner_of(key)
+        return None if driver is None else driver.workload(key)
+
+    def reap_leftovers(self) -> int:
+        """Stop what a previous scheduler left running, on every driver."""
+        return sum(driver.reap_leftovers() for driver in self._by_kind.values())
+
+    async def close(self) -> None:
+        """Close every driver, even when one fails to."""
+        errors: list[Exception] = []
+        for driver in self._by_kind.values():
+            try:
+                await driver.close()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise ExceptionGroup("closing drivers failed", errors)
