@@ -10,6 +10,7 @@ EXPECTED = {
     "AliasChange",
     "AliasTarget",
     "Record",
+    "Replicas",
     "RouterHeartbeat",
     "AliasName",
     "BlobDigest",

@@ -43,6 +43,7 @@ __all__ = [
     "GitRef",
     "ImageInfo",
     "LayerInfo",
+    "Replicas",
     "RouterHeartbeat",
     "Target",
     "TargetKind",
@@ -69,6 +70,8 @@ class TargetKind(StrEnum):
     """Where a target runs endpoints."""
 
     LOCAL = "local"
+    CONTAINER = "container"
+    """Containers on one machine's Docker-compatible engine."""
     KUBERNETES = "kubernetes"
 
 
@@ -129,6 +132,29 @@ class EndpointFile(_Snapshot):
         return "/".join(parts)
 
 
+class Replicas(_Snapshot):
+    """How many replicas of an endpoint run on each target, and when to add more.
+
+    ``min == max`` is a fixed count; otherwise an autoscaler moves between them, aiming at
+    ``target_cpu_percent`` of the requested CPU.
+    """
+
+    min: int = Field(default=1, ge=1, le=100)
+    max: int = Field(default=1, ge=1, le=100)
+    target_cpu_percent: int = Field(default=70, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"replicas min ({self.min}) must not exceed max ({self.max})")
+        return self
+
+    @property
+    def autoscaled(self) -> bool:
+        """Whether an autoscaler, not a fixed count, decides how many run."""
+        return self.min < self.max
+
+
 class EndpointSpec(_Snapshot):
     """One HTTP server of a version, in the valohai.yaml endpoint vocabulary."""
 
@@ -142,6 +168,7 @@ class EndpointSpec(_Snapshot):
     resources: dict[str, Any] = Field(default_factory=dict)
     node_selector: str | None = Field(default=None, alias="node-selector")
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    replicas: Replicas = Field(default_factory=Replicas)
 
     @model_validator(mode="after")
     def _one_way_to_serve(self) -> EndpointSpec:
