@@ -10,6 +10,14 @@ from pathlib import Path
 from typing import IO
 
 from dockyard_builder.cache import LayerCache
+from dockyard_builder.dependencies import (
+    DEPS_DIR,
+    DependencyTarget,
+    dependency_cache_key,
+    find_requirements,
+    install_dependencies,
+    python_version_of,
+)
 from dockyard_builder.image import (
     APP_DIR,
     endpoint_config,
@@ -17,7 +25,7 @@ from dockyard_builder.image import (
     version_index,
 )
 from dockyard_builder.layers import LayerBlob, LayerEntry, entries_from_directory, write_layer
-from dockyard_builder.runner import runner_entries
+from dockyard_builder.runner import RUNNER_DIR, runner_entries
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import ImageInfo, LayerInfo, PermanentError, Version
 from dockyard_common.archives import ArchiveLimits, extract_archive
@@ -69,13 +77,23 @@ def build_version(
             work / "code.layer",
             settings.code_compression,
         )
-        if not isinstance(code, Path):
-            shutil.rmtree(code_root, ignore_errors=True)
+        cache = LayerCache(settings.layer_cache_dir, layout)
         runner = write_layer(runner_entries(), work / "runner.layer", "gzip")
         built: list[tuple[str, LayerBlob]] = [("code", code_layer), ("runner", runner)]
-        file_layers: dict[tuple[str, str], LayerBlob] = {}
-        cache = LayerCache(settings.layer_cache_dir, layout)
         fresh: list[LayerBlob] = [code_layer, runner]
+        shared = [code_layer, runner]
+        python_path = [f"/{RUNNER_DIR}"]
+        dependencies = _dependency_layer(code_root, base_image, settings, cache, work)
+        if dependencies is not None:
+            layer, is_fresh = dependencies
+            built.append(("dependencies", layer))
+            shared.append(layer)
+            python_path.append(f"/{DEPS_DIR}")
+            if is_fresh:
+                fresh.append(layer)
+        if not isinstance(code, Path):
+            shutil.rmtree(code_root, ignore_errors=True)
+        file_layers: dict[tuple[str, str], LayerBlob] = {}
         for spec in version.endpoints:
             for file in spec.files:
                 place = (str(file.source), file.path)
@@ -102,12 +120,8 @@ def build_version(
 
         manifests: dict[str, bytes] = {}
         for spec in version.endpoints:
-            layers = [
-                code_layer,
-                runner,
-                *(file_layers[(str(f.source), f.path)] for f in spec.files),
-            ]
-            config = endpoint_config(version, spec, layers, base_image, commit)
+            layers = [*shared, *(file_layers[(str(f.source), f.path)] for f in spec.files)]
+            config = endpoint_config(version, spec, layers, base_image, commit, python_path)
             layout.add_blob(config)
             manifest = endpoint_manifest(version, spec, config, layers, base_image, commit)
             layout.add_blob(manifest)
@@ -130,3 +144,26 @@ def build_version(
         base_image=base_image,
         build_seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _dependency_layer(
+    code_root: Path, base_image: str, settings: BuilderSettings, cache: LayerCache, work: Path
+) -> tuple[LayerBlob, bool] | None:
+    """The layer of the code's requirements (and whether it was just built); None if none."""
+    requirements = find_requirements(code_root)
+    if requirements is None:
+        return None
+    target = DependencyTarget(python_version_of(base_image, settings.host_python_version))
+    key = dependency_cache_key(requirements.read_bytes(), target, settings.package_index)
+    cached = cache.get(key, DEPS_DIR)
+    if cached is not None:
+        return cached, False
+    installed = work / "dependencies"
+    install_dependencies(
+        requirements, installed, target, settings.package_index, timeout_s=settings.pip_timeout_s
+    )
+    layer = write_layer(
+        entries_from_directory(installed, DEPS_DIR), work / "dependencies.layer", "gzip"
+    )
+    cache.put(key, DEPS_DIR, layer)
+    return layer, True

@@ -73,12 +73,13 @@ def endpoint_config(
     layers: list[LayerBlob],
     base_image: str,
     commit: str | None = None,
+    python_path: list[str] | None = None,
 ) -> bytes:
     """The image config of one endpoint: Env, Cmd, WorkingDir, ExposedPorts, Labels."""
     port = spec.listen_port
     env = {
         "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "PYTHONPATH": f"/{RUNNER_DIR}",
+        "PYTHONPATH": ":".join(python_path or [f"/{RUNNER_DIR}"]),
         "PYTHONUNBUFFERED": "1",
         "PORT": str(port),
         **version.env,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Literal
 
+from dockyard_builder.dependencies import PackageIndex
 from dockyard_common import CommonSettings
 
 __all__ = ["BuilderSettings"]
@@ -22,6 +24,24 @@ class BuilderSettings(CommonSettings):
     git_allow_file_urls: bool = False
     """Let versions name ``file://`` git repositories (tests and single-user set-ups only)."""
     git_timeout_s: float = 300.0
+    pip_index_url: str | None = None
+    """The package index of dependency layers (pip's default, PyPI, when unset)."""
+    pip_find_links: tuple[str, ...] = ()
+    """Extra wheel directories or pages pip looks in."""
+    pip_no_index: bool = False
+    """Install only from ``pip_find_links`` (offline builders, tests)."""
+    pip_timeout_s: float = 600.0
+    host_python_version: str = f"{sys.version_info.major}.{sys.version_info.minor}"
+    """The Python dependencies are installed for when the base image does not say."""
+
+    @property
+    def package_index(self) -> PackageIndex:
+        """Where pip finds the packages of dependency layers."""
+        return PackageIndex(
+            index_url=self.pip_index_url,
+            find_links=self.pip_find_links,
+            no_index=self.pip_no_index,
+        )
 
     @property
     def images_dir(self) -> Path:

@@ -1,0 +1,125 @@
+"""The dependency layer: requirements installed from wheels for the base image, built once."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dockyard_builder.build import build_version
+from dockyard_builder.dependencies import DEPS_DIR, python_version_of
+from dockyard_builder.settings import BuilderSettings
+from dockyard_common import CodeRef, EndpointSpec, ImageInfo, PermanentError, Version
+from dockyard_common.oci_layout import OciLayout
+from tests.harness.archives import tar_gz
+from tests.harness.wheels import make_wheel
+
+APP = b"import tinydep\ndef app(environ, start_response): ...\n"
+
+
+def a_version(name: str = "v1") -> Version:
+    return Version(
+        owner="acme",
+        project="demo",
+        deployment="web",
+        name=name,
+        code=CodeRef(blob="sha256:" + "0" * 64),
+        targets=["local-eu"],
+        endpoints=[EndpointSpec(name="predict", wsgi="app:app")],
+    )
+
+
+@pytest.fixture
+def wheelhouse(tmp_path: Path) -> Path:
+    house = tmp_path / "wheels"
+    make_wheel(house, "tinydep", "1.0", "ANSWER = 'one'\n")
+    make_wheel(house, "tinydep", "2.0", "ANSWER = 'two'\n")
+    return house
+
+
+def offline(tmp_path: Path, wheelhouse: Path) -> BuilderSettings:
+    return BuilderSettings(
+        data_dir=tmp_path / "data", pip_find_links=[str(wheelhouse)], pip_no_index=True
+    )
+
+
+def build(settings: BuilderSettings, files: dict[str, bytes]) -> ImageInfo:
+    return build_version(a_version(), io.BytesIO(tar_gz(files)), settings)
+
+
+def layer_names(settings: BuilderSettings, image: ImageInfo, role: str) -> set[str]:
+    layer = next(layer for layer in image.layers if layer.role == role)
+    blob = OciLayout(settings.images_dir).blob_path(layer.digest)
+    with tarfile.open(blob) as archive:
+        return set(archive.getnames())
+
+
+def config_env(settings: BuilderSettings, image: ImageInfo) -> list[str]:
+    layout = OciLayout(settings.images_dir)
+    manifest = layout.read_json(image.endpoints["predict"])
+    env: list[str] = layout.read_json(manifest["config"]["digest"])["config"]["Env"]
+    return env
+
+
+def test_requirements_become_a_layer_on_the_python_path(tmp_path: Path, wheelhouse: Path) -> None:
+    settings = offline(tmp_path, wheelhouse)
+    image = build(settings, {"app.py": APP, "requirements.txt": b"tinydep==1.0\n"})
+    assert f"{DEPS_DIR}/tinydep/__init__.py" in layer_names(settings, image, "dependencies")
+    assert "PYTHONPATH=/dockyard/runner:/dockyard/deps" in config_env(settings, image)
+
+
+def test_requirements_deployment_wins_over_requirements(tmp_path: Path, wheelhouse: Path) -> None:
+    settings = offline(tmp_path, wheelhouse)
+    files = {
+        "app.py": APP,
+        "requirements.txt": b"tinydep==1.0\n",
+        "requirements-deployment.txt": b"tinydep==2.0\n",
+    }
+    names = layer_names(settings, build(settings, files), "dependencies")
+    assert f"{DEPS_DIR}/tinydep-2.0.dist-info/METADATA" in names
+
+
+def test_unchanged_requirements_are_not_installed_again(tmp_path: Path, wheelhouse: Path) -> None:
+    settings = offline(tmp_path, wheelhouse)
+    first = build(settings, {"app.py": APP, "requirements.txt": b"tinydep==1.0\n"})
+    # With the wheels gone, only the cache can give the second build its dependency layer.
+    for wheel in wheelhouse.iterdir():
+        wheel.unlink()
+    second = build(settings, {"app.py": APP + b"# v2\n", "requirements.txt": b"tinydep==1.0\n"})
+    deps = {
+        image.digest: next(x for x in image.layers if x.role == "dependencies").digest
+        for image in (first, second)
+    }
+    assert len(set(deps.values())) == 1
+    assert first.digest != second.digest
+
+
+def test_code_without_requirements_has_no_dependency_layer(tmp_path: Path) -> None:
+    settings = BuilderSettings(data_dir=tmp_path)
+    image = build(settings, {"app.py": APP})
+    assert "dependencies" not in {layer.role for layer in image.layers}
+    assert "PYTHONPATH=/dockyard/runner" in config_env(settings, image)
+
+
+def test_a_requirement_without_a_wheel_fails_with_what_to_do(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    settings = offline(tmp_path, wheelhouse)
+    with pytest.raises(PermanentError, match=r"(?s)cannot be installed from wheels.*tinydep==9.9"):
+        build(settings, {"app.py": APP, "requirements.txt": b"tinydep==9.9\n"})
+    assert OciLayout(settings.images_dir).resolve("acme/demo/web:v1") is None
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("python:3.12-slim", "3.12"),
+        ("docker.io/library/python:3.10", "3.10"),
+        ("registry.local:5000/python:3.13-bookworm", "3.13"),
+        ("debian:12", "3.11"),
+    ],
+)
+def test_the_python_version_comes_from_the_base_image(image: str, expected: str) -> None:
+    assert python_version_of(image, "3.11") == expected

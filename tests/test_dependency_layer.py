@@ -1,0 +1,59 @@
+"""Code with a requirements file runs with its packages, installed by the builder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.harness.archives import tar_gz
+from tests.harness.fixtures import Names, RunningPlatform
+from tests.harness.flows import create_version, put_deployment, upload_blob, wait_for_version
+from tests.harness.wheels import make_wheel
+
+pytestmark = pytest.mark.e2e
+
+APP = b"""\
+import tinydep
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [tinydep.ANSWER.encode()]
+"""
+
+
+async def test_an_endpoint_imports_what_its_requirements_name(
+    api: httpx.AsyncClient, platform: RunningPlatform, names: Names, tmp_path: Path
+) -> None:
+    # A wheel shipped in the code keeps the test off any package index.
+    wheel = make_wheel(tmp_path, "tinydep", "1.0", "ANSWER = 'from a wheel'\n")
+    code = tar_gz(
+        {
+            "app.py": APP,
+            f"wheels/{wheel.name}": wheel.read_bytes(),
+            "requirements.txt": f"./wheels/{wheel.name}\n".encode(),
+        }
+    )
+    await put_deployment(api, names, ["local-eu"])
+    created = await create_version(
+        api,
+        names,
+        {
+            "name": "v1",
+            "code": {"blob": await upload_blob(api, names, code)},
+            "endpoints": [{"name": "predict", "wsgi": "app:app"}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    ready = await wait_for_version(api, names, "v1", "ready")
+    assert [layer["role"] for layer in ready["image"]["layers"]] == [
+        "code",
+        "runner",
+        "dependencies",
+    ]
+    url = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/v1/predict/"
+    async with httpx.AsyncClient(timeout=10) as client:
+        answer = await client.get(url)
+    assert answer.status_code == 200 and answer.text == "from a wheel"
