@@ -24,17 +24,20 @@ from redis.asyncio import Redis
 from dockyard_cli.servers import free_port
 from dockyard_common import connect_nats, connect_redis, provision_jetstream
 from tests.harness.infrastructure import Infrastructure, start_infrastructure
+from tests.harness.registry import Registry, busybox_layout, push_with_skopeo, run_registry
 
 __all__ = [
     "Names",
     "RunningPlatform",
     "api",
+    "busybox_base",
     "infrastructure",
     "js",
     "names",
     "nats_client",
     "platform",
     "redis_client",
+    "registry",
     "start_platform_process",
 ]
 
@@ -189,3 +192,19 @@ async def api(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
         timeout=10.0,
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real OCI registry on loopback for the session."""
+    with run_registry(tmp_path_factory.mktemp("registry")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def busybox_base(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A runnable busybox base image in the session registry; its name."""
+    layout = busybox_layout(tmp_path_factory.mktemp("busybox-layout"))
+    name = f"{registry.host}/base/busybox:1"
+    push_with_skopeo(layout, "busybox", name)
+    return name

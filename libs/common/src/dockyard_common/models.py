@@ -246,7 +246,9 @@ class LayerInfo(_Snapshot):
     digest: BlobDigest
     size: int
     media_type: str
-    role: str = Field(description="What the layer holds: code, file:<name>, runner, ...")
+    role: str = Field(
+        description="What the layer holds: base, code, runner, dependencies, file:<name>, ..."
+    )
 
 
 class ImageInfo(_Snapshot):
@@ -260,6 +262,19 @@ class ImageInfo(_Snapshot):
     endpoints: dict[str, BlobDigest] = Field(description="Image manifest digest per endpoint.")
     layers: list[LayerInfo]
     base_image: str | None = None
+    base_included: bool = Field(
+        default=False,
+        description="Whether the base image's layers are in the image (runnable by any OCI "
+        "runtime) or only named by it (the embedded default: local targets run the app "
+        "layers on the host's Python).",
+    )
+    layout: str | None = Field(
+        default=None, description="The same index in the builder's OCI layout: oci:<dir>:<ref>."
+    )
+    notes: list[str] = Field(default_factory=list, description="What a user should know.")
+    pushed_bytes: int | None = Field(
+        default=None, description="Bytes the build sent to the registry (cached blobs are not)."
+    )
     build_seconds: float | None = None
 
 

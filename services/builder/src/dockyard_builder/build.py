@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from dockyard_builder.base import RegistrySource, resolve_base
 from dockyard_builder.cache import LayerCache
 from dockyard_builder.dependencies import (
     DEPS_DIR,
@@ -25,13 +26,15 @@ from dockyard_builder.image import (
     version_index,
 )
 from dockyard_builder.layers import LayerBlob, LayerEntry, entries_from_directory, write_layer
+from dockyard_builder.push import push_image
+from dockyard_builder.registry import RegistryClient, parse_image_name
 from dockyard_builder.runner import RUNNER_DIR, runner_entries
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import ImageInfo, LayerInfo, PermanentError, Version
 from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import MEDIA_TYPE_INDEX, OciLayout, descriptor
 
-__all__ = ["build_version", "version_ref_name"]
+__all__ = ["build_version", "push_version", "version_ref_name"]
 
 
 def version_ref_name(version: Version) -> str:
@@ -45,6 +48,7 @@ def build_version(
     settings: BuilderSettings,
     files: Mapping[str, Path] | None = None,
     commit: str | None = None,
+    registries: RegistrySource | None = None,
 ) -> ImageInfo:
     """Build ``version`` into the settings' image layout and tag it; blocking (use a thread).
 
@@ -53,7 +57,9 @@ def build_version(
     to a local copy of its bytes. Every endpoint's image is the shared code and runner
     layers plus one layer per file of its own. Blobs land in the layout before the index is
     tagged, so an interrupted build leaves at most unreferenced blobs, never a tag pointing
-    at a half-written image.
+    at a half-written image. With ``registries`` (a registry is configured) or a base in a
+    local layout, the base's layers come first and the image is complete; otherwise it holds
+    the app layers only and names its base.
     """
     started = time.perf_counter()
     base_image = next((e.image for e in version.endpoints if e.image), None)
@@ -63,6 +69,7 @@ def build_version(
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
         work = Path(scratch)
+        base = resolve_base(base_image, layout, registries, work)
         if isinstance(code, Path):
             code_root = code
         else:
@@ -121,28 +128,78 @@ def build_version(
         manifests: dict[str, bytes] = {}
         for spec in version.endpoints:
             layers = [*shared, *(file_layers[(str(f.source), f.path)] for f in spec.files)]
-            config = endpoint_config(version, spec, layers, base_image, commit, python_path)
+            config = endpoint_config(version, spec, layers, base_image, commit, python_path, base)
             layout.add_blob(config)
-            manifest = endpoint_manifest(version, spec, config, layers, base_image, commit)
+            manifest = endpoint_manifest(version, spec, config, layers, base_image, commit, base)
             layout.add_blob(manifest)
             manifests[spec.name] = manifest
-        index = version_index(version, manifests, base_image, commit)
+        index = version_index(version, manifests, base_image, commit, base)
         layout.add_blob(index)
         index_descriptor = descriptor(MEDIA_TYPE_INDEX, index)
         layout.tag(version_ref_name(version), index_descriptor)
 
+    reference = f"oci:{layout.root.resolve()}:{version_ref_name(version)}"
+    notes = []
+    if base is None:
+        notes.append(
+            f"no registry is configured: the image holds the app layers and names its base "
+            f"{base_image}; local targets run it on this machine's Python "
+            f"{settings.host_python_version}"
+        )
     return ImageInfo(
-        reference=f"oci:{layout.root.resolve()}:{version_ref_name(version)}",
+        reference=reference,
+        layout=reference,
         digest=index_descriptor["digest"],
         endpoints={
             name: descriptor("", manifest)["digest"] for name, manifest in manifests.items()
         },
         layers=[
-            LayerInfo(digest=blob.digest, size=blob.size, media_type=blob.media_type, role=role)
-            for role, blob in built
+            *(
+                LayerInfo(
+                    digest=x["digest"], size=x["size"], media_type=x["mediaType"], role="base"
+                )
+                for x in (base.layers if base else [])
+            ),
+            *(
+                LayerInfo(digest=blob.digest, size=blob.size, media_type=blob.media_type, role=role)
+                for role, blob in built
+            ),
         ],
         base_image=base_image,
+        base_included=base is not None,
+        notes=notes,
         build_seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def push_version(
+    image: ImageInfo, version: Version, settings: BuilderSettings, client: RegistryClient
+) -> ImageInfo:
+    """Push a built image from the layout to the registry; the image as the registry has it.
+
+    Base layers already in another repository of the same registry are mounted, not sent.
+    """
+    mount_from: dict[str, str] = {}
+    if image.base_included and image.base_image and not image.base_image.startswith("oci:"):
+        base = parse_image_name(image.base_image)
+        if base.host == client.host:
+            mount_from = {x.digest: base.repository for x in image.layers if x.role == "base"}
+    started = time.perf_counter()
+    pushed = push_image(
+        OciLayout(settings.images_dir),
+        image.digest,
+        client,
+        settings.repository_of(version),
+        version.name,
+        mount_from,
+    )
+    seconds = (image.build_seconds or 0.0) + time.perf_counter() - started
+    return image.model_copy(
+        update={
+            "reference": pushed.reference,
+            "pushed_bytes": pushed.uploaded_bytes,
+            "build_seconds": round(seconds, 3),
+        }
     )
 
 

@@ -6,6 +6,7 @@ No timestamps go into any document, so rebuilding unchanged inputs gives the sam
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from dockyard_builder.layers import LayerBlob
@@ -21,6 +22,7 @@ from dockyard_common.oci_layout import (
 
 __all__ = [
     "APP_DIR",
+    "BaseImage",
     "EndpointImage",
     "endpoint_command",
     "endpoint_config",
@@ -34,6 +36,28 @@ APP_DIR = "app"
 
 ANNOTATION_PREFIX = "dev.dockyard"
 BASE_NAME = "org.opencontainers.image.base.name"
+BASE_DIGEST = "org.opencontainers.image.base.digest"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    """What a version image starts from: its layers (in the layout) and its config."""
+
+    name: str
+    digest: str
+    config: dict[str, Any]
+    layers: list[dict[str, Any]]
+    registry_host: str | None = None
+    repository: str | None = None
+    """Where the base came from, so that a push to the same registry can mount its layers."""
+
+    @property
+    def diff_ids(self) -> list[str]:
+        """The uncompressed digests of the base's layers, from its config."""
+        ids: list[str] = self.config.get("rootfs", {}).get("diff_ids", [])
+        return ids
+
 
 EndpointImage = tuple[bytes, bytes]
 """(config bytes, manifest bytes) of one endpoint's image."""
@@ -49,7 +73,7 @@ def endpoint_command(spec: EndpointSpec) -> list[str]:
 
 
 def version_annotations(
-    version: Version, base_image: str, commit: str | None = None
+    version: Version, base_image: str, commit: str | None = None, base: BaseImage | None = None
 ) -> dict[str, str]:
     """Annotations naming what the image is: owner, project, deployment, version, code."""
     annotations = {
@@ -64,7 +88,19 @@ def version_annotations(
         annotations["org.opencontainers.image.source"] = version.code.git.url
     if commit is not None:
         annotations["org.opencontainers.image.revision"] = commit
+    if base is not None:
+        annotations[BASE_DIGEST] = base.digest
     return annotations
+
+
+def _base_env(base: BaseImage | None) -> dict[str, str]:
+    if base is None:
+        return {}
+    env: dict[str, str] = {}
+    for item in (base.config.get("config") or {}).get("Env") or []:
+        key, _, value = str(item).partition("=")
+        env[key] = value
+    return env
 
 
 def endpoint_config(
@@ -74,31 +110,46 @@ def endpoint_config(
     base_image: str,
     commit: str | None = None,
     python_path: list[str] | None = None,
+    base: BaseImage | None = None,
 ) -> bytes:
-    """The image config of one endpoint: Env, Cmd, WorkingDir, ExposedPorts, Labels."""
+    """The image config of one endpoint: Env, Cmd, WorkingDir, ExposedPorts, Labels.
+
+    On a base image, its environment comes first (its ``PATH`` kept) and its layers' diff
+    ids before the app's; its entrypoint is dropped, since the command is the whole story.
+    """
     port = spec.listen_port
+    base_env = _base_env(base)
     env = {
-        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        **base_env,
+        "PATH": base_env.get("PATH", DEFAULT_PATH),
         "PYTHONPATH": ":".join(python_path or [f"/{RUNNER_DIR}"]),
         "PYTHONUNBUFFERED": "1",
         "PORT": str(port),
         **version.env,
     }
+    base_config = (base.config.get("config") or {}) if base else {}
     labels = dict(
-        version_annotations(version, base_image, commit),
+        base_config.get("Labels") or {},
+        **version_annotations(version, base_image, commit, base),
         **{f"{ANNOTATION_PREFIX}.endpoint": spec.name},
     )
+    config: dict[str, Any] = {
+        "Env": [f"{key}={value}" for key, value in sorted(env.items())],
+        "Cmd": endpoint_command(spec),
+        "WorkingDir": f"/{APP_DIR}",
+        "ExposedPorts": {f"{port}/tcp": {}},
+        "Labels": labels,
+    }
+    if base_config.get("User"):
+        config["User"] = base_config["User"]
     document: dict[str, Any] = {
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {
-            "Env": [f"{key}={value}" for key, value in sorted(env.items())],
-            "Cmd": endpoint_command(spec),
-            "WorkingDir": f"/{APP_DIR}",
-            "ExposedPorts": {f"{port}/tcp": {}},
-            "Labels": labels,
+        "architecture": base.config.get("architecture", "amd64") if base else "amd64",
+        "os": base.config.get("os", "linux") if base else "linux",
+        "config": config,
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [*(base.diff_ids if base else []), *(x.diff_id for x in layers)],
         },
-        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
     }
     return canonical_json(document)
 
@@ -110,10 +161,11 @@ def endpoint_manifest(
     layers: list[LayerBlob],
     base_image: str,
     commit: str | None = None,
+    base: BaseImage | None = None,
 ) -> bytes:
-    """The image manifest of one endpoint."""
+    """The image manifest of one endpoint: the base's layers, then the app's."""
     annotations = dict(
-        version_annotations(version, base_image, commit),
+        version_annotations(version, base_image, commit, base),
         **{f"{ANNOTATION_PREFIX}.endpoint": spec.name},
     )
     document: dict[str, Any] = {
@@ -121,8 +173,14 @@ def endpoint_manifest(
         "mediaType": MEDIA_TYPE_MANIFEST,
         "config": descriptor(MEDIA_TYPE_CONFIG, config),
         "layers": [
-            {"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}
-            for layer in layers
+            *(
+                {"mediaType": x["mediaType"], "digest": x["digest"], "size": x["size"]}
+                for x in (base.layers if base else [])
+            ),
+            *(
+                {"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}
+                for layer in layers
+            ),
         ],
         "annotations": annotations,
     }
@@ -130,7 +188,11 @@ def endpoint_manifest(
 
 
 def version_index(
-    version: Version, manifests: dict[str, bytes], base_image: str, commit: str | None = None
+    version: Version,
+    manifests: dict[str, bytes],
+    base_image: str,
+    commit: str | None = None,
+    base: BaseImage | None = None,
 ) -> bytes:
     """The OCI index of a version: one manifest per endpoint, annotated with its name."""
     document: dict[str, Any] = {
@@ -145,6 +207,6 @@ def version_index(
             )
             for endpoint, manifest in sorted(manifests.items())
         ],
-        "annotations": version_annotations(version, base_image, commit),
+        "annotations": version_annotations(version, base_image, commit, base),
     }
     return canonical_json(document)

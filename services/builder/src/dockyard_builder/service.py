@@ -12,10 +12,12 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from dockyard_builder.build import build_version
+from dockyard_builder.base import RegistrySource
+from dockyard_builder.build import build_version, push_version
 from dockyard_builder.cache import LayerCache
 from dockyard_builder.downloads import download
 from dockyard_builder.git import fetch_commit
+from dockyard_builder.registry import RegistryClient
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import (
     CloudEvent,
@@ -126,9 +128,33 @@ class Builder:
                 path = Path(scratch) / f"download-{number}"
                 await download(url, path, max_bytes=self._settings.max_file_bytes)
                 files[url] = path
-            return await asyncio.to_thread(
-                build_version, version, code, self._settings, files, commit
-            )
+            return await asyncio.to_thread(self._build_and_push, version, code, files, commit)
+
+    def _build_and_push(
+        self, version: Version, code: IO[bytes] | Path, files: dict[str, Path], commit: str | None
+    ) -> ImageInfo:
+        """Build into the layout, then push when a registry is configured; blocking."""
+        settings = self._settings
+        if settings.registry_url is None:
+            return build_version(version, code, settings, files, commit)
+        client = RegistryClient(
+            settings.registry_url,
+            username=settings.registry_username,
+            password=(
+                settings.registry_password.get_secret_value()
+                if settings.registry_password
+                else None
+            ),
+            chunk_bytes=settings.registry_chunk_bytes,
+        )
+        registries = RegistrySource(
+            clients={client.host: client}, insecure_hosts=frozenset(settings.insecure_registries)
+        )
+        try:
+            image = build_version(version, code, settings, files, commit, registries)
+            return push_version(image, version, settings, client)
+        finally:
+            registries.close()
 
     def _scratch(self) -> Path:
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)

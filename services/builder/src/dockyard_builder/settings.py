@@ -6,8 +6,10 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
+
 from dockyard_builder.dependencies import PackageIndex
-from dockyard_common import CommonSettings
+from dockyard_common import CommonSettings, Version
 
 __all__ = ["BuilderSettings"]
 
@@ -33,6 +35,23 @@ class BuilderSettings(CommonSettings):
     pip_timeout_s: float = 600.0
     host_python_version: str = f"{sys.version_info.major}.{sys.version_info.minor}"
     """The Python dependencies are installed for when the base image does not say."""
+
+    registry_url: str | None = None
+    """The registry images are pushed to (``https://host`` or ``http://127.0.0.1:5000``);
+    unset, images stay in the OCI layout under the data directory."""
+    registry_username: str | None = None
+    registry_password: SecretStr | None = None
+    registry_repository_prefix: str = "dockyard"
+    registry_chunk_bytes: int = 16 * 1024 * 1024
+    insecure_registries: tuple[str, ...] = ()
+    """Registry hosts base images are pulled from over plain HTTP."""
+
+    def repository_of(self, version: Version) -> str:
+        """The registry repository of a deployment's images."""
+        return (
+            f"{self.registry_repository_prefix}/{version.owner}/{version.project}/"
+            f"{version.deployment}"
+        )
 
     @property
     def package_index(self) -> PackageIndex:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dockyard_common import PermanentError
+from dockyard_common import ImageInfo, PermanentError
 from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import BlobNotFound, OciLayout
 
@@ -43,12 +43,15 @@ def _extract_layer(blob: Path, media_type: str, dest: Path) -> None:
         extract_archive(raw, dest, _LAYER_LIMITS, compressed=media_type.endswith("+gzip"))
 
 
-def unpack_image(reference: str, manifest_digest: str, cache: Path) -> UnpackedImage:
-    """Unpack the image ``manifest_digest`` of layout ``reference`` once; later calls reuse it.
+def unpack_image(image: ImageInfo, manifest_digest: str, cache: Path) -> UnpackedImage:
+    """Unpack the app layers of ``image``'s manifest ``manifest_digest`` once; later calls reuse it.
 
-    Blocking: run it in a worker thread. The tree appears by atomic rename, complete or not at all.
+    The image is read from the builder's layout. A base image's layers are left out: local
+    targets run the app on this machine's Python. Blocking: run it in a worker thread. The
+    tree appears by atomic rename, complete or not at all.
     """
-    layout = layout_of(reference)
+    layout = layout_of(image.layout or image.reference)
+    base_layers = {layer.digest for layer in image.layers if layer.role == "base"}
     try:
         manifest = layout.read_json(manifest_digest)
         config = layout.read_json(manifest["config"]["digest"])
@@ -60,6 +63,8 @@ def unpack_image(reference: str, manifest_digest: str, cache: Path) -> UnpackedI
         scratch = Path(tempfile.mkdtemp(dir=cache, prefix=".unpack-"))
         try:
             for layer in manifest["layers"]:
+                if layer["digest"] in base_layers:
+                    continue
                 _extract_layer(layout.blob_path(layer["digest"]), layer["mediaType"], scratch)
             with contextlib.suppress(FileExistsError, OSError):
                 os.rename(scratch, root)

@@ -175,7 +175,7 @@ class LocalDriver:
         try:
             image = await asyncio.to_thread(
                 unpack_image,
-                replica.workload.version.image.reference,  # type: ignore[union-attr]
+                replica.workload.version.image,  # type: ignore[arg-type]  # built versions only
                 replica.workload.manifest_digest,
                 self._settings.runtime_dir / "images",
             )
