@@ -61,7 +61,7 @@ async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamCont
             resource_key="k",
             revision=1,
         )
-    first = await subscription.next_msg(timeout=2)
+    first = await subscription.next_msg(timeout=10)
     assert first.headers is not None and first.headers["Nats-Msg-Id"] == "version.created:k:1"
     with pytest.raises(TimeoutError):
         await subscription.next_msg(timeout=0.3)

@@ -14,6 +14,7 @@ EXPECTED = {
     "RouterHeartbeat",
     "AliasName",
     "BlobDigest",
+    "BuildProgress",
     "CloudEvent",
     "CodeRef",
     "CommonSettings",

@@ -13,7 +13,14 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from dockyard_common.models import Alias, Deployment, EndpointState, Version, utcnow
+from dockyard_common.models import (
+    Alias,
+    BuildProgress,
+    Deployment,
+    EndpointState,
+    Version,
+    utcnow,
+)
 
 __all__ = [
     "EVENT_DATA",
@@ -32,6 +39,7 @@ class EventType:
     VERSION_STOPPING = "version.stopping"
     VERSION_STOPPED = "version.stopped"
     VERSION_BUILD_STARTED = "version.build.started"
+    VERSION_BUILD_PROGRESS = "version.build.progress"
     VERSION_BUILT = "version.built"
     VERSION_BUILD_FAILED = "version.build.failed"
     ENDPOINT_DEPLOYING = "endpoint.deploying"
@@ -47,6 +55,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     EventType.VERSION_STOPPING: Version,
     EventType.VERSION_STOPPED: Version,
     EventType.VERSION_BUILD_STARTED: Version,
+    EventType.VERSION_BUILD_PROGRESS: BuildProgress,
     EventType.VERSION_BUILT: Version,
     EventType.VERSION_BUILD_FAILED: Version,
     EventType.ENDPOINT_DEPLOYING: EndpointState,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -35,6 +35,7 @@ __all__ = [
     "AliasChange",
     "AliasTarget",
     "BlobDigest",
+    "BuildProgress",
     "CodeRef",
     "Deployment",
     "EndpointFile",
@@ -286,6 +287,26 @@ class WorkloadState(StrEnum):
     READY = "ready"
     FAILED = "failed"
     STOPPED = "stopped"
+
+
+class BuildProgress(_Snapshot):
+    """How far a version's build has come: bytes done of the bytes this phase must handle."""
+
+    owner: OwnerName
+    project: ProjectName
+    deployment: DeploymentName
+    version: VersionName
+    phase: Literal["layers", "push"] = Field(
+        description="layers: writing the code, files and dependencies; push: sending to the "
+        "registry (blobs it already has are not counted)."
+    )
+    bytes_done: int = Field(ge=0)
+    bytes_total: int = Field(ge=0)
+
+    @property
+    def scope(self) -> tuple[str, str, str]:
+        """(owner, project, deployment): where events about it are published."""
+        return self.owner, self.project, self.deployment
 
 
 class EndpointState(_Snapshot):

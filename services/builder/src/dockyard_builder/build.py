@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -34,7 +34,10 @@ from dockyard_common import ImageInfo, LayerInfo, PermanentError, Version
 from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import MEDIA_TYPE_INDEX, OciLayout, descriptor
 
-__all__ = ["build_version", "push_version", "version_ref_name"]
+__all__ = ["Progress", "build_version", "push_version", "version_ref_name"]
+
+Progress = Callable[[str, int, int], None]
+"""Told ``(phase, bytes done, bytes total)`` as a build moves on; called from the build thread."""
 
 
 def version_ref_name(version: Version) -> str:
@@ -49,6 +52,7 @@ def build_version(
     files: Mapping[str, Path] | None = None,
     commit: str | None = None,
     registries: RegistrySource | None = None,
+    progress: Progress | None = None,
 ) -> ImageInfo:
     """Build ``version`` into the settings' image layout and tag it; blocking (use a thread).
 
@@ -57,9 +61,9 @@ def build_version(
     to a local copy of its bytes. Every endpoint's image is the shared code and runner
     layers plus one layer per file of its own. Blobs land in the layout before the index is
     tagged, so an interrupted build leaves at most unreferenced blobs, never a tag pointing
-    at a half-written image. With ``registries`` (a registry is configured) or a base in a
-    local layout, the base's layers come first and the image is complete; otherwise it holds
-    the app layers only and names its base.
+    at a half-written image. ``progress`` hears of the bytes written. With ``registries`` (a
+    registry is configured) or a base in a local layout, the base's layers come first and
+    the image is complete; otherwise it holds the app layers only and names its base.
     """
     started = time.perf_counter()
     base_image = next((e.image for e in version.endpoints if e.image), None)
@@ -79,12 +83,18 @@ def build_version(
                 max_members=settings.max_code_members, max_bytes=settings.max_code_bytes
             )
             extract_archive(code, code_root, limits)
-        code_layer = write_layer(
-            entries_from_directory(code_root, APP_DIR),
-            work / "code.layer",
-            settings.code_compression,
-        )
         cache = LayerCache(settings.layer_cache_dir, layout)
+        code_entries = entries_from_directory(code_root, APP_DIR)
+        pending = _files_to_write(version, cache, files or {})
+        counter = _ByteCounter(
+            "layers",
+            sum(e.source.stat().st_size for e in code_entries if e.source)
+            + sum(source.stat().st_size for source in pending.values()),
+            progress,
+        )
+        code_layer = write_layer(
+            code_entries, work / "code.layer", settings.code_compression, counter.add
+        )
         runner = write_layer(runner_entries(), work / "runner.layer", "gzip")
         built: list[tuple[str, LayerBlob]] = [("code", code_layer), ("runner", runner)]
         fresh: list[LayerBlob] = [code_layer, runner]
@@ -104,24 +114,22 @@ def build_version(
         for spec in version.endpoints:
             for file in spec.files:
                 place = (str(file.source), file.path)
-                if place in file_layers:
-                    continue
-                cached = cache.get(file.digest, file.path) if file.digest else None
-                if cached is None:
-                    source = (files or {}).get(str(file.source))
-                    if source is None:
-                        raise PermanentError(f"file {file.name!r} ({file.source}) was not fetched")
-                    # Weights barely compress and gzip would dominate the build: stored as is.
-                    cached = write_layer(
-                        [LayerEntry(f"{APP_DIR}/{file.path}", source)],
-                        work / f"file-{len(file_layers)}.layer",
-                        "none",
-                    )
-                    fresh.append(cached)
-                    if file.digest:
-                        cache.put(file.digest, file.path, cached)
-                file_layers[place] = cached
-                built.append((f"file:{spec.name}/{file.name}", cached))
+                if place not in file_layers:
+                    cached = cache.get(file.digest, file.path) if file.digest else None
+                    if cached is None:
+                        # Weights barely compress; gzip would dominate the build (~35 MB/s).
+                        cached = write_layer(
+                            [LayerEntry(f"{APP_DIR}/{file.path}", pending[place])],
+                            work / f"file-{len(file_layers)}.layer",
+                            settings.file_compression,
+                            counter.add,
+                        )
+                        fresh.append(cached)
+                        if file.digest:
+                            cache.put(file.digest, file.path, cached)
+                    file_layers[place] = cached
+                built.append((f"file:{spec.name}/{file.name}", file_layers[place]))
+        counter.finish()
         for blob in fresh:
             layout.add_blob_file(blob.path, blob.digest)
 
@@ -173,7 +181,11 @@ def build_version(
 
 
 def push_version(
-    image: ImageInfo, version: Version, settings: BuilderSettings, client: RegistryClient
+    image: ImageInfo,
+    version: Version,
+    settings: BuilderSettings,
+    client: RegistryClient,
+    progress: Progress | None = None,
 ) -> ImageInfo:
     """Push a built image from the layout to the registry; the image as the registry has it.
 
@@ -192,6 +204,7 @@ def push_version(
         settings.repository_of(version),
         version.name,
         mount_from,
+        progress,
     )
     seconds = (image.build_seconds or 0.0) + time.perf_counter() - started
     return image.model_copy(
@@ -224,3 +237,39 @@ def _dependency_layer(
     )
     cache.put(key, DEPS_DIR, layer)
     return layer, True
+
+
+def _files_to_write(
+    version: Version, cache: LayerCache, files: Mapping[str, Path]
+) -> dict[tuple[str, str], Path]:
+    """The local copy of every (source, path) whose layer is not cached yet."""
+    pending: dict[tuple[str, str], Path] = {}
+    for spec in version.endpoints:
+        for file in spec.files:
+            place = (str(file.source), file.path)
+            if place in pending or (file.digest and cache.get(file.digest, file.path)):
+                continue
+            source = files.get(str(file.source))
+            if source is None:
+                raise PermanentError(f"file {file.name!r} ({file.source}) was not fetched")
+            pending[place] = source
+    return pending
+
+
+class _ByteCounter:
+    """Adds up bytes for a progress report, telling ``progress`` of each step."""
+
+    def __init__(self, phase: str, total: int, progress: Progress | None) -> None:
+        self._phase = phase
+        self._total = total
+        self._done = 0
+        self._progress = progress
+
+    def add(self, count: int) -> None:
+        self._done += count
+        if self._progress is not None:
+            self._progress(self._phase, min(self._done, self._total), self._total)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress(self._phase, self._total, self._total)

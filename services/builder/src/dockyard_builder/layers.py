@@ -11,16 +11,20 @@ import gzip
 import hashlib
 import os
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
+
+import zstandard
 
 from dockyard_common.errors import InvalidInput
 
 __all__ = [
     "MEDIA_TYPE_LAYER",
     "MEDIA_TYPE_LAYER_GZIP",
+    "MEDIA_TYPE_LAYER_ZSTD",
+    "Compression",
     "LayerBlob",
     "LayerEntry",
     "entries_from_directory",
@@ -29,6 +33,15 @@ __all__ = [
 
 MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
 MEDIA_TYPE_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+MEDIA_TYPE_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+_MEDIA_TYPES = {
+    "gzip": MEDIA_TYPE_LAYER_GZIP,
+    "zstd": MEDIA_TYPE_LAYER_ZSTD,
+    "none": MEDIA_TYPE_LAYER,
+}
+
+Compression = Literal["gzip", "zstd", "none"]
+"""How a layer's tar is compressed: gzip for code, none or zstd for weights."""
 
 _CHUNK = 1024 * 1024
 
@@ -71,6 +84,20 @@ class _HashingWriter:
 
     def tell(self) -> int:
         return self.size
+
+
+class _CountingReader:
+    """A read-only file that reports how many bytes were read from it."""
+
+    def __init__(self, source: IO[bytes], on_bytes: Callable[[int], None]) -> None:
+        self._source = source
+        self._on_bytes = on_bytes
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        if data:
+            self._on_bytes(len(data))
+        return data
 
 
 def entries_from_directory(root: Path, prefix: str) -> list[LayerEntry]:
@@ -122,9 +149,15 @@ def _tar_info(
 
 
 def write_layer(
-    entries: Iterable[LayerEntry], dest: Path, compression: Literal["gzip", "none"]
+    entries: Iterable[LayerEntry],
+    dest: Path,
+    compression: Compression,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> LayerBlob:
-    """Write ``entries`` as one layer to ``dest``; parents of every file are added as dirs."""
+    """Write ``entries`` as one layer to ``dest``; parents of every file are added as dirs.
+
+    ``on_bytes`` hears of every chunk of file content read, for progress reports.
+    """
     by_name: dict[str, LayerEntry] = {}
     for entry in entries:
         for parent in _parents(entry.name):
@@ -132,13 +165,20 @@ def write_layer(
         by_name[entry.name] = entry
     with dest.open("wb") as raw:
         blob = _HashingWriter(raw)
-        gz = (
-            gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6)
-            if compression == "gzip"
-            else None
-        )
+        compressor: gzip.GzipFile | zstandard.ZstdCompressionWriter | None = None
+        if compression == "gzip":
+            compressor = gzip.GzipFile(
+                filename="", mode="wb", fileobj=blob, mtime=0, compresslevel=6
+            )
+        elif compression == "zstd":
+            # One thread and a fixed level: the same bytes always compress the same way.
+            compressor = zstandard.ZstdCompressor(level=3).stream_writer(
+                blob,  # type: ignore[arg-type]
+                closefd=False,
+                write_return_read=True,
+            )
         # Uncompressed, the blob is the tar itself: one hash serves as digest and diff id.
-        tar_stream = _HashingWriter(gz) if gz is not None else blob  # type: ignore[arg-type]
+        tar_stream = _HashingWriter(compressor) if compressor is not None else blob  # type: ignore[arg-type]
         # Not stream mode ("w|"): its 10 KiB re-buffering copies every byte several times.
         with tarfile.open(fileobj=tar_stream, mode="w", format=tarfile.GNU_FORMAT) as tar:  # type: ignore[call-overload]
             tar.copybufsize = _CHUNK
@@ -151,14 +191,14 @@ def write_layer(
                 with entry.source.open("rb") as content:
                     tar.addfile(
                         _tar_info(name, is_dir=False, size=size, executable=entry.executable),
-                        content,
+                        content if on_bytes is None else _CountingReader(content, on_bytes),
                     )
-        if gz is not None:
-            gz.close()
+        if compressor is not None:
+            compressor.close()
     return LayerBlob(
         digest=f"sha256:{blob.hash.hexdigest()}",
         diff_id=f"sha256:{tar_stream.hash.hexdigest()}",
         size=blob.size,
-        media_type=MEDIA_TYPE_LAYER_GZIP if compression == "gzip" else MEDIA_TYPE_LAYER,
+        media_type=_MEDIA_TYPES[compression],
         path=dest,
     )

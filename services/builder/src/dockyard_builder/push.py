@@ -8,6 +8,7 @@ points at a half-published image; a retried push sends only what is still missin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dockyard_builder.registry import RegistryClient
@@ -37,10 +38,12 @@ def push_image(
     repository: str,
     tag: str,
     mount_from: dict[str, str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> PushResult:
     """Push the index ``index_digest`` of ``layout`` as ``repository:tag``; blocking.
 
     ``mount_from`` maps blob digests to a repository of the same registry that holds them.
+    ``progress`` hears ``("push", bytes sent, bytes to send)`` after every blob.
     """
     result = PushResult(reference=f"{client.host}/{repository}@{index_digest}")
     index = layout.read_json(index_digest)
@@ -51,6 +54,7 @@ def push_image(
         for digest in [manifest["config"]["digest"], *(x["digest"] for x in manifest["layers"])]:
             if digest not in blobs:
                 blobs.append(digest)
+    missing: list[str] = []
     for digest in blobs:
         if client.has_blob(repository, digest):
             result.skipped_blobs += 1
@@ -59,10 +63,15 @@ def push_image(
         if source is not None and client.mount_blob(repository, digest, source):
             result.mounted_blobs += 1
             continue
+        missing.append(digest)
+    to_send = sum(layout.blob_path(digest).stat().st_size for digest in missing)
+    for digest in missing:
         with layout.blob_path(digest).open("rb") as blob:
             result.uploaded_bytes += client.upload_blob(repository, digest, blob)
         result.uploaded_blobs += 1
         log.info("build.layer.pushed", repository=repository, digest=digest)
+        if progress is not None:
+            progress("push", result.uploaded_bytes, to_send)
     for manifest_digest in manifests:
         client.put_manifest(
             repository, manifest_digest, layout.read_blob(manifest_digest), MEDIA_TYPE_MANIFEST

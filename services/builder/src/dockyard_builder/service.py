@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import time
 from pathlib import Path
 from typing import IO
 
@@ -13,13 +14,15 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from dockyard_builder.base import RegistrySource
-from dockyard_builder.build import build_version, push_version
+from dockyard_builder.build import Progress, build_version, push_version
 from dockyard_builder.cache import LayerCache
 from dockyard_builder.downloads import download
 from dockyard_builder.git import fetch_commit
+from dockyard_builder.progress import ProgressReporter
 from dockyard_builder.registry import RegistryClient
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import (
+    BuildProgress,
     CloudEvent,
     ConsumerSpec,
     EventPublisher,
@@ -128,15 +131,38 @@ class Builder:
                 path = Path(scratch) / f"download-{number}"
                 await download(url, path, max_bytes=self._settings.max_file_bytes)
                 files[url] = path
-            return await asyncio.to_thread(self._build_and_push, version, code, files, commit)
+            progress = ProgressReporter(version, self._publish_progress, asyncio.get_running_loop())
+            try:
+                return await asyncio.to_thread(
+                    self._build_and_push, version, code, files, commit, progress
+                )
+            finally:
+                await progress.drain()
+
+    async def _publish_progress(self, report: BuildProgress) -> None:
+        key = version_key(report.owner, report.project, report.deployment, report.version)
+        await self._events.publish(
+            EventType.VERSION_BUILD_PROGRESS,
+            report,
+            owner=report.owner,
+            project=report.project,
+            deployment=report.deployment,
+            resource_key=key,
+            revision=f"{report.phase}-{report.bytes_done}-{time.time_ns()}",
+        )
 
     def _build_and_push(
-        self, version: Version, code: IO[bytes] | Path, files: dict[str, Path], commit: str | None
+        self,
+        version: Version,
+        code: IO[bytes] | Path,
+        files: dict[str, Path],
+        commit: str | None,
+        progress: Progress,
     ) -> ImageInfo:
         """Build into the layout, then push when a registry is configured; blocking."""
         settings = self._settings
         if settings.registry_url is None:
-            return build_version(version, code, settings, files, commit)
+            return build_version(version, code, settings, files, commit, progress=progress)
         client = RegistryClient(
             settings.registry_url,
             username=settings.registry_username,
@@ -151,8 +177,8 @@ class Builder:
             clients={client.host: client}, insecure_hosts=frozenset(settings.insecure_registries)
         )
         try:
-            image = build_version(version, code, settings, files, commit, registries)
-            return push_version(image, version, settings, client)
+            image = build_version(version, code, settings, files, commit, registries, progress)
+            return push_version(image, version, settings, client, progress)
         finally:
             registries.close()
 

@@ -18,7 +18,9 @@ class BuilderSettings(CommonSettings):
     """Where images are written and how layers are compressed."""
 
     default_base_image: str = "python:3.11-slim"
-    code_compression: Literal["gzip", "none"] = "gzip"
+    code_compression: Literal["gzip", "zstd", "none"] = "gzip"
+    file_compression: Literal["none", "zstd"] = "none"
+    """Model files: weights barely compress, and gzip runs at ~35 MB/s."""
     max_code_bytes: int = 2 * 1024**3
     max_code_members: int = 100_000
     max_file_bytes: int = 50 * 1024**3

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import zstandard
+
 from dockyard_common import ImageInfo, PermanentError
 from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import BlobNotFound, OciLayout
@@ -40,6 +42,10 @@ def layout_of(reference: str) -> OciLayout:
 def _extract_layer(blob: Path, media_type: str, dest: Path) -> None:
     # Layers are the builder's own, but never trusted: the same checks as user archives.
     with blob.open("rb") as raw:
+        if media_type.endswith("+zstd"):
+            with zstandard.ZstdDecompressor().stream_reader(raw) as plain:
+                extract_archive(plain, dest, _LAYER_LIMITS, compressed=False)
+            return
         extract_archive(raw, dest, _LAYER_LIMITS, compressed=media_type.endswith("+gzip"))
 
 
