@@ -216,12 +216,20 @@ class RegistryClient:
         return True
 
     def upload_blob(self, repository: str, digest: str, source: IO[bytes]) -> int:
-        """Upload ``source`` in chunks as blob ``digest``; returns the bytes sent."""
+        """Upload ``source`` as blob ``digest``; returns the bytes sent.
+
+        A blob smaller than a chunk goes in the closing ``PUT`` (two requests); a larger one
+        in ``PATCH`` chunks first, so that no request body is larger than a chunk.
+        """
         scope = f"repository:{repository}:pull,push"
         started = self._request("POST", f"/v2/{repository}/blobs/uploads/", scope=scope, ok=(202,))
         location = self._location(started)
         offset = 0
-        while chunk := source.read(self._chunk_bytes):
+        chunk = source.read(self._chunk_bytes)
+        while chunk:
+            following = source.read(self._chunk_bytes)
+            if not following and offset == 0:
+                break  # a one-chunk blob: monolithic PUT below
             response = self._request(
                 "PATCH",
                 location,
@@ -236,15 +244,17 @@ class RegistryClient:
             )
             offset += len(chunk)
             location = self._location(response)
+            chunk = following
         self._request(
             "PUT",
             location,
             scope=scope,
             ok=(201,),
             params={"digest": digest},
-            headers={"Content-Length": "0"},
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(chunk))},
+            content=chunk,
         )
-        return offset
+        return offset + len(chunk)
 
     def download_blob(self, repository: str, digest: str, dest: Path) -> None:
         """Write blob ``digest`` to ``dest``, checking its bytes against the digest."""
