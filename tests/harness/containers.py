@@ -61,7 +61,7 @@ _LDD_PATH = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
 @contextmanager
 def container_infrastructure() -> Iterator[Infrastructure]:
     """NATS with JetStream and Redis in containers on loopback ports; removed afterwards."""
-    client = _engine_or_skip()
+    client = engine_or_skip()
     try:
         nats_tag, redis_tag = nats_image(client), redis_image(client)
     finally:
@@ -105,7 +105,7 @@ def nats_image(client: Any) -> str:
     """The NATS image for the ``nats-server`` the project installs; built if missing."""
     binary = Path(find_nats_server())
     version = _version_of(binary)
-    return _ensure_image(
+    return ensure_image(
         client,
         f"{NATS_IMAGE}:{version}",
         files={"/nats-server": binary},
@@ -121,12 +121,12 @@ def redis_image(client: Any) -> str:
     # copy the target's bytes under the server's name.
     files = {"/usr/bin/redis-server": binary.resolve()}
     files.update({str(library): library.resolve() for library in _shared_libraries(binary)})
-    return _ensure_image(
+    return ensure_image(
         client, f"{REDIS_IMAGE}:{version}", files=files, entrypoint=["/usr/bin/redis-server"]
     )
 
 
-def _engine_or_skip() -> Any:
+def engine_or_skip() -> Any:
     """A docker SDK client of the engine ``DOCKER_HOST`` names; skips the caller if none answers."""
     host = os.environ.get("DOCKER_HOST")
     tried = f"DOCKER_HOST={host}" if host else "unix:///var/run/docker.sock (DOCKER_HOST unset)"
@@ -141,9 +141,7 @@ def _engine_or_skip() -> Any:
     return client
 
 
-def _ensure_image(
-    client: Any, tag: str, *, files: Mapping[str, Path], entrypoint: list[str]
-) -> str:
+def ensure_image(client: Any, tag: str, *, files: Mapping[str, Path], entrypoint: list[str]) -> str:
     """``tag`` as it is, or loaded from a rootfs of ``files`` (image path → host file)."""
     try:
         client.images.get(tag)
@@ -184,6 +182,8 @@ def _docker_archive(tag: str, layer: bytes, entrypoint: list[str], created: floa
             "created": datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "config": {"Entrypoint": entrypoint, "WorkingDir": "/"},
             "rootfs": {"type": "layers", "diff_ids": [f"sha256:{_sha256(layer)}"]},
+            # Builds on top count layers by their history: podman refuses a base without it.
+            "history": [{"created_by": "dockyard test rootfs"}],
         },
         sort_keys=True,
     ).encode()

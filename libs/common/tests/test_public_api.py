@@ -15,6 +15,7 @@ EXPECTED = {
     "AliasName",
     "BlobDigest",
     "BuildProgress",
+    "BuildSpec",
     "CloudEvent",
     "CodeRef",
     "CommonSettings",

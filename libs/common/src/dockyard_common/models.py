@@ -36,6 +36,7 @@ __all__ = [
     "AliasTarget",
     "BlobDigest",
     "BuildProgress",
+    "BuildSpec",
     "CodeRef",
     "Deployment",
     "EndpointFile",
@@ -330,6 +331,30 @@ class EndpointState(_Snapshot):
         return self.owner, self.project, self.deployment
 
 
+class BuildSpec(_Snapshot):
+    """How a version's image is made.
+
+    ``layers`` (the default) appends layers to the base image without a container engine:
+    fast, cached and reproducible. ``docker`` builds a generated Dockerfile on a
+    Docker-compatible engine, for code that needs ``run`` steps (system packages, compiled
+    extensions); its images are only as reproducible as those steps.
+    """
+
+    backend: Literal["layers", "docker"] = "layers"
+    run: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Shell commands run in the image after the code is copied (docker only), "
+        "each a Dockerfile RUN step, in order, in /app.",
+    )
+
+    @model_validator(mode="after")
+    def _run_needs_docker(self) -> BuildSpec:
+        if self.run and self.backend != "docker":
+            raise ValueError("build.run steps need the docker backend (build.backend: docker)")
+        return self
+
+
 class Version(_Snapshot):
     """An immutable build of a deployment and where it stands."""
 
@@ -341,6 +366,7 @@ class Version(_Snapshot):
     code: CodeRef
     endpoints: list[EndpointSpec] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
+    build: BuildSpec = Field(default_factory=BuildSpec)
     targets: list[TargetName] = Field(min_length=1)
     image: ImageInfo | None = None
     endpoint_states: list[EndpointState] = Field(default_factory=list)

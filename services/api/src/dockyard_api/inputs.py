@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from dockyard_common.models import CodeRef, EndpointSpec, TargetKind
+from dockyard_common.models import BuildSpec, CodeRef, EndpointSpec, TargetKind
 from dockyard_common.names import EndpointName, TargetName, VersionName
 
 __all__ = ["DeploymentIn", "TargetIn", "VersionIn"]
@@ -91,3 +91,4 @@ class VersionIn(_Input):
         "digest, or an https:// URL the builder downloads it from.",
     )
     env: dict[str, str] = Field(default_factory=dict)
+    build: BuildSpec = Field(default_factory=BuildSpec)

@@ -77,5 +77,6 @@ def new_version(
         code=request.code,
         endpoints=endpoints,
         env=request.env,
+        build=request.build,
         targets=deployment.targets,
     )

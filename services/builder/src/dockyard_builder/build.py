@@ -7,7 +7,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from dockyard_builder.base import RegistrySource, resolve_base
 from dockyard_builder.cache import LayerCache
@@ -21,6 +21,7 @@ from dockyard_builder.dependencies import (
 )
 from dockyard_builder.image import (
     APP_DIR,
+    BaseImage,
     endpoint_config,
     endpoint_manifest,
     version_index,
@@ -34,7 +35,15 @@ from dockyard_common import ImageInfo, LayerInfo, PermanentError, Version
 from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import MEDIA_TYPE_INDEX, OciLayout, descriptor
 
-__all__ = ["Progress", "build_version", "push_version", "version_ref_name"]
+__all__ = [
+    "Progress",
+    "base_image_of",
+    "build_version",
+    "push_version",
+    "tag_version",
+    "unpack_code",
+    "version_ref_name",
+]
 
 Progress = Callable[[str, int, int], None]
 """Told ``(phase, bytes done, bytes total)`` as a build moves on; called from the build thread."""
@@ -66,23 +75,14 @@ def build_version(
     the image is complete; otherwise it holds the app layers only and names its base.
     """
     started = time.perf_counter()
-    base_image = next((e.image for e in version.endpoints if e.image), None)
-    base_image = base_image or settings.default_base_image
+    base_image = base_image_of(version, settings)
     layout = OciLayout(settings.images_dir)
     layout.ensure()
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
         work = Path(scratch)
         base = resolve_base(base_image, layout, registries, work)
-        if isinstance(code, Path):
-            code_root = code
-        else:
-            code_root = work / "code"
-            code_root.mkdir()
-            limits = ArchiveLimits(
-                max_members=settings.max_code_members, max_bytes=settings.max_code_bytes
-            )
-            extract_archive(code, code_root, limits)
+        code_root = unpack_code(code, work, settings)
         cache = LayerCache(settings.layer_cache_dir, layout)
         code_entries = entries_from_directory(code_root, APP_DIR)
         pending = _files_to_write(version, cache, files or {})
@@ -141,10 +141,7 @@ def build_version(
             manifest = endpoint_manifest(version, spec, config, layers, base_image, commit, base)
             layout.add_blob(manifest)
             manifests[spec.name] = manifest
-        index = version_index(version, manifests, base_image, commit, base)
-        layout.add_blob(index)
-        index_descriptor = descriptor(MEDIA_TYPE_INDEX, index)
-        layout.tag(version_ref_name(version), index_descriptor)
+        index_descriptor = tag_version(layout, version, manifests, base_image, commit, base)
 
     reference = f"oci:{layout.root.resolve()}:{version_ref_name(version)}"
     notes = []
@@ -178,6 +175,42 @@ def build_version(
         notes=notes,
         build_seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def base_image_of(version: Version, settings: BuilderSettings) -> str:
+    """The base image the version's endpoints name (the first that names one), or the default."""
+    named = next((e.image for e in version.endpoints if e.image), None)
+    return named or settings.default_base_image
+
+
+def unpack_code(code: IO[bytes] | Path, work: Path, settings: BuilderSettings) -> Path:
+    """The code's directory: ``code`` itself (a checkout), or the archive extracted in ``work``."""
+    if isinstance(code, Path):
+        return code
+    code_root = work / "code"
+    code_root.mkdir()
+    limits = ArchiveLimits(max_members=settings.max_code_members, max_bytes=settings.max_code_bytes)
+    extract_archive(code, code_root, limits)
+    return code_root
+
+
+def tag_version(
+    layout: OciLayout,
+    version: Version,
+    manifests: dict[str, bytes],
+    base_image: str,
+    commit: str | None,
+    base: BaseImage | None,
+) -> dict[str, Any]:
+    """Write the version's index over its endpoints' manifests and tag it; its descriptor.
+
+    The tag goes last: until then the layout holds unreferenced blobs at most.
+    """
+    index = version_index(version, manifests, base_image, commit, base)
+    layout.add_blob(index)
+    index_descriptor = descriptor(MEDIA_TYPE_INDEX, index)
+    layout.tag(version_ref_name(version), index_descriptor)
+    return index_descriptor
 
 
 def push_version(

@@ -17,6 +17,7 @@ from dockyard_builder.base import RegistrySource
 from dockyard_builder.build import Progress, build_version, push_version
 from dockyard_builder.cache import LayerCache
 from dockyard_builder.downloads import download
+from dockyard_builder.engine import build_on_engine
 from dockyard_builder.git import fetch_commit
 from dockyard_builder.progress import ProgressReporter
 from dockyard_builder.registry import RegistryClient
@@ -161,18 +162,15 @@ class Builder:
     ) -> ImageInfo:
         """Build into the layout, then push when a registry is configured; blocking."""
         settings = self._settings
+        if version.build.backend == "docker":
+            image = build_on_engine(version, code, settings, files, commit)
+            if settings.registry_url is None:
+                return image
+            with self._registry() as client:
+                return push_version(image, version, settings, client, progress)
         if settings.registry_url is None:
             return build_version(version, code, settings, files, commit, progress=progress)
-        client = RegistryClient(
-            settings.registry_url,
-            username=settings.registry_username,
-            password=(
-                settings.registry_password.get_secret_value()
-                if settings.registry_password
-                else None
-            ),
-            chunk_bytes=settings.registry_chunk_bytes,
-        )
+        client = self._registry()
         registries = RegistrySource(
             clients={client.host: client}, insecure_hosts=frozenset(settings.insecure_registries)
         )
@@ -181,6 +179,19 @@ class Builder:
             return push_version(image, version, settings, client, progress)
         finally:
             registries.close()
+
+    def _registry(self) -> RegistryClient:
+        """A client of the configured registry, with its credentials."""
+        settings = self._settings
+        if settings.registry_url is None:
+            raise PermanentError("no registry is configured (DOCKYARD_REGISTRY_URL)")
+        password = settings.registry_password
+        return RegistryClient(
+            settings.registry_url,
+            username=settings.registry_username,
+            password=password.get_secret_value() if password else None,
+            chunk_bytes=settings.registry_chunk_bytes,
+        )
 
     def _scratch(self) -> Path:
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,9 @@ class BuilderSettings(CommonSettings):
     registry_password: SecretStr | None = None
     registry_repository_prefix: str = "dockyard"
     registry_chunk_bytes: int = 16 * 1024 * 1024
+    docker_host: str | None = None
+    """The engine of the docker build backend (``unix:///...``); unset, ``DOCKER_HOST`` or
+    the default socket."""
     insecure_registries: tuple[str, ...] = ()
     """Registry hosts base images are pulled from over plain HTTP."""
 
