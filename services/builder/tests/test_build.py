@@ -142,3 +142,19 @@ def test_an_unchanged_model_is_neither_needed_nor_written_again(tmp_path: Path) 
     again = {layer.role: layer.digest for layer in second.layers}
     assert again["file:predict/model"] == by_role["file:predict/model"]
     assert again["code"] != by_role["code"]
+
+
+@pytest.mark.parametrize(
+    ("resources", "threads"),
+    [({}, 4), ({"cpu": 2}, 8), ({"cpu": {"min": 1, "max": 4}}, 16), ({"cpu": 100}, 64)],
+)
+def test_the_wsgi_server_gets_four_threads_per_cpu_of_the_endpoint(
+    tmp_path: Path, resources: dict[str, object], threads: int
+) -> None:
+    version = a_version().model_copy(
+        update={"endpoints": [EndpointSpec(name="predict", wsgi="app:app", resources=resources)]}
+    )
+    image = build(tmp_path, APP, version)
+    layout = OciLayout(tmp_path / "images")
+    config = layout.read_json(layout.read_json(image.endpoints["predict"])["config"]["digest"])
+    assert f"DOCKYARD_WSGI_THREADS={threads}" in config["config"]["Env"]

@@ -6,6 +6,7 @@ No timestamps go into any document, so rebuilding unchanged inputs gives the sam
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ __all__ = [
     "endpoint_manifest",
     "version_annotations",
     "version_index",
+    "wsgi_threads",
 ]
 
 APP_DIR = "app"
@@ -61,6 +63,21 @@ class BaseImage:
 
 EndpointImage = tuple[bytes, bytes]
 """(config bytes, manifest bytes) of one endpoint's image."""
+
+
+def wsgi_threads(spec: EndpointSpec) -> int:
+    """Worker threads of a ``wsgi`` endpoint's server: four per CPU it may use (4 to 64).
+
+    valohai.yaml's ``resources.cpu`` is a number or ``{min, max}``; the larger bound counts.
+    """
+    cpu: Any = spec.resources.get("cpu")
+    if isinstance(cpu, dict):
+        cpu = cpu.get("max", cpu.get("min"))
+    try:
+        cpus = float(cpu) if cpu is not None else 1.0
+    except (TypeError, ValueError):
+        cpus = 1.0
+    return max(4, min(64, math.ceil(cpus * 4)))
 
 
 def endpoint_command(spec: EndpointSpec) -> list[str]:
@@ -125,6 +142,7 @@ def endpoint_config(
         "PYTHONPATH": ":".join(python_path or [f"/{RUNNER_DIR}"]),
         "PYTHONUNBUFFERED": "1",
         "PORT": str(port),
+        **({"DOCKYARD_WSGI_THREADS": str(wsgi_threads(spec))} if spec.wsgi else {}),
         **version.env,
     }
     base_config = (base.config.get("config") or {}) if base else {}
