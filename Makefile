@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --frozen --all-packages
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format pytest uv bench
+.PHONY: install run test lint format pytest uv bench system-deps
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
@@ -30,7 +30,11 @@ lint: install
 		services/scheduler/src services/router/src
 	$(RUN) lint-imports
 
-pytest: install
+# Debian packages the tests use (registry, skopeo, redis, busybox), installed when missing.
+system-deps:
+	bash .ci/system-deps.sh
+
+pytest: install system-deps
 	$(RUN) pytest $(PYTEST_ARGS)
 
 test: lint pytest
