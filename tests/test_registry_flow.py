@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.harness.archives import tar_gz
-from tests.harness.fixtures import Names, RunningPlatform, start_platform_process
+from tests.harness.fixtures import Names, RunningPlatform, admin_client, start_platform_process
 from tests.harness.flows import (
     WSGI_APP,
     create_version,
@@ -31,11 +31,7 @@ async def test_a_version_is_pushed_complete_and_served_from_its_app_layers(
         tmp_path / "platform", {"DOCKYARD_REGISTRY_URL": registry.url}
     )
     try:
-        async with httpx.AsyncClient(
-            base_url=platform.api_url,
-            timeout=10,
-            headers={"Authorization": f"Bearer {platform.admin_token}"},
-        ) as api:
+        async with admin_client(platform) as api:
             await put_deployment(api, names, ["local-eu"])
             code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
             created = await create_version(

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from dockyard_cli.servers import ServerProcess, free_port, start_redis
 from dockyard_common import connect_redis
 from tests.harness.archives import tar_gz
-from tests.harness.fixtures import Names, RunningPlatform, start_platform_process
+from tests.harness.fixtures import Names, RunningPlatform, admin_client, start_platform_process
 from tests.harness.flows import (
     WSGI_APP,
     create_version,
@@ -49,11 +49,7 @@ async def test_requests_keep_flowing_while_redis_is_lost_and_tables_come_back(
         {"DOCKYARD_REDIS_URL": f"redis://127.0.0.1:{port}/0"},
     )
     try:
-        async with httpx.AsyncClient(
-            base_url=platform.api_url,
-            timeout=10,
-            headers={"Authorization": f"Bearer {platform.admin_token}"},
-        ) as api:
+        async with admin_client(platform) as api:
             await put_deployment(api, names, ["local-eu"])
             await deploy_ready(api, names, "v1")
             aliases = (

@@ -29,6 +29,7 @@ from tests.harness.registry import Registry, busybox_layout, push_with_skopeo, r
 __all__ = [
     "Names",
     "RunningPlatform",
+    "admin_client",
     "api",
     "busybox_base",
     "infrastructure",
@@ -183,14 +184,19 @@ def platform(
         )
 
 
-@pytest.fixture
-async def api(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
-    """An HTTP client of the platform's API, authenticated as the admin."""
-    async with httpx.AsyncClient(
+def admin_client(platform: RunningPlatform) -> httpx.AsyncClient:
+    """An HTTP client of a platform's API as its admin (use it with ``async with``)."""
+    return httpx.AsyncClient(
         base_url=platform.api_url,
         headers={"Authorization": f"Bearer {platform.admin_token}"},
         timeout=10.0,
-    ) as client:
+    )
+
+
+@pytest.fixture
+async def api(platform: RunningPlatform) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the session platform's API, authenticated as the admin."""
+    async with admin_client(platform) as client:
         yield client
 
 
