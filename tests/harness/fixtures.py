@@ -26,6 +26,7 @@ from dockyard_common import connect_nats, connect_redis, provision_jetstream
 from tests.harness.infrastructure import Infrastructure, start_infrastructure
 
 __all__ = [
+    "WEBHOOK_TEST_SETTINGS",
     "Names",
     "RunningPlatform",
     "api",
@@ -37,6 +38,15 @@ __all__ = [
     "redis_client",
     "start_platform_process",
 ]
+
+
+WEBHOOK_TEST_SETTINGS = {
+    "DOCKYARD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+    "DOCKYARD_WEBHOOK_RETRY_BASE_S": "0.05",
+    "DOCKYARD_WEBHOOK_RETRY_MAX_DELAY_S": "0.5",
+    "DOCKYARD_WEBHOOK_LANE_SCAN_S": "0.2",
+}
+"""Webhook settings of the test platforms: a loopback receiver allowed, fast retries."""
 
 
 @pytest.fixture(scope="session")
@@ -165,6 +175,8 @@ def platform(
             # model files over plain http on loopback.
             "DOCKYARD_GIT_ALLOW_FILE_URLS": "true",
             "DOCKYARD_FILES_ALLOW_HTTP": "true",
+            # The webhook tests receive on loopback and retry in milliseconds, not minutes.
+            **WEBHOOK_TEST_SETTINGS,
         },
     )
     yield running
