@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from dockyard_api.webhooks.deliveries import record_delivery
 from dockyard_api.webhooks.models import DeliveryJob, DeliveryRecord, DeliveryStatus, Webhook
-from dockyard_api.webhooks.queueing import ACK_WAIT_S, lane_consumer
+from dockyard_api.webhooks.queueing import lane_consumer
 from dockyard_api.webhooks.schedule import next_attempt
 from dockyard_api.webhooks.sender import Sender
 from dockyard_api.webhooks.settings import WebhookSettings
@@ -97,7 +97,7 @@ class LaneWorkers:
             log.warning("webhook.lane.interrupted", lane=lane, error=repr(exc))
 
     async def _deliver_lane(self, lane: str) -> None:
-        config = lane_consumer(lane)
+        config = lane_consumer(lane, self._settings.webhook_ack_wait_s)
         durable = str(config.durable_name)
         await self._js.add_consumer(WEBHOOK_DELIVERIES_STREAM, config=config)
         subscription = await self._js.pull_subscribe_bind(
@@ -133,7 +133,7 @@ class LaneWorkers:
             return
         attempts = message.metadata.num_delivered or 1
         queued_at = message.metadata.timestamp or utcnow()
-        async with keep_alive(message, every_s=ACK_WAIT_S / 3):
+        async with keep_alive(message, every_s=self._settings.webhook_ack_wait_s / 3):
             attempt = await self._sender.send(stored.value, job)
         now = utcnow()
         wait = None if attempt.ok else next_attempt(self._policy, attempts, queued_at, now)

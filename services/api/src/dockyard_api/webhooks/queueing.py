@@ -19,10 +19,8 @@ from dockyard_common.subjects import (
     webhook_lane_subject,
 )
 
-__all__ = ["ACK_WAIT_S", "enqueue", "forget_queue", "lane_consumer", "lane_of"]
+__all__ = ["enqueue", "forget_queue", "lane_consumer", "lane_of"]
 
-ACK_WAIT_S = 60.0
-"""How long an attempt may hold its message without a sign of life before it is handed on."""
 LANE_IDLE_S = 3600.0
 """A lane consumer nobody pulls from for this long is removed by the server (recreated when
 its lane has messages again: the work queue keeps them)."""
@@ -33,15 +31,19 @@ def lane_of(job: DeliveryJob) -> str:
     return webhook_lane_subject(job.owner, job.project, job.webhook_id, job.lane)
 
 
-def lane_consumer(subject: str) -> ConsumerConfig:
-    """The durable consumer of one lane: in order, one message in flight, never given up."""
+def lane_consumer(subject: str, ack_wait_s: float) -> ConsumerConfig:
+    """The durable consumer of one lane: in order, one message in flight, never given up.
+
+    ``ack_wait_s`` is how long an attempt may hold its message without a sign of life
+    before JetStream hands it to another process.
+    """
     webhook_id, lane = subject.split(".")[-2:]
     name = f"wh-{webhook_id}-{lane}"  # webhook ids are unique across owners
     return ConsumerConfig(
         durable_name=name,
         name=name,
         ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=ACK_WAIT_S,
+        ack_wait=ack_wait_s,
         max_ack_pending=1,
         max_deliver=-1,
         deliver_policy=DeliverPolicy.ALL,

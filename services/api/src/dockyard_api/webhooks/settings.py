@@ -34,6 +34,8 @@ class WebhookSettings(CommonSettings):
     """How long after it was queued a delivery is still retried; then it is given up."""
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     """A receiver that has not answered by then failed this attempt."""
+    webhook_ack_wait_s: float = Field(default=60.0, ge=1)
+    """A delivering process that dies mid-attempt hands its delivery on after this long."""
     webhook_lane_scan_s: float = Field(default=2.0, gt=0)
     """How often a delivering process looks for queued deliveries it did not queue itself."""
 
