@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.harness.fixtures import Names, RunningPlatform
-from tests.harness.flows import ensure_project, put_deployment
-from tests.harness.receiver import Delivery, Receiver, receiver
+from tests.harness.flows import ensure_project
+from tests.harness.receiver import Delivery, Receiver, receiver, wait_for_log
 
 pytestmark = pytest.mark.e2e
 
@@ -98,8 +98,9 @@ async def test_a_receiver_failing_three_times_gets_the_event_acknowledged_once_a
     assert [d.answered for d in hook.got] == [500, 500, 500, 204]
     assert len({d.headers["webhook-id"] for d in hook.got}) == 1, "retries share the webhook-id"
     log_url = f"{webhooks_path(names)}/{created['id']}/deliveries"
-    [record] = (await api.get(log_url)).json()["items"]
-    assert record["status"] == "delivered"
+    [record] = await wait_for_log(
+        api, log_url, "the delivery", lambda log: [r["status"] for r in log] == ["delivered"]
+    )
     assert record["attempts"] == 4
     assert record["response_status"] == 204
     assert record["latency_ms"] is not None
@@ -169,7 +170,8 @@ async def test_a_url_on_a_private_or_local_address_is_refused_at_creation(
 async def test_a_test_event_is_delivered_and_logged_and_a_deleted_webhook_gets_nothing(
     api: httpx.AsyncClient, platform: RunningPlatform, names: Names, hook: Receiver
 ) -> None:
-    await put_deployment(api, names, ["local-eu"])
+    # No deployment yet: the test event is the only one the subscription can get.
+    await ensure_project(api, names)
     created = await subscribe(api, names, hook.url)
     path = f"{webhooks_path(names)}/{created['id']}"
     sent = await api.post(f"{path}/test")
@@ -177,7 +179,9 @@ async def test_a_test_event_is_delivered_and_logged_and_a_deleted_webhook_gets_n
     [delivery] = await hook.wait_for("the test event", lambda got: len(got) == 1)
     assert delivery.event["type"] == "webhook.test"
     assert delivery.headers["webhook-id"] == sent.json()["delivery_id"]
-    [record] = (await api.get(f"{path}/deliveries")).json()["items"]
+    [record] = await wait_for_log(
+        api, f"{path}/deliveries", "the test event", lambda log: len(log) == 1
+    )
     assert (record["status"], record["attempts"], record["deployment"]) == ("delivered", 1, None)
 
     assert (await api.delete(path)).status_code == 204
@@ -187,5 +191,8 @@ async def test_a_test_event_is_delivered_and_logged_and_a_deleted_webhook_gets_n
     async with receiver() as witness:
         await subscribe(api, names, witness.url)
         await move(api, names, names.deployment, ["local-eu"])
-        await witness.wait_for("the witness's delivery", lambda got: len(got) == 1)
+        await witness.wait_for(
+            "the witness's delivery of the second placement",
+            lambda got: any(d.event["data"]["targets"] == ["local-eu"] for d in got),
+        )
     assert len(hook.got) == 1, "a deleted subscription got a delivery"

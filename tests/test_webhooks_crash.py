@@ -20,7 +20,7 @@ import pytest
 
 from dockyard_cli.servers import ServerProcess, free_port, start_nats
 from tests.harness.fixtures import WEBHOOK_TEST_SETTINGS
-from tests.harness.receiver import receiver
+from tests.harness.receiver import receiver, wait_for_log
 
 pytestmark = pytest.mark.e2e
 
@@ -121,9 +121,12 @@ async def test_killing_the_delivering_process_mid_retry_loses_no_delivery(
             assert revisions == sorted(revisions), f"out of order after the kill: {revisions}"
             assert len(hook.got) > attempts_before, "the second process delivered nothing"
             webhook_id = created.json()["id"]
-            log = await api.get(f"/v1/projects/acme/demo/webhooks/{webhook_id}/deliveries")
-            records = log.json()["items"]
-            assert [r["status"] for r in records] == ["delivered"] * EVENTS
+            records = await wait_for_log(
+                api,
+                f"/v1/projects/acme/demo/webhooks/{webhook_id}/deliveries",
+                f"{EVENTS} delivered events",
+                lambda log: [r["status"] for r in log] == ["delivered"] * EVENTS,
+            )
             first_delivery = next(r for r in records if r["event_id"] == acknowledged[0]["id"])
             assert first_delivery["attempts"] >= 4, first_delivery
     finally:

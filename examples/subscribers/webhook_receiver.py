@@ -66,7 +66,7 @@ class Receiver(BaseHTTPRequestHandler):
         if headers["webhook-id"] not in self.seen:  # a retry of a delivery already handled
             self.seen.add(headers["webhook-id"])
             event = json.loads(body)
-            status = event["data"].get("status", "")
+            status = event["data"].get("status") or event["data"].get("state", "")
             print(f"{event['time']} {event['type']} {event.get('subject')} {status}", flush=True)
         self.send_response(204)  # any 2xx acknowledges; anything else is retried
         self.end_headers()

@@ -10,11 +10,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from aiohttp import web
 
 from dockyard_cli.servers import free_port
 
-__all__ = ["Delivery", "Receiver", "receiver"]
+__all__ = ["Delivery", "Receiver", "receiver", "wait_for_log"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +93,24 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield state
     finally:
         await runner.cleanup()
+
+
+async def wait_for_log(
+    api: httpx.AsyncClient,
+    log_path: str,
+    what: str,
+    done: Callable[[list[dict[str, Any]]], bool],
+    within_s: float = 10.0,
+) -> list[dict[str, Any]]:
+    """Wait until the delivery log at ``log_path`` satisfies ``done`` (the delivering process
+    writes it just after the receiver answers); fail showing the last log seen."""
+    deadline = time.monotonic() + within_s
+    records: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        response = await api.get(log_path)
+        assert response.status_code == 200, response.text
+        records = response.json()["items"]
+        if done(records):
+            return records
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"waited {within_s} s for a log with {what}; last seen: {records}")
