@@ -79,7 +79,14 @@ def test_the_allow_list_names_hosts_addresses_or_networks() -> None:
 
 
 async def test_urls_are_checked_by_scheme_credentials_and_address() -> None:
-    for url in ("ftp://example.org/", "http://user:pw@93.184.215.14/", "http://10.0.0.1/"):
+    refused = (
+        "ftp://example.org/",
+        "http://user:pw@93.184.215.14/",
+        "http://10.0.0.1/",
+        "http://[not-an-address/",
+        "http://93.184.215.14:99999/",
+    )
+    for url in refused:
         with pytest.raises(UnsafeDestination):
             await checked_addresses(url, [])
     host, addresses = await checked_addresses("http://127.0.0.1:9/x", ["127.0.0.1"])

@@ -66,7 +66,11 @@ def allowed_by_list(host: str, address: IPAddress | None, allowed: Sequence[str]
 
 
 def _host_of(url: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError as exc:
+        raise UnsafeDestination(f"{url!r} is not a valid URL: {exc}") from exc
     if parsed.scheme not in ("http", "https"):
         raise UnsafeDestination(f"{url} is not an http or https URL")
     if parsed.username or parsed.password:
@@ -96,10 +100,7 @@ async def checked_addresses(url: str, allowed: Sequence[str]) -> tuple[str, list
     """The URL's host and the addresses it may be reached at; :class:`UnsafeDestination` if any
     address it resolves to is refused and not allowed by the list."""
     host = _host_of(url)
-    try:
-        port = urllib.parse.urlsplit(url).port or (443 if url.lower().startswith("https") else 80)
-    except ValueError as exc:
-        raise UnsafeDestination(f"{url} has an invalid port") from exc
+    port = urllib.parse.urlsplit(url).port or (443 if url.lower().startswith("https") else 80)
     addresses = await _resolve(host, port)
     for address in addresses:
         reason = refusal(address)
