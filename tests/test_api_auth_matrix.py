@@ -61,6 +61,12 @@ REQUIRED: dict[tuple[str, str], str] = {
     ("POST", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases/{alias}/rollback"): (
         "deployer"
     ),
+    ("GET", "/v1/projects/{owner}/{project}/webhooks"): "viewer",
+    ("POST", "/v1/projects/{owner}/{project}/webhooks"): "deployer",
+    ("GET", "/v1/projects/{owner}/{project}/webhooks/{webhook_id}"): "viewer",
+    ("DELETE", "/v1/projects/{owner}/{project}/webhooks/{webhook_id}"): "deployer",
+    ("GET", "/v1/projects/{owner}/{project}/webhooks/{webhook_id}/deliveries"): "viewer",
+    ("POST", "/v1/projects/{owner}/{project}/webhooks/{webhook_id}/test"): "deployer",
 }
 
 UNAUTHENTICATED_PATHS = {"/healthz", "/readyz"}
@@ -130,6 +136,7 @@ def concrete(path: str, names: Names) -> str:
         "token_id": "0" * 16,
         "hexdigest": "0" * 64,
         "alias": "production",
+        "webhook_id": "wh_" + "0" * 16,
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 

@@ -27,6 +27,7 @@ from tests.harness.infrastructure import Infrastructure, start_infrastructure
 from tests.harness.registry import Registry, busybox_layout, push_with_skopeo, run_registry
 
 __all__ = [
+    "WEBHOOK_TEST_SETTINGS",
     "Names",
     "RunningPlatform",
     "admin_client",
@@ -41,6 +42,15 @@ __all__ = [
     "registry",
     "start_platform_process",
 ]
+
+
+WEBHOOK_TEST_SETTINGS = {
+    "DOCKYARD_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+    "DOCKYARD_WEBHOOK_RETRY_BASE_S": "0.05",
+    "DOCKYARD_WEBHOOK_RETRY_MAX_DELAY_S": "0.5",
+    "DOCKYARD_WEBHOOK_LANE_SCAN_S": "0.2",
+}
+"""Webhook settings of the test platforms: a loopback receiver allowed, fast retries."""
 
 
 @pytest.fixture(scope="session")
@@ -169,6 +179,8 @@ def platform(
             # model files over plain http on loopback.
             "DOCKYARD_GIT_ALLOW_FILE_URLS": "true",
             "DOCKYARD_FILES_ALLOW_HTTP": "true",
+            # The webhook tests receive on loopback and retry in milliseconds, not minutes.
+            **WEBHOOK_TEST_SETTINGS,
         },
     )
     yield running

@@ -1,4 +1,4 @@
-"""The embedded platform: NATS, Redis and the four services on one machine, no Docker.
+"""The embedded platform: NATS, Redis, the four services and webhook delivery, no Docker.
 
 Started by ``make run`` (``dockyard up``). Servers given by ``DOCKYARD_NATS_URL`` or
 ``DOCKYARD_REDIS_URL`` are used instead of starting our own. Ctrl-C (or SIGTERM) stops
@@ -90,15 +90,19 @@ class EmbeddedPlatform:
         )
         logs = data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        processes = [(service, service) for service in SERVICES if service != "router"]
+        processes = [
+            (service, f"dockyard_{service}") for service in SERVICES if service != "router"
+        ]
+        # Webhook delivery runs apart from the API so that it can fail and scale on its own.
+        processes.append(("webhooks", "dockyard_api.webhooks"))
         processes += [
-            ("router" if n == 0 else f"router-{n + 1}", "router")
+            ("router" if n == 0 else f"router-{n + 1}", "dockyard_router")
             for n in range(self.settings.router_workers)
         ]
-        for name, service in processes:
+        for name, module in processes:
             with (logs / f"{name}.log").open("ab") as log:
                 self.services[name] = subprocess.Popen(  # noqa: S603 - our own modules
-                    [sys.executable, "-m", f"dockyard_{service}"],
+                    [sys.executable, "-m", module],
                     env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -2,19 +2,28 @@
 
 Every event type of :data:`dockyard_common.events.EVENT_DATA` becomes a channel on its
 subject and a message whose payload is the CloudEvent envelope around the resource's
-JSON schema. Pure: builds a document, no I/O.
+JSON schema, with the type's schema version. Building the document is pure; run as a
+module it regenerates what is derived from the catalogue::
+
+    uv run python -m dockyard_common.catalogue --markdown > docs/events.md
+    uv run python -m dockyard_common.catalogue --update-lock
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from dockyard_common.catalogue_markdown import render_markdown
+from dockyard_common.event_versions import EVENT_SUMMARIES, dataschema_uri, schema_version
 from dockyard_common.events import EVENT_DATA, CloudEvent
+from dockyard_common.schema_lock import lock_problems, read_lock, updated_lock, write_lock
 from dockyard_common.subjects import EVENT_SUBJECT_PREFIX
 
-__all__ = ["asyncapi_document"]
+__all__ = ["asyncapi_document", "main"]
 
 
 def _channel_id(event_type: str) -> str:
@@ -39,14 +48,18 @@ def asyncapi_document(version: str) -> dict[str, Any]:
         messages[channel] = {
             "name": event_type,
             "title": event_type,
-            "summary": f"{event_type}: carries the full {model.__name__}.",
+            "summary": EVENT_SUMMARIES.get(
+                event_type, f"{event_type}: carries the full {model.__name__}."
+            ),
             "contentType": "application/cloudevents+json",
+            "x-schema-version": schema_version(event_type),
             "payload": {
                 "type": "object",
                 "required": ["specversion", "id", "source", "type", "data"],
                 "properties": {
                     **envelope_properties,
                     "type": {"const": event_type},
+                    "dataschema": {"const": dataschema_uri(event_type)},
                     "data": {"$ref": f"#/components/schemas/{model.__name__}"},
                 },
             },
@@ -78,3 +91,27 @@ def asyncapi_document(version: str) -> dict[str, Any]:
         "operations": operations,
         "components": {"schemas": schemas, "messages": messages},
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dockyard_common.catalogue``: print the Markdown catalogue, or update the lock."""
+    parser = argparse.ArgumentParser(prog="python -m dockyard_common.catalogue")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--markdown", action="store_true", help="print docs/events.md")
+    group.add_argument(
+        "--update-lock", action="store_true", help="record new schema versions in the lock"
+    )
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(render_markdown())
+        return 0
+    lock = updated_lock(read_lock())
+    write_lock(lock)
+    problems = lock_problems(lock)
+    for problem in problems:
+        sys.stderr.write(problem + "\n")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from dockyard_common.event_versions import dataschema_uri
 from dockyard_common.models import (
     Alias,
     BuildProgress,
@@ -87,6 +88,10 @@ class CloudEvent(BaseModel):
     subject: str | None = None
     time: datetime = Field(default_factory=utcnow)
     datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str | None = Field(
+        default=None,
+        description="The schema version of data: urn:dockyard:event-schema:<type>:v<n>.",
+    )
     resourcerevision: str | None = Field(
         default=None,
         description="Extension attribute: the state-of-record revision the event speaks of.",
@@ -129,5 +134,6 @@ def make_event(
         type=event_type,
         subject=subject,
         resourcerevision=None if revision is None else str(revision),
+        dataschema=dataschema_uri(event_type),
         data=data.model_dump(mode="json", by_alias=True),
     )

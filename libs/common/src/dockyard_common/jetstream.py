@@ -12,6 +12,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     KeyValueConfig,
     ObjectStoreConfig,
+    RetentionPolicy,
     StorageType,
     StreamConfig,
 )
@@ -25,6 +26,10 @@ from dockyard_common.subjects import (
     EVENT_SUBJECT_PREFIX,
     EVENTS_STREAM,
     KV_BUCKETS,
+    WEBHOOK_DELIVERIES_STREAM,
+    WEBHOOK_DELIVERY_PREFIX,
+    WEBHOOK_LOG_PREFIX,
+    WEBHOOK_LOG_STREAM,
     event_subject,
     message_id,
 )
@@ -35,6 +40,10 @@ log = get_logger(__name__)
 
 DUPLICATE_WINDOW_S = 120.0
 EVENT_RETENTION_S = 7 * 24 * 3600.0
+WEBHOOK_QUEUE_RETENTION_S = 3 * 24 * 3600.0
+"""Longer than the 24 h a delivery is retried, so a queued delivery never ages out first."""
+WEBHOOK_LOG_PER_SUBSCRIPTION = 1000
+WEBHOOK_LOG_RETENTION_S = 30 * 24 * 3600.0
 
 
 async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsClient:
@@ -53,19 +62,37 @@ async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> 
 
 
 async def provision_jetstream(js: JetStreamContext) -> None:
-    """Create the event stream, the KV buckets and the blob store; safe to repeat."""
-    stream = StreamConfig(
-        name=EVENTS_STREAM,
-        subjects=[f"{EVENT_SUBJECT_PREFIX}.>"],
-        storage=StorageType.FILE,
-        duplicate_window=DUPLICATE_WINDOW_S,
-        max_age=EVENT_RETENTION_S,
+    """Create the streams (events, webhook queue and log), KV buckets and blob store."""
+    streams = (
+        StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[f"{EVENT_SUBJECT_PREFIX}.>"],
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            max_age=EVENT_RETENTION_S,
+        ),
+        StreamConfig(
+            name=WEBHOOK_DELIVERIES_STREAM,
+            subjects=[f"{WEBHOOK_DELIVERY_PREFIX}.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            max_age=WEBHOOK_QUEUE_RETENTION_S,
+        ),
+        StreamConfig(
+            name=WEBHOOK_LOG_STREAM,
+            subjects=[f"{WEBHOOK_LOG_PREFIX}.>"],
+            storage=StorageType.FILE,
+            max_msgs_per_subject=WEBHOOK_LOG_PER_SUBSCRIPTION,
+            max_age=WEBHOOK_LOG_RETENTION_S,
+        ),
     )
-    try:
-        await js.add_stream(stream)
-    except nats.js.errors.BadRequestError:
-        # Exists with another configuration (an older release): bring it up to date.
-        await js.update_stream(stream)
+    for stream in streams:
+        try:
+            await js.add_stream(stream)
+        except nats.js.errors.BadRequestError:
+            # Exists with another configuration (an older release): bring it up to date.
+            await js.update_stream(stream)
     for bucket in KV_BUCKETS:
         await js.create_key_value(
             KeyValueConfig(bucket=bucket, history=16, storage=StorageType.FILE)

@@ -20,6 +20,11 @@ __all__ = [
     "TARGETS_BUCKET",
     "TOKENS_BUCKET",
     "VERSIONS_BUCKET",
+    "WEBHOOKS_BUCKET",
+    "WEBHOOK_DELIVERIES_STREAM",
+    "WEBHOOK_DELIVERY_PREFIX",
+    "WEBHOOK_LOG_PREFIX",
+    "WEBHOOK_LOG_STREAM",
     "alias_key",
     "alias_table_key",
     "blob_object_name",
@@ -31,6 +36,9 @@ __all__ = [
     "route_key",
     "version_key",
     "version_sequence_key",
+    "webhook_key",
+    "webhook_lane_subject",
+    "webhook_log_subject",
 ]
 
 EVENTS_STREAM = "DOCKYARD_EVENTS"
@@ -46,6 +54,7 @@ DEPLOYMENTS_BUCKET = "dockyard_deployments"
 VERSIONS_BUCKET = "dockyard_versions"
 ALIASES_BUCKET = "dockyard_aliases"
 SEQUENCES_BUCKET = "dockyard_sequences"
+WEBHOOKS_BUCKET = "dockyard_webhooks"
 KV_BUCKETS = (
     OWNERS_BUCKET,
     TOKENS_BUCKET,
@@ -55,8 +64,16 @@ KV_BUCKETS = (
     VERSIONS_BUCKET,
     ALIASES_BUCKET,
     SEQUENCES_BUCKET,
+    WEBHOOKS_BUCKET,
 )
 BLOB_BUCKET = "dockyard_blobs"
+
+WEBHOOK_DELIVERIES_STREAM = "DOCKYARD_WEBHOOK_DELIVERIES"
+"""Work queue of webhook deliveries, one subject (lane) per subscription and deployment."""
+WEBHOOK_DELIVERY_PREFIX = "dockyard.webhooks.deliveries"
+WEBHOOK_LOG_STREAM = "DOCKYARD_WEBHOOK_LOG"
+"""Every delivery attempt's outcome, one subject per subscription, bounded per subject."""
+WEBHOOK_LOG_PREFIX = "dockyard.webhooks.log"
 
 
 def event_subject(owner: str, project: str, deployment: str, event_type: str) -> str:
@@ -115,3 +132,18 @@ def message_id(event_type: str, resource_key: str, revision: int | str) -> str:
     The same change published twice yields the same id, so JetStream drops the copy.
     """
     return f"{event_type}:{resource_key}:{revision}"
+
+
+def webhook_key(owner: str, project: str, webhook_id: str) -> str:
+    """KV key of a webhook subscription in :data:`WEBHOOKS_BUCKET`."""
+    return f"{owner}.{project}.{webhook_id}"
+
+
+def webhook_lane_subject(owner: str, project: str, webhook_id: str, deployment: str) -> str:
+    """The delivery lane of one subscription and deployment: delivered in order, one at a time."""
+    return f"{WEBHOOK_DELIVERY_PREFIX}.{owner}.{project}.{webhook_id}.{deployment}"
+
+
+def webhook_log_subject(owner: str, project: str, webhook_id: str) -> str:
+    """Where the delivery attempts of one subscription are logged."""
+    return f"{WEBHOOK_LOG_PREFIX}.{owner}.{project}.{webhook_id}"

@@ -27,10 +27,12 @@ from dockyard_api.routes import (
     projects,
     targets,
     versions,
+    webhooks,
 )
 from dockyard_api.settings import ApiSettings
 from dockyard_api.switches import RouterWatch
 from dockyard_api.tracking import track_status
+from dockyard_api.webhooks.models import Webhook
 from dockyard_common import (
     Alias,
     Counter,
@@ -53,6 +55,7 @@ from dockyard_common.subjects import (
     TARGETS_BUCKET,
     TOKENS_BUCKET,
     VERSIONS_BUCKET,
+    WEBHOOKS_BUCKET,
 )
 
 __all__ = ["create_app"]
@@ -79,6 +82,7 @@ async def _open_context(settings: ApiSettings) -> ApiContext:
         blobs=await js.object_store(BLOB_BUCKET),
         events=EventPublisher(js, source=f"{settings.event_source}/api"),
         routers=RouterWatch(nc),
+        webhooks=await ResourceStore.open(js, WEBHOOKS_BUCKET, Webhook),
     )
 
 
@@ -121,6 +125,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         deployments.router,
         versions.router,
         aliases.router,
+        webhooks.router,
     )
     for json_router in json_routers:
         app.include_router(

@@ -13,6 +13,7 @@ from nats.js.object_store import ObjectStore
 from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.settings import ApiSettings
 from dockyard_api.switches import RouterWatch
+from dockyard_api.webhooks.models import Webhook
 from dockyard_common import (
     Alias,
     Counter,
@@ -67,6 +68,7 @@ class ApiContext:
     blobs: ObjectStore
     events: EventPublisher
     routers: RouterWatch
+    webhooks: ResourceStore[Webhook]
     checked_code: CheckedCode = field(default_factory=CheckedCode)
 
 

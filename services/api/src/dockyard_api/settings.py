@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from dockyard_common import CommonSettings
+from dockyard_api.webhooks.settings import WebhookSettings
 
 __all__ = ["ApiSettings"]
 
 
-class ApiSettings(CommonSettings):
-    """Where the API listens, its bootstrap admin token and its input caps."""
+class ApiSettings(WebhookSettings):
+    """Where the API listens, its bootstrap admin token and its input caps.
+
+    It extends the webhook settings: subscription URLs are checked against the allow-list
+    the delivering process uses.
+    """
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080

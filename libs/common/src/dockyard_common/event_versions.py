@@ -1,0 +1,63 @@
+"""The schema version of every event type, and where a subscriber reads which one it got.
+
+Each event carries ``dataschema`` (a CloudEvents attribute):
+``urn:dockyard:event-schema:<type>:v<version>``. A version changes whenever the shape of the
+type's ``data`` changes; ``libs/common/tests/event_schemas.lock.json`` pins the shape of each
+version and a test fails when a shape changes under an old version. Pure data, no I/O.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DATASCHEMA_PREFIX",
+    "EVENT_SCHEMA_VERSIONS",
+    "EVENT_SUMMARIES",
+    "dataschema_uri",
+    "schema_version",
+]
+
+DATASCHEMA_PREFIX = "urn:dockyard:event-schema:"
+
+EVENT_SCHEMA_VERSIONS: dict[str, int] = {
+    "version.created": 1,
+    "version.stopping": 1,
+    "version.stopped": 1,
+    "version.build.started": 1,
+    "version.build.progress": 1,
+    "version.built": 1,
+    "version.build.failed": 1,
+    "endpoint.deploying": 1,
+    "endpoint.ready": 1,
+    "endpoint.failed": 1,
+    "endpoint.stopped": 1,
+    "deployment.changed": 1,
+    "alias.changed": 1,
+}
+"""Bump a type's number when its data changes shape (a type not listed is at version 1)."""
+
+EVENT_SUMMARIES: dict[str, str] = {
+    "version.created": "A version was submitted; the builder will build it.",
+    "version.stopping": "A version is being stopped (its endpoints are being removed).",
+    "version.stopped": "A version is stopped: none of its endpoints run any more.",
+    "version.build.started": "The builder started building the version's image.",
+    "version.build.progress": "Bytes done of bytes to do, per build phase (layers, push).",
+    "version.built": "The version's image is built; `image` holds its digest.",
+    "version.build.failed": "The build failed; `error` says why.",
+    "endpoint.deploying": "An endpoint of a version is being started on a target.",
+    "endpoint.ready": "An endpoint of a version serves on a target; `upstreams` are its replicas.",
+    "endpoint.failed": "An endpoint of a version failed on a target; `reason` says why.",
+    "endpoint.stopped": "An endpoint of a version was stopped on a target.",
+    "deployment.changed": "A deployment was created or its targets changed.",
+    "alias.changed": "An alias now points at another version (or split between two).",
+}
+"""One line per type for the catalogue (docs/events.md and the AsyncAPI document)."""
+
+
+def schema_version(event_type: str) -> int:
+    """The current schema version of ``event_type``'s data."""
+    return EVENT_SCHEMA_VERSIONS.get(event_type, 1)
+
+
+def dataschema_uri(event_type: str) -> str:
+    """The ``dataschema`` attribute of ``event_type``'s events at the current version."""
+    return f"{DATASCHEMA_PREFIX}{event_type}:v{schema_version(event_type)}"

@@ -1,0 +1,112 @@
+"""Where a webhook may be delivered: no loopback, private, link-local or metadata addresses.
+
+A URL is checked when the subscription is created and again before every attempt (a name
+may resolve elsewhere by then), and the attempt connects to the address that was checked.
+Hosts, addresses or networks on the admin's allow-list pass. :func:`refusal` and
+:func:`allowed_by_list` are pure; :func:`checked_addresses` resolves the name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import urllib.parse
+from collections.abc import Sequence
+
+__all__ = [
+    "IPAddress",
+    "UnsafeDestination",
+    "allowed_by_list",
+    "checked_addresses",
+    "refusal",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_METADATA = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+RESOLVE_TIMEOUT_S = 5.0
+
+
+class UnsafeDestination(ValueError):
+    """A webhook URL that must not be called; the message says why."""
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why ``address`` must not receive webhooks (None when it may): a pure decision."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return refusal(address.ipv4_mapped)
+    checks = (
+        (address in _METADATA, "a cloud metadata address"),
+        (address.is_unspecified, "an unspecified address"),
+        (address.is_loopback, "a loopback address (this machine)"),
+        (address.is_link_local, "a link-local address"),
+        (address.is_multicast, "a multicast address"),
+        (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT, "a CGNAT address"),
+        (address.is_private, "a private address"),
+        (not address.is_global, "not a public address"),
+    )
+    return next((reason for refused, reason in checks if refused), None)
+
+
+def allowed_by_list(host: str, address: IPAddress | None, allowed: Sequence[str]) -> bool:
+    """Whether the allow-list names ``host``, or an address or network holding ``address``."""
+    for entry in allowed:
+        if entry == host.lower():
+            return True
+        if address is None:
+            continue
+        try:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            continue  # a host name entry
+    return False
+
+
+def _host_of(url: str) -> str:
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError on a port out of range
+    except ValueError as exc:
+        raise UnsafeDestination(f"{url!r} is not a valid URL: {exc}") from exc
+    if parsed.scheme not in ("http", "https"):
+        raise UnsafeDestination(f"{url} is not an http or https URL")
+    if parsed.username or parsed.password:
+        raise UnsafeDestination("a webhook URL may not carry credentials; sign with the secret")
+    if not parsed.hostname:
+        raise UnsafeDestination(f"{url} names no host")
+    return parsed.hostname
+
+
+async def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
+        )
+    except (OSError, TimeoutError) as exc:
+        raise UnsafeDestination(f"host {host!r} does not resolve: {exc}") from exc
+    # The scope of an IPv6 address (fe80::1%eth0) is not part of the address.
+    return sorted({ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}, key=str)
+
+
+async def checked_addresses(url: str, allowed: Sequence[str]) -> tuple[str, list[IPAddress]]:
+    """The URL's host and the addresses it may be reached at; :class:`UnsafeDestination` if any
+    address it resolves to is refused and not allowed by the list."""
+    host = _host_of(url)
+    port = urllib.parse.urlsplit(url).port or (443 if url.lower().startswith("https") else 80)
+    addresses = await _resolve(host, port)
+    for address in addresses:
+        reason = refusal(address)
+        if reason is not None and not allowed_by_list(host, address, allowed):
+            raise UnsafeDestination(
+                f"{host} is {address}, {reason}; webhooks are not delivered there "
+                "(an admin may allow it with DOCKYARD_WEBHOOK_ALLOWED_HOSTS)"
+            )
+    return host, addresses

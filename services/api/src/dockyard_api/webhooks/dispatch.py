@@ -1,0 +1,54 @@
+"""The dispatcher: a durable consumer of the event stream that queues each event for every
+subscription it matches, on the lane of the event's deployment.
+
+A queued delivery's msg id is its delivery id, so an event redelivered to the dispatcher
+(after a crash between queueing and acknowledging) is not queued twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from dockyard_api.webhooks.models import DeliveryJob, Webhook, matches
+from dockyard_api.webhooks.queueing import enqueue
+from dockyard_api.webhooks.signing import delivery_id
+from dockyard_common import CloudEvent, ConsumerSpec, ResourceStore, get_logger, run_consumer
+
+__all__ = ["DISPATCH_CONSUMER", "dispatch_events"]
+
+log = get_logger(__name__)
+
+DISPATCH_CONSUMER = ConsumerSpec(durable="webhooks-dispatch", event_types=[">"])
+
+
+async def dispatch_events(
+    js: JetStreamContext, webhooks: ResourceStore[Webhook], queued: Callable[[str], None]
+) -> None:
+    """Queue every event for its subscriptions until cancelled; ``queued(lane)`` after each."""
+
+    async def handle(event: CloudEvent, message: Msg) -> None:
+        # dockyard.events.<owner>.<project>.<deployment>.<type>
+        _, _, owner, project, deployment, _ = message.subject.split(".", 5)
+        async for _, stored in webhooks.items(f"{owner}.{project}."):
+            webhook = stored.value
+            # A subscription gets the events published after it was made, not the backlog.
+            if event.time < webhook.created_at or not matches(webhook, event.type, deployment):
+                continue
+            job = DeliveryJob(
+                webhook_id=webhook.id,
+                owner=owner,
+                project=project,
+                lane=deployment,
+                delivery_id=delivery_id(webhook.id, event.id),
+                event_id=event.id,
+                event_type=event.type,
+                body=message.data.decode(),
+            )
+            lane = await enqueue(js, job)
+            log.debug("webhook.queued", webhook=webhook.id, event_id=event.id, lane=lane)
+            queued(lane)
+
+    await run_consumer(js, DISPATCH_CONSUMER, handle)
