@@ -25,6 +25,7 @@ from dockyard_common import (
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers import Drivers
+from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
 from dockyard_scheduler.drivers.local import LocalDriver
 from dockyard_scheduler.settings import SchedulerSettings
 
@@ -61,7 +62,12 @@ class Scheduler:
         self._js = js
         self._settings = settings
         self._events = EventPublisher(js, source=f"{settings.event_source}/scheduler")
-        self._drivers = Drivers({TargetKind.LOCAL: LocalDriver(settings, self._report)})
+        self._drivers = Drivers(
+            {
+                TargetKind.LOCAL: LocalDriver(settings, self._report),
+                TargetKind.KUBERNETES: KubernetesDriver(settings, self._report),
+            }
+        )
         self._lock = asyncio.Lock()
 
     async def run(self, full_pass_every_s: float = 30.0) -> None:
