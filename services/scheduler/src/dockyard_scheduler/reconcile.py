@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -145,6 +146,7 @@ class Scheduler:
         arrive before the API records it), and is left alone.
         """
         async with self._lock:
+            started = time.perf_counter()
             versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
             targets = await self._targets()
             keep: set[str] = set()
@@ -162,6 +164,11 @@ class Scheduler:
                     await self._report_stopped(
                         workload.version, workload.endpoint.name, workload.target.name
                     )
+            log.info(
+                "reconcile.pass.done",
+                seconds=round(time.perf_counter() - started, 3),
+                workloads=len(keep),
+            )
 
     async def _targets(self) -> dict[str, Target]:
         store = await ResourceStore.open(self._js, TARGETS_BUCKET, Target)
@@ -200,7 +207,9 @@ class Scheduler:
                 )
                 continue
             applied.append(workload)
-            log.info(
+            # An unchanged workload is the steady state: at info it would be a line per
+            # workload per pass.
+            (log.info if changed else log.debug)(
                 "workload.applied", key=workload.key, result="created" if changed else "unchanged"
             )
         return applied

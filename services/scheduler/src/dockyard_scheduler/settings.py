@@ -18,6 +18,9 @@ class SchedulerSettings(CommonSettings):
     retry_failed_after_s: float = 30.0
     """A replica that failed to become ready is tried again after this long."""
 
+    full_pass_every_s: float = 30.0
+    """How often the whole state of record is reconciled (events wake it in between)."""
+
     kubeconfig: Path | None = None
     """The kubeconfig of Kubernetes targets (a target's ``context`` names its cluster);
     None reads the client's default (``$KUBECONFIG``, ``~/.kube/config``)."""

@@ -56,6 +56,17 @@ def _object_key(obj: dict[str, Any]) -> ObjectKey:
     return PLURALS[obj["kind"]], meta.get("namespace", ""), meta["name"]
 
 
+def _inputs(workload: Workload) -> tuple[Any, ...]:
+    """Everything :func:`render_workload` reads (a version's status and timestamps are not)."""
+    v = workload.version
+    image = v.image.reference if v.image is not None else None
+    return (workload.manifest_digest, image, v.env, workload.endpoint, workload.target)
+
+
+def _running(task: asyncio.Task[None] | None) -> bool:
+    return task is not None and not task.done()
+
+
 @dataclass
 class _Tracked:
     """What the driver knows of one workload on its cluster."""
@@ -73,6 +84,8 @@ class _Tracked:
     reported: WorkloadState | None = None
     rollout_since: float | None = None
     """When the last write finished (monotonic): None while nothing awaits a rollout."""
+    inputs: tuple[Any, ...] = ()
+    """What the objects were rendered from (see :func:`_inputs`)."""
     refused: str | None = None
     """Why the workload cannot run as given (no write is tried until it changes)."""
 
@@ -120,6 +133,16 @@ class KubernetesDriver:
     async def ensure(self, workload: Workload) -> bool:
         """Make the cluster run ``workload``; False when nothing had to be written."""
         tracked = self._tracked.get(workload.key)
+        inputs = _inputs(workload)
+        if (
+            tracked is not None
+            and tracked.inputs == inputs
+            and tracked.refused is None
+            and (tracked.applied == tracked.desired or _running(tracked.task))
+        ):
+            # Same inputs, same objects: a steady reconcile pass costs no rendering.
+            tracked.workload = workload
+            return False
         try:
             rendered = render_workload(
                 workload, progress_deadline_s=int(self._settings.kube_rollout_deadline_s)
@@ -146,12 +169,13 @@ class KubernetesDriver:
         if tracked is None or tracked.refused is not None:
             tracked = _Tracked(workload.key, workload.target, rendered.namespace, rendered.name)
             self._tracked[workload.key] = tracked
+        tracked.inputs = inputs
         tracked.workload, tracked.upstream, tracked.objects = (
             workload,
             rendered.upstream,
             rendered.objects,
         )
-        running = tracked.task is not None and not tracked.task.done()
+        running = _running(tracked.task)
         if tracked.desired == desired and running:
             return False  # being applied
         if running and tracked.task is not None:
