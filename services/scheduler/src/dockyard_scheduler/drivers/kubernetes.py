@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard_common import (
@@ -29,14 +28,20 @@ from dockyard_common import (
 )
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Reporter
-from dockyard_scheduler.drivers.kube_api import PLURALS, ClusterApi
+from dockyard_scheduler.drivers.kube_api import ClusterApi
+from dockyard_scheduler.drivers.kube_state import (
+    Cluster,
+    Tracked,
+    object_key,
+    render_inputs,
+    running,
+)
 from dockyard_scheduler.manifests import (
     HASH_ANNOTATION,
     INSTANCE_LABEL,
     KEY_ANNOTATION,
     MANAGED_BY,
     ManifestError,
-    label_value,
     render_workload,
     selector_of,
 )
@@ -47,72 +52,6 @@ __all__ = ["KubernetesDriver"]
 
 log = get_logger(__name__)
 
-ObjectKey = tuple[str, str, str]
-"""(plural, namespace, name) of one object on a cluster."""
-
-
-def _object_key(obj: dict[str, Any]) -> ObjectKey:
-    meta = obj["metadata"]
-    return PLURALS[obj["kind"]], meta.get("namespace", ""), meta["name"]
-
-
-def _inputs(workload: Workload) -> tuple[Any, ...]:
-    """Everything :func:`render_workload` reads (a version's status and timestamps are not)."""
-    v = workload.version
-    image = v.image.reference if v.image is not None else None
-    return (workload.manifest_digest, image, v.env, workload.endpoint, workload.target)
-
-
-def _running(task: asyncio.Task[None] | None) -> bool:
-    return task is not None and not task.done()
-
-
-@dataclass
-class _Tracked:
-    """What the driver knows of one workload on its cluster."""
-
-    key: str
-    target: Target
-    namespace: str
-    name: str
-    upstream: str = ""
-    workload: Workload | None = None
-    objects: tuple[dict[str, Any], ...] = ()
-    desired: dict[ObjectKey, str] = field(default_factory=dict)
-    applied: dict[ObjectKey, str] = field(default_factory=dict)
-    task: asyncio.Task[None] | None = None
-    reported: WorkloadState | None = None
-    rollout_since: float | None = None
-    """When the last write finished (monotonic): None while nothing awaits a rollout."""
-    inputs: tuple[Any, ...] = ()
-    """What the objects were rendered from (see :func:`_inputs`)."""
-    refused: str | None = None
-    """Why the workload cannot run as given (no write is tried until it changes)."""
-
-    @property
-    def identity(self) -> tuple[str, str, str, str, str]:
-        """(owner, project, deployment, version, endpoint), parsed from the key."""
-        version_key, endpoint, _ = self.key.rsplit("/", 2)
-        owner, project, deployment, version = version_key.split(".", 3)
-        return owner, project, deployment, version, endpoint
-
-
-@dataclass
-class _Cluster:
-    api: ClusterApi
-    target: Target
-    namespaces: dict[str, str] = field(default_factory=dict)
-    namespace_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
-    adoption: asyncio.Task[None] | None = None
-    adopt_tried: float = 0.0
-    poller: asyncio.Task[None] | None = None
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def selector(self) -> str:
-        """Every object this scheduler manages on this target."""
-        return selector_of({**MANAGED_BY, "dockyard.io/target": label_value(self.target.name)})
-
 
 class KubernetesDriver:
     """Runs workloads on Kubernetes clusters, one kubeconfig context per target."""
@@ -120,8 +59,8 @@ class KubernetesDriver:
     def __init__(self, settings: SchedulerSettings, report: Reporter) -> None:
         self._settings = settings
         self._report = report
-        self._clusters: dict[str, _Cluster] = {}
-        self._tracked: dict[str, _Tracked] = {}
+        self._clusters: dict[str, Cluster] = {}
+        self._tracked: dict[str, Tracked] = {}
         self._connecting: dict[str, asyncio.Future[ClusterApi]] = {}
 
     # --- the Driver protocol ------------------------------------------------------------------
@@ -133,12 +72,12 @@ class KubernetesDriver:
     async def ensure(self, workload: Workload) -> bool:
         """Make the cluster run ``workload``; False when nothing had to be written."""
         tracked = self._tracked.get(workload.key)
-        inputs = _inputs(workload)
+        inputs = render_inputs(workload)
         if (
             tracked is not None
             and tracked.inputs == inputs
             and tracked.refused is None
-            and (tracked.applied == tracked.desired or _running(tracked.task))
+            and (tracked.applied == tracked.desired or running(tracked.task))
         ):
             # Same inputs, same objects: a steady reconcile pass costs no rendering.
             tracked.workload = workload
@@ -150,7 +89,7 @@ class KubernetesDriver:
         except ManifestError as exc:
             if tracked is not None and tracked.refused == str(exc):
                 return False
-            self._tracked[workload.key] = refused = _Tracked(
+            self._tracked[workload.key] = refused = Tracked(
                 workload.key, workload.target, "", "", workload=workload, refused=str(exc)
             )
             await self._state(refused, WorkloadState.FAILED, str(exc))
@@ -163,11 +102,11 @@ class KubernetesDriver:
                 await asyncio.wait_for(asyncio.shield(adoption), 2.0)
         tracked = self._tracked.get(workload.key)  # adoption may have found it
         desired = {
-            _object_key(o): o["metadata"]["annotations"][HASH_ANNOTATION]
+            object_key(o): o["metadata"]["annotations"][HASH_ANNOTATION]
             for o in rendered.objects[1:]
         }
         if tracked is None or tracked.refused is not None:
-            tracked = _Tracked(workload.key, workload.target, rendered.namespace, rendered.name)
+            tracked = Tracked(workload.key, workload.target, rendered.namespace, rendered.name)
             self._tracked[workload.key] = tracked
         tracked.inputs = inputs
         tracked.workload, tracked.upstream, tracked.objects = (
@@ -175,10 +114,10 @@ class KubernetesDriver:
             rendered.upstream,
             rendered.objects,
         )
-        running = _running(tracked.task)
-        if tracked.desired == desired and running:
+        in_flight = running(tracked.task)
+        if tracked.desired == desired and in_flight:
             return False  # being applied
-        if running and tracked.task is not None:
+        if in_flight and tracked.task is not None:
             tracked.task.cancel()  # it writes what is no longer wanted
         tracked.desired = desired
         namespace_hash = rendered.objects[0]["metadata"]["annotations"][HASH_ANNOTATION]
@@ -247,7 +186,7 @@ class KubernetesDriver:
 
     # --- clusters and adoption --------------------------------------------------------------
 
-    async def _cluster(self, target: Target) -> _Cluster:
+    async def _cluster(self, target: Target) -> Cluster:
         """The cluster of ``target``, connected on first use.
 
         Connecting imports the client's API modules (seconds, CPU-bound) and reads the
@@ -280,7 +219,7 @@ class KubernetesDriver:
                 ) from exc
             cluster = self._clusters.get(target.name)
             if cluster is None:
-                cluster = self._clusters[target.name] = _Cluster(api, target)
+                cluster = self._clusters[target.name] = Cluster(api, target)
                 cluster.poller = asyncio.create_task(
                     self._poll(cluster), name=f"poll {target.name}"
                 )
@@ -288,7 +227,7 @@ class KubernetesDriver:
         return cluster
 
     def _adoption(
-        self, cluster: _Cluster, *, retry_after_s: float = 5.0
+        self, cluster: Cluster, *, retry_after_s: float = 5.0
     ) -> tuple[asyncio.Task[None], bool]:
         """The cluster's adoption (started once, again after a failure); whether it just began.
 
@@ -307,7 +246,7 @@ class KubernetesDriver:
             return cluster.adoption, True
         return task, False
 
-    async def _adopt(self, cluster: _Cluster) -> None:
+    async def _adopt(self, cluster: Cluster) -> None:
         """Rebuild the view of a cluster from the objects carrying our labels."""
         for ns in await cluster.api.list("namespaces", selector_of(MANAGED_BY)):
             meta = ns["metadata"]
@@ -329,7 +268,7 @@ class KubernetesDriver:
                     continue
                 tracked = self._tracked.get(key)
                 if tracked is None:
-                    tracked = _Tracked(key, cluster.target, meta["namespace"], meta["name"])
+                    tracked = Tracked(key, cluster.target, meta["namespace"], meta["name"])
                     tracked.rollout_since = time.monotonic()  # confirm and report its state
                     self._tracked[key] = tracked
                     adopted += 1
@@ -344,7 +283,7 @@ class KubernetesDriver:
 
     # --- writing ----------------------------------------------------------------------------
 
-    async def _apply(self, cluster: _Cluster, tracked: _Tracked) -> None:
+    async def _apply(self, cluster: Cluster, tracked: Tracked) -> None:
         available = False
         try:
             await self._adoption(cluster, retry_after_s=0.0)[0]
@@ -353,7 +292,7 @@ class KubernetesDriver:
             await self._state(tracked, WorkloadState.DEPLOYING)
             await self._apply_namespace(cluster, tracked.objects[0])
             for obj in tracked.objects[1:]:
-                key = _object_key(obj)
+                key = object_key(obj)
                 if tracked.applied.get(key) == tracked.desired.get(key):
                     continue
                 stored = await cluster.api.apply(obj)
@@ -371,7 +310,7 @@ class KubernetesDriver:
             tracked.rollout_since = time.monotonic()
             cluster.wake.set()
 
-    async def _apply_namespace(self, cluster: _Cluster, namespace: dict[str, Any]) -> None:
+    async def _apply_namespace(self, cluster: Cluster, namespace: dict[str, Any]) -> None:
         name = namespace["metadata"]["name"]
         wanted = namespace["metadata"]["annotations"][HASH_ANNOTATION]
         # Every workload of a project shares the namespace: one of them writes it.
@@ -382,7 +321,7 @@ class KubernetesDriver:
 
     # --- watching rollouts --------------------------------------------------------------------
 
-    async def _poll(self, cluster: _Cluster) -> None:
+    async def _poll(self, cluster: Cluster) -> None:
         while True:
             waiting = [
                 t
@@ -399,7 +338,7 @@ class KubernetesDriver:
                 log.warning("kube.poll.failed", target=cluster.target.name, error=str(exc))
             await asyncio.sleep(self._settings.kube_poll_s)
 
-    async def _check_rollouts(self, cluster: _Cluster, waiting: list[_Tracked]) -> None:
+    async def _check_rollouts(self, cluster: Cluster, waiting: list[Tracked]) -> None:
         found = {
             (d["metadata"]["namespace"], d["metadata"]["name"]): d
             for d in await cluster.api.list("deployments", cluster.selector)
@@ -429,7 +368,7 @@ class KubernetesDriver:
                 )
 
     async def _state(
-        self, tracked: _Tracked, state: WorkloadState, reason: str | None = None
+        self, tracked: Tracked, state: WorkloadState, reason: str | None = None
     ) -> None:
         """Report a change of state (a repeat is not reported); a failed report is retried later."""
         if tracked.reported is state and state is not WorkloadState.FAILED:
