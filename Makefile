@@ -47,3 +47,4 @@ bench: install
 	$(RUN) python bench/api.py
 	$(RUN) python bench/build.py
 	$(RUN) python bench/router.py
+	$(RUN) python bench/scheduler.py

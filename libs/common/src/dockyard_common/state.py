@@ -25,6 +25,8 @@ __all__ = ["Conflict", "Counter", "Record", "ResourceStore", "Stored"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+_READ_BATCH = 64
+
 
 _UNAVAILABLE = (
     nats.errors.TimeoutError,
@@ -135,9 +137,14 @@ class ResourceStore(Generic[ModelT]):
         """
         with _kv_unavailable_is_transient("list"):
             keys = await self._keys(f"{prefix}>" if prefix.endswith(".") else ">")
-        for key in sorted(keys):
-            if key.startswith(prefix):
-                stored = await self.get(key)
+        wanted = [key for key in sorted(keys) if key.startswith(prefix)]
+        # Reads go out in concurrent batches: one round trip per key made a pass over
+        # thousands of resources wait on the network thousands of times.
+        for start in range(0, len(wanted), _READ_BATCH):
+            batch = wanted[start : start + _READ_BATCH]
+            for key, stored in zip(
+                batch, await asyncio.gather(*(self.get(key) for key in batch)), strict=True
+            ):
                 if stored is not None:
                     yield key, stored
 

@@ -13,7 +13,9 @@ def main() -> None:
     Stopping cancels the scheduler, which stops every workload this process started.
     """
     settings = SchedulerSettings()
-    run_jetstream_service("scheduler", settings, lambda js: Scheduler(js, settings).run())
+    run_jetstream_service(
+        "scheduler", settings, lambda js: Scheduler(js, settings).run(settings.full_pass_every_s)
+    )
 
 
 if __name__ == "__main__":

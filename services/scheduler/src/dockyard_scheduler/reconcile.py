@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -25,6 +26,7 @@ from dockyard_common import (
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers import Drivers
+from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
 from dockyard_scheduler.drivers.local import LocalDriver
 from dockyard_scheduler.settings import SchedulerSettings
 
@@ -61,7 +63,12 @@ class Scheduler:
         self._js = js
         self._settings = settings
         self._events = EventPublisher(js, source=f"{settings.event_source}/scheduler")
-        self._drivers = Drivers({TargetKind.LOCAL: LocalDriver(settings, self._report)})
+        self._drivers = Drivers(
+            {
+                TargetKind.LOCAL: LocalDriver(settings, self._report),
+                TargetKind.KUBERNETES: KubernetesDriver(settings, self._report),
+            }
+        )
         self._lock = asyncio.Lock()
 
     async def run(self, full_pass_every_s: float = 30.0) -> None:
@@ -139,6 +146,7 @@ class Scheduler:
         arrive before the API records it), and is left alone.
         """
         async with self._lock:
+            started = time.perf_counter()
             versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
             targets = await self._targets()
             keep: set[str] = set()
@@ -156,6 +164,11 @@ class Scheduler:
                     await self._report_stopped(
                         workload.version, workload.endpoint.name, workload.target.name
                     )
+            log.info(
+                "reconcile.pass.done",
+                seconds=round(time.perf_counter() - started, 3),
+                workloads=len(keep),
+            )
 
     async def _targets(self) -> dict[str, Target]:
         store = await ResourceStore.open(self._js, TARGETS_BUCKET, Target)
@@ -194,7 +207,9 @@ class Scheduler:
                 )
                 continue
             applied.append(workload)
-            log.info(
+            # An unchanged workload is the steady state: at info it would be a line per
+            # workload per pass.
+            (log.info if changed else log.debug)(
                 "workload.applied", key=workload.key, result="created" if changed else "unchanged"
             )
         return applied

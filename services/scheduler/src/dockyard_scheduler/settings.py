@@ -18,6 +18,23 @@ class SchedulerSettings(CommonSettings):
     retry_failed_after_s: float = 30.0
     """A replica that failed to become ready is tried again after this long."""
 
+    full_pass_every_s: float = 30.0
+    """How often the whole state of record is reconciled (events wake it in between)."""
+
+    kubeconfig: Path | None = None
+    """The kubeconfig of Kubernetes targets (a target's ``context`` names its cluster);
+    None reads the client's default (``$KUBECONFIG``, ``~/.kube/config``)."""
+    kube_rollout_deadline_s: float = 600.0
+    """A rollout not available after this long is reported failed with the pod's reason."""
+    kube_poll_s: float = 1.0
+    """How often rollouts in progress are looked at (one LIST per cluster)."""
+    kube_request_timeout_s: float = 10.0
+    kube_workers: int = 8
+    """Concurrent API calls per cluster (threads: the official client is synchronous)."""
+    kube_attempts: int = 6
+    """Tries of one API call on 409/429/5xx/timeouts before the workload is reported failed;
+    the next reconcile pass tries again."""
+
     @property
     def runtime_dir(self) -> Path:
         """Unpacked images, replica logs and working state of the local driver."""

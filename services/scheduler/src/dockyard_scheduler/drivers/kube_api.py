@@ -1,0 +1,212 @@
+"""One Kubernetes cluster as the driver sees it: apply, list, delete, with retries.
+
+The official ``kubernetes`` client is synchronous: every call runs in the cluster's own
+thread pool, so a slow or failing cluster holds only its own threads, never the event loop
+or another cluster. Answers are read as raw JSON (``_preload_content=False``): the driver
+needs a few status fields, not the client's model objects, which cost more to build than
+the request itself.
+
+Errors are translated once here: 409, 429 (honouring ``Retry-After``), 5xx and timeouts are
+:class:`~dockyard_common.TransientError` and retried with backoff; other answers are
+:class:`~dockyard_common.PermanentError` carrying the API server's message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.config import new_client_from_config
+
+from dockyard_common import PermanentError, TransientError, get_logger
+from dockyard_scheduler.manifests import FIELD_MANAGER
+
+__all__ = ["PLURALS", "ClusterApi"]
+
+log = get_logger(__name__)
+
+PLURALS = {
+    "Namespace": "namespaces",
+    "Deployment": "deployments",
+    "Service": "services",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+}
+"""The kinds the driver writes, in the order it applies them (namespace first)."""
+
+_TRANSIENT_STATUS = {409, 429, 500, 502, 503, 504}
+
+
+class ClusterApi:
+    """The API server of one target, reached through its kubeconfig context."""
+
+    def __init__(
+        self,
+        *,
+        target: str,
+        kubeconfig: Path | None,
+        context: str | None,
+        workers: int,
+        timeout_s: float,
+        attempts: int,
+    ) -> None:
+        self.target = target
+        configuration = k8s.Configuration()
+        # Our backoff retries; urllib3's own would hide a dead server behind silent waits.
+        configuration.retries = False
+        configuration.connection_pool_maxsize = workers
+        api = new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig) if kubeconfig else None,
+            context=context,
+            client_configuration=configuration,
+        )
+        self._client = api
+        self._timeout = timeout_s
+        self._attempts = attempts
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"kube-{target}")
+        core, apps = k8s.CoreV1Api(api), k8s.AppsV1Api(api)
+        policy, scaling = k8s.PolicyV1Api(api), k8s.AutoscalingV2Api(api)
+        self._patch: dict[str, Callable[..., Any]] = {
+            "deployments": apps.patch_namespaced_deployment,
+            "services": core.patch_namespaced_service,
+            "poddisruptionbudgets": policy.patch_namespaced_pod_disruption_budget,
+            "horizontalpodautoscalers": scaling.patch_namespaced_horizontal_pod_autoscaler,
+        }
+        self._delete: dict[str, Callable[..., Any]] = {
+            "deployments": apps.delete_namespaced_deployment,
+            "services": core.delete_namespaced_service,
+            "poddisruptionbudgets": policy.delete_namespaced_pod_disruption_budget,
+            "horizontalpodautoscalers": scaling.delete_namespaced_horizontal_pod_autoscaler,
+        }
+        self._list_all: dict[str, Callable[..., Any]] = {
+            "namespaces": core.list_namespace,
+            "deployments": apps.list_deployment_for_all_namespaces,
+            "services": core.list_service_for_all_namespaces,
+            "poddisruptionbudgets": policy.list_pod_disruption_budget_for_all_namespaces,
+            "horizontalpodautoscalers": scaling.list_horizontal_pod_autoscaler_for_all_namespaces,
+        }
+        self._list_in: dict[str, Callable[..., Any]] = {
+            "deployments": apps.list_namespaced_deployment,
+            "services": core.list_namespaced_service,
+            "poddisruptionbudgets": policy.list_namespaced_pod_disruption_budget,
+            "horizontalpodautoscalers": scaling.list_namespaced_horizontal_pod_autoscaler,
+            "pods": core.list_namespaced_pod,
+        }
+        self._patch_namespace = core.patch_namespace
+
+    # --- async, retried ---------------------------------------------------------------------
+
+    async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply ``obj`` (forcing our field manager's ownership); the stored object."""
+        plural = PLURALS[obj["kind"]]
+        meta = obj["metadata"]
+        if plural == "namespaces":
+            call = self._patch_namespace
+            args: tuple[Any, ...] = (meta["name"], obj)
+        else:
+            call = self._patch[plural]
+            args = (meta["name"], meta["namespace"], obj)
+        stored: dict[str, Any] = await self._retried(
+            f"apply {obj['kind']} {meta['name']}",
+            call,
+            *args,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+        return stored
+
+    async def list(
+        self, plural: str, selector: str, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Objects of a kind matching the label selector, in one namespace or in all."""
+        if namespace is None:
+            answer = await self._retried(
+                f"list {plural}", self._list_all[plural], label_selector=selector
+            )
+        else:
+            answer = await self._retried(
+                f"list {plural} in {namespace}",
+                self._list_in[plural],
+                namespace,
+                label_selector=selector,
+            )
+        items: list[dict[str, Any]] = answer.get("items") or []
+        return items
+
+    async def delete(self, plural: str, namespace: str, name: str) -> bool:
+        """Delete an object; False when it was already gone."""
+        try:
+            await self._retried(f"delete {plural} {name}", self._delete[plural], name, namespace)
+        except PermanentError as exc:
+            if getattr(exc, "status", None) == 404:
+                return False
+            raise
+        return True
+
+    async def _retried(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await loop.run_in_executor(
+                    self._pool, lambda: self._call(what, call, *args, **kwargs)
+                )
+            except TransientError as exc:
+                if attempt == self._attempts:
+                    raise
+                # Exponential with jitter, never shorter than the server asked for.
+                delay = max(exc.delay, min(0.2 * 2**attempt, 10.0) * random.uniform(0.5, 1.0))  # noqa: S311
+                log.warning(
+                    "kube.call.retry", target=self.target, call=what, error=str(exc), in_s=delay
+                )
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # --- blocking, in the pool -------------------------------------------------------------
+
+    def _call(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = call(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+            return json.loads(response.data or b"{}")
+        except k8s.ApiException as exc:
+            raise _translate(self.target, what, exc) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise TransientError(
+                f"{self.target}: {what}: the API server did not answer ({exc!r})", delay=0.5
+            ) from exc
+
+    def close(self) -> None:
+        """Stop the threads and close the connections."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+
+def _translate(target: str, what: str, exc: k8s.ApiException) -> Exception:
+    status = int(exc.status or 0)
+    message = _message(exc)
+    text = f"{target}: {what}: {status} {message}"
+    if status in _TRANSIENT_STATUS:
+        retry_after = (exc.headers or {}).get("Retry-After")
+        try:
+            delay = float(retry_after) if retry_after else 0.5
+        except ValueError:
+            delay = 1.0
+        return TransientError(text, delay=delay)
+    error = PermanentError(text)
+    error.status = status  # type: ignore[attr-defined]
+    return error
+
+
+def _message(exc: k8s.ApiException) -> str:
+    try:
+        body = json.loads(exc.body or "{}")
+    except ValueError:
+        return str(exc.reason)
+    return str(body.get("message") or exc.reason) if isinstance(body, dict) else str(exc.reason)

@@ -1,0 +1,302 @@
+"""The Kubernetes driver's apply, rollout watch, GC and adoption, against the API server stub.
+
+The stub (tests/harness/kube_stub.py) answers like an API server but runs no pods; these
+tests prove the driver's side of the contract, not that a cluster runs the endpoint (the
+K3s test does, where a Docker engine can pull its image).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dockyard_common import (
+    CodeRef,
+    EndpointSpec,
+    EndpointState,
+    ImageInfo,
+    Replicas,
+    Target,
+    TargetKind,
+    Version,
+    WorkloadState,
+)
+from dockyard_scheduler.desired import Workload
+from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
+from dockyard_scheduler.settings import SchedulerSettings
+from tests.harness.kube_stub import Fault, KubeStub, write_kubeconfig
+
+DIGEST = "sha256:" + "a" * 64
+TARGETS = {
+    name: Target(name=name, region=name, kind=TargetKind.KUBERNETES, context=name)
+    for name in ("k8s-eu", "k8s-us")
+}
+
+
+class States:
+    """The reporter: every state the driver reported, awaitable."""
+
+    def __init__(self) -> None:
+        self.seen: list[EndpointState] = []
+        self._changed = asyncio.Condition()
+
+    async def __call__(self, state: EndpointState) -> None:
+        async with self._changed:
+            self.seen.append(state)
+            self._changed.notify_all()
+
+    async def wait(
+        self, what: str, match: Callable[[EndpointState], bool], within_s: float = 10.0
+    ) -> EndpointState:
+        async def found() -> EndpointState:
+            async with self._changed:
+                while True:
+                    for state in self.seen:
+                        if match(state):
+                            return state
+                    await self._changed.wait()
+
+        try:
+            return await asyncio.wait_for(found(), within_s)
+        except TimeoutError:
+            seen = [(s.version, s.target, s.state.value, s.reason) for s in self.seen]
+            raise AssertionError(f"no {what} within {within_s} s; reported: {seen}") from None
+
+
+def workload(
+    version: str = "v1",
+    target: str = "k8s-eu",
+    reference: str = "registry.test/acme/demo:v1",
+    **endpoint: Any,
+) -> Workload:
+    spec = EndpointSpec.model_validate({"name": "predict", "wsgi": "app:app", **endpoint})
+    v = Version(
+        owner="acme",
+        project="demo",
+        deployment="web",
+        name=version,
+        code=CodeRef(blob=DIGEST),
+        targets=[target],
+        endpoints=[spec],
+        image=ImageInfo(
+            reference=reference,
+            digest=DIGEST,
+            layers=[],
+            endpoints={},
+        ),
+    )
+    return Workload(v, spec, TARGETS[target], "sha256:" + "b" * 64)
+
+
+def state_is(
+    state: WorkloadState, version: str = "v1", target: str = "k8s-eu"
+) -> Callable[[EndpointState], bool]:
+    return lambda s: s.state is state and s.version == version and s.target == target
+
+
+@pytest.fixture
+async def stubs() -> AsyncIterator[dict[str, KubeStub]]:
+    started = {name: KubeStub() for name in TARGETS}
+    for stub in started.values():
+        await stub.start()
+    yield started
+    for stub in started.values():
+        await stub.stop()
+
+
+def settings_for(tmp_path: Path, stubs: dict[str, KubeStub], **overrides: Any) -> SchedulerSettings:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", {n: s.url for n, s in stubs.items()})
+    values: dict[str, Any] = dict(
+        data_dir=tmp_path, kubeconfig=kubeconfig, kube_poll_s=0.05, kube_request_timeout_s=1.0
+    )
+    values.update(overrides)
+    return SchedulerSettings(**values)
+
+
+@pytest.fixture
+async def driver_of(
+    tmp_path: Path, stubs: dict[str, KubeStub]
+) -> AsyncIterator[Callable[..., tuple[KubernetesDriver, States]]]:
+    made: list[KubernetesDriver] = []
+
+    def make(**overrides: Any) -> tuple[KubernetesDriver, States]:
+        states = States()
+        driver = KubernetesDriver(settings_for(tmp_path, stubs, **overrides), states)
+        made.append(driver)
+        return driver, states
+
+    yield make
+    for driver in made:
+        await driver.close()
+
+
+async def test_workloads_are_applied_and_reported_ready_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    driver, states = driver_of()
+    assert await driver.ensure(workload("v1"))
+    assert await driver.ensure(workload("v2", replicas=Replicas(min=1, max=4)))
+    ready = await states.wait("v1 ready", state_is(WorkloadState.READY, "v1"))
+    await states.wait("v2 ready", state_is(WorkloadState.READY, "v2"))
+    eu = stubs["k8s-eu"]
+    assert ready.upstreams == ["http://web-v1-predict.dy-acme-demo.svc:8000"]
+    assert eu.names("namespaces") == {("", "dy-acme-demo")}
+    assert eu.names("deployments") == {
+        ("dy-acme-demo", "web-v1-predict"),
+        ("dy-acme-demo", "web-v2-predict"),
+    }
+    assert len(eu.names("services")) == len(eu.names("poddisruptionbudgets")) == 2
+    assert eu.names("horizontalpodautoscalers") == {("dy-acme-demo", "web-v2-predict")}
+    owners = eu.owners[("deployments", "dy-acme-demo", "web-v2-predict")]
+    assert set(owners) == {"dockyard-scheduler"}
+    assert ("spec", "replicas") not in owners["dockyard-scheduler"], "an HPA owns the count"
+    assert eu.requests[("PATCH", "namespaces")] == 1, "the shared namespace was written twice"
+    assert stubs["k8s-us"].requests == {}, "a target no workload names was called"
+
+
+async def test_an_unchanged_reapply_does_not_call_the_api_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    driver, states = driver_of()
+    await driver.ensure(workload())
+    await states.wait("ready", state_is(WorkloadState.READY))
+    before = stubs["k8s-eu"].requests.copy()
+    assert not await driver.ensure(workload()), "an unchanged workload was applied again"
+    assert stubs["k8s-eu"].requests == before
+    assert await driver.ensure(workload(replicas=Replicas(min=2, max=2)))
+    await states.wait("rescaled", lambda s: len(states.seen) > 3 and s.state is WorkloadState.READY)
+    written = stubs["k8s-eu"].requests - before
+    assert written == {("PATCH", "deployments"): 1}, "only the changed Deployment is written"
+
+
+async def test_a_stopped_version_is_collected_by_its_labels_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    driver, states = driver_of()
+    for version in ("v1", "v2"):
+        await driver.ensure(workload(version, replicas=Replicas(min=1, max=3)))
+        await states.wait(f"{version} ready", state_is(WorkloadState.READY, version))
+    assert await driver.remove(workload("v1").key)
+    eu = stubs["k8s-eu"]
+    for plural in ("deployments", "services", "poddisruptionbudgets", "horizontalpodautoscalers"):
+        assert eu.names(plural) == {("dy-acme-demo", "web-v2-predict")}, plural
+    assert driver.workload_keys() == {workload("v2").key}
+    assert not await driver.remove(workload("v1").key)
+
+
+async def test_a_restarted_scheduler_adopts_what_runs_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    first, states = driver_of()
+    await first.ensure(workload("v1"))
+    await first.ensure(workload("v9"))
+    await states.wait("ready", state_is(WorkloadState.READY))
+    await states.wait("ready", state_is(WorkloadState.READY, "v9"))
+    await first.close()
+    second, states = driver_of()
+    assert second.reap_leftovers() == 0
+    writes = stubs["k8s-eu"].writes()
+    assert not await second.ensure(workload("v1")), "what runs as wanted was written again"
+    assert stubs["k8s-eu"].writes() == writes, "a restart deleted or rewrote objects"
+    assert second.workload_keys() == {workload("v1").key, workload("v9").key}
+    adopted = await states.wait("adopted v9 confirmed", state_is(WorkloadState.READY, "v9"))
+    assert adopted.upstreams == ["http://web-v9-predict.dy-acme-demo.svc:8000"]
+    assert await second.remove(workload("v9").key), "an adopted workload cannot be collected"
+    assert ("dy-acme-demo", "web-v9-predict") not in stubs["k8s-eu"].names("deployments")
+
+
+async def test_a_stuck_rollout_is_failed_with_the_pod_reason_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    stubs["k8s-eu"].rollouts = "stuck"
+    driver, states = driver_of(kube_rollout_deadline_s=0.3)
+    await driver.ensure(workload())
+    failed = await states.wait("failed", state_is(WorkloadState.FAILED))
+    assert failed.reason is not None and "ImagePullBackOff" in failed.reason, failed.reason
+    assert "registry.test/acme/demo@sha256:" in failed.reason
+
+
+async def test_one_target_failing_does_not_stop_the_other_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    stubs["k8s-eu"].inject(Fault(status=500))
+    driver, states = driver_of(kube_attempts=3)
+    started = time.monotonic()
+    await driver.ensure(workload(target="k8s-eu"))
+    await driver.ensure(workload(target="k8s-us"))
+    assert time.monotonic() - started < 5, "ensure waited on the failing cluster"
+    await states.wait("us ready", state_is(WorkloadState.READY, target="k8s-us"))
+    failed = await states.wait("eu failed", state_is(WorkloadState.FAILED, target="k8s-eu"))
+    assert "500" in (failed.reason or "")
+    stubs["k8s-eu"].clear_faults()
+    assert await driver.ensure(workload(target="k8s-eu")), "the next pass does not try again"
+    await states.wait("eu ready", state_is(WorkloadState.READY, target="k8s-eu"))
+
+
+async def test_429_and_timeouts_are_retried_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    eu = stubs["k8s-eu"]
+    eu.inject(Fault(status=429, retry_after=1, times=1))
+    eu.inject(Fault(delay_s=1.2, times=1))
+    driver, states = driver_of()
+    started = time.monotonic()
+    await driver.ensure(workload())
+    await states.wait("ready", state_is(WorkloadState.READY), within_s=15)
+    assert time.monotonic() - started >= 1, "Retry-After was not honoured"
+    assert not eu.faults, "the injected faults were not all met"
+    assert eu.names("deployments")
+
+
+async def test_an_image_without_a_registry_fails_and_writes_nothing_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    driver, states = driver_of()
+    await driver.ensure(workload(reference="oci:/data/images:acme-demo-v1"))
+    failed = await states.wait("failed", state_is(WorkloadState.FAILED))
+    assert "configure a registry" in (failed.reason or "")
+    assert not await driver.ensure(workload(reference="oci:/data/images:acme-demo-v1"))
+    assert stubs["k8s-eu"].requests == {}
+
+
+async def test_the_stub_refuses_what_an_api_server_refuses_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    """Field-manager conflicts and stale resourceVersions answer 409; force takes ownership."""
+    driver, states = driver_of()
+    await driver.ensure(workload())
+    await states.wait("ready", state_is(WorkloadState.READY))
+    eu = stubs["k8s-eu"]
+    url = f"{eu.url}/apis/apps/v1/namespaces/dy-acme-demo/deployments/web-v1-predict"
+    stored = eu.objects[("deployments", "dy-acme-demo", "web-v1-predict")]
+    theirs = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web-v1-predict"},
+        "spec": {"replicas": 5},
+    }
+    apply = {"Content-Type": "application/apply-patch+yaml"}
+    async with httpx.AsyncClient() as client:
+        refused = await client.patch(
+            url, params={"fieldManager": "kubectl"}, json=theirs, headers=apply
+        )
+        assert refused.status_code == 409 and "dockyard-scheduler" in refused.text
+        stale = {**stored, "metadata": {**stored["metadata"], "resourceVersion": "1"}}
+        assert (await client.put(url, json=stale)).status_code == 409
+        forced = await client.patch(
+            url, params={"fieldManager": "kubectl", "force": "true"}, json=theirs, headers=apply
+        )
+        assert forced.status_code == 200 and forced.json()["spec"]["replicas"] == 5
+    # Our next apply forces the count back: the scheduler's desired state wins.
+    driver._tracked[workload().key].applied.clear()
+    assert await driver.ensure(workload())
+    await states.wait(
+        "re-applied", lambda s: s.state is WorkloadState.READY and len(states.seen) > 3
+    )
+    assert eu.objects[("deployments", "dy-acme-demo", "web-v1-predict")]["spec"]["replicas"] == 1
