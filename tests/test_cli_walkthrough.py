@@ -21,7 +21,8 @@ import pytest
 
 from tests.harness.fixtures import RunningPlatform
 
-pytestmark = pytest.mark.e2e
+# Some twenty CLI processes per test: on a loaded 2-core machine each costs seconds.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
