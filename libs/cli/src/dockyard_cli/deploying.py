@@ -1,0 +1,219 @@
+"""``dockyard deploy``: pack the code, upload what the server lacks, submit, follow to ready.
+
+The event feed is opened *before* the version is submitted, so no event of its build or
+rollout can slip by between the submission and the first read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dockyard_cli.client import ApiClient, ApiError, Scope
+from dockyard_cli.events import FeedEvent, describe, mebibytes, read_feed
+from dockyard_cli.packing import pack
+
+__all__ = [
+    "DeployRequest",
+    "Deployed",
+    "deploy",
+    "endpoint_urls",
+    "ensure_deployment",
+    "parse_file_options",
+    "upload_blob",
+]
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class DeployRequest:
+    """What the user asked ``dockyard deploy`` for."""
+
+    folder: Path
+    scope: Scope
+    name: str | None = None
+    endpoints: list[str] = field(default_factory=list)
+    files: dict[str, dict[str, Path]] = field(default_factory=dict)
+    targets: list[str] = field(default_factory=list)
+    wait: bool = False
+    alias: str | None = None
+    timeout_s: float = 600.0
+
+
+@dataclass
+class Deployed:
+    """The outcome: the version as last read, and whether it ended ready."""
+
+    version: dict[str, Any]
+    uploaded: list[str]
+    urls: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Ready when waited for; submitted when not."""
+        return self.version.get("status") not in ("failed", "stopped", "stopping")
+
+
+def parse_file_options(values: list[str]) -> dict[str, dict[str, Path]]:
+    """``ENDPOINT.NAME=PATH`` options as endpoint → file name → path; ValueError if malformed."""
+    files: dict[str, dict[str, Path]] = {}
+    for value in values:
+        key, sep, path = value.partition("=")
+        endpoint, dot, name = key.partition(".")
+        if not sep or not dot or not endpoint or not name or not path:
+            raise ValueError(f"--file {value!r}: write it as ENDPOINT.NAME=PATH")
+        files.setdefault(endpoint, {})[name] = Path(path)
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def upload_blob(
+    client: ApiClient, scope: Scope, path: Path, digest: str | None = None
+) -> tuple[str, bool]:
+    """Upload ``path`` unless the project holds it already (HEAD first): (digest, uploaded)."""
+    digest = digest or _sha256(path)
+    url = f"{scope.project_path}/blobs/{digest}"
+    if client.call("HEAD", url, expect=(404,)).status_code == 200:
+        return digest, False
+    with path.open("rb") as content:
+        client.call(
+            "PUT",
+            url,
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+            timeout=httpx.Timeout(30.0, write=None, read=300.0),
+        )
+    return digest, True
+
+
+def ensure_deployment(client: ApiClient, scope: Scope, targets: list[str], say: Say) -> None:
+    """Create the project and the deployment when missing (the deployment on ``targets``,
+    default every target); an existing deployment is left as it is."""
+    if client.call("GET", scope.project_path, expect=(404,)).status_code == 404:
+        client.put(scope.project_path, {})
+        say(f"created project {scope.owner}/{scope.project}")
+    if client.call("GET", scope.deployment_path, expect=(404,)).status_code == 404:
+        chosen = targets or sorted(t["name"] for t in client.items("/v1/targets"))
+        client.put(scope.deployment_path, {"targets": chosen})
+        say(f"created deployment {scope.deployment} on {', '.join(chosen)}")
+
+
+def endpoint_urls(
+    router_url: str | None, scope: Scope, version: dict[str, Any], alias: str | None
+) -> dict[str, str]:
+    """``<version>/<endpoint>`` (and ``<alias>/<endpoint>``) → the URL the router serves."""
+    base = (router_url or "<router>").rstrip("/")
+    urls = {}
+    for endpoint in version.get("endpoints", []):
+        for name in [version["name"], *([alias] if alias else [])]:
+            urls[f"{name}/{endpoint['name']}"] = base + scope.route(name, endpoint["name"])
+    return urls
+
+
+def _settled(client: ApiClient, path: str, within_s: float) -> dict[str, Any]:
+    """The version once the API has folded the last report in (status ready or failed)."""
+    deadline = time.monotonic() + within_s
+    version: dict[str, Any] = client.get(path)
+    while version.get("status") not in ("ready", "failed") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        version = client.get(path)
+    return version
+
+
+def _follow(
+    client: ApiClient,
+    feed: httpx.Response,
+    version: dict[str, Any],
+    request: DeployRequest,
+    say: Say,
+) -> dict[str, Any]:
+    """Read the feed until every endpoint is ready on every target, or something failed."""
+    path = f"{request.scope.deployment_path}/versions/{version['name']}"
+    wanted = {(e["name"], t) for e in version["endpoints"] for t in version["targets"]}
+    ready: set[tuple[str, str]] = set()
+    deadline = time.monotonic() + request.timeout_s
+    for event in read_feed(feed.iter_lines()):
+        if time.monotonic() > deadline:
+            break
+        if not _is_ours(event, version["name"]):
+            continue
+        say("  " + describe(event))
+        if event.type in ("version.build.failed", "endpoint.failed"):
+            return _settled(client, path, 10.0)
+        if event.type == "endpoint.ready":
+            ready.add((event.data["endpoint"], event.data["target"]))
+            if ready >= wanted:
+                return _settled(client, path, 10.0)
+    raise ApiError(
+        f"version {version['name']} was not ready within {request.timeout_s:g} s; "
+        f"see dockyard status {version['name']}"
+    )
+
+
+def _is_ours(event: FeedEvent, name: str) -> bool:
+    data = event.data
+    return (data.get("version") if event.type.startswith("endpoint.") else data.get("name")) == name
+
+
+def deploy(client: ApiClient, request: DeployRequest, say: Say) -> Deployed:
+    """Pack, upload, submit and (with ``wait``) follow one version; see the module doc."""
+    scope = request.scope
+    ensure_deployment(client, scope, request.targets, say)
+    uploaded: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="dockyard-") as scratch:
+        packed = pack(request.folder, Path(scratch) / "code.tar.gz")
+        say(f"packed {len(packed.files)} files, {mebibytes(packed.size)} ({packed.digest[:19]})")
+        digest, sent = upload_blob(client, scope, packed.path, packed.digest)
+        say("uploaded the code" if sent else "the server holds this code already")
+        if sent:
+            uploaded.append(digest)
+    files: dict[str, dict[str, str]] = {}
+    for endpoint, named in request.files.items():
+        for name, path in named.items():
+            file_digest, sent = upload_blob(client, scope, path)
+            files.setdefault(endpoint, {})[name] = file_digest
+            say(f"{'uploaded' if sent else 'the server holds'} {endpoint}.{name} ({path.name})")
+            if sent:
+                uploaded.append(file_digest)
+    body: dict[str, Any] = {"code": {"blob": packed.digest}}
+    if request.name:
+        body["name"] = request.name
+    if request.endpoints:
+        body["endpoints"] = request.endpoints
+    if files:
+        body["files"] = files
+    waiting = request.wait or request.alias is not None
+    if not waiting:
+        version = client.post(f"{scope.deployment_path}/versions", body)
+        say(f"submitted version {version['name']}")
+        return Deployed(version, uploaded)
+    feed_scope = {"owner": scope.owner, "project": scope.project, "deployment": scope.deployment}
+    with client.stream(
+        "/v1/events", types="version.*,endpoint.*", **feed_scope, idle_s=None
+    ) as feed:
+        version = client.post(f"{scope.deployment_path}/versions", body)
+        say(f"submitted version {version['name']}; following its build and rollout")
+        version = _follow(client, feed, version, request, say)
+    if version.get("status") != "ready":
+        return Deployed(version, uploaded)
+    if request.alias:
+        client.put(f"{scope.deployment_path}/aliases/{request.alias}", {"version": version["name"]})
+        say(f"alias {request.alias} → {version['name']}")
+    return Deployed(
+        version, uploaded, endpoint_urls(client.login.router_url, scope, version, request.alias)
+    )

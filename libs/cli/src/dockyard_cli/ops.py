@@ -1,0 +1,73 @@
+"""Operations: ``dockyard targets`` (the API) and ``dockyard regions`` (the router's ops API)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from dockyard_cli.client import ApiError, problem_text
+from dockyard_cli.console import Output, OutputOption, emit, session, table
+
+__all__ = ["regions_app", "targets_command"]
+
+regions_app = typer.Typer(
+    help="Regions as the router sees them; drain one to move traffic out (admin token).",
+    no_args_is_help=True,
+)
+
+
+def targets_command(output: OutputOption = Output.TABLE) -> None:
+    """Every target endpoints can run on, with its region and kind."""
+    with session(scoped=False) as (client, _):
+        targets = client.items("/v1/targets")
+    rows = [
+        {
+            "target": t["name"],
+            "region": t["region"],
+            "kind": t["kind"],
+            "where": t.get("address") or t.get("context") or "",
+            "public_url": t.get("public_url"),
+        }
+        for t in targets
+    ]
+    emit(output, targets, table(rows, ["target", "region", "kind", "where", "public_url"]))
+
+
+def _ops(method: str, path: str) -> Any:
+    """One call to the router's ``/_ops`` API as the logged-in (admin) token."""
+    with session(scoped=False) as (client, _), client.router(admin=True) as router:
+        try:
+            response = router.request(method, path)
+        except httpx.HTTPError as exc:
+            raise ApiError(f"cannot reach the router at {client.login.router_url}: {exc}") from exc
+        if not response.is_success:
+            raise ApiError(problem_text(response), response.status_code)
+        return response.json()
+
+
+@regions_app.command("list")
+def list_regions(output: OutputOption = Output.TABLE) -> None:
+    """Each region with the routes and replicas the router holds for it, and whether drained."""
+    regions = _ops("GET", "/_ops/regions")["items"]
+    rows = [{**r, "targets": ",".join(r["targets"])} for r in regions]
+    emit(
+        output,
+        regions,
+        table(rows, ["region", "routes", "upstreams", "targets", "drained", "local"]),
+    )
+
+
+@regions_app.command("drain")
+def drain(region: Annotated[str, typer.Argument(help="Region name, e.g. eu.")]) -> None:
+    """Move new traffic out of REGION (in-flight requests finish; serves if no other can)."""
+    answer = _ops("POST", f"/_ops/regions/{region}/drain")
+    print(f"region {answer['region']}: drained")
+
+
+@regions_app.command("undrain")
+def undrain(region: Annotated[str, typer.Argument(help="Region name.")]) -> None:
+    """Let REGION take traffic again."""
+    answer = _ops("POST", f"/_ops/regions/{region}/undrain")
+    print(f"region {answer['region']}: serving")

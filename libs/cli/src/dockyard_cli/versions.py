@@ -1,0 +1,203 @@
+"""Commands on versions: ``deploy``, ``versions``, ``status``, ``stop``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dockyard_cli.client import Scope
+from dockyard_cli.console import (
+    DeploymentOption,
+    Output,
+    OutputOption,
+    ProjectOption,
+    emit,
+    fail,
+    say,
+    session,
+    table,
+)
+from dockyard_cli.deploying import DeployRequest, deploy, endpoint_urls, parse_file_options
+from dockyard_cli.events import mebibytes
+
+__all__ = ["deploy_command", "status_command", "stop_command", "versions_command"]
+
+
+def _scope(scope: Scope | None) -> Scope:
+    assert scope is not None  # noqa: S101 - session(scoped=True) always gives one
+    return scope
+
+
+def deploy_command(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="The code: a folder with a valohai.yaml.", exists=True, file_okay=False
+        ),
+    ] = Path("."),
+    project: ProjectOption = None,
+    deployment: DeploymentOption = None,
+    name: Annotated[str | None, typer.Option(help="Version name (default YYYYMMDD.N).")] = None,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option("--endpoint", "-e", help="Only these endpoints of valohai.yaml."),
+    ] = None,
+    file: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="ENDPOINT.NAME=PATH: a file the endpoint declares (PATH from here or FOLDER).",
+        ),
+    ] = None,
+    target: Annotated[
+        list[str] | None,
+        typer.Option("--target", "-t", help="Targets of a new deployment (default: every one)."),
+    ] = None,
+    alias: Annotated[
+        str | None,
+        typer.Option(help="Point this alias at the version once ready (implies --wait)."),
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the build and rollout until ready.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 600.0,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Pack the code, upload what the server lacks, and submit it as a new version."""
+    try:
+        files = parse_file_options(file or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--file") from None
+    for named in files.values():
+        for file_name, path in named.items():
+            # Relative to where the user stands, else to the code folder (its model file).
+            if not path.is_file() and not path.is_absolute() and (folder / path).is_file():
+                named[file_name] = path = folder / path
+            if not path.is_file():
+                raise typer.BadParameter(f"{path} is not a file", param_hint="--file")
+    with session(project, deployment) as (client, scope):
+        request = DeployRequest(
+            folder=folder,
+            scope=_scope(scope),
+            name=name,
+            endpoints=endpoint or [],
+            files=files,
+            targets=target or [],
+            wait=wait,
+            alias=alias,
+            timeout_s=timeout,
+        )
+        outcome = deploy(client, request, say)
+    version = outcome.version
+    lines = [f"version {version['name']}: {version['status']}"]
+    if version.get("error"):
+        lines.append(f"error: {version['error']}")
+    lines += [f"{name:<24} {url}" for name, url in outcome.urls.items()]
+    emit(
+        output,
+        {
+            "version": version["name"],
+            "status": version["status"],
+            "urls": outcome.urls,
+            "uploaded": outcome.uploaded,
+            "error": version.get("error"),
+        },
+        "\n".join(lines),
+    )
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def versions_command(
+    project: ProjectOption = None,
+    deployment: DeploymentOption = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """The deployment's versions, newest first, and which aliases point at each."""
+    with session(project, deployment) as (client, scope):
+        path = _scope(scope).deployment_path
+        versions = client.items(f"{path}/versions")
+        aliases = client.items(f"{path}/aliases")
+    rows = []
+    for version in versions:
+        users = [a["name"] for a in aliases if version["name"] in _alias_versions(a)]
+        rows.append(
+            {
+                "version": version["name"],
+                "status": version["status"],
+                "endpoints": ",".join(e["name"] for e in version["endpoints"]),
+                "targets": ",".join(version["targets"]),
+                "aliases": ",".join(users),
+                "created": str(version["created_at"])[:19],
+            }
+        )
+    emit(
+        output,
+        versions,
+        table(rows, ["version", "status", "endpoints", "targets", "aliases", "created"]),
+    )
+
+
+def _alias_versions(alias: dict[str, Any]) -> set[str]:
+    targets = [alias["target"], *(alias.get("regions") or {}).values()]
+    names: set[str] = set()
+    for target in targets:
+        if target.get("version"):
+            names.add(target["version"])
+        names.update(n for n, w in (target.get("weights") or {}).items() if w > 0)
+    return names
+
+
+def status_command(
+    version: Annotated[str, typer.Argument(help="Version name.")],
+    project: ProjectOption = None,
+    deployment: DeploymentOption = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Where a version stands: overall, its image, and each endpoint on each target."""
+    with session(project, deployment) as (client, scope):
+        found = client.get(f"{_scope(scope).deployment_path}/versions/{version}")
+        urls = endpoint_urls(client.login.router_url, _scope(scope), found, None)
+    lines = [f"version {found['name']}: {found['status']}"]
+    if found.get("error"):
+        lines.append(f"error: {found['error']}")
+    image = found.get("image")
+    if image:
+        size = sum(layer["size"] for layer in image["layers"])
+        lines.append(
+            f"image {image['digest'][:19]}… {len(image['layers'])} layers, {mebibytes(size)}"
+        )
+    states = found.get("endpoint_states") or []
+    if states:
+        rows = [
+            {
+                "endpoint": s["endpoint"],
+                "target": s["target"],
+                "region": s["region"],
+                "state": s["state"],
+                "replicas": len(s.get("upstreams") or []),
+                "reason": s.get("reason"),
+            }
+            for s in states
+        ]
+        lines.append(table(rows, ["endpoint", "target", "region", "state", "replicas", "reason"]))
+    lines += [f"{name:<24} {url}" for name, url in urls.items()]
+    emit(output, found, "\n".join(lines))
+
+
+def stop_command(
+    version: Annotated[str, typer.Argument(help="Version name.")],
+    project: ProjectOption = None,
+    deployment: DeploymentOption = None,
+    force: Annotated[bool, typer.Option(help="Stop it even if an alias points to it.")] = False,
+) -> None:
+    """Stop a version on every target (refused while an alias points to it)."""
+    with session(project, deployment) as (client, scope):
+        params = {"force": "true"} if force else {}
+        stopped = client.call(
+            "DELETE", f"{_scope(scope).deployment_path}/versions/{version}", params=params
+        ).json()
+    if stopped.get("status") not in ("stopping", "stopped"):
+        raise fail(f"version {version} is {stopped.get('status')}, not stopping")
+    print(f"version {version}: {stopped['status']}")

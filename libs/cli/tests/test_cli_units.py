@@ -1,0 +1,140 @@
+"""The CLI's pure parts: packing and ignore rules, alias bodies, call paths, log rendering,
+and the login file's mode."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from dockyard_cli.aliases import alias_body
+from dockyard_cli.calls import call_path, request_body
+from dockyard_cli.client import Scope
+from dockyard_cli.config import Login, load_login, save_login
+from dockyard_cli.deploying import parse_file_options
+from dockyard_cli.logs import new_lines, render_logs
+from dockyard_cli.packing import pack, packed_files
+
+
+def _tree(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+
+
+def test_ignored_files_stay_out_of_the_archive(tmp_path: Path) -> None:
+    _tree(
+        tmp_path,
+        {
+            "valohai.yaml": "-",
+            "predict.py": "",
+            "model.json": "{}",
+            "keep.log": "",
+            "a.log": "",
+            "data/big.csv": "",
+            "src/pkg/mod.py": "",
+            "src/pkg/build/out.o": "",
+            "src/.gitignore": "build/\n",
+            ".gitignore": "*.log\n!keep.log\n/data/\n",
+            ".dockyardignore": "model.json\n",
+            ".git/HEAD": "",
+            "__pycache__/x.pyc": "",
+        },
+    )
+    assert packed_files(tmp_path) == [
+        ".dockyardignore",
+        ".gitignore",
+        "keep.log",
+        "predict.py",
+        "src/.gitignore",
+        "src/pkg/mod.py",
+        "valohai.yaml",
+    ]
+
+
+def test_same_files_pack_to_the_same_digest_whatever_their_times(tmp_path: Path) -> None:
+    root = tmp_path / "code"
+    root.mkdir()
+    _tree(root, {"b.py": "b", "a/c.py": "c"})
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o775)
+    first = pack(root, tmp_path / "1.tar.gz")
+    os.utime(root / "b.py", (1, 1))
+    second = pack(root, tmp_path / "2.tar.gz")
+    assert first.digest == second.digest
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(first.path.read_bytes()))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert list(members) == ["a/c.py", "b.py", "run.sh"]
+    assert members["run.sh"].mode == 0o755 and members["b.py"].mode == 0o644
+    assert {m.mtime for m in members.values()} == {0}
+
+
+def test_login_file_is_its_owners_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "conf" / "login.json"
+    monkeypatch.setenv("DOCKYARD_CONFIG", str(path))
+    for name in ("DOCKYARD_URL", "DOCKYARD_TOKEN", "DOCKYARD_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    save_login(Login.model_validate({"url": "http://api", "token": "s3cret", "project": "a/b"}))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    loaded = load_login()
+    assert loaded.token.get_secret_value() == "s3cret" and loaded.project == "a/b"
+    monkeypatch.setenv("DOCKYARD_PROJECT", "c/d")
+    assert load_login().project == "c/d"
+    assert load_login(project="e/f").project == "e/f"
+
+
+def test_canary_sends_the_share_to_the_new_version_and_the_rest_to_the_current() -> None:
+    current = {"target": {"version": "v1", "weights": None}, "regions": {}}
+    assert alias_body(current, "v2", None, None) == {"version": "v2"}
+    assert alias_body(current, "v2", 10, None) == {"weights": {"v1": 90, "v2": 10}}
+    assert alias_body(current, "v2", None, "us") == {
+        "version": "v1",
+        "regions": {"us": {"version": "v2"}},
+    }
+    with pytest.raises(ValueError, match="points at v1 already"):
+        alias_body(current, "v1", 10, None)
+    with pytest.raises(ValueError, match="first"):
+        alias_body(None, "v2", 10, None)
+    split = {"target": {"weights": {"v1": 90, "v2": 10}}, "regions": {}}
+    with pytest.raises(ValueError, match="split"):
+        alias_body(split, "v3", 10, None)
+
+
+def test_call_paths_and_bodies() -> None:
+    scope = Scope("acme/demo", "digits")
+    assert call_path("production/predict", scope) == "/acme/demo/digits/production/predict/"
+    assert call_path("v1/predict/health", scope) == "/acme/demo/digits/v1/predict/health"
+    with pytest.raises(ValueError, match="ALIAS/ENDPOINT"):
+        call_path("production", scope)
+    assert request_body('{"x": 1}') == b'{"x": 1}'
+    with pytest.raises(ValueError, match="not JSON"):
+        request_body("{x")
+    assert parse_file_options(["predict.model=m.json"]) == {"predict": {"model": Path("m.json")}}
+    with pytest.raises(ValueError, match=r"ENDPOINT\.NAME=PATH"):
+        parse_file_options(["model=m.json"])
+
+
+def test_logs_render_per_target_and_follow_prints_only_new_lines() -> None:
+    answer = {
+        "targets": [
+            {"target": "local-eu", "region": "eu", "error": None,
+             "replicas": [{"replica": 0, "lines": ["a", "b"]}]},
+            {"target": "local-us", "region": "us", "error": "unreachable", "replicas": []},
+        ]
+    }  # fmt: skip
+    assert render_logs(answer) == [
+        "local-eu/0 | a",
+        "local-eu/0 | b",
+        "local-us (us) | cannot read logs: unreachable",
+    ]
+    seen: dict[tuple[str, int], list[str]] = {}
+    render_logs(answer, seen)
+    answer["targets"][0]["replicas"][0]["lines"] = ["b", "c"]  # type: ignore[index]
+    assert render_logs(answer, seen)[0] == "local-eu/0 | c"
+    assert new_lines(["a", "b", "c"], ["a", "b", "c"]) == []
+    assert new_lines(["a", "b"], ["x", "y"]) == ["x", "y"]
