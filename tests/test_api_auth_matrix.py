@@ -52,6 +52,11 @@ REQUIRED: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version}"): (
         "deployer"
     ),
+    (
+        "GET",
+        "/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version}/endpoints/"
+        "{endpoint}/logs",
+    ): "viewer",
     ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases"): "viewer",
     ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases/{alias}"): "viewer",
     ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases/{alias}/history"): (
@@ -130,6 +135,7 @@ def concrete(path: str, names: Names) -> str:
         "token_id": "0" * 16,
         "hexdigest": "0" * 64,
         "alias": "production",
+        "endpoint": "predict",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 
