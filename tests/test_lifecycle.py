@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -18,6 +20,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from dockyard_cli.servers import start_nats
 from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform, start_platform_process
 from tests.harness.flows import (
@@ -204,58 +207,85 @@ async def test_two_replicas_on_two_targets_crash_recover_log_and_stop(
         await asyncio.sleep(0.05)
 
 
+def start_scheduler(nats_url: str, data_dir: Path, *, keep: bool) -> subprocess.Popen[bytes]:
+    """A scheduler process of the test's own, on the platform's NATS and data directory."""
+    env = dict(
+        os.environ,
+        DOCKYARD_NATS_URL=nats_url,
+        DOCKYARD_DATA_DIR=str(data_dir),
+        DOCKYARD_KEEP_REPLICAS_ON_EXIT=str(keep).lower(),
+    )
+    log = (data_dir / "logs" / "test-scheduler.log").open("ab")
+    with log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dockyard_scheduler"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(15)
+
+
 @pytest.mark.slow
 async def test_a_restarted_scheduler_adopts_running_replicas_without_duplicates(
     tmp_path: Path, names: Names
 ) -> None:
+    # A platform of its own whose scheduler the test starts and restarts: NATS is the
+    # test's (two platforms on one NATS would share the services' durable consumers).
+    nats = start_nats(tmp_path / "nats")
     data = tmp_path / "platform"
-    # A platform of its own (NATS included, kept in its data directory) that leaves its
-    # replicas running when it stops, as a scheduler upgrade would.
-    first = start_platform_process(data, {"DOCKYARD_KEEP_REPLICAS_ON_EXIT": "true"})
+    platform = start_platform_process(
+        data, {"DOCKYARD_NATS_URL": nats.url, "DOCKYARD_WITHOUT": '["scheduler"]'}
+    )
     prefix = f"/{names.owner}/{names.project}/{names.deployment}/v1/predict"
-    second: RunningPlatform | None = None
+    schedulers = [start_scheduler(nats.url, data, keep=True)]
     try:
-        async with httpx.AsyncClient(
-            base_url=first.api_url, headers={"Authorization": f"Bearer {first.admin_token}"}
-        ) as api:
+        async with (
+            httpx.AsyncClient(
+                base_url=platform.api_url,
+                headers={"Authorization": f"Bearer {platform.admin_token}"},
+            ) as api,
+            httpx.AsyncClient(timeout=5) as http,
+        ):
             await put_deployment(api, names, ["local-eu"])
             await submit(api, names, "v1", replicas=2)
             await wait_for_version(api, names, "v1", "ready")
             upstreams = (await upstreams_by_target(api, names, "v1"))["local-eu"]
-        async with httpx.AsyncClient(timeout=5) as http:
             pids = {await pid_behind(http, url) for url in upstreams}
-        assert first.stop() == 0
-        assert processes_of(prefix) == pids, "the replicas did not outlive the scheduler"
+            # The scheduler stops as for an upgrade: its replicas keep serving.
+            assert stop(schedulers[0]) == 0
+            assert processes_of(prefix) == pids, "the replicas did not outlive the scheduler"
 
-        restarted_at = time.time()
-        second = start_platform_process(data, {})
-        async with (
-            httpx.AsyncClient(
-                base_url=second.api_url, headers={"Authorization": f"Bearer {second.admin_token}"}
-            ) as api,
-            httpx.AsyncClient(timeout=5) as http,
-        ):
+            restarted_at = time.time()
+            schedulers.append(start_scheduler(nats.url, data, keep=False))
             url = f"{project_path(names)}/deployments/{names.deployment}/versions/v1"
             deadline = time.monotonic() + 20
             while True:  # until the new scheduler reports what it adopted
                 state = (await api.get(url)).json()["endpoint_states"][0]
-                observed = state["observed_at"].replace("Z", "+00:00")
-                if datetime.fromisoformat(observed).timestamp() > restarted_at and (
-                    state["state"] == "ready"
-                ):
+                observed = datetime.fromisoformat(state["observed_at"].replace("Z", "+00:00"))
+                if observed.timestamp() > restarted_at and state["state"] == "ready":
                     break
                 assert time.monotonic() < deadline, f"no report since the restart: {state}"
                 await asyncio.sleep(0.1)
             assert sorted(state["upstreams"]) == upstreams
             assert {await pid_behind(http, url) for url in upstreams} == pids
             assert processes_of(prefix) == pids, "the restarted scheduler started duplicates"
-            routed = await http.get(f"{second.router_url}{prefix}/")
-            assert routed.status_code == 200 and int(routed.text.removeprefix("pid=")) in pids
-        assert second.stop() == 0
+            routed = await http.get(f"{platform.router_url}{prefix}/")
+            assert routed.status_code == 200, routed.text
+            assert int(routed.text.removeprefix("pid=")) in pids
+        assert stop(schedulers[1]) == 0
         assert processes_of(prefix) == set()
     finally:
-        for running in (first, second):
-            if running is not None:
-                running.stop()
+        for scheduler in schedulers:
+            if scheduler.poll() is None:
+                scheduler.kill()
+                scheduler.wait()
+        platform.stop()
+        nats.stop()
         for pid in processes_of(prefix):
             os.killpg(pid, signal.SIGKILL)
