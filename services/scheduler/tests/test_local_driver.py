@@ -272,3 +272,27 @@ async def test_replicas_on_a_hard_coded_port_fail_with_a_reason_saying_to_use_po
         await driver.close()
     assert failed.reason is not None
     assert "$PORT" in failed.reason and "container target" in failed.reason
+
+
+async def test_a_replica_that_keeps_exiting_is_reported_crash_looping(
+    tmp_path: Path, settings: SchedulerSettings
+) -> None:
+    # Serves for a moment, then exits: ready each time, and each time gone again.
+    command = [
+        "python3",
+        "-c",
+        "import os, socket, time; s = socket.create_server((os.environ['HOST'], "
+        "int(os.environ['PORT']))); print('up', flush=True); time.sleep(0.2); raise SystemExit(3)",
+    ]
+    reports = Reports()
+    driver = LocalDriver(settings, reports)
+    try:
+        await driver.ensure(a_workload(tmp_path, replicas=1, command=command))
+        looping = await reports.wait_for(
+            "a crash-looping report",
+            lambda s: s.state is WorkloadState.DEPLOYING and "crash-looping" in (s.reason or ""),
+        )
+    finally:
+        await driver.close()
+    assert looping.reason is not None and "exited with code 3" in looping.reason
+    assert looping.upstreams == []
