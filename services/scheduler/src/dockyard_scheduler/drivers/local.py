@@ -125,6 +125,7 @@ class LocalDriver:
                 log_path=self._logs / _file_name(workload.key, index, "log"),
                 record_path=self._records / _file_name(workload.key, index, "json"),
                 pid=record.pid if record else None,
+                started=record.started if record else None,
             )
             replicas.append(replica)
             adopted.append(record is not None)
@@ -267,7 +268,7 @@ class LocalDriver:
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
             )
-        replica.pid = replica.process.pid
+        replica.pid, replica.started = replica.process.pid, None
         replica.save_record()
         log.info(
             "replica.started",

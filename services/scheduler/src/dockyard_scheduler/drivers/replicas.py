@@ -164,6 +164,8 @@ class Replica:
     process: asyncio.subprocess.Process | None = None
     pid: int | None = None
     """The process group leader: our child, or a process adopted from an earlier scheduler."""
+    started: int | None = None
+    """The leader's start time (clock ticks): a pid reused by another process is not ours."""
     state: WorkloadState = WorkloadState.DEPLOYING
     reason: str | None = None
     restarts: int = 0
@@ -188,13 +190,17 @@ class Replica:
         # /proc too: an exited child is a zombie until the event loop's watcher reaps it.
         if self.process is not None and self.process.returncode is not None:
             return False
-        return self.pid is not None and process_start_ticks(self.pid) is not None
+        if self.pid is None:
+            return False
+        started = process_start_ticks(self.pid)
+        return started is not None and (self.started is None or started == self.started)
 
     def save_record(self) -> None:
         """Write the adoption record of the running process (atomically)."""
         started = None if self.pid is None else process_start_ticks(self.pid)
         if self.pid is None or started is None:
             return
+        self.started = started
         record = ReplicaRecord(
             key=self.workload.key,
             index=self.index,
