@@ -52,6 +52,11 @@ REQUIRED: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version}"): (
         "deployer"
     ),
+    (
+        "GET",
+        "/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version}/endpoints/"
+        "{endpoint}/logs",
+    ): "viewer",
     ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases"): "viewer",
     ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases/{alias}"): "viewer",
     ("GET", "/v1/projects/{owner}/{project}/deployments/{deployment}/aliases/{alias}/history"): (
@@ -137,6 +142,7 @@ def concrete(path: str, names: Names) -> str:
         "hexdigest": "0" * 64,
         "alias": "production",
         "webhook_id": "wh_" + "0" * 16,
+        "endpoint": "predict",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], path)
 

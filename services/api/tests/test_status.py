@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from dockyard_api.status import BuildNotRecordedYet, version_after_event
+from dockyard_api.status import BuildNotRecordedYet, announcement, version_after_event
 from dockyard_common import (
     CodeRef,
     EndpointSpec,
@@ -19,6 +19,7 @@ from dockyard_common import (
 )
 
 DIGEST = "sha256:" + "0" * 64
+READY, DEPLOYING = WorkloadState.READY, WorkloadState.DEPLOYING
 IMAGE = ImageInfo(reference="oci:/x:y", digest=DIGEST, layers=[], endpoints={"predict": DIGEST})
 
 
@@ -122,3 +123,17 @@ def test_an_endpoint_report_before_the_build_is_recorded_is_retried_not_dropped(
             EventType.ENDPOINT_READY,
             state("local-eu", WorkloadState.READY),
         )
+
+
+def test_becoming_ready_everywhere_is_announced_and_so_is_losing_it() -> None:
+    deploying = a_version(VersionStatus.BUILT, image=IMAGE)
+    one = version_after_event(deploying, EventType.ENDPOINT_READY, state("local-eu", READY))
+    assert one is not None and announcement(deploying, one) is None
+    both = version_after_event(one, EventType.ENDPOINT_READY, state("local-us", READY))
+    assert both is not None and announcement(one, both) == EventType.VERSION_READY
+    crashed = version_after_event(
+        both, EventType.ENDPOINT_DEPLOYING, state("local-us", DEPLOYING, "crash-looping")
+    )
+    assert crashed is not None and announcement(both, crashed) == EventType.VERSION_DEGRADED
+    back = version_after_event(crashed, EventType.ENDPOINT_READY, state("local-us", READY))
+    assert back is not None and announcement(crashed, back) == EventType.VERSION_READY

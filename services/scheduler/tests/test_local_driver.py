@@ -1,57 +1,298 @@
-"""The local driver cleans up after a scheduler that was killed before it could."""
+"""The local driver with real processes: replicas, crashes, adoption by a later scheduler."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import signal
-import subprocess
+import tarfile
 import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from dockyard_common import EndpointState
+import httpx
+import pytest
+
+from dockyard_common import (
+    CodeRef,
+    EndpointSpec,
+    EndpointState,
+    ImageInfo,
+    Replicas,
+    Target,
+    Version,
+    WorkloadState,
+)
+from dockyard_common.oci_layout import OciLayout, canonical_json, descriptor
+from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers.local import LocalDriver
+from dockyard_scheduler.drivers.replicas import ReplicaRecord, process_start_ticks
 from dockyard_scheduler.settings import SchedulerSettings
 
+SERVER = b"""\
+import http.server, os, sys
 
-async def _ignore(_: EndpointState) -> None:
-    return None
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"pid={os.getpid()}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+print(f"listening pid={os.getpid()}", flush=True)
+http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).serve_forever()
+"""
 
 
-def _group(cwd: Path) -> subprocess.Popen[bytes]:
-    """A process group like a replica's: a shell with a grandchild."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60"], cwd=cwd, start_new_session=True)
+def tiny_image(layout_dir: Path, command: list[str]) -> tuple[str, str]:
+    """An OCI layout holding one image: ``server.py`` in /app, run by ``command``."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tarfile.TarInfo("app/server.py")
+        info.size = len(SERVER)
+        tar.addfile(info, io.BytesIO(SERVER))
+    layout = OciLayout(layout_dir)
+    layout.ensure()
+    layer_bytes = layer.getvalue()
+    layout.add_blob(layer_bytes)
+    config = canonical_json({"config": {"Cmd": command, "WorkingDir": "/app", "Env": []}})
+    layout.add_blob(config)
+    manifest = canonical_json(
+        {
+            "schemaVersion": 2,
+            "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer_bytes)],
+        }
+    )
+    return f"oci:{layout_dir}:v1", layout.add_blob(manifest)
 
 
-def _alive(pgid: int) -> bool:
+def a_workload(tmp_path: Path, replicas: int, command: list[str] | None = None) -> Workload:
+    reference, manifest = tiny_image(tmp_path / "layout", command or ["python3", "server.py"])
+    digest = "sha256:" + "0" * 64
+    version = Version(
+        owner="acme",
+        project="demo",
+        deployment="web",
+        name="v1",
+        code=CodeRef(blob=digest),
+        targets=["local-eu"],
+        endpoints=[
+            EndpointSpec(
+                name="predict",
+                wsgi="app:app",
+                replicas=Replicas(min=replicas, max=replicas),
+            )
+        ],
+        image=ImageInfo(reference=reference, digest=digest, layers=[], endpoints={}),
+    )
+    target = Target(name="local-eu", region="eu", address="127.0.0.1")
+    return Workload(version, version.endpoints[0], target, manifest)
+
+
+class Reports:
+    """What a driver reported, and a way to wait for a report."""
+
+    def __init__(self) -> None:
+        self.seen: list[EndpointState] = []
+        self._changed = asyncio.Event()
+
+    async def __call__(self, state: EndpointState) -> None:
+        self.seen.append(state)
+        self._changed.set()
+
+    async def wait_for(
+        self, what: str, check: Callable[[EndpointState], bool], within_s: float = 15.0
+    ) -> EndpointState:
+        deadline = time.monotonic() + within_s
+        while True:
+            for state in reversed(self.seen):
+                if check(state):
+                    return state
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no report of {what}; seen: {self.seen}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except TimeoutError:
+                continue
+
+
+def ready_with(count: int) -> Callable[[EndpointState], bool]:
+    return lambda s: s.state is WorkloadState.READY and len(s.upstreams) == count
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> SchedulerSettings:
+    return SchedulerSettings(
+        data_dir=tmp_path / "data",
+        readiness_timeout_s=10.0,
+        restart_backoff_s=(0.1,),
+        stop_grace_s=2.0,
+    )
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        yield client
+
+
+async def pids_behind(http: httpx.AsyncClient, upstreams: list[str]) -> set[int]:
+    return {int((await http.get(url)).text.removeprefix("pid=")) for url in upstreams}
+
+
+def records(settings: SchedulerSettings) -> list[ReplicaRecord]:
+    directory = settings.runtime_dir / "replicas"
+    return [ReplicaRecord.model_validate_json(p.read_bytes()) for p in directory.glob("*.json")]
+
+
+def gone(pid: int) -> bool:
+    return process_start_ticks(pid) is None
+
+
+async def wait_until_gone(pids: set[int], within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not all(gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"processes {pids} still run"
+        await asyncio.sleep(0.02)
+
+
+async def test_two_replicas_serve_on_their_own_ports_and_a_killed_one_comes_back(
+    tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
+) -> None:
+    reports = Reports()
+    driver = LocalDriver(settings, reports)
+    workload = a_workload(tmp_path, replicas=2)
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        assert await driver.ensure(workload)
+        ready = await reports.wait_for("two ready replicas", ready_with(2))
+        pids = await pids_behind(http, ready.upstreams)
+        assert len(pids) == 2
+        assert not await driver.ensure(workload), "the same workload again changed something"
 
+        victim = sorted(pids)[0]
+        os.kill(victim, signal.SIGKILL)
+        fewer = await reports.wait_for("one replica serving", ready_with(1))
+        assert fewer.reason is not None and "exited with code -9" in fewer.reason
+        back = await reports.wait_for(
+            "two replicas again", lambda s: s is not ready and ready_with(2)(s) and s is not fewer
+        )
+        assert victim not in await pids_behind(http, back.upstreams)
 
-def test_leftover_replica_groups_are_killed_but_nothing_else(tmp_path: Path) -> None:
-    settings = SchedulerSettings(data_dir=tmp_path)
-    ours = _group(settings.runtime_dir / "images" / "abc" / "app")
-    stranger = _group(tmp_path / "elsewhere")
-    records = settings.runtime_dir / "process-groups"
-    records.mkdir(parents=True)
-    (records / "ours.pgid").write_text(str(ours.pid))
-    (records / "stranger.pgid").write_text(str(stranger.pid))
-    (records / "gone.pgid").write_text("999999")
-    try:
-        time.sleep(0.1)  # let the shells start their grandchildren
-        assert LocalDriver(settings, _ignore).reap_leftovers() == 1
-        ours.wait(5)
-        deadline = time.monotonic() + 5
-        while _alive(ours.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not _alive(ours.pid), "the grandchild of the leftover group survived"
-        assert _alive(stranger.pid)
-        assert list(records.iterdir()) == []
+        logs = driver.logs(workload.key, tail=10)
+        assert [entry.replica for entry in logs] == [0, 1]
+        assert all(any("listening pid=" in line for line in e.lines) for e in logs)
     finally:
-        for process in (ours, stranger):
-            if _alive(process.pid):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        await driver.close()
+    await wait_until_gone(await_pids(settings) | {victim})
+    assert records(settings) == []
+
+
+def await_pids(settings: SchedulerSettings) -> set[int]:
+    return {record.pid for record in records(settings)}
+
+
+async def test_a_restarted_scheduler_adopts_the_running_replicas_instead_of_starting_new_ones(
+    tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
+) -> None:
+    workload = a_workload(tmp_path, replicas=2)
+    keep = settings.model_copy(update={"keep_replicas_on_exit": True})
+    first_reports = Reports()
+    first = LocalDriver(keep, first_reports)
+    await first.ensure(workload)
+    first_ready = await first_reports.wait_for("ready", ready_with(2))
+    pids = await pids_behind(http, first_ready.upstreams)
+    await first.close()  # the scheduler stops, its replicas keep serving
+    assert await pids_behind(http, first_ready.upstreams) == pids
+
+    reports = Reports()
+    second = LocalDriver(settings, reports)
+    try:
+        assert await second.ensure(workload)
+        adopted = await reports.wait_for("adopted replicas ready", ready_with(2))
+        assert sorted(adopted.upstreams) == sorted(first_ready.upstreams)
+        assert await pids_behind(http, adopted.upstreams) == pids
+        assert second.reap_leftovers() == 0, "an adopted replica was reaped"
+
+        os.kill(sorted(pids)[0], signal.SIGKILL)  # not our child: still noticed, restarted
+        await reports.wait_for("one replica serving", ready_with(1))
+        again = await reports.wait_for(
+            "two replicas again", lambda s: ready_with(2)(s) and s is not adopted
+        )
+        assert len(await pids_behind(http, again.upstreams) - pids) == 1
+    finally:
+        await second.close()
+    await wait_until_gone(pids)
+    assert records(settings) == []
+
+
+async def test_leftovers_nobody_wants_are_reaped_but_strangers_are_left_alone(
+    tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
+) -> None:
+    keep = settings.model_copy(update={"keep_replicas_on_exit": True})
+    reports = Reports()
+    first = LocalDriver(keep, reports)
+    await first.ensure(a_workload(tmp_path, replicas=2))
+    ready = await reports.wait_for("ready", ready_with(2))
+    pids = await pids_behind(http, ready.upstreams)
+    await first.close()
+    (tmp_path / "elsewhere").mkdir()
+    stranger = await asyncio.create_subprocess_exec("sleep", "60", cwd=tmp_path / "elsewhere")
+    started = process_start_ticks(stranger.pid)
+    assert started is not None
+    stranger_record = ReplicaRecord(
+        key="x/y/z", index=0, manifest_digest="m", port=1, pid=stranger.pid, started=started
+    )
+    (keep.runtime_dir / "replicas" / "stranger.json").write_text(stranger_record.model_dump_json())
+    try:
+        assert LocalDriver(settings, Reports()).reap_leftovers() == 2
+        await wait_until_gone(pids)
+        assert stranger.returncode is None and not gone(stranger.pid)
+        assert records(settings) == []
+    finally:
+        stranger.kill()
+        await stranger.wait()
+
+
+async def test_replicas_on_a_hard_coded_port_fail_with_a_reason_saying_to_use_port(
+    tmp_path: Path, settings: SchedulerSettings
+) -> None:
+    port = 20000 + os.getpid() % 20000
+    command = ["sh", "-c", f"exec python3 -m http.server {port} --bind $HOST"]
+    reports = Reports()
+    driver = LocalDriver(settings, reports)
+    try:
+        await driver.ensure(a_workload(tmp_path, replicas=2, command=command))
+        failed = await reports.wait_for("failure", lambda s: s.state is WorkloadState.FAILED)
+    finally:
+        await driver.close()
+    assert failed.reason is not None
+    assert "$PORT" in failed.reason and "container target" in failed.reason
+
+
+async def test_a_replica_that_keeps_exiting_is_reported_crash_looping(
+    tmp_path: Path, settings: SchedulerSettings
+) -> None:
+    # Serves for a moment, then exits: ready each time, and each time gone again.
+    command = [
+        "python3",
+        "-c",
+        "import os, socket, time; s = socket.create_server((os.environ['HOST'], "
+        "int(os.environ['PORT']))); print('up', flush=True); time.sleep(0.2); raise SystemExit(3)",
+    ]
+    reports = Reports()
+    driver = LocalDriver(settings, reports)
+    try:
+        await driver.ensure(a_workload(tmp_path, replicas=1, command=command))
+        looping = await reports.wait_for(
+            "a crash-looping report",
+            lambda s: s.state is WorkloadState.DEPLOYING and "crash-looping" in (s.reason or ""),
+        )
+    finally:
+        await driver.close()
+    assert looping.reason is not None and "exited with code 3" in looping.reason
+    assert looping.upstreams == []

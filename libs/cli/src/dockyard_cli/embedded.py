@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Literal
 
 import httpx
 from pydantic import Field, SecretStr
@@ -50,6 +51,8 @@ class EmbeddedSettings(CommonSettings):
     region: str = "eu"
     router_workers: int = Field(default=2, ge=1, le=64)
     """Router processes sharing the router port (SO_REUSEPORT)."""
+    without: list[Literal["builder", "scheduler"]] = Field(default_factory=list)
+    """Services not to start (``DOCKYARD_WITHOUT='["scheduler"]'``): a test runs its own."""
 
 
 @dataclass
@@ -90,9 +93,8 @@ class EmbeddedPlatform:
         )
         logs = data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        processes = [
-            (service, f"dockyard_{service}") for service in SERVICES if service != "router"
-        ]
+        wanted = [service for service in SERVICES if service not in self.settings.without]
+        processes = [(service, f"dockyard_{service}") for service in wanted if service != "router"]
         # Webhook delivery runs apart from the API so that it can fail and scale on its own.
         processes.append(("webhooks", "dockyard_api.webhooks"))
         processes += [

@@ -43,10 +43,16 @@ class EventType:
     VERSION_BUILD_PROGRESS = "version.build.progress"
     VERSION_BUILT = "version.built"
     VERSION_BUILD_FAILED = "version.build.failed"
+    VERSION_READY = "version.ready"
+    """Every endpoint of the version is ready on every target."""
+    VERSION_DEGRADED = "version.degraded"
+    """The version was ready; now an endpoint failed or is not ready somewhere."""
     ENDPOINT_DEPLOYING = "endpoint.deploying"
     ENDPOINT_READY = "endpoint.ready"
     ENDPOINT_FAILED = "endpoint.failed"
     ENDPOINT_STOPPED = "endpoint.stopped"
+    ENDPOINT_SCALED = "endpoint.scaled"
+    """A ready endpoint now serves from a different number of replicas (its upstreams)."""
     DEPLOYMENT_CHANGED = "deployment.changed"
     ALIAS_CHANGED = "alias.changed"
 
@@ -59,10 +65,13 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     EventType.VERSION_BUILD_PROGRESS: BuildProgress,
     EventType.VERSION_BUILT: Version,
     EventType.VERSION_BUILD_FAILED: Version,
+    EventType.VERSION_READY: Version,
+    EventType.VERSION_DEGRADED: Version,
     EventType.ENDPOINT_DEPLOYING: EndpointState,
     EventType.ENDPOINT_READY: EndpointState,
     EventType.ENDPOINT_FAILED: EndpointState,
     EventType.ENDPOINT_STOPPED: EndpointState,
+    EventType.ENDPOINT_SCALED: EndpointState,
     EventType.DEPLOYMENT_CHANGED: Deployment,
     EventType.ALIAS_CHANGED: Alias,
 }

@@ -13,6 +13,7 @@ __all__ = [
     "EVENTS_STREAM",
     "EVENT_SUBJECT_PREFIX",
     "KV_BUCKETS",
+    "LOGS_SUBJECT_PREFIX",
     "OWNERS_BUCKET",
     "PROJECTS_BUCKET",
     "ROUTER_HEARTBEAT_SUBJECT",
@@ -31,6 +32,7 @@ __all__ = [
     "deployment_key",
     "event_subject",
     "event_type_filter",
+    "logs_subject",
     "message_id",
     "project_key",
     "route_key",
@@ -45,6 +47,8 @@ EVENTS_STREAM = "DOCKYARD_EVENTS"
 ROUTER_HEARTBEAT_SUBJECT = "dockyard.routers.heartbeat"
 """Core NATS (no stream): each router process says it is alive and what it has applied."""
 EVENT_SUBJECT_PREFIX = "dockyard.events"
+LOGS_SUBJECT_PREFIX = "dockyard.logs"
+"""Core NATS request/reply: the scheduler running a target answers for its endpoints' logs."""
 
 OWNERS_BUCKET = "dockyard_owners"
 TOKENS_BUCKET = "dockyard_tokens"
@@ -84,6 +88,11 @@ def event_subject(owner: str, project: str, deployment: str, event_type: str) ->
 def event_type_filter(event_type: str) -> str:
     """A subject filter matching ``event_type`` (which may end in ``>``) for every deployment."""
     return f"{EVENT_SUBJECT_PREFIX}.*.*.*.{event_type}"
+
+
+def logs_subject(target: str) -> str:
+    """Where the API asks for the recent log lines of endpoints on ``target``."""
+    return f"{LOGS_SUBJECT_PREFIX}.{target}"
 
 
 def project_key(owner: str, project: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -17,12 +18,14 @@ from dockyard_api.problems import (
     install_problem_handlers,
 )
 from dockyard_api.relay import relay_announcements
+from dockyard_api.retention import RetentionPolicy
 from dockyard_api.routes import (
     aliases,
     blobs,
     deployments,
     events,
     health,
+    logs,
     owners,
     projects,
     targets,
@@ -30,6 +33,7 @@ from dockyard_api.routes import (
     webhooks,
 )
 from dockyard_api.settings import ApiSettings
+from dockyard_api.sweeper import run_sweeper
 from dockyard_api.switches import RouterWatch
 from dockyard_api.tracking import track_status
 from dockyard_api.webhooks.models import Webhook
@@ -100,6 +104,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 tasks.create_task(relay_announcements(context.js, context.events)),
                 tasks.create_task(context.routers.run()),
             ]
+            if settings.retention_sweep_every_s > 0:
+                policy = RetentionPolicy(
+                    keep_changes=settings.retention_alias_changes,
+                    grace=timedelta(seconds=settings.retention_grace_s),
+                )
+                sweeper = run_sweeper(
+                    context.deployments,
+                    context.versions,
+                    context.aliases,
+                    policy,
+                    settings.retention_sweep_every_s,
+                )
+                workers.append(tasks.create_task(sweeper))
             try:
                 yield
             finally:
@@ -124,6 +141,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         targets.router,
         deployments.router,
         versions.router,
+        logs.router,
         aliases.router,
         webhooks.router,
     )

@@ -15,7 +15,7 @@ from pydantic import (
     model_validator,
 )
 
-from dockyard_common.models import BuildSpec, CodeRef, EndpointSpec, TargetKind
+from dockyard_common.models import BuildSpec, CodeRef, EndpointSpec, Replicas, TargetKind
 from dockyard_common.names import EndpointName, TargetName, VersionName
 
 __all__ = ["DeploymentIn", "TargetIn", "VersionIn"]
@@ -92,3 +92,12 @@ class VersionIn(_Input):
     )
     env: dict[str, str] = Field(default_factory=dict)
     build: BuildSpec = Field(default_factory=BuildSpec)
+    replicas: dict[EndpointName, Replicas] = Field(
+        default_factory=dict,
+        description="Per endpoint: how many replicas run on each target ('min'; up to 'max' "
+        "where an autoscaler runs, aiming at 'target_cpu_percent'). valohai.yaml has no "
+        "replica field, so the count is given here at submission; it overrides a 'replicas' "
+        "of an inline definition. Default: one replica. A local target runs 'min' replicas, "
+        "each on its own $PORT.",
+        examples=[{"predict": {"min": 2, "max": 2}}],
+    )

@@ -29,3 +29,11 @@ class ApiSettings(WebhookSettings):
     closed networks only: otherwise a user could have the builder read internal services)."""
     git_allow_file_urls: bool = False
     """Accept ``file://`` git code (it reads the server's disk: tests and single users only)."""
+    logs_timeout_s: float = 2.0
+    """How long the logs route waits for each target's scheduler to answer."""
+    retention_alias_changes: int = 3
+    """Warm rollback: the versions of each alias's last N changes keep running."""
+    retention_grace_s: float = 3600.0
+    """Other versions (but a deployment's newest) stop this long after leaving that window."""
+    retention_sweep_every_s: float = 60.0
+    """How often the API looks for versions to stop; 0 turns retention off."""

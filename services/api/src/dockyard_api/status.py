@@ -13,6 +13,7 @@ from dockyard_common.models import EndpointState, Version, VersionStatus, Worklo
 __all__ = [
     "TRACKED_EVENTS",
     "BuildNotRecordedYet",
+    "announcement",
     "overall_rollout_status",
     "version_after_event",
 ]
@@ -26,6 +27,7 @@ TRACKED_EVENTS = (
     EventType.ENDPOINT_DEPLOYING,
     EventType.ENDPOINT_READY,
     EventType.ENDPOINT_FAILED,
+    EventType.ENDPOINT_SCALED,
 )
 
 _BUILD_PHASE = (VersionStatus.PENDING, VersionStatus.BUILDING)
@@ -86,6 +88,19 @@ def _with_endpoint_state(version: Version, report: EndpointState) -> Version | N
     return version.model_copy(
         update={"endpoint_states": states, "status": status, "error": error, "updated_at": utcnow()}
     )
+
+
+def announcement(before: Version, after: Version) -> str | None:
+    """The event a status change announces: ``version.ready`` on becoming ready,
+    ``version.degraded`` when a ready version no longer is; None otherwise."""
+    if after.status is VersionStatus.READY and before.status is not VersionStatus.READY:
+        return EventType.VERSION_READY
+    if before.status is VersionStatus.READY and after.status in (
+        VersionStatus.DEPLOYING,
+        VersionStatus.FAILED,
+    ):
+        return EventType.VERSION_DEGRADED
+    return None
 
 
 def version_after_event(

@@ -6,9 +6,9 @@ from datetime import datetime
 
 from dockyard_api.inputs import VersionIn
 from dockyard_common.errors import InvalidInput
-from dockyard_common.models import Deployment, EndpointFile, EndpointSpec, Version
+from dockyard_common.models import Deployment, EndpointFile, EndpointSpec, Replicas, Version
 
-__all__ = ["default_version_name", "new_version", "version_day", "with_files"]
+__all__ = ["default_version_name", "new_version", "version_day", "with_files", "with_replicas"]
 
 
 def version_day(now: datetime) -> str:
@@ -51,6 +51,20 @@ def with_files(
             )
         bound.append(spec.model_copy(update={"files": placed}))
     return bound
+
+
+def with_replicas(
+    endpoints: list[EndpointSpec], replicas: dict[str, Replicas]
+) -> list[EndpointSpec]:
+    """The endpoints with the replica counts given at submission; InvalidInput naming any
+    endpoint the version lacks."""
+    unknown = sorted(set(replicas) - {spec.name for spec in endpoints})
+    if unknown:
+        raise InvalidInput(f"replicas name endpoints this version lacks: {', '.join(unknown)}")
+    return [
+        spec.model_copy(update={"replicas": replicas[spec.name]}) if spec.name in replicas else spec
+        for spec in endpoints
+    ]
 
 
 def _placed(file: EndpointFile, source: str | None) -> EndpointFile:

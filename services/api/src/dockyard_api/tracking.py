@@ -1,11 +1,15 @@
-"""The API's consumer of build and rollout reports: folds them into the state of record."""
+"""The API's consumer of build and rollout reports: folds them into the state of record.
+
+A version becoming ready everywhere, or ceasing to be, is announced with the write
+(``version.ready``, ``version.degraded``), so the event can never be lost or doubled.
+"""
 
 from __future__ import annotations
 
 from nats.aio.msg import Msg
 
 from dockyard_api.context import ApiContext
-from dockyard_api.status import TRACKED_EVENTS, version_after_event
+from dockyard_api.status import TRACKED_EVENTS, announcement, version_after_event
 from dockyard_common import (
     CloudEvent,
     Conflict,
@@ -50,7 +54,10 @@ async def _apply(
         if updated is None:
             return
         try:
-            await context.versions.update(key, updated, stored.revision)
+            # version.ready / version.degraded go out through the relay, with the write.
+            await context.versions.update(
+                key, updated, stored.revision, announce=announcement(stored.value, updated)
+            )
         except Conflict:
             continue
         log.info(

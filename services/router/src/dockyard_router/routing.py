@@ -25,6 +25,7 @@ ROUTES_CONSUMER = ConsumerSpec(
         EventType.ENDPOINT_READY,
         EventType.ENDPOINT_FAILED,
         EventType.ENDPOINT_STOPPED,
+        EventType.ENDPOINT_SCALED,
         EventType.ALIAS_CHANGED,
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
@@ -28,6 +29,8 @@ from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers import Drivers
 from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
 from dockyard_scheduler.drivers.local import LocalDriver
+from dockyard_scheduler.logs import serve_logs
+from dockyard_scheduler.rollout import event_type
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["SCHEDULE_CONSUMER", "Scheduler"]
@@ -37,13 +40,6 @@ log = get_logger(__name__)
 SCHEDULE_CONSUMER = ConsumerSpec(
     durable="scheduler", event_types=[EventType.VERSION_BUILT, EventType.VERSION_STOPPING]
 )
-
-_STATE_EVENTS = {
-    WorkloadState.DEPLOYING: EventType.ENDPOINT_DEPLOYING,
-    WorkloadState.READY: EventType.ENDPOINT_READY,
-    WorkloadState.FAILED: EventType.ENDPOINT_FAILED,
-    WorkloadState.STOPPED: EventType.ENDPOINT_STOPPED,
-}
 
 _STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
 
@@ -70,15 +66,20 @@ class Scheduler:
             }
         )
         self._lock = asyncio.Lock()
+        self._reported: dict[str, EndpointState] = {}
+        """The last state reported per workload key (to tell ``endpoint.scaled`` apart)."""
 
     async def run(self, full_pass_every_s: float = 30.0) -> None:
-        """Consume ``version.built`` and run a full pass periodically, until cancelled."""
-        self._drivers.reap_leftovers()
+        """Consume ``version.built``, run a full pass periodically and answer logs requests,
+        until cancelled. What a previous scheduler left running is adopted by the first pass."""
+        nc: NatsClient = self._js._nc  # the connection JetStream runs on
+        logs = await serve_logs(nc, self._drivers, self._targets)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(run_consumer(self._js, SCHEDULE_CONSUMER, self._on_event))
                 tasks.create_task(self._periodic(full_pass_every_s))
         finally:
+            await logs.unsubscribe()
             await self._drivers.close()
 
     async def _on_event(self, event: CloudEvent, message: Msg) -> None:
@@ -130,10 +131,15 @@ class Scheduler:
         )
 
     async def _periodic(self, every_s: float) -> None:
-        # The first pass runs at once: after a restart it brings back what should run.
+        # The first pass runs at once: after a restart it adopts what still runs and
+        # brings back what should; only then are the unadopted leftovers stopped.
+        reaped = False
         while True:
             try:
                 await self.reconcile_all()
+                if not reaped:
+                    self._drivers.reap_leftovers()
+                    reaped = True
             except Exception:
                 log.exception("reconcile.pass.failed")
             await asyncio.sleep(every_s)
@@ -231,12 +237,18 @@ class Scheduler:
 
     async def _report(self, state: EndpointState) -> None:
         key = version_key(state.owner, state.project, state.deployment, state.version)
+        workload_key = f"{key}/{state.endpoint}/{state.target}"
+        kind = event_type(self._reported.get(workload_key), state)
         await self._events.publish(
-            _STATE_EVENTS[state.state],
+            kind,
             state,
             owner=state.owner,
             project=state.project,
             deployment=state.deployment,
-            resource_key=f"{key}/{state.endpoint}/{state.target}",
+            resource_key=workload_key,
             revision=f"{state.state.value}-{int(state.observed_at.timestamp() * 1e6)}",
         )
+        if state.state is WorkloadState.STOPPED:
+            self._reported.pop(workload_key, None)
+        else:
+            self._reported[workload_key] = state

@@ -17,6 +17,8 @@ class SchedulerSettings(CommonSettings):
     stop_grace_s: float = 5.0
     retry_failed_after_s: float = 30.0
     """A replica that failed to become ready is tried again after this long."""
+    keep_replicas_on_exit: bool = False
+    """Leave replicas serving when the scheduler stops; the next scheduler adopts them."""
 
     full_pass_every_s: float = 30.0
     """How often the whole state of record is reconciled (events wake it in between)."""

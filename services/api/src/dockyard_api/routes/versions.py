@@ -20,7 +20,13 @@ from dockyard_api.problems import Problem
 from dockyard_api.routes.blobs import blob_exists
 from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath, VersionPath
 from dockyard_api.scopes import existing_deployment
-from dockyard_api.submission import default_version_name, new_version, version_day, with_files
+from dockyard_api.submission import (
+    default_version_name,
+    new_version,
+    version_day,
+    with_files,
+    with_replicas,
+)
 from dockyard_api.valohai import endpoints_from_valohai_yaml
 from dockyard_common import (
     Conflict,
@@ -127,6 +133,7 @@ async def create_version(
             )
         endpoints = endpoints_from_valohai_yaml(text, names)
     endpoints = with_files(endpoints, {e: dict(f) for e, f in body.files.items()})
+    endpoints = with_replicas(endpoints, dict(body.replicas))
     for spec in endpoints:
         for file in spec.files:
             if file.url is not None and not context.settings.files_allow_http:

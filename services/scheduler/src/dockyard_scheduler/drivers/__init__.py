@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from dockyard_common import EndpointState, TargetKind
+from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload
 
-__all__ = ["Driver", "Drivers", "Reporter"]
+__all__ = ["Driver", "Drivers", "LogSource", "Reporter"]
 
 Reporter = Callable[[EndpointState], Awaitable[None]]
 """What a driver calls whenever a workload's observed state changes."""
@@ -34,11 +35,21 @@ class Driver(Protocol):
         ...
 
     def reap_leftovers(self) -> int:
-        """Stop what a previous scheduler left running; how many it stopped."""
+        """Stop what a previous scheduler left running and the first full pass did not
+        adopt; how many it stopped."""
         ...
 
     async def close(self) -> None:
         """Stop everything the driver started."""
+        ...
+
+
+@runtime_checkable
+class LogSource(Protocol):
+    """A driver that can tell a workload's recent log lines (an optional capability)."""
+
+    def logs(self, key: str, tail: int) -> list[ReplicaLogs]:
+        """The last ``tail`` lines of each replica of the workload ``key``."""
         ...
 
 
@@ -77,7 +88,7 @@ class Drivers:
         return None if driver is None else driver.workload(key)
 
     def reap_leftovers(self) -> int:
-        """Stop what a previous scheduler left running, on every driver."""
+        """Stop what a previous scheduler left running and nothing adopted, on every driver."""
         return sum(driver.reap_leftovers() for driver in self._by_kind.values())
 
     async def close(self) -> None:

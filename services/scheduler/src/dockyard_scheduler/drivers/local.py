@@ -3,228 +3,262 @@
 Each local target stands for a region and binds its endpoints to its own address
 (``127.0.1.1``, ``127.0.2.1``, ...). Images run on this machine's Python: the image's file tree
 is unpacked once per manifest digest, the command runs with the tree's code root as working
-directory. A replica that never opens its port fails with its last log lines; one that exits
-is restarted with backoff.
+directory. An endpoint runs ``replicas.min`` replicas per target, each on its own port (no
+autoscaler runs locally). A replica that never opens its port fails with its last log lines;
+one that exits is restarted with backoff, and reported crash-looping when that repeats.
+
+Replicas outlive the scheduler process: a restarted scheduler adopts those whose workload is
+still wanted (same manifest digest) and reaps the rest after its first full pass. SIGTERM
+stops them, unless ``keep_replicas_on_exit`` is set (a scheduler upgrade without downtime).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard_common import EndpointState, WorkloadState, get_logger
-from dockyard_common.processes import free_port, stop_with_parent
-from dockyard_scheduler.desired import Workload, endpoint_prefix
+from dockyard_common.logs import ReplicaLogs
+from dockyard_common.processes import free_port
+from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Reporter
+from dockyard_scheduler.drivers.replicas import (
+    Replica,
+    ReplicaRecord,
+    kill_group,
+    load_records,
+    process_environment,
+    tail_lines,
+)
 from dockyard_scheduler.images import UnpackedImage, unpack_image
+from dockyard_scheduler.rollout import (
+    CRASH_LOOP_RESTARTS,
+    EndpointSummary,
+    ReplicaStatus,
+    summarise,
+)
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["LocalDriver", "process_environment"]
 
 log = get_logger(__name__)
 
-_LOG_TAIL_LINES = 20
-
-
-def process_environment(
-    workload: Workload, image: UnpackedImage, *, host: str, port: int, shims: Path
-) -> dict[str, str]:
-    """The environment of a replica: the image's Env mapped onto this machine.
-
-    ``PYTHONPATH`` entries are image paths, so they move under the unpacked tree; ``PATH``
-    starts with a directory whose ``python`` is this machine's interpreter.
-    """
-    env: dict[str, str] = {}
-    for item in image.config.get("Env", []):
-        key, _, value = str(item).partition("=")
-        env[key] = value
-    if "PYTHONPATH" in env:
-        env["PYTHONPATH"] = os.pathsep.join(
-            str(image.root / entry.lstrip("/")) for entry in env["PYTHONPATH"].split(":") if entry
-        )
-    prefix = endpoint_prefix(workload.version, workload.endpoint.name)
-    env.update(
-        PATH=f"{shims}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-        HOME=str(image.root),
-        HOST=host,
-        PORT=str(port),
-        VH_DEFAULT_PREFIX=prefix,
-        LANG=os.environ.get("LANG", "C.UTF-8"),
-    )
-    return env
+_STAYED_UP_S = 60.0
+"""A replica that served this long before exiting starts its restart count afresh."""
 
 
 @dataclass
-class _Replica:
+class _Running:
+    """A workload's replicas and what was last reported about them."""
+
     workload: Workload
-    port: int
-    log_path: Path
-    process: asyncio.subprocess.Process | None = None
+    replicas: list[Replica]
     task: asyncio.Task[None] | None = None
-    restarts: int = 0
-    started_ns: int = field(default_factory=time.time_ns)
+    was_ready: bool = False
+    reported: EndpointSummary | None = None
     failed_at: float | None = None
-    """When the replica last failed for good (monotonic); a later reconcile retries it."""
-
-    @property
-    def upstream(self) -> str:
-        return f"http://{self.workload.target.address}:{self.port}"
-
-    def last_log_lines(self) -> str:
-        try:
-            with self.log_path.open("rb") as handle:
-                lines = deque(handle, maxlen=_LOG_TAIL_LINES)
-        except FileNotFoundError:
-            return ""
-        return b"".join(lines).decode("utf-8", errors="replace").strip()
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class LocalDriver:
-    """Runs workloads as supervised local processes, one replica each."""
+    """Runs workloads as supervised local processes, ``replicas.min`` of them each."""
 
     def __init__(self, settings: SchedulerSettings, report: Reporter) -> None:
         self._settings = settings
         self._report = report
-        self._replicas: dict[str, _Replica] = {}
+        self._running: dict[str, _Running] = {}
         self._shims = settings.runtime_dir / "shims"
-        self._groups = settings.runtime_dir / "process-groups"
+        self._records = settings.runtime_dir / "replicas"
+        self._logs = settings.runtime_dir / "logs"
+        images = (settings.runtime_dir / "images").resolve()
+        # What an earlier scheduler left running: adopted by ensure(), else reaped.
+        self._leftovers: dict[tuple[str, int], ReplicaRecord] = {}
+        for path, record in load_records(self._records):
+            if _ours(record, images):
+                self._leftovers[(record.key, record.index)] = record
+            else:
+                path.unlink(missing_ok=True)
 
     def reap_leftovers(self) -> int:
-        """Kill replicas a previous scheduler left behind (killed before it could stop them).
+        """Kill what an earlier scheduler left running that no workload adopted.
 
-        Each replica's process group is recorded while it runs; a group still alive whose
-        leader works inside our unpacked images is ours, and is killed with all its
-        descendants (the parent-death signal reaches only the direct child). Returns how
-        many groups were killed.
+        Called after the first full reconcile pass, which adopted every replica still
+        wanted. Returns how many process groups were killed.
         """
         killed = 0
-        images = (self._settings.runtime_dir / "images").resolve()
-        for record in sorted(self._groups.glob("*.pgid")) if self._groups.exists() else []:
-            with contextlib.suppress(ValueError, OSError):
-                pgid = int(record.read_text())
-                cwd = Path(os.readlink(f"/proc/{pgid}/cwd")).resolve()
-                if cwd.is_relative_to(images):
-                    os.killpg(pgid, signal.SIGKILL)
-                    killed += 1
-            record.unlink(missing_ok=True)
+        for record in self._leftovers.values():
+            if record.alive():
+                kill_group(record.pid)
+                killed += 1
+            (self._records / _file_name(record.key, record.index, "json")).unlink(missing_ok=True)
+        self._leftovers.clear()
         if killed:
             log.warning("replicas.leftover.killed", groups=killed)
         return killed
 
     async def ensure(self, workload: Workload) -> bool:
         """Start the workload unless it already runs this image; True when something changed."""
-        current = self._replicas.get(workload.key)
+        current = self._running.get(workload.key)
         if current is not None and current.workload.manifest_digest == workload.manifest_digest:
             if not self._due_for_retry(current):
                 return False
             log.info("replica.retrying", key=workload.key)
         if current is not None:
             await self.remove(workload.key)
-        address = workload.target.address or "127.0.0.1"
-        replica = _Replica(
-            workload=workload,
-            port=free_port(address),
-            log_path=self._settings.runtime_dir / "logs" / f"{workload.key.replace('/', '_')}.log",
+        replicas, adopted = [], []
+        for index in range(workload.endpoint.replicas.min):
+            record = self._leftovers.pop((workload.key, index), None)
+            if record is not None and (
+                record.manifest_digest != workload.manifest_digest or not record.alive()
+            ):
+                if record.alive():
+                    kill_group(record.pid)  # wanted no more: another image under this key
+                record = None
+            replica = Replica(
+                workload=workload,
+                index=index,
+                port=record.port if record else free_port(workload.target.address or "127.0.0.1"),
+                log_path=self._logs / _file_name(workload.key, index, "log"),
+                record_path=self._records / _file_name(workload.key, index, "json"),
+                pid=record.pid if record else None,
+                started=record.started if record else None,
+            )
+            replicas.append(replica)
+            adopted.append(record is not None)
+        running = _Running(workload, replicas)
+        self._running[workload.key] = running
+        running.task = asyncio.create_task(
+            self._run(running, adopted), name=f"workload {workload.key}"
         )
-        self._replicas[workload.key] = replica
-        replica.task = asyncio.create_task(self._supervise(replica), name=f"replica {workload.key}")
+        if any(adopted):
+            log.info("replicas.adopted", key=workload.key, count=sum(adopted))
         return True
 
     async def remove(self, key: str) -> bool:
-        """Stop a workload's replica and forget it."""
-        replica = self._replicas.pop(key, None)
-        if replica is None:
+        """Stop a workload's replicas and forget them."""
+        running = self._running.pop(key, None)
+        if running is None:
             return False
-        if replica.task is not None:
-            replica.task.cancel()
+        if running.task is not None:
+            running.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await replica.task
-        await self._kill(replica)
+                await running.task
+        grace = self._settings.stop_grace_s
+        await asyncio.gather(*(replica.kill(grace) for replica in running.replicas))
         return True
 
     async def close(self) -> None:
-        """Stop every replica (on shutdown)."""
-        await asyncio.gather(*(self.remove(key) for key in list(self._replicas)))
+        """Stop every replica (on shutdown), or leave them to the next scheduler if so set."""
+        if not self._settings.keep_replicas_on_exit:
+            await asyncio.gather(*(self.remove(key) for key in list(self._running)))
+            return
+        for running in self._running.values():
+            if running.task is not None:
+                running.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running.task
+        log.info("replicas.left.running", workloads=len(self._running))
 
-    def _due_for_retry(self, replica: _Replica) -> bool:
-        """A replica that failed (or lost its supervisor) is tried again after a pause."""
-        if replica.task is None or not replica.task.done():
+    def _due_for_retry(self, running: _Running) -> bool:
+        """A workload that failed (or lost its supervisor) is tried again after a pause."""
+        lost = running.task is None or running.task.done()
+        failed = running.reported is not None and running.reported.state is WorkloadState.FAILED
+        if not (lost or failed):
             return False
-        failed_at = replica.failed_at if replica.failed_at is not None else 0.0
+        failed_at = running.failed_at if running.failed_at is not None else 0.0
         return time.monotonic() - failed_at >= self._settings.retry_failed_after_s
 
     def workload(self, key: str) -> Workload | None:
         """The workload running (or tried) under ``key``."""
-        replica = self._replicas.get(key)
-        return replica.workload if replica is not None else None
+        running = self._running.get(key)
+        return running.workload if running is not None else None
 
     def workload_keys(self) -> set[str]:
         """The workloads this driver runs (or tried to run)."""
-        return set(self._replicas)
+        return set(self._running)
 
-    async def _supervise(self, replica: _Replica) -> None:
-        delays = self._settings.restart_backoff_s
-        await self._state(replica, WorkloadState.DEPLOYING)
+    def logs(self, key: str, tail: int) -> list[ReplicaLogs]:
+        """The last ``tail`` lines of each replica of a workload (running or not), by replica."""
+        found = []
+        prefix = _file_name(key, 0, "log").removesuffix("0.log")
+        for path in self._logs.glob(f"{prefix}*.log") if self._logs.exists() else []:
+            index = path.name.removeprefix(prefix).removesuffix(".log")
+            if index.isdigit():
+                found.append(ReplicaLogs(replica=int(index), lines=tail_lines(path, tail)))
+        return sorted(found, key=lambda r: r.replica)
+
+    async def _run(self, running: _Running, adopted: list[bool]) -> None:
+        await self._update(running)
         try:
             image = await asyncio.to_thread(
                 unpack_image,
-                replica.workload.version.image,  # type: ignore[arg-type]  # built versions only
-                replica.workload.manifest_digest,
+                running.workload.version.image,  # type: ignore[arg-type]  # built versions only
+                running.workload.manifest_digest,
                 self._settings.runtime_dir / "images",
             )
         except Exception as exc:
-            log.exception("replica.unpack.failed", key=replica.workload.key)
-            replica.failed_at = time.monotonic()
-            await self._state(replica, WorkloadState.FAILED, f"could not unpack the image: {exc}")
+            log.exception("replica.unpack.failed", key=running.workload.key)
+            for replica in running.replicas:
+                replica.state, replica.reason = WorkloadState.FAILED, "could not unpack the image"
+            running.failed_at = time.monotonic()
+            await self._update(running, f"could not unpack the image: {exc}")
             return
+        async with asyncio.TaskGroup() as tasks:
+            for replica, was_adopted in zip(running.replicas, adopted, strict=True):
+                tasks.create_task(self._supervise(running, replica, image, was_adopted))
+
+    async def _supervise(
+        self, running: _Running, replica: Replica, image: UnpackedImage, adopted: bool
+    ) -> None:
+        delays = self._settings.restart_backoff_s
+        key = running.workload.key
         while True:
-            process = await self._start(replica, image)
-            ready, reason = await self._wait_ready(replica, process)
-            if not ready:
-                await self._kill(replica)
-                replica.failed_at = time.monotonic()
-                await self._state(replica, WorkloadState.FAILED, reason)
+            if not adopted:
+                await self._start(replica, image)
+            adopted = False
+            if not await replica.wait_ready(self._settings.readiness_timeout_s):
+                await replica.kill(self._settings.stop_grace_s)
+                running.failed_at = time.monotonic()
+                await self._set(running, replica, WorkloadState.FAILED, self._not_ready(replica))
                 return
-            await self._state(replica, WorkloadState.READY)
-            code = await process.wait()
+            replica.up_since = time.monotonic()
+            await self._set(running, replica, WorkloadState.READY, None)
+            code = await replica.wait_exit()
+            replica.record_path.unlink(missing_ok=True)
+            if time.monotonic() - replica.up_since >= _STAYED_UP_S:
+                replica.restarts = 0
             delay = delays[min(replica.restarts, len(delays) - 1)]
             replica.restarts += 1
             log.warning(
-                "replica.exited",
-                key=replica.workload.key,
-                code=code,
-                restarts=replica.restarts,
-                restart_in_s=delay,
+                "replica.exited", key=key, replica=replica.index, code=code, restart_in_s=delay
             )
-            await self._state(
+            exited = "exited" if code is None else f"exited with code {code}"
+            looping = "crash-looping: " if replica.restarts >= CRASH_LOOP_RESTARTS else ""
+            await self._set(
+                running,
                 replica,
                 WorkloadState.DEPLOYING,
-                f"exited with code {code}; restart {replica.restarts} in {delay} s "
-                f"(crash-looping if this repeats); last lines:\n{replica.last_log_lines()}",
+                f"{looping}{exited}; restart {replica.restarts} in {delay:g} s; last lines:\n"
+                f"{replica.last_log_lines()}",
             )
             await asyncio.sleep(delay)
-            replica.port = free_port(replica.workload.target.address or "127.0.0.1")
+            replica.port = free_port(replica.host)
 
-    async def _start(self, replica: _Replica, image: UnpackedImage) -> asyncio.subprocess.Process:
+    async def _start(self, replica: Replica, image: UnpackedImage) -> None:
         self._ensure_shims()
         command = [str(part) for part in image.config.get("Cmd", [])]
         workdir = image.root / str(image.config.get("WorkingDir", "/")).lstrip("/")
         env = process_environment(
-            replica.workload,
-            image,
-            host=replica.workload.target.address or "127.0.0.1",
-            port=replica.port,
-            shims=self._shims,
+            replica.workload, image, host=replica.host, port=replica.port, shims=self._shims
         )
         replica.log_path.parent.mkdir(parents=True, exist_ok=True)
         with replica.log_path.open("ab") as log_file:
+            # Its own session, and no parent-death signal: the replica outlives a scheduler
+            # crash or restart, and the next scheduler adopts it.
             replica.process = await asyncio.create_subprocess_exec(
                 *command,
                 cwd=workdir,
@@ -233,105 +267,62 @@ class LocalDriver:
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=stop_with_parent,
             )
-        replica.started_ns = time.time_ns()
-        self._groups.mkdir(parents=True, exist_ok=True)
-        self._group_record(replica).write_text(str(replica.process.pid))
+        replica.pid, replica.started = replica.process.pid, None
+        replica.save_record()
         log.info(
             "replica.started",
             key=replica.workload.key,
-            pid=replica.process.pid,
+            replica=replica.index,
+            pid=replica.pid,
             upstream=replica.upstream,
         )
-        return replica.process
 
-    async def _wait_ready(
-        self, replica: _Replica, process: asyncio.subprocess.Process
-    ) -> tuple[bool, str]:
-        host = replica.workload.target.address or "127.0.0.1"
-        deadline = time.monotonic() + self._settings.readiness_timeout_s
-        while time.monotonic() < deadline:
-            if process.returncode is not None:
-                return False, self._exit_reason(replica, process.returncode)
-            try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, replica.port), timeout=0.5
-                )
-            except (OSError, TimeoutError):
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return True, ""
-        return False, (
-            f"never opened port {replica.port} on {host} within "
-            f"{self._settings.readiness_timeout_s:g} s; listen on $PORT. Last lines:\n"
-            f"{replica.last_log_lines()}"
-        )
-
-    def _exit_reason(self, replica: _Replica, code: int) -> str:
+    def _not_ready(self, replica: Replica) -> str:
         tail = replica.last_log_lines()
-        if "Address already in use" in tail or "address already in use" in tail:
+        if "address already in use" in tail.lower():
             return (
                 "the server's port is already in use: on a local target every replica must "
                 "listen on $PORT (or use a container target for hard-coded ports). Last lines:\n"
                 + tail
             )
-        return f"exited with code {code} before opening its port. Last lines:\n{tail}"
-
-    def _group_record(self, replica: _Replica) -> Path:
-        return self._groups / f"{replica.workload.key.replace('/', '_')}.pgid"
-
-    async def _kill(self, replica: _Replica) -> None:
-        self._group_record(replica).unlink(missing_ok=True)
-        process = replica.process
-        if process is None or process.returncode is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), self._settings.stop_grace_s)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            await process.wait()
-
-    async def _state_once(
-        self, replica: _Replica, state: WorkloadState, reason: str | None = None
-    ) -> None:
-        w = replica.workload
-        upstreams = [replica.upstream] if state is WorkloadState.READY else []
-        await self._report(
-            EndpointState(
-                owner=w.version.owner,
-                project=w.version.project,
-                deployment=w.version.deployment,
-                version=w.version.name,
-                endpoint=w.endpoint.name,
-                target=w.target.name,
-                region=w.target.region,
-                state=state,
-                upstreams=upstreams,
-                reason=reason,
-            )
+        code = replica.process.returncode if replica.process is not None else None
+        if code is not None:
+            return f"exited with code {code} before opening its port. Last lines:\n{tail}"
+        return (
+            f"never opened port {replica.port} on {replica.host} within "
+            f"{self._settings.readiness_timeout_s:g} s; listen on $PORT. Last lines:\n{tail}"
         )
 
-    async def _state(
-        self, replica: _Replica, state: WorkloadState, reason: str | None = None
+    async def _set(
+        self, running: _Running, replica: Replica, state: WorkloadState, reason: str | None
     ) -> None:
-        """Report a state change, retrying until it is published: a NATS outage must not end
-        the replica's supervision."""
-        delay = 0.5
-        while True:
-            try:
-                await self._state_once(replica, state, reason)
+        replica.state, replica.reason = state, reason
+        await self._update(running)
+
+    async def _update(self, running: _Running, reason: str | None = None) -> None:
+        """Report the endpoint's state if its replicas' changed it; retried until published
+        (a NATS outage must not end the supervision)."""
+        async with running.lock:
+            summary = summarise(
+                [ReplicaStatus(r.index, r.state, r.upstream, r.reason) for r in running.replicas],
+                was_ready=running.was_ready,
+            )
+            if reason is not None:
+                summary = EndpointSummary(summary.state, summary.upstreams, reason)
+            if summary == running.reported:
                 return
-            except Exception as exc:
-                log.warning("replica.report.retry", key=replica.workload.key, error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            running.was_ready = running.was_ready or summary.state is WorkloadState.READY
+            delay = 0.5
+            while True:
+                try:
+                    await self._report(_endpoint_state(running.workload, summary))
+                    break
+                except Exception as exc:
+                    log.warning("replica.report.retry", key=running.workload.key, error=repr(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+            running.reported = summary
 
     def _ensure_shims(self) -> None:
         # ``python`` in an image command means this machine's interpreter (same minor version
@@ -342,3 +333,32 @@ class LocalDriver:
             link = self._shims / name
             if not link.exists():
                 link.symlink_to(base)
+
+
+def _file_name(key: str, index: int, suffix: str) -> str:
+    return f"{key.replace('/', '_')}.{index}.{suffix}"
+
+
+def _ours(record: ReplicaRecord, images: Path) -> bool:
+    """Whether a recorded process is alive and works inside our unpacked images."""
+    if not record.alive():
+        return False
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{record.pid}/cwd").readlink().resolve().is_relative_to(images)
+    return False
+
+
+def _endpoint_state(workload: Workload, summary: EndpointSummary) -> EndpointState:
+    v = workload.version
+    return EndpointState(
+        owner=v.owner,
+        project=v.project,
+        deployment=v.deployment,
+        version=v.name,
+        endpoint=workload.endpoint.name,
+        target=workload.target.name,
+        region=workload.target.region,
+        state=summary.state,
+        upstreams=summary.upstreams,
+        reason=summary.reason,
+    )
