@@ -19,7 +19,7 @@ import yaml
 from dockyard_common import Target, TargetKind, WorkloadState
 from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
 from dockyard_scheduler.settings import SchedulerSettings
-from tests.harness.containers import _engine_or_skip
+from tests.harness.containers import engine_or_skip
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -43,7 +43,7 @@ def _pull_error(client: Any, image: str) -> str | None:
 @pytest.fixture(scope="module")
 def k3s_kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A kubeconfig (and its context) of a K3s cluster in a container."""
-    client = _engine_or_skip()
+    client = engine_or_skip()
     try:
         try:
             client.images.get(K3S_IMAGE)
