@@ -47,8 +47,18 @@ from dockyard_common import connect_nats, connect_redis
 from dockyard_common.errors import TransientError
 from tests.harness.infrastructure import Infrastructure
 
-__all__ = ["NATS_IMAGE", "REDIS_IMAGE", "container_infrastructure", "nats_image", "redis_image"]
+__all__ = [
+    "BUSYBOX_IMAGE",
+    "NATS_IMAGE",
+    "REDIS_IMAGE",
+    "busybox_image",
+    "container_infrastructure",
+    "engine_or_skip",
+    "nats_image",
+    "redis_image",
+]
 
+BUSYBOX_IMAGE = "localhost/dockyard-test-busybox"
 NATS_IMAGE = "localhost/dockyard-test-nats"
 REDIS_IMAGE = "localhost/dockyard-test-redis"
 NATS_PORT = 4222
@@ -61,7 +71,7 @@ _LDD_PATH = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
 @contextmanager
 def container_infrastructure() -> Iterator[Infrastructure]:
     """NATS with JetStream and Redis in containers on loopback ports; removed afterwards."""
-    client = _engine_or_skip()
+    client = engine_or_skip()
     try:
         nats_tag, redis_tag = nats_image(client), redis_image(client)
     finally:
@@ -126,7 +136,7 @@ def redis_image(client: Any) -> str:
     )
 
 
-def _engine_or_skip() -> Any:
+def engine_or_skip() -> Any:
     """A docker SDK client of the engine ``DOCKER_HOST`` names; skips the caller if none answers."""
     host = os.environ.get("DOCKER_HOST")
     tried = f"DOCKER_HOST={host}" if host else "unix:///var/run/docker.sock (DOCKER_HOST unset)"
@@ -139,6 +149,18 @@ def _engine_or_skip() -> Any:
             'Start one with: eval "$(bash .ci/podman.sh)"'
         )
     return client
+
+
+def busybox_image(client: Any) -> str:
+    """A one-binary userland (Debian's ``busybox-static``) with ``sh`` and ``/tmp``: a base
+    image for endpoints (``busybox httpd -f -p $PORT``); skips the caller without busybox."""
+    binary = Path("/bin/busybox")
+    if not binary.exists():
+        pytest.skip("no /bin/busybox to make a base image from: apt-get install busybox-static")
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
+    # busybox picks its applet by argv[0]: a copy named sh is a shell.
+    files = {"/bin/busybox": binary, "/bin/sh": binary}
+    return _ensure_image(client, f"{BUSYBOX_IMAGE}:{digest}", files=files, entrypoint=[])
 
 
 def _ensure_image(

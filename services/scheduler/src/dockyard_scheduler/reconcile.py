@@ -24,7 +24,8 @@ from dockyard_common import (
 )
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
 from dockyard_scheduler.desired import Workload, desired_workloads
-from dockyard_scheduler.drivers import Drivers
+from dockyard_scheduler.drivers import Driver, Drivers
+from dockyard_scheduler.drivers.container import ContainerDriver
 from dockyard_scheduler.drivers.local import LocalDriver
 from dockyard_scheduler.settings import SchedulerSettings
 
@@ -41,6 +42,11 @@ _STATE_EVENTS = {
     WorkloadState.READY: EventType.ENDPOINT_READY,
     WorkloadState.FAILED: EventType.ENDPOINT_FAILED,
     WorkloadState.STOPPED: EventType.ENDPOINT_STOPPED,
+}
+
+_UNSUPPORTED_HINTS = {
+    TargetKind.CONTAINER: ": no container engine is configured (set DOCKER_HOST or "
+    "DOCKYARD_DOCKER_HOST to a Docker-compatible engine's API)",
 }
 
 _STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
@@ -61,7 +67,10 @@ class Scheduler:
         self._js = js
         self._settings = settings
         self._events = EventPublisher(js, source=f"{settings.event_source}/scheduler")
-        self._drivers = Drivers({TargetKind.LOCAL: LocalDriver(settings, self._report)})
+        by_kind: dict[TargetKind, Driver] = {TargetKind.LOCAL: LocalDriver(settings, self._report)}
+        if settings.container_engine_url is not None:
+            by_kind[TargetKind.CONTAINER] = ContainerDriver(settings, self._report)
+        self._drivers = Drivers(by_kind)
         self._lock = asyncio.Lock()
 
     async def run(self, full_pass_every_s: float = 30.0) -> None:
@@ -180,7 +189,8 @@ class Scheduler:
                         self._state_of(
                             workload,
                             WorkloadState.FAILED,
-                            f"this scheduler runs no {workload.target.kind.value} targets",
+                            f"this scheduler runs no {workload.target.kind.value} targets"
+                            + _UNSUPPORTED_HINTS.get(workload.target.kind, ""),
                         )
                     )
                 continue
