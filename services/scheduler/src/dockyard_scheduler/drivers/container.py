@@ -15,9 +15,8 @@ import asyncio
 import contextlib
 import secrets
 import time
-from dataclasses import dataclass, field
 
-from dockyard_common import EndpointState, WorkloadState, get_logger
+from dockyard_common import get_logger
 from dockyard_scheduler.desired import Workload, endpoint_prefix
 from dockyard_scheduler.drivers import Reporter
 from dockyard_scheduler.drivers.container_engine import (
@@ -29,6 +28,7 @@ from dockyard_scheduler.drivers.container_engine import (
     key_hash,
 )
 from dockyard_scheduler.drivers.container_images import EngineImage, engine_image
+from dockyard_scheduler.drivers.container_replicas import Replica, ReplicaGroup, answers_http
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["ContainerDriver"]
@@ -38,34 +38,6 @@ log = get_logger(__name__)
 _LOG_TAIL_LINES = 20
 _STATUS_POLL_S = 5.0
 """How often a running replica's state is asked for, in case the events stream broke."""
-_PROBE = b"GET /_dockyard/health HTTP/1.0\r\nHost: dockyard-probe\r\n\r\n"
-
-
-@dataclass
-class _Replica:
-    index: int
-    container_id: str | None = None
-    host_port: int | None = None
-    ready: bool = False
-    failed: str | None = None
-    restarts: int = 0
-    task: asyncio.Task[None] | None = None
-
-
-@dataclass
-class _Group:
-    """The replicas of one workload, reported as one endpoint state."""
-
-    workload: Workload
-    replicas: list[_Replica]
-    note: str | None = None
-    failed_at: float | None = None
-    reported: tuple[WorkloadState, tuple[str, ...], str | None] | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def address(self) -> str:
-        return self.workload.target.address or "127.0.0.1"
 
 
 class ContainerDriver:
@@ -78,7 +50,7 @@ class ContainerDriver:
         self._settings = settings
         self._report = report
         self._engine = engine or Engine(url, settings.container_owner)
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, ReplicaGroup] = {}
         self._adoptable: dict[str, list[Running]] = {}
         self._images: dict[str, asyncio.Task[EngineImage]] = {}
         self._exits: dict[str, asyncio.Future[int]] = {}
@@ -125,7 +97,7 @@ class ContainerDriver:
             await self.remove(workload.key)
         await self._connect()
         count = workload.endpoint.replicas.min
-        group = _Group(workload, [_Replica(index) for index in range(count)])
+        group = ReplicaGroup(workload, [Replica(index) for index in range(count)])
         for replica, running in zip(
             group.replicas, await self._claim(workload, count), strict=False
         ):
@@ -205,7 +177,7 @@ class ContainerDriver:
         )
         return claimed
 
-    def _due_for_retry(self, group: _Group) -> bool:
+    def _due_for_retry(self, group: ReplicaGroup) -> bool:
         """A workload whose every replica failed is tried again after a pause."""
         if any(r.task is None or not r.task.done() for r in group.replicas):
             return False
@@ -231,7 +203,7 @@ class ContainerDriver:
             self._images[workload.manifest_digest] = task
         return await asyncio.shield(task)
 
-    async def _supervise(self, group: _Group, replica: _Replica) -> None:
+    async def _supervise(self, group: ReplicaGroup, replica: Replica) -> None:
         delays = self._settings.restart_backoff_s
         key = group.workload.key
         await self._update(group)
@@ -286,7 +258,7 @@ class ContainerDriver:
             await self._update(group)
             await asyncio.sleep(delay)
 
-    async def _start(self, group: _Group, replica: _Replica, image: EngineImage) -> str:
+    async def _start(self, group: ReplicaGroup, replica: Replica, image: EngineImage) -> str:
         workload = group.workload
         port = workload.endpoint.listen_port
         name = f"{self._engine.owner}-{key_hash(workload.key)}-{replica.index}"
@@ -314,7 +286,7 @@ class ContainerDriver:
         return running.id
 
     async def _wait_ready(
-        self, group: _Group, replica: _Replica, container_id: str, exited: asyncio.Future[int]
+        self, group: ReplicaGroup, replica: Replica, container_id: str, exited: asyncio.Future[int]
     ) -> tuple[bool, str]:
         if replica.host_port is None:
             return False, "the engine published no host port for the container"
@@ -326,7 +298,7 @@ class ContainerDriver:
                     f"exited with code {exited.result()} before answering HTTP on port "
                     f"{group.workload.endpoint.listen_port}. Last lines:\n{tail}"
                 )
-            if await _answers_http(group.address, replica.host_port):
+            if await answers_http(group.address, replica.host_port):
                 return True, ""
             await asyncio.sleep(0.05)
         tail = await self._log_tail(container_id)
@@ -365,72 +337,26 @@ class ContainerDriver:
         except Exception:
             log.exception("container.remove.failed", container=container_id[:12])
 
-    async def _fail(self, group: _Group, replica: _Replica, reason: str) -> None:
+    async def _fail(self, group: ReplicaGroup, replica: Replica, reason: str) -> None:
         replica.failed = reason
         group.failed_at = time.monotonic()
         await self._update(group)
 
-    async def _update(self, group: _Group) -> None:
-        """Report the group's state if it changed: ready with every ready replica's upstream."""
+    async def _update(self, group: ReplicaGroup) -> None:
+        """Report the group's state if it changed, retrying until published: a NATS outage
+        must not end the supervision."""
         async with group.lock:
-            upstreams = tuple(
-                sorted(f"http://{group.address}:{r.host_port}" for r in group.replicas if r.ready)
-            )
-            failures = [r.failed for r in group.replicas if r.failed is not None]
-            reason: str | None
-            if upstreams:
-                state, reason = WorkloadState.READY, None
-            elif failures and len(failures) == len(group.replicas):
-                state, reason = WorkloadState.FAILED, "\n".join(dict.fromkeys(failures))
-            else:
-                state, reason = WorkloadState.DEPLOYING, group.note or next(iter(failures), None)
-            if group.reported == (state, upstreams, reason):
+            observed = group.observed()
+            if group.reported == observed:
                 return
-            group.reported = (state, upstreams, reason)
-            await self._publish(group, state, list(upstreams), reason)
-
-    async def _publish(
-        self, group: _Group, state: WorkloadState, upstreams: list[str], reason: str | None
-    ) -> None:
-        """Report, retrying until published: a NATS outage must not end the supervision."""
-        w = group.workload
-        report = EndpointState(
-            owner=w.version.owner,
-            project=w.version.project,
-            deployment=w.version.deployment,
-            version=w.version.name,
-            endpoint=w.endpoint.name,
-            target=w.target.name,
-            region=w.target.region,
-            state=state,
-            upstreams=upstreams,
-            reason=reason,
-        )
-        delay = 0.5
-        while True:
-            try:
-                await self._report(report)
-                return
-            except Exception as exc:
-                log.warning("container.report.retry", key=w.key, error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-
-async def _answers_http(host: str, port: int) -> bool:
-    """Whether an HTTP server answers at all (any status): the engine's port forwarder may
-    accept a connection before the server inside listens, so a connect alone proves nothing."""
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
-    except (OSError, TimeoutError):
-        return False
-    try:
-        writer.write(_PROBE)
-        await writer.drain()
-        return bool(await asyncio.wait_for(reader.read(1), 2.0))
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+            group.reported = observed
+            report = group.endpoint_state(*observed)
+            delay = 0.5
+            while True:
+                try:
+                    await self._report(report)
+                    return
+                except Exception as exc:
+                    log.warning("container.report.retry", key=group.workload.key, error=repr(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
