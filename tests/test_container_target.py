@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from dockyard_builder.build import build_version
@@ -25,6 +26,7 @@ from dockyard_common.models import Replicas, WorkloadState
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers.container import ContainerDriver
 from dockyard_scheduler.drivers.container_engine import LABEL_OWNER, EngineUnavailable
+from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY
 from dockyard_scheduler.settings import SchedulerSettings
 from tests.harness.containers import busybox_image, engine_or_skip
 
@@ -53,6 +55,8 @@ class Reports:
             for state in self.seen[after:]:
                 if predicate(state):
                     return state
+                if state.state is WorkloadState.FAILED:
+                    pytest.fail(f"failed while waiting for a report {what}: {state.reason}")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 seen = [(s.state.value, s.upstreams, s.reason) for s in self.seen]
@@ -82,7 +86,6 @@ def settings(tmp_path: Path, engine: Any) -> SchedulerSettings:
         data_dir=tmp_path / "scheduler",
         readiness_timeout_s=5.0,
         restart_backoff_s=(0.1,),
-        stop_grace_s=0.0,
     )
 
 
@@ -93,6 +96,9 @@ async def driver(settings: SchedulerSettings) -> AsyncIterator[tuple[ContainerDr
     try:
         yield driver, reports
     finally:
+        # Removing (not only closing) also removes the images made for the test.
+        for key in driver.workload_keys():
+            await driver.remove(key)
         await driver.close()
 
 
@@ -192,6 +198,9 @@ async def test_two_replicas_with_a_hard_coded_port_both_serve(
 
     assert await container_driver.remove(workload.key) is True
     assert _ours(engine, settings) == [], "a stopped workload left containers behind"
+    tag = f"{IMAGE_REPOSITORY}:{workload.manifest_digest.removeprefix('sha256:')}"
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(tag)
 
 
 @pytest.mark.docker
@@ -285,6 +294,7 @@ async def test_a_restarted_scheduler_adopts_running_replicas_and_removes_stopped
         assert [c.id for c in _ours(engine, settings)] == [running.id]
         assert stopped.id not in [c.id for c in _ours(engine, settings)]
     finally:
+        await second.remove(workload.key)
         await second.close()
     assert _ours(engine, settings) == []
 

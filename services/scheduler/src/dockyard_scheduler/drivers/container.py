@@ -27,7 +27,11 @@ from dockyard_scheduler.drivers.container_engine import (
     Running,
     key_hash,
 )
-from dockyard_scheduler.drivers.container_images import EngineImage, engine_image
+from dockyard_scheduler.drivers.container_images import (
+    IMAGE_REPOSITORY,
+    EngineImage,
+    engine_image,
+)
 from dockyard_scheduler.drivers.container_replicas import Replica, ReplicaGroup, answers_http
 from dockyard_scheduler.settings import SchedulerSettings
 
@@ -94,7 +98,7 @@ class ContainerDriver:
                 return False
             log.info("containers.retrying", key=workload.key)
         if current is not None:
-            await self.remove(workload.key)
+            await self._remove(workload.key)
         await self._connect()
         count = workload.endpoint.replicas.min
         group = ReplicaGroup(workload, [Replica(index) for index in range(count)])
@@ -111,7 +115,22 @@ class ContainerDriver:
         return True
 
     async def remove(self, key: str) -> bool:
-        """Stop a workload's containers and forget it; False when there was none."""
+        """Stop a workload's containers and forget it; False when there was none.
+
+        The image made for it goes too once no other workload here runs it.
+        """
+        group = self._groups.get(key)
+        removed = await self._remove(key)
+        digest = group.workload.manifest_digest if group is not None else None
+        if digest and all(g.workload.manifest_digest != digest for g in self._groups.values()):
+            made = self._images.pop(digest, None)
+            if made is not None and made.done() and made.exception() is None:
+                reference = made.result().reference
+                if reference.startswith(f"{IMAGE_REPOSITORY}:"):
+                    await self._engine.call(self._engine.remove_image, reference)
+        return removed
+
+    async def _remove(self, key: str) -> bool:
         group = self._groups.pop(key, None)
         leftovers = self._adoptable.pop(key, [])
         if group is None and not leftovers:
@@ -136,8 +155,8 @@ class ContainerDriver:
         return group.workload if group is not None else None
 
     async def close(self) -> None:
-        """Stop every container this driver runs or found, then disconnect."""
-        await asyncio.gather(*(self.remove(key) for key in self.workload_keys()))
+        """Stop every container this driver runs or found (keeping images), then disconnect."""
+        await asyncio.gather(*(self._remove(key) for key in self.workload_keys()))
         with contextlib.suppress(EngineUnavailable):
             self._engine.close()
 

@@ -146,6 +146,9 @@ class Engine:
             name=name,
             labels={LABEL_OWNER: self.owner, LABEL_PORT: str(container_port), **labels},
             ports={f"{container_port}/tcp": (address, None)},
+            # An init as PID 1 passes SIGTERM on: a server that sets no handler (PID 1 ignores
+            # it by default) would otherwise sit out the whole grace period on every stop.
+            init=True,
             detach=True,
         )
         container.start()
@@ -186,6 +189,15 @@ class Engine:
             container.remove(force=True)
         except docker.errors.NotFound:
             return
+
+    def remove_image(self, reference: str) -> None:
+        """Untag an image we made; one still in use (by anyone) or already gone is left."""
+        try:
+            self.client.images.remove(reference)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            log.info("container.image.kept", image=reference, reason=str(exc.explanation or exc))
 
     def ours(self) -> list[Running]:
         """Every container this installation labelled, running or not."""

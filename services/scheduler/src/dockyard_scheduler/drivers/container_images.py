@@ -3,7 +3,8 @@
 Three ways in, each keyed by the endpoint's manifest digest so that it happens once per engine:
 
 - a registry reference (``<registry>/<repo>@sha256:...``): the engine pulls the manifest by
-  digest; the image's own config (Env, Cmd, WorkingDir) stands.
+  digest; the image's own config (Env, Cmd, WorkingDir) stands. Where the engine refuses
+  (podman and a plain-HTTP registry it was not told about), skopeo copies it in instead.
 - a complete image in an OCI layout (``oci:<dir>:<ref>``, base layers included): streamed to
   the engine as a ``docker save`` archive.
 - an embedded build in an OCI layout, whose config only *names* its base image (the builder
@@ -17,16 +18,19 @@ All functions here block: call them in a worker thread.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
+import shutil
+import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import docker.errors
 
-from dockyard_common import ImageInfo, PermanentError
+from dockyard_common import ImageInfo, PermanentError, get_logger
 from dockyard_common.oci_layout import BlobNotFound, OciLayout
 from dockyard_scheduler.images import layout_of
 
@@ -36,6 +40,8 @@ IMAGE_REPOSITORY = "localhost/dockyard-endpoint"
 """Where images made from OCI layouts are tagged in the engine (tag: the manifest digest)."""
 
 BASE_NAME = "org.opencontainers.image.base.name"
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,16 +59,67 @@ def engine_image(client: Any, image: ImageInfo, manifest_digest: str, scratch: P
     """The engine's image of one endpoint, made there first if missing (blocking)."""
     if image.reference.startswith("oci:"):
         return _from_layout(client, image, manifest_digest, scratch)
-    repository = _repository_of(image.reference)
-    reference = f"{repository}@{manifest_digest}"
-    if not _exists(client, reference):
-        try:
-            client.images.pull(reference)
-        except docker.errors.APIError as exc:
+    reference = f"{_repository_of(image.reference)}@{manifest_digest}"
+    copied = f"{IMAGE_REPOSITORY}:{manifest_digest.removeprefix('sha256:')}"
+    if _exists(client, reference):
+        return EngineImage(reference)
+    if _exists(client, copied):
+        return EngineImage(copied)
+    refused = _engine_pull(client, reference)
+    if refused is None:
+        return EngineImage(reference)
+    skopeo = shutil.which("skopeo")
+    if skopeo is None:
+        raise PermanentError(f"the container engine could not pull {reference}: {refused}")
+    # podman refuses a plain-HTTP registry unless registries.conf names it (Docker allows
+    # loopback ones): copy the image through a docker-save archive instead.
+    log.info("container.image.pull.refused", reference=reference, reason=refused)
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=scratch) as work:
+        archive = Path(work) / "image.tar"
+        command = [
+            skopeo,
+            "copy",
+            "--quiet",
+            f"--src-tls-verify={str(not _is_loopback(reference)).lower()}",
+            f"docker://{reference}",
+            f"docker-archive:{archive}:{copied}",
+        ]
+        copy = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
+        if copy.returncode != 0:
             raise PermanentError(
-                f"the container engine could not pull {reference}: {exc.explanation or exc}"
-            ) from exc
-    return EngineImage(reference)
+                f"the container engine could not pull {reference} ({refused}), nor could "
+                f"skopeo copy it: {copy.stderr.strip()}"
+            )
+        with archive.open("rb") as stream:
+            _load(client, stream, copied)
+    return EngineImage(copied)
+
+
+def _engine_pull(client: Any, reference: str) -> str | None:
+    """Pull by the engine; None when done, else the engine's reason.
+
+    The SDK's ``images.pull`` drops the error the engine streams and then fails to find the
+    image, so the stream is read here.
+    """
+    repository, _, digest = reference.partition("@")
+    try:
+        for line in client.api.pull(repository, tag=digest or None, stream=True, decode=True):
+            if "error" in line:
+                return str(line["error"])
+    except docker.errors.APIError as exc:
+        return str(exc.explanation or exc)
+    return None
+
+
+def _is_loopback(reference: str) -> bool:
+    host = reference.partition("/")[0].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _repository_of(reference: str) -> str:
@@ -114,14 +171,13 @@ def _ensure_base(client: Any, base: str) -> None:
     """The base image is in the engine, or the engine pulls it; else a reason to act on."""
     if _exists(client, base):
         return
-    try:
-        client.images.pull(base)
-    except docker.errors.APIError as exc:
+    refused = _engine_pull(client, base)
+    if refused is not None:
         raise PermanentError(
             f"the image runs on base image {base!r}, which the container engine does not have "
-            f"and could not pull ({exc.explanation or exc}). Load the base into the engine "
+            f"and could not pull ({refused}). Load the base into the engine "
             "(docker load / podman load), or use a registry that holds complete images"
-        ) from exc
+        )
 
 
 def _compose(
@@ -175,7 +231,11 @@ def _load_archive(
                 entry.size = len(data)
                 tar.addfile(entry, io.BytesIO(data))
         archive.seek(0)
-        try:
-            client.images.load(archive)
-        except docker.errors.APIError as exc:
-            raise PermanentError(f"the container engine could not load {tag}: {exc}") from exc
+        _load(client, archive, tag)
+
+
+def _load(client: Any, archive: IO[bytes], tag: str) -> None:
+    try:
+        client.images.load(archive)
+    except docker.errors.APIError as exc:
+        raise PermanentError(f"the container engine could not load {tag}: {exc}") from exc
