@@ -157,6 +157,8 @@ class ContainerDriver:
     async def close(self) -> None:
         """Stop every container this driver runs or found (keeping images), then disconnect."""
         await asyncio.gather(*(self._remove(key) for key in self.workload_keys()))
+        for task in self._images.values():
+            task.cancel()
         with contextlib.suppress(EngineUnavailable):
             self._engine.close()
 
@@ -206,7 +208,7 @@ class ContainerDriver:
     async def _image(self, workload: Workload) -> EngineImage:
         # One preparation per manifest, shared by every replica and target that needs it.
         task = self._images.get(workload.manifest_digest)
-        if task is None or (task.done() and task.exception() is not None):
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             image = workload.version.image
             if image is None:
                 raise EngineUnavailable(f"{workload.key} has no built image")

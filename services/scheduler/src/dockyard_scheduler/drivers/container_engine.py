@@ -68,6 +68,7 @@ class Engine:
         self.url = url
         self.owner = owner
         self._client: Any = None
+        self._connecting = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="container-engine")
         self._events: Any = None
         self._watcher: threading.Thread | None = None
@@ -86,8 +87,11 @@ class Engine:
 
     def connect(self) -> None:
         """Connect and ping once (blocking); :class:`EngineUnavailable` with the reason if not."""
-        if self._client is not None:
-            return
+        with self._connecting:
+            if self._client is None:
+                self._client = self._connected()
+
+    def _connected(self) -> Any:
         try:
             # A short timeout for the ping, so an engine that is away cannot stall start-up;
             # a long one afterwards, for pulls and builds.
@@ -99,12 +103,15 @@ class Engine:
                 f"no container engine answers at {self.url}: {exc}; set DOCKER_HOST "
                 "(or DOCKYARD_DOCKER_HOST) to a Docker-compatible engine's API"
             ) from exc
-        self._client = client
+        return client
 
     def watch_exits(self, on_exit: Callable[[str, int], None]) -> None:
         """Call ``on_exit(container id, exit code)`` (from a thread) whenever one of ours dies."""
-        if self._watcher is not None:
-            return
+        with self._connecting:
+            if self._watcher is None:
+                self._watcher = self._watch(on_exit)
+
+    def _watch(self, on_exit: Callable[[str, int], None]) -> threading.Thread:
         # podman's Docker API ignores an "event" filter combined with others: filter here.
         self._events = self.client.events(
             decode=True, filters={"type": "container", "label": f"{LABEL_OWNER}={self.owner}"}
@@ -121,8 +128,9 @@ class Engine:
             except Exception as exc:  # the stream ends when closed; the status poll takes over
                 log.info("container.events.ended", error=repr(exc))
 
-        self._watcher = threading.Thread(target=pump, name="container-events", daemon=True)
-        self._watcher.start()
+        watcher = threading.Thread(target=pump, name="container-events", daemon=True)
+        watcher.start()
+        return watcher
 
     def start(
         self,
