@@ -43,3 +43,4 @@ bench: install
 	$(RUN) python bench/api.py
 	$(RUN) python bench/build.py
 	$(RUN) python bench/router.py
+	$(RUN) python bench/container_target.py
