@@ -4,6 +4,7 @@ the router, stop. Needs a Docker-compatible engine at ``DOCKER_HOST`` (skipped w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from typing import Any
@@ -26,10 +27,12 @@ from tests.harness.flows import (
 WAIT_S = 30.0
 
 
-def _containers_of(engine: Any, names: Names) -> list[Any]:
-    """The engine's containers running workloads of the test's owner."""
-    found = engine.containers.list(all=True, filters={"label": LABEL_KEY})
-    return [c for c in found if c.labels[LABEL_KEY].startswith(f"{names.owner}.")]
+def _containers_of(engine: Any, names: Names) -> list[str]:
+    """The names of the engine's containers running workloads of the test's owner."""
+    # The low-level listing: the SDK's inspects each container, and fails on one that another
+    # test removes meanwhile.
+    found = engine.api.containers(all=True, filters={"label": LABEL_KEY})
+    return [c["Names"][0] for c in found if c["Labels"][LABEL_KEY].startswith(f"{names.owner}.")]
 
 
 @pytest.mark.docker
@@ -44,6 +47,21 @@ async def test_a_version_on_a_container_target_serves_through_the_router_until_s
         f"/v1/targets/{target}", json={"region": "box", "kind": "container", "address": "127.0.3.9"}
     )
     assert registered.status_code in (200, 201), registered.text
+    try:
+        await _serve_then_stop(api, platform, names, engine, base, target)
+    finally:
+        engine.close()
+        await _forget(api, names, target)
+
+
+async def _serve_then_stop(
+    api: httpx.AsyncClient,
+    platform: RunningPlatform,
+    names: Names,
+    engine: Any,
+    base: str,
+    target: str,
+) -> None:
     await put_deployment(api, names, [target])
     code = await upload_blob(api, names, tar_gz({"www/index.html": b"hello from a container\n"}))
     # A hard-coded port, as many real servers have: fine in a container of its own.
@@ -72,12 +90,25 @@ async def test_a_version_on_a_container_target_serves_through_the_router_until_s
     assert answers[0].text == "hello from a container\n"
     assert len(_containers_of(engine, names)) == 2
 
-    stopped = await api.delete(f"{project_path(names)}/deployments/{names.deployment}/versions/v1")
+    stopped = await api.delete(f"{_deployment(names)}/versions/v1")
     assert stopped.status_code in (200, 202, 204), stopped.text
     deadline = time.monotonic() + WAIT_S
     while _containers_of(engine, names):
         if time.monotonic() > deadline:
-            left = [c.name for c in _containers_of(engine, names)]
+            left = _containers_of(engine, names)
             pytest.fail(f"containers still there {WAIT_S} s after the stop: {left}")
         await asyncio.sleep(0.1)
-    engine.close()
+
+
+def _deployment(names: Names) -> str:
+    return f"{project_path(names)}/deployments/{names.deployment}"
+
+
+async def _forget(api: httpx.AsyncClient, names: Names, target: str) -> None:
+    """Remove the test's deployment and target, so later tests see only the usual targets."""
+    await api.delete(f"{_deployment(names)}/versions/v1")
+    with contextlib.suppress(AssertionError):
+        await wait_for_version(api, names, "v1", "stopped", within_s=WAIT_S)
+    await api.delete(_deployment(names))
+    forgotten = await api.delete(f"/v1/targets/{target}")
+    assert forgotten.status_code in (204, 404), forgotten.text

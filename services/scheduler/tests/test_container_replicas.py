@@ -30,6 +30,17 @@ def test_the_workload_is_ready_with_the_upstreams_of_the_replicas_that_serve() -
     assert group.observed() == (WorkloadState.READY, ("http://127.0.3.1:4001",), None)
 
 
+def test_the_workload_is_not_ready_until_every_replica_came_up() -> None:
+    group = _group(2)
+    group.replicas[0].ready, group.replicas[0].host_port = True, 4001
+
+    assert group.observed()[0] is WorkloadState.DEPLOYING
+
+    group.rolled_out = True  # once reported ready, one replica down keeps it serving
+
+    assert group.observed() == (WorkloadState.READY, ("http://127.0.3.1:4001",), None)
+
+
 def test_the_workload_fails_only_once_every_replica_failed() -> None:
     group = _group(2)
     group.replicas[0].failed = "exited with code 1"

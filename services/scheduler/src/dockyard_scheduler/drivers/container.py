@@ -16,7 +16,7 @@ import contextlib
 import secrets
 import time
 
-from dockyard_common import get_logger
+from dockyard_common import WorkloadState, get_logger
 from dockyard_scheduler.desired import Workload, endpoint_prefix
 from dockyard_scheduler.drivers import Reporter
 from dockyard_scheduler.drivers.container_engine import (
@@ -371,6 +371,7 @@ class ContainerDriver:
             if group.reported == observed:
                 return
             group.reported = observed
+            group.rolled_out = group.rolled_out or observed[0] is WorkloadState.READY
             report = group.endpoint_state(*observed)
             delay = 0.5
             while True:

@@ -42,6 +42,8 @@ class ReplicaGroup:
     """The latest crash, said while no replica serves."""
     failed_at: float | None = None
     reported: tuple[WorkloadState, tuple[str, ...], str | None] | None = None
+    rolled_out: bool = False
+    """Whether it has been reported ready: then a replica down leaves it ready with fewer."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -50,12 +52,17 @@ class ReplicaGroup:
         return self.workload.target.address or "127.0.0.1"
 
     def observed(self) -> tuple[WorkloadState, tuple[str, ...], str | None]:
-        """(state, upstreams, reason): ready while any replica serves, failed once all failed."""
+        """(state, upstreams, reason).
+
+        Ready once every replica has come up (or failed for good) and one serves, then for as
+        long as any serves, with the upstreams of those that do; failed once all failed.
+        """
         upstreams = tuple(
             sorted(f"http://{self.address}:{r.host_port}" for r in self.replicas if r.ready)
         )
         failures = [r.failed for r in self.replicas if r.failed is not None]
-        if upstreams:
+        settled = all(r.ready or r.failed is not None for r in self.replicas)
+        if upstreams and (settled or self.rolled_out):
             return WorkloadState.READY, upstreams, None
         if failures and len(failures) == len(self.replicas):
             return WorkloadState.FAILED, (), "\n".join(dict.fromkeys(failures))
