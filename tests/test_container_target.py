@@ -109,6 +109,7 @@ def _workload(
     *,
     port: int | None = None,
     replicas: int = 1,
+    resources: dict[str, Any] | None = None,
 ) -> Workload:
     """A one-endpoint version the builder built on ``base_image``, on a container target."""
     code = tmp_path / f"code-{secrets.token_hex(3)}"
@@ -127,6 +128,7 @@ def _workload(
                     "server-command": command,
                     "port": port,
                     "replicas": Replicas(min=replicas, max=replicas),
+                    "resources": resources or {},
                 }
             )
         ],
@@ -157,15 +159,20 @@ def _ready(state: EndpointState) -> bool:
 
 
 @pytest.mark.docker
-async def test_a_replica_serves_the_code_layer_on_its_published_port(
-    tmp_path: Path, base_image: str, driver: tuple[ContainerDriver, Reports]
+async def test_a_replica_serves_the_code_layer_on_its_published_port_within_its_limits(
+    tmp_path: Path,
+    base_image: str,
+    engine: Any,
+    settings: SchedulerSettings,
+    driver: tuple[ContainerDriver, Reports],
 ) -> None:
     container_driver, reports = driver
     command = (
         'busybox mkdir -p /tmp/www && echo "$VH_DEFAULT_PREFIX" > /tmp/www/prefix'
         " && busybox cp www/index.html /tmp/www/ && busybox httpd -f -p $PORT -h /tmp/www"
     )
-    workload = _workload(tmp_path, base_image, command)
+    resources = {"cpu": {"max": 0.5}, "memory": {"max": 64}}
+    workload = _workload(tmp_path, base_image, command, resources=resources)
 
     assert await container_driver.ensure(workload) is True
     ready = await reports.wait_for("ready", _ready)
@@ -176,6 +183,9 @@ async def test_a_replica_serves_the_code_layer_on_its_published_port(
     prefix = await asyncio.to_thread(_get, f"{upstream}/prefix")
     assert prefix.strip() == f"/acme/demo/containers/{workload.version.name}/web"
     assert await container_driver.ensure(workload) is False, "the same workload changed again"
+    (container,) = _ours(engine, settings)
+    assert container.attrs["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert container.attrs["HostConfig"]["NanoCpus"] == 500_000_000
 
 
 @pytest.mark.docker

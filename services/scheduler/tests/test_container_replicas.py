@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dockyard_common import CodeRef, EndpointSpec, Target, TargetKind, Version, WorkloadState
 from dockyard_scheduler.desired import Workload
+from dockyard_scheduler.drivers.container_engine import container_limits
 from dockyard_scheduler.drivers.container_replicas import Replica, ReplicaGroup
 
 
@@ -57,3 +58,11 @@ def test_a_crash_is_said_while_no_replica_serves() -> None:
     group.note = "replica 0 exited with code 137; restart 1 in 0.5 s (crash-looping ...)"
 
     assert group.observed() == (WorkloadState.DEPLOYING, (), group.note)
+
+
+def test_cpu_and_memory_limits_come_from_the_endpoint_resources() -> None:
+    resources = {"cpu": {"min": 1, "max": 2}, "memory": {"min": 512}, "devices": {"gpu": 1}}
+
+    assert container_limits(resources) == {"nano_cpus": 2_000_000_000, "mem_limit": "512m"}
+    assert container_limits({}) == {}
+    assert container_limits({"cpu": {"max": "a lot"}, "memory": 256}) == {"mem_limit": "256m"}

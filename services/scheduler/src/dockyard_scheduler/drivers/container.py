@@ -25,6 +25,7 @@ from dockyard_scheduler.drivers.container_engine import (
     Engine,
     EngineUnavailable,
     Running,
+    container_limits,
     key_hash,
 )
 from dockyard_scheduler.drivers.container_images import (
@@ -296,6 +297,7 @@ class ContainerDriver:
                 "HOST": "0.0.0.0",  # noqa: S104 (inside the container's own namespace)
                 "VH_DEFAULT_PREFIX": endpoint_prefix(workload.version, workload.endpoint.name),
             },
+            limits=container_limits(workload.endpoint.resources),
         )
         replica.container_id, replica.host_port = running.id, running.host_port
         log.info(

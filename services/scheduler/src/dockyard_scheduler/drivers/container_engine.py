@@ -29,6 +29,7 @@ __all__ = [
     "Engine",
     "EngineUnavailable",
     "Running",
+    "container_limits",
     "key_hash",
 ]
 
@@ -54,6 +55,30 @@ class Running:
     labels: dict[str, str]
     running: bool
     host_port: int | None
+
+
+def container_limits(resources: dict[str, Any]) -> dict[str, Any]:
+    """Engine limits for an endpoint's valohai.yaml ``resources`` (pure, no I/O).
+
+    ``cpu`` (cores) and ``memory`` (megabytes) take their ``max``, else their ``min`` (a
+    container gets no more than its limit); ``devices`` are not passed on.
+    """
+    limits: dict[str, Any] = {}
+    for name, convert in (
+        ("cpu", lambda cores: {"nano_cpus": int(cores * 1e9)}),
+        ("memory", lambda megabytes: {"mem_limit": f"{int(megabytes)}m"}),
+    ):
+        wanted = resources.get(name)
+        value = wanted.get("max", wanted.get("min")) if isinstance(wanted, dict) else wanted
+        if value is None:
+            continue
+        try:
+            amount = float(value)
+        except (TypeError, ValueError):
+            continue
+        if amount > 0:
+            limits.update(convert(amount))
+    return limits
 
 
 def key_hash(key: str) -> str:
@@ -142,6 +167,7 @@ class Engine:
         container_port: int,
         config: dict[str, Any],
         environment: dict[str, str],
+        limits: dict[str, Any],
     ) -> Running:
         """Create and start a container, its port published on ``address`` (engine's choice)."""
         env = [str(item) for item in config.get("Env", [])]
@@ -158,6 +184,7 @@ class Engine:
             # it by default) would otherwise sit out the whole grace period on every stop.
             init=True,
             detach=True,
+            **limits,
         )
         container.start()
         return self.inspect(container.id)
