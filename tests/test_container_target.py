@@ -25,7 +25,12 @@ from dockyard_common import CodeRef, EndpointSpec, EndpointState, Target, Target
 from dockyard_common.models import Replicas, WorkloadState
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers.container import ContainerDriver
-from dockyard_scheduler.drivers.container_engine import LABEL_OWNER, EngineUnavailable
+from dockyard_scheduler.drivers.container_engine import (
+    LABEL_KEY,
+    LABEL_OWNER,
+    LABEL_PORT,
+    EngineUnavailable,
+)
 from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY
 from dockyard_scheduler.settings import SchedulerSettings
 from tests.harness.containers import busybox_image, engine_or_skip
@@ -274,7 +279,7 @@ async def test_an_image_whose_base_the_engine_lacks_fails_naming_the_base(
 
 
 @pytest.mark.docker
-async def test_a_restarted_scheduler_adopts_running_replicas_and_removes_stopped_ones(
+async def test_a_restarted_scheduler_adopts_running_replicas_and_removes_the_rest(
     tmp_path: Path, base_image: str, engine: Any, settings: SchedulerSettings
 ) -> None:
     workload = _workload(tmp_path, base_image, SERVE.format(port="$PORT"))
@@ -285,6 +290,17 @@ async def test_a_restarted_scheduler_adopts_running_replicas_and_removes_stopped
     (running,) = _ours(engine, settings)
     stopped = engine.containers.create(
         base_image, ["sh", "-c", "exit 0"], labels={LABEL_OWNER: settings.container_owner}
+    )
+    unwanted = engine.containers.run(
+        base_image,
+        ["sh", "-c", "exec busybox httpd -f -p 8000"],
+        labels={
+            LABEL_OWNER: settings.container_owner,
+            LABEL_KEY: "a/stopped/version",
+            LABEL_PORT: "8000",
+        },
+        ports={"8000/tcp": (ADDRESS, None)},
+        detach=True,
     )
     # The first scheduler dies without stopping anything (its supervisors die with it).
     for group in list(first._groups.values()):
@@ -301,11 +317,16 @@ async def test_a_restarted_scheduler_adopts_running_replicas_and_removes_stopped
         adopted = await second_reports.wait_for("ready", _ready)
 
         assert adopted.upstreams == ready.upstreams
-        assert [c.id for c in _ours(engine, settings)] == [running.id]
         assert stopped.id not in [c.id for c in _ours(engine, settings)]
+        # What the reconciler then does with a leftover no version wants:
+        assert second.workload_keys() == {workload.key, "a/stopped/version"}
+        assert await second.remove("a/stopped/version") is True
+        assert [c.id for c in _ours(engine, settings)] == [running.id]
+        assert unwanted.id not in [c.id for c in _ours(engine, settings)]
     finally:
         await second.remove(workload.key)
         await second.close()
+        first._engine.close()  # its connection only: the "dead" scheduler stops nothing
     assert _ours(engine, settings) == []
 
 

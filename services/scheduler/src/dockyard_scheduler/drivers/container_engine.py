@@ -26,6 +26,7 @@ __all__ = [
     "LABEL_KEY",
     "LABEL_MANIFEST",
     "LABEL_OWNER",
+    "LABEL_PORT",
     "Engine",
     "EngineUnavailable",
     "Running",
