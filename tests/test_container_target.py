@@ -8,6 +8,7 @@ Skipped, with the reason printed, where no engine answers at ``DOCKER_HOST``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 import time
 import urllib.request
@@ -213,6 +214,34 @@ async def test_two_replicas_with_a_hard_coded_port_both_serve(
 
     assert await container_driver.remove(workload.key) is True
     assert _ours(engine, settings) == [], "a stopped workload left containers behind"
+    tag = f"{IMAGE_REPOSITORY}:{workload.manifest_digest.removeprefix('sha256:')}"
+    with pytest.raises(docker.errors.ImageNotFound):
+        engine.images.get(tag)
+
+
+@pytest.mark.docker
+async def test_a_workload_removed_while_its_container_starts_leaves_none(
+    tmp_path: Path, base_image: str, engine: Any, settings: SchedulerSettings
+) -> None:
+    workload = _workload(tmp_path, base_image, SERVE.format(port="$PORT"))
+    other = Target(name="other", region="other", kind=TargetKind.CONTAINER, address=ADDRESS)
+    again = dataclasses.replace(workload, target=other)  # the same image, made already
+    reports = Reports()
+    driver = ContainerDriver(settings, reports)
+    try:
+        await driver.ensure(workload)
+        await reports.wait_for("ready", _ready)
+        (kept,) = _ours(engine, settings)
+        await driver.ensure(again)
+        await reports.wait_for("deploying", lambda s: s.target == "other")
+        await driver.remove(again.key)  # most often while the engine starts the container
+
+        assert [c.id for c in _ours(engine, settings)] == [kept.id]
+        await driver.remove(workload.key)
+    finally:
+        await driver.close()
+
+    assert _ours(engine, settings) == [], "a container started for a removed workload remains"
     tag = f"{IMAGE_REPOSITORY}:{workload.manifest_digest.removeprefix('sha256:')}"
     with pytest.raises(docker.errors.ImageNotFound):
         engine.images.get(tag)

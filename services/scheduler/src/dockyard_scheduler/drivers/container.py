@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import secrets
 import time
+from collections.abc import Awaitable
 
 from dockyard_common import WorkloadState, get_logger
 from dockyard_scheduler.desired import Workload, endpoint_prefix
@@ -28,11 +29,7 @@ from dockyard_scheduler.drivers.container_engine import (
     container_limits,
     key_hash,
 )
-from dockyard_scheduler.drivers.container_images import (
-    IMAGE_REPOSITORY,
-    EngineImage,
-    engine_image,
-)
+from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY, EngineImage, ImageCache
 from dockyard_scheduler.drivers.container_replicas import Replica, ReplicaGroup, answers_http
 from dockyard_scheduler.settings import SchedulerSettings
 
@@ -41,6 +38,7 @@ __all__ = ["ContainerDriver"]
 log = get_logger(__name__)
 
 _LOG_TAIL_LINES = 20
+_EARLY_EXITS_KEPT = 256
 _STATUS_POLL_S = 5.0
 """How often a running replica's state is asked for, in case the events stream broke."""
 
@@ -57,9 +55,11 @@ class ContainerDriver:
         self._engine = engine or Engine(url, settings.container_owner)
         self._groups: dict[str, ReplicaGroup] = {}
         self._adoptable: dict[str, list[Running]] = {}
-        self._images: dict[str, asyncio.Task[EngineImage]] = {}
+        self._images = ImageCache(self._engine, settings.runtime_dir / "container-images")
         self._exits: dict[str, asyncio.Future[int]] = {}
         self._early_exits: dict[str, int] = {}
+        self._orphans: set[asyncio.Future[None]] = set()
+        self._starts: set[asyncio.Future[Running]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def reap_leftovers(self) -> int:
@@ -123,13 +123,26 @@ class ContainerDriver:
         group = self._groups.get(key)
         removed = await self._remove(key)
         digest = group.workload.manifest_digest if group is not None else None
-        if digest and all(g.workload.manifest_digest != digest for g in self._groups.values()):
-            made = self._images.pop(digest, None)
-            if made is not None and made.done() and made.exception() is None:
-                reference = made.result().reference
-                if reference.startswith(f"{IMAGE_REPOSITORY}:"):
-                    await self._engine.call(self._engine.remove_image, reference)
+        made = self._images.pop(digest) if digest and not self._runs(digest) else None
+        if made is not None:
+            # Once made (it may still be in the making), unless a workload wants it again.
+            if made.done():
+                self._forget_image(made)
+            else:
+                made.add_done_callback(self._forget_image)
+            await asyncio.gather(*self._orphans)
         return removed
+
+    def _runs(self, digest: str) -> bool:
+        return any(g.workload.manifest_digest == digest for g in self._groups.values())
+
+    def _forget_image(self, made: asyncio.Task[EngineImage]) -> None:
+        if made.cancelled() or made.exception() is not None:
+            return
+        reference = made.result().reference
+        digest = f"sha256:{reference.rpartition(':')[2]}"
+        if reference.startswith(f"{IMAGE_REPOSITORY}:") and not self._runs(digest):
+            self._orphan(self._engine.call(self._engine.remove_image, reference))
 
     async def _remove(self, key: str) -> bool:
         group = self._groups.pop(key, None)
@@ -144,6 +157,9 @@ class ContainerDriver:
             await asyncio.gather(*tasks, return_exceptions=True)
             ids.extend(r.container_id for r in group.replicas if r.container_id is not None)
         await asyncio.gather(*(self._discard(container_id) for container_id in ids))
+        # A replica cancelled while the engine started its container leaves one to remove.
+        await asyncio.gather(*self._starts, return_exceptions=True)
+        await asyncio.gather(*self._orphans)
         return True
 
     def workload_keys(self) -> set[str]:
@@ -158,8 +174,7 @@ class ContainerDriver:
     async def close(self) -> None:
         """Stop every container this driver runs or found (keeping images), then disconnect."""
         await asyncio.gather(*(self._remove(key) for key in self.workload_keys()))
-        for task in self._images.values():
-            task.cancel()
+        self._images.cancel()
         with contextlib.suppress(EngineUnavailable):
             self._engine.close()
 
@@ -175,7 +190,10 @@ class ContainerDriver:
     def _exited(self, container_id: str, code: int) -> None:
         future = self._exits.get(container_id)
         if future is None:
-            self._early_exits[container_id] = code  # died before its supervisor looked
+            # Died before its supervisor looked, or while being discarded: kept a while.
+            self._early_exits[container_id] = code
+            if len(self._early_exits) > _EARLY_EXITS_KEPT:
+                self._early_exits.pop(next(iter(self._early_exits)))
         elif not future.done():
             future.set_result(code)
 
@@ -206,31 +224,12 @@ class ContainerDriver:
         failed_at = group.failed_at if group.failed_at is not None else 0.0
         return time.monotonic() - failed_at >= self._settings.retry_failed_after_s
 
-    async def _image(self, workload: Workload) -> EngineImage:
-        # One preparation per manifest, shared by every replica and target that needs it.
-        task = self._images.get(workload.manifest_digest)
-        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-            image = workload.version.image
-            if image is None:
-                raise EngineUnavailable(f"{workload.key} has no built image")
-            task = asyncio.ensure_future(
-                self._engine.call(
-                    engine_image,
-                    self._engine.client,
-                    image,
-                    workload.manifest_digest,
-                    self._settings.runtime_dir / "container-images",
-                )
-            )
-            self._images[workload.manifest_digest] = task
-        return await asyncio.shield(task)
-
     async def _supervise(self, group: ReplicaGroup, replica: Replica) -> None:
         delays = self._settings.restart_backoff_s
         key = group.workload.key
         await self._update(group)
         try:
-            image = await self._image(group.workload)
+            image = await self._images.get(group.workload)
         except Exception as exc:
             log.warning("container.image.failed", key=key, error=str(exc))
             await self._fail(group, replica, f"could not prepare the image: {exc}")
@@ -284,21 +283,32 @@ class ContainerDriver:
         workload = group.workload
         port = workload.endpoint.listen_port
         name = f"{self._engine.owner}-{key_hash(workload.key)}-{replica.index}"
-        running = await self._engine.call(
-            self._engine.start,
-            image.reference,
-            name=f"{name}-{secrets.token_hex(3)}",
-            labels={LABEL_KEY: workload.key, LABEL_MANIFEST: workload.manifest_digest},
-            address=group.address,
-            container_port=port,
-            config=image.config,
-            environment={
-                "PORT": str(port),
-                "HOST": "0.0.0.0",  # noqa: S104 (inside the container's own namespace)
-                "VH_DEFAULT_PREFIX": endpoint_prefix(workload.version, workload.endpoint.name),
-            },
-            limits=container_limits(workload.endpoint.resources),
+        starting = asyncio.ensure_future(
+            self._engine.call(
+                self._engine.start,
+                image.reference,
+                name=f"{name}-{secrets.token_hex(3)}",
+                labels={LABEL_KEY: workload.key, LABEL_MANIFEST: workload.manifest_digest},
+                address=group.address,
+                container_port=port,
+                config=image.config,
+                environment={
+                    "PORT": str(port),
+                    "HOST": "0.0.0.0",  # noqa: S104 (inside the container's own namespace)
+                    "VH_DEFAULT_PREFIX": endpoint_prefix(workload.version, workload.endpoint.name),
+                },
+                limits=container_limits(workload.endpoint.resources),
+            )
         )
+        self._starts.add(starting)
+        starting.add_done_callback(self._starts.discard)
+        try:
+            running = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Stopped while the engine was starting it: remove it once it exists, not leave
+            # it running until the next scheduler start.
+            starting.add_done_callback(self._discard_when_started)
+            raise
         replica.container_id, replica.host_port = running.id, running.host_port
         log.info(
             "container.started",
@@ -307,6 +317,16 @@ class ContainerDriver:
             upstream=f"http://{group.address}:{running.host_port}",
         )
         return running.id
+
+    def _discard_when_started(self, starting: asyncio.Future[Running]) -> None:
+        if not starting.cancelled() and starting.exception() is None:
+            self._orphan(self._discard(starting.result().id))
+
+    def _orphan(self, work: Awaitable[None]) -> None:
+        """Clean-up no supervisor awaits any more; ``close`` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
 
     async def _wait_ready(
         self, group: ReplicaGroup, replica: Replica, container_id: str, exited: asyncio.Future[int]

@@ -12,11 +12,12 @@ Three ways in, each keyed by the endpoint's manifest digest so that it happens o
   layer added in order, so the base must be in the engine (or pullable by it). The command,
   environment and working directory then come from the layout's config at container start.
 
-All functions here block: call them in a worker thread.
+The functions here block (:class:`ImageCache` runs them on the engine's threads).
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import ipaddress
 import json
@@ -32,9 +33,11 @@ import docker.errors
 
 from dockyard_common import ImageInfo, PermanentError, get_logger
 from dockyard_common.oci_layout import BlobNotFound, OciLayout
+from dockyard_scheduler.desired import Workload
+from dockyard_scheduler.drivers.container_engine import Engine
 from dockyard_scheduler.images import layout_of
 
-__all__ = ["BASE_NAME", "IMAGE_REPOSITORY", "EngineImage", "engine_image"]
+__all__ = ["BASE_NAME", "IMAGE_REPOSITORY", "EngineImage", "ImageCache", "engine_image"]
 
 IMAGE_REPOSITORY = "localhost/dockyard-endpoint"
 """Where images made from OCI layouts are tagged in the engine (tag: the manifest digest)."""
@@ -53,6 +56,43 @@ class EngineImage:
 
     reference: str
     config: dict[str, Any] = field(default_factory=dict)
+
+
+class ImageCache:
+    """One preparation per manifest digest, shared by every replica and target that needs it."""
+
+    def __init__(self, engine: Engine, scratch: Path) -> None:
+        self._engine = engine
+        self._scratch = scratch
+        self._made: dict[str, asyncio.Task[EngineImage]] = {}
+
+    async def get(self, workload: Workload) -> EngineImage:
+        """The engine image of a workload, made on first use (a failed try is tried again)."""
+        task = self._made.get(workload.manifest_digest)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            image = workload.version.image
+            if image is None:
+                raise PermanentError(f"{workload.key} has no built image")
+            task = asyncio.ensure_future(
+                self._engine.call(
+                    engine_image,
+                    self._engine.client,
+                    image,
+                    workload.manifest_digest,
+                    self._scratch,
+                )
+            )
+            self._made[workload.manifest_digest] = task
+        return await asyncio.shield(task)
+
+    def pop(self, manifest_digest: str) -> asyncio.Task[EngineImage] | None:
+        """Forget an image (made, or in the making); what it was, for the caller to remove."""
+        return self._made.pop(manifest_digest, None)
+
+    def cancel(self) -> None:
+        """Stop waiting for images in the making (on shutdown)."""
+        for task in self._made.values():
+            task.cancel()
 
 
 def engine_image(client: Any, image: ImageInfo, manifest_digest: str, scratch: Path) -> EngineImage:
