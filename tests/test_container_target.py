@@ -329,6 +329,7 @@ async def test_a_restarted_scheduler_adopts_running_replicas_and_removes_the_res
             LABEL_PORT: "8000",
         },
         ports={"8000/tcp": (ADDRESS, None)},
+        init=True,  # as the driver runs its own: a stop needs no grace period
         detach=True,
     )
     # The first scheduler dies without stopping anything (its supervisors die with it).
