@@ -48,3 +48,4 @@ bench: install
 	$(RUN) python bench/build.py
 	$(RUN) python bench/router.py
 	$(RUN) python bench/scheduler.py
+	$(RUN) python bench/container_target.py

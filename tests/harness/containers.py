@@ -47,8 +47,18 @@ from dockyard_common import connect_nats, connect_redis
 from dockyard_common.errors import TransientError
 from tests.harness.infrastructure import Infrastructure
 
-__all__ = ["NATS_IMAGE", "REDIS_IMAGE", "container_infrastructure", "nats_image", "redis_image"]
+__all__ = [
+    "BUSYBOX_IMAGE",
+    "NATS_IMAGE",
+    "REDIS_IMAGE",
+    "busybox_image",
+    "container_infrastructure",
+    "engine_or_skip",
+    "nats_image",
+    "redis_image",
+]
 
+BUSYBOX_IMAGE = "localhost/dockyard-test-busybox"
 NATS_IMAGE = "localhost/dockyard-test-nats"
 REDIS_IMAGE = "localhost/dockyard-test-redis"
 NATS_PORT = 4222
@@ -139,6 +149,18 @@ def engine_or_skip() -> Any:
             'Start one with: eval "$(bash .ci/podman.sh)"'
         )
     return client
+
+
+def busybox_image(client: Any) -> str:
+    """A one-binary userland (Debian's ``busybox-static``) with ``sh`` and ``/tmp``: a base
+    image for endpoints (``busybox httpd -f -p $PORT``); skips the caller without busybox."""
+    binary = Path("/bin/busybox")
+    if not binary.exists():
+        pytest.skip("no /bin/busybox to make a base image from: apt-get install busybox-static")
+    digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
+    # busybox picks its applet by argv[0]: a copy named sh is a shell.
+    files = {"/bin/busybox": binary, "/bin/sh": binary}
+    return ensure_image(client, f"{BUSYBOX_IMAGE}:{digest}", files=files, entrypoint=[])
 
 
 def ensure_image(client: Any, tag: str, *, files: Mapping[str, Path], entrypoint: list[str]) -> str:

@@ -26,7 +26,8 @@ from dockyard_common import (
 )
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
 from dockyard_scheduler.desired import Workload, desired_workloads
-from dockyard_scheduler.drivers import Drivers
+from dockyard_scheduler.drivers import Driver, Drivers
+from dockyard_scheduler.drivers.container import ContainerDriver
 from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
 from dockyard_scheduler.drivers.local import LocalDriver
 from dockyard_scheduler.logs import serve_logs
@@ -40,6 +41,11 @@ log = get_logger(__name__)
 SCHEDULE_CONSUMER = ConsumerSpec(
     durable="scheduler", event_types=[EventType.VERSION_BUILT, EventType.VERSION_STOPPING]
 )
+
+_UNSUPPORTED_HINTS = {
+    TargetKind.CONTAINER: ": no container engine is configured (set DOCKER_HOST or "
+    "DOCKYARD_DOCKER_HOST to a Docker-compatible engine's API)",
+}
 
 _STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
 
@@ -59,12 +65,13 @@ class Scheduler:
         self._js = js
         self._settings = settings
         self._events = EventPublisher(js, source=f"{settings.event_source}/scheduler")
-        self._drivers = Drivers(
-            {
-                TargetKind.LOCAL: LocalDriver(settings, self._report),
-                TargetKind.KUBERNETES: KubernetesDriver(settings, self._report),
-            }
-        )
+        by_kind: dict[TargetKind, Driver] = {
+            TargetKind.LOCAL: LocalDriver(settings, self._report),
+            TargetKind.KUBERNETES: KubernetesDriver(settings, self._report),
+        }
+        if settings.container_engine_url is not None:
+            by_kind[TargetKind.CONTAINER] = ContainerDriver(settings, self._report)
+        self._drivers = Drivers(by_kind)
         self._lock = asyncio.Lock()
         self._reported: dict[str, EndpointState] = {}
         """The last state reported per workload key (to tell ``endpoint.scaled`` apart)."""
@@ -199,7 +206,8 @@ class Scheduler:
                         self._state_of(
                             workload,
                             WorkloadState.FAILED,
-                            f"this scheduler runs no {workload.target.kind.value} targets",
+                            f"this scheduler runs no {workload.target.kind.value} targets"
+                            + _UNSUPPORTED_HINTS.get(workload.target.kind, ""),
                         )
                     )
                 continue

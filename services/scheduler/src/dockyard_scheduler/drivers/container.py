@@ -1,0 +1,406 @@
+"""The container target driver: each replica its own container on a Docker-compatible engine.
+
+Every replica runs in its own container and network namespace, so a server with a hard-coded
+port works as well as one on ``$PORT``; the engine publishes that port on the target's address
+(``127.0.3.1``, say) at a free host port of its choosing. Supervision is the local driver's: a
+replica that never answers HTTP fails after the readiness deadline with its last log lines, one
+that exits is replaced with backoff and reported crash-looping. Containers are labelled with
+this installation's owner label and their workload, so a restarted scheduler adopts the ones
+still running the image it wants and removes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+from collections.abc import Awaitable
+
+from dockyard_common import WorkloadState, get_logger
+from dockyard_scheduler.desired import Workload, endpoint_prefix
+from dockyard_scheduler.drivers import Reporter
+from dockyard_scheduler.drivers.container_engine import (
+    LABEL_KEY,
+    LABEL_MANIFEST,
+    Engine,
+    EngineUnavailable,
+    Running,
+    container_limits,
+    key_hash,
+)
+from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY, EngineImage, ImageCache
+from dockyard_scheduler.drivers.container_replicas import Replica, ReplicaGroup, answers_http
+from dockyard_scheduler.settings import SchedulerSettings
+
+__all__ = ["ContainerDriver"]
+
+log = get_logger(__name__)
+
+_LOG_TAIL_LINES = 20
+_EARLY_EXITS_KEPT = 256
+_STATUS_POLL_S = 5.0
+"""How often a running replica's state is asked for, in case the events stream broke."""
+
+
+class ContainerDriver:
+    """Runs workloads as supervised containers, ``replicas.min`` of each."""
+
+    def __init__(
+        self, settings: SchedulerSettings, report: Reporter, engine: Engine | None = None
+    ) -> None:
+        url = settings.container_engine_url or "unix:///var/run/docker.sock"
+        self._settings = settings
+        self._report = report
+        self._engine = engine or Engine(url, settings.container_owner)
+        self._groups: dict[str, ReplicaGroup] = {}
+        self._adoptable: dict[str, list[Running]] = {}
+        self._images = ImageCache(self._engine, settings.runtime_dir / "container-images")
+        self._exits: dict[str, asyncio.Future[int]] = {}
+        self._early_exits: dict[str, int] = {}
+        self._orphans: set[asyncio.Future[None]] = set()
+        self._starts: set[asyncio.Future[Running]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def reap_leftovers(self) -> int:
+        """Sort out the containers a previous scheduler of this installation left behind.
+
+        Running ones are kept for adoption: the first reconcile pass claims those that run
+        the image their workload wants, and removes the rest as unwanted workloads. Stopped
+        ones are removed now. Runs once at start-up, before any workload (blocking, brief).
+        Returns how many containers were removed.
+        """
+        try:
+            self._engine.connect()
+            found = self._engine.ours()
+        except Exception as exc:  # no engine must not stop the scheduler: targets report it
+            log.warning("containers.leftover.unchecked", reason=str(exc))
+            return 0
+        removed = 0
+        for running in found:
+            key = running.labels.get(LABEL_KEY)
+            if running.running and key and running.host_port:
+                self._adoptable.setdefault(key, []).append(running)
+                continue
+            try:
+                self._engine.remove(running.id, 0)
+                removed += 1
+            except Exception:
+                log.exception("container.remove.failed", container=running.id[:12])
+        adoptable = sum(len(c) for c in self._adoptable.values())
+        log.info("containers.leftover", adoptable=adoptable, removed=removed)
+        return removed
+
+    async def ensure(self, workload: Workload) -> bool:
+        """Start the workload unless it already runs this image; True when something changed."""
+        current = self._groups.get(workload.key)
+        if current is not None and current.workload.manifest_digest == workload.manifest_digest:
+            if not self._due_for_retry(current):
+                return False
+            log.info("containers.retrying", key=workload.key)
+        if current is not None:
+            await self._remove(workload.key)
+        await self._connect()
+        count = workload.endpoint.replicas.min
+        group = ReplicaGroup(workload, [Replica(index) for index in range(count)])
+        for replica, running in zip(
+            group.replicas, await self._claim(workload, count), strict=False
+        ):
+            replica.container_id, replica.host_port = running.id, running.host_port
+            log.info("container.adopted", key=workload.key, container=running.id[:12])
+        self._groups[workload.key] = group
+        for replica in group.replicas:
+            replica.task = asyncio.create_task(
+                self._supervise(group, replica), name=f"container {workload.key}#{replica.index}"
+            )
+        return True
+
+    async def remove(self, key: str) -> bool:
+        """Stop a workload's containers and forget it; False when there was none.
+
+        The image made for it goes too once no other workload here runs it.
+        """
+        group = self._groups.get(key)
+        removed = await self._remove(key)
+        digest = group.workload.manifest_digest if group is not None else None
+        made = self._images.pop(digest) if digest and not self._runs(digest) else None
+        if made is not None:
+            # Once made (it may still be in the making), unless a workload wants it again.
+            if made.done():
+                self._forget_image(made)
+            else:
+                made.add_done_callback(self._forget_image)
+            await asyncio.gather(*self._orphans)
+        return removed
+
+    def _runs(self, digest: str) -> bool:
+        return any(g.workload.manifest_digest == digest for g in self._groups.values())
+
+    def _forget_image(self, made: asyncio.Task[EngineImage]) -> None:
+        if made.cancelled() or made.exception() is not None:
+            return
+        reference = made.result().reference
+        digest = f"sha256:{reference.rpartition(':')[2]}"
+        if reference.startswith(f"{IMAGE_REPOSITORY}:") and not self._runs(digest):
+            self._orphan(self._engine.call(self._engine.remove_image, reference))
+
+    async def _remove(self, key: str) -> bool:
+        group = self._groups.pop(key, None)
+        leftovers = self._adoptable.pop(key, [])
+        if group is None and not leftovers:
+            return False
+        ids = [running.id for running in leftovers]
+        if group is not None:
+            tasks = [r.task for r in group.replicas if r.task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            ids.extend(r.container_id for r in group.replicas if r.container_id is not None)
+        await asyncio.gather(*(self._discard(container_id) for container_id in ids))
+        # A replica cancelled while the engine started its container leaves one to remove.
+        await asyncio.gather(*self._starts, return_exceptions=True)
+        await asyncio.gather(*self._orphans)
+        return True
+
+    def workload_keys(self) -> set[str]:
+        """The workloads this driver runs, tried to run, or found running at start-up."""
+        return set(self._groups) | set(self._adoptable)
+
+    def workload(self, key: str) -> Workload | None:
+        """The workload running (or tried) under ``key``."""
+        group = self._groups.get(key)
+        return group.workload if group is not None else None
+
+    async def close(self) -> None:
+        """Stop every container this driver runs or found (keeping images), then disconnect."""
+        await asyncio.gather(*(self._remove(key) for key in self.workload_keys()))
+        self._images.cancel()
+        with contextlib.suppress(EngineUnavailable):
+            self._engine.close()
+
+    async def _connect(self) -> None:
+        await self._engine.call(self._engine.connect)
+        self._loop = asyncio.get_running_loop()
+        await self._engine.call(self._engine.watch_exits, self._exited_threadsafe)
+
+    def _exited_threadsafe(self, container_id: str, code: int) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._exited, container_id, code)
+
+    def _exited(self, container_id: str, code: int) -> None:
+        future = self._exits.get(container_id)
+        if future is None:
+            # Died before its supervisor looked, or while being discarded: kept a while.
+            self._early_exits[container_id] = code
+            if len(self._early_exits) > _EARLY_EXITS_KEPT:
+                self._early_exits.pop(next(iter(self._early_exits)))
+        elif not future.done():
+            future.set_result(code)
+
+    def _watch(self, container_id: str) -> asyncio.Future[int]:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if container_id in self._early_exits:
+            future.set_result(self._early_exits.pop(container_id))
+        self._exits[container_id] = future
+        return future
+
+    async def _claim(self, workload: Workload, count: int) -> list[Running]:
+        """Adopt up to ``count`` leftover containers running this image; remove the others."""
+        candidates = self._adoptable.pop(workload.key, [])
+        claimed = [
+            running
+            for running in candidates
+            if running.labels.get(LABEL_MANIFEST) == workload.manifest_digest
+        ][:count]
+        await asyncio.gather(
+            *(self._discard(running.id) for running in candidates if running not in claimed)
+        )
+        return claimed
+
+    def _due_for_retry(self, group: ReplicaGroup) -> bool:
+        """A workload whose every replica failed is tried again after a pause."""
+        if any(r.task is None or not r.task.done() for r in group.replicas):
+            return False
+        failed_at = group.failed_at if group.failed_at is not None else 0.0
+        return time.monotonic() - failed_at >= self._settings.retry_failed_after_s
+
+    async def _supervise(self, group: ReplicaGroup, replica: Replica) -> None:
+        delays = self._settings.restart_backoff_s
+        key = group.workload.key
+        await self._update(group)
+        try:
+            image = await self._images.get(group.workload)
+        except Exception as exc:
+            log.warning("container.image.failed", key=key, error=str(exc))
+            await self._fail(group, replica, f"could not prepare the image: {exc}")
+            return
+        adopted = replica.container_id is not None
+        while True:
+            container_id = replica.container_id
+            if container_id is None:
+                try:
+                    container_id = await self._start(group, replica, image)
+                except Exception as exc:
+                    log.warning("container.start.failed", key=key, error=str(exc))
+                    await self._fail(group, replica, f"could not start a container: {exc}")
+                    return
+            exited = self._watch(container_id)
+            if adopted:  # it may have died between the listing at start-up and now
+                adopted = False
+                code = await self._engine.call(self._engine.exit_code, container_id)
+                if code is not None:
+                    self._exited(container_id, code)
+            ready, reason = await self._wait_ready(group, replica, container_id, exited)
+            if not ready:
+                await self._discard(container_id)
+                replica.container_id = None
+                await self._fail(group, replica, reason)
+                return
+            replica.ready = True
+            await self._update(group)
+            code = await self._wait_exit(container_id, exited)
+            replica.ready = False
+            tail = await self._log_tail(container_id)
+            await self._discard(container_id)
+            replica.container_id = None
+            delay = delays[min(replica.restarts, len(delays) - 1)]
+            replica.restarts += 1
+            log.warning(
+                "container.exited",
+                key=key,
+                code=code,
+                restarts=replica.restarts,
+                restart_in_s=delay,
+            )
+            group.note = (
+                f"replica {replica.index} exited with code {code}; restart {replica.restarts} "
+                f"in {delay} s (crash-looping if this repeats); last lines:\n{tail}"
+            )
+            await self._update(group)
+            await asyncio.sleep(delay)
+
+    async def _start(self, group: ReplicaGroup, replica: Replica, image: EngineImage) -> str:
+        workload = group.workload
+        port = workload.endpoint.listen_port
+        name = f"{self._engine.owner}-{key_hash(workload.key)}-{replica.index}"
+        starting = asyncio.ensure_future(
+            self._engine.call(
+                self._engine.start,
+                image.reference,
+                name=f"{name}-{secrets.token_hex(3)}",
+                labels={LABEL_KEY: workload.key, LABEL_MANIFEST: workload.manifest_digest},
+                address=group.address,
+                container_port=port,
+                config=image.config,
+                environment={
+                    "PORT": str(port),
+                    "HOST": "0.0.0.0",  # noqa: S104 (inside the container's own namespace)
+                    "VH_DEFAULT_PREFIX": endpoint_prefix(workload.version, workload.endpoint.name),
+                },
+                limits=container_limits(workload.endpoint.resources),
+            )
+        )
+        self._starts.add(starting)
+        starting.add_done_callback(self._starts.discard)
+        try:
+            running = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Stopped while the engine was starting it: remove it once it exists, not leave
+            # it running until the next scheduler start.
+            starting.add_done_callback(self._discard_when_started)
+            raise
+        replica.container_id, replica.host_port = running.id, running.host_port
+        log.info(
+            "container.started",
+            key=workload.key,
+            container=running.id[:12],
+            upstream=f"http://{group.address}:{running.host_port}",
+        )
+        return running.id
+
+    def _discard_when_started(self, starting: asyncio.Future[Running]) -> None:
+        if not starting.cancelled() and starting.exception() is None:
+            self._orphan(self._discard(starting.result().id))
+
+    def _orphan(self, work: Awaitable[None]) -> None:
+        """Clean-up no supervisor awaits any more; ``close`` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._orphans.add(task)
+        task.add_done_callback(self._orphans.discard)
+
+    async def _wait_ready(
+        self, group: ReplicaGroup, replica: Replica, container_id: str, exited: asyncio.Future[int]
+    ) -> tuple[bool, str]:
+        if replica.host_port is None:
+            return False, "the engine published no host port for the container"
+        deadline = time.monotonic() + self._settings.readiness_timeout_s
+        while time.monotonic() < deadline:
+            if exited.done():
+                tail = await self._log_tail(container_id)
+                return False, (
+                    f"exited with code {exited.result()} before answering HTTP on port "
+                    f"{group.workload.endpoint.listen_port}. Last lines:\n{tail}"
+                )
+            if await answers_http(group.address, replica.host_port):
+                return True, ""
+            await asyncio.sleep(0.05)
+        tail = await self._log_tail(container_id)
+        return False, (
+            f"never answered HTTP on port {group.workload.endpoint.listen_port} within "
+            f"{self._settings.readiness_timeout_s:g} s; listen on $PORT (or the declared "
+            f"port) on 0.0.0.0. Last lines:\n{tail}"
+        )
+
+    async def _wait_exit(self, container_id: str, exited: asyncio.Future[int]) -> int:
+        while True:
+            done, _ = await asyncio.wait({exited}, timeout=_STATUS_POLL_S)
+            if done:
+                return exited.result()
+            try:
+                code = await self._engine.call(self._engine.exit_code, container_id)
+            except Exception as exc:  # gone, or the engine is away: replace the replica
+                log.warning(
+                    "container.status.unknown", container=container_id[:12], error=repr(exc)
+                )
+                return -1
+            if code is not None:
+                return code
+
+    async def _log_tail(self, container_id: str) -> str:
+        try:
+            return await self._engine.call(self._engine.log_tail, container_id, _LOG_TAIL_LINES)
+        except Exception as exc:
+            return f"(no logs: {exc})"
+
+    async def _discard(self, container_id: str) -> None:
+        self._exits.pop(container_id, None)
+        self._early_exits.pop(container_id, None)
+        try:
+            await self._engine.call(self._engine.remove, container_id, self._settings.stop_grace_s)
+        except Exception:
+            log.exception("container.remove.failed", container=container_id[:12])
+
+    async def _fail(self, group: ReplicaGroup, replica: Replica, reason: str) -> None:
+        replica.failed = reason
+        group.failed_at = time.monotonic()
+        await self._update(group)
+
+    async def _update(self, group: ReplicaGroup) -> None:
+        """Report the group's state if it changed, retrying until published: a NATS outage
+        must not end the supervision."""
+        async with group.lock:
+            observed = group.observed()
+            if group.reported == observed:
+                return
+            group.reported = observed
+            group.rolled_out = group.rolled_out or observed[0] is WorkloadState.READY
+            report = group.endpoint_state(*observed)
+            delay = 0.5
+            while True:
+                try:
+                    await self._report(report)
+                    return
+                except Exception as exc:
+                    log.warning("container.report.retry", key=group.workload.key, error=repr(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)

@@ -1,0 +1,106 @@
+"""The replicas of a container workload, what they add up to, and how readiness is probed.
+
+``ReplicaGroup.observed`` is a pure decision over the replicas' states (no I/O): the driver
+reports it whenever it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from dockyard_common import EndpointState, WorkloadState
+from dockyard_scheduler.desired import Workload
+
+__all__ = ["Replica", "ReplicaGroup", "answers_http"]
+
+_PROBE = b"GET /_dockyard/health HTTP/1.0\r\nHost: dockyard-probe\r\n\r\n"
+
+
+@dataclass
+class Replica:
+    """One container of a workload, as its supervisor last saw it."""
+
+    index: int
+    container_id: str | None = None
+    host_port: int | None = None
+    ready: bool = False
+    failed: str | None = None
+    """Why it failed for good (its supervisor ended); None while it runs or retries."""
+    restarts: int = 0
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class ReplicaGroup:
+    """The replicas of one workload, reported as one endpoint state."""
+
+    workload: Workload
+    replicas: list[Replica]
+    note: str | None = None
+    """The latest crash, said while no replica serves."""
+    failed_at: float | None = None
+    reported: tuple[WorkloadState, tuple[str, ...], str | None] | None = None
+    rolled_out: bool = False
+    """Whether it has been reported ready: then a replica down leaves it ready with fewer."""
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def address(self) -> str:
+        """The host address the replicas' ports are published on."""
+        return self.workload.target.address or "127.0.0.1"
+
+    def observed(self) -> tuple[WorkloadState, tuple[str, ...], str | None]:
+        """(state, upstreams, reason).
+
+        Ready once every replica has come up (or failed for good) and one serves, then for as
+        long as any serves, with the upstreams of those that do; failed once all failed.
+        """
+        upstreams = tuple(
+            sorted(f"http://{self.address}:{r.host_port}" for r in self.replicas if r.ready)
+        )
+        failures = [r.failed for r in self.replicas if r.failed is not None]
+        settled = all(r.ready or r.failed is not None for r in self.replicas)
+        if upstreams and (settled or self.rolled_out):
+            return WorkloadState.READY, upstreams, None
+        if failures and len(failures) == len(self.replicas):
+            return WorkloadState.FAILED, (), "\n".join(dict.fromkeys(failures))
+        return WorkloadState.DEPLOYING, (), self.note or next(iter(failures), None)
+
+    def endpoint_state(
+        self, state: WorkloadState, upstreams: tuple[str, ...], reason: str | None
+    ) -> EndpointState:
+        """The report of ``state`` for this workload."""
+        w = self.workload
+        return EndpointState(
+            owner=w.version.owner,
+            project=w.version.project,
+            deployment=w.version.deployment,
+            version=w.version.name,
+            endpoint=w.endpoint.name,
+            target=w.target.name,
+            region=w.target.region,
+            state=state,
+            upstreams=list(upstreams),
+            reason=reason,
+        )
+
+
+async def answers_http(host: str, port: int) -> bool:
+    """Whether an HTTP server answers at all (any status): the engine's port forwarder may
+    accept a connection before the server inside listens, so a connect alone proves nothing."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 0.5)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        writer.write(_PROBE)
+        await writer.drain()
+        return bool(await asyncio.wait_for(reader.read(1), 2.0))
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
