@@ -14,26 +14,26 @@ from tests.harness.wheels import make_wheel
 
 pytestmark = pytest.mark.e2e
 
-APP = b"""\
-import tinydep
+APP = """\
+import {package}
 
 
 def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
-    return [tinydep.ANSWER.encode()]
+    return [{package}.ANSWER.encode()]
 """
 
 
 async def test_an_endpoint_imports_what_its_requirements_name(
-    api: httpx.AsyncClient, platform: RunningPlatform, names: Names, tmp_path: Path
+    api: httpx.AsyncClient, platform: RunningPlatform, names: Names, wheelhouse: Path
 ) -> None:
-    # A wheel shipped in the code keeps the test off any package index.
-    wheel = make_wheel(tmp_path, "tinydep", "1.0", "ANSWER = 'from a wheel'\n")
+    # A wheel in the platform's wheel directory keeps the test off any package index.
+    package = f"tinydep_{names.owner.replace('-', '_')}"
+    make_wheel(wheelhouse, package, "1.0", "ANSWER = 'from a wheel'\n")
     code = tar_gz(
         {
-            "app.py": APP,
-            f"wheels/{wheel.name}": wheel.read_bytes(),
-            "requirements.txt": f"./wheels/{wheel.name}\n".encode(),
+            "app.py": APP.format(package=package).encode(),
+            "requirements.txt": f"{package}==1.0\n".encode(),
         }
     )
     await put_deployment(api, names, ["local-eu"])

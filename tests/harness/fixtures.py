@@ -5,6 +5,7 @@ Tests isolate themselves by unique names (an owner per test), never by restartin
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -41,6 +42,7 @@ __all__ = [
     "redis_client",
     "registry",
     "start_platform_process",
+    "wheelhouse",
 ]
 
 
@@ -166,13 +168,21 @@ def start_platform_process(
 
 
 @pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of wheels the session platform's builder also looks in (tests put theirs
+    here instead of needing a package index)."""
+    return tmp_path_factory.mktemp("wheelhouse")
+
+
+@pytest.fixture(scope="session")
 def platform(
-    infrastructure: Infrastructure, tmp_path_factory: pytest.TempPathFactory
+    infrastructure: Infrastructure, tmp_path_factory: pytest.TempPathFactory, wheelhouse: Path
 ) -> Iterator[RunningPlatform]:
     """The four services on the session's NATS and Redis, started as ``make run`` does."""
     running = start_platform_process(
         tmp_path_factory.mktemp("platform"),
         {
+            "DOCKYARD_PIP_FIND_LINKS": json.dumps([str(wheelhouse)]),
             "DOCKYARD_NATS_URL": infrastructure.nats_url,
             "DOCKYARD_REDIS_URL": infrastructure.redis_url,
             # The git tests serve repositories from the local disk, the file tests serve

@@ -9,9 +9,17 @@ from pathlib import Path
 import pytest
 
 from dockyard_builder.build import build_version
-from dockyard_builder.dependencies import DEPS_DIR, python_version_of
+from dockyard_builder.dependencies import DEPS_DIR, checked_requirements, python_version_of
 from dockyard_builder.settings import BuilderSettings
-from dockyard_common import CodeRef, EndpointSpec, ImageInfo, PermanentError, Version
+from dockyard_common import (
+    CodeRef,
+    EndpointSpec,
+    ImageInfo,
+    InvalidInput,
+    PermanentError,
+    TransientError,
+    Version,
+)
 from dockyard_common.oci_layout import OciLayout
 from tests.harness.archives import tar_gz
 from tests.harness.wheels import make_wheel
@@ -123,3 +131,58 @@ def test_a_requirement_without_a_wheel_fails_with_what_to_do(
 )
 def test_the_python_version_comes_from_the_base_image(image: str, expected: str) -> None:
     assert python_version_of(image, "3.11") == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-r other.txt",
+        "--no-binary :all:",
+        "-r /proc/self/environ",
+        "--index-url http://10.0.0.1/simple",
+        "--extra-index-url https://evil.example/simple",
+        "-f ./wheels",
+        "-e .",
+        "./wheels/tinydep-1.0-py3-none-any.whl",
+        "tinydep-1.0-py3-none-any.whl",
+        "tinydep @ https://evil.example/tinydep.whl",
+        "git+https://example.com/x.git",
+    ],
+)
+def test_a_requirements_file_may_name_packages_only(
+    tmp_path: Path, wheelhouse: Path, line: str
+) -> None:
+    settings = offline(tmp_path, wheelhouse)
+    files = {"app.py": APP, "requirements.txt": f"tinydep==1.0\n{line}\n".encode()}
+    with pytest.raises(InvalidInput, match=r"requirements.txt line 2: .* is not accepted"):
+        build(settings, files)
+
+
+def test_names_extras_specifiers_markers_and_hashes_are_kept_one_per_line() -> None:
+    text = (
+        "# models\nnumpy>=1.24 # fast\nscikit-learn[alldeps] == 1.5.0 ; python_version >= '3.9'"
+        "\nuvicorn \\\n  >=0.30\n\n"
+    )
+    assert checked_requirements(text, "requirements.txt") == (
+        "numpy>=1.24\nscikit-learn[alldeps] == 1.5.0 ; python_version >= '3.9'\nuvicorn >=0.30\n"
+    )
+
+
+def test_pip_runs_without_the_builders_environment(
+    tmp_path: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKYARD_REGISTRY_PASSWORD", "s3cret")
+    monkeypatch.setenv("PIP_NO_BINARY", ":all:")  # would undo wheels-only if pip read it
+    settings = offline(tmp_path, wheelhouse)
+    image = build(settings, {"app.py": APP, "requirements.txt": b"tinydep==1.0\n"})
+    assert "dependencies" in {layer.role for layer in image.layers}
+    assert "s3cret" not in str(image.model_dump())
+
+
+def test_an_index_that_does_not_answer_is_retried_not_failed(tmp_path: Path) -> None:
+    # A closed port on loopback: pip retries, then gives up saying it could not connect.
+    settings = BuilderSettings(
+        data_dir=tmp_path, pip_index_url="http://127.0.0.1:9/simple", pip_retries=1
+    )
+    with pytest.raises(TransientError, match="did not answer"):
+        build(settings, {"app.py": APP, "requirements.txt": b"tinydep==1.0\n"})

@@ -14,6 +14,7 @@ from dockyard_builder.cache import LayerCache
 from dockyard_builder.dependencies import (
     DEPS_DIR,
     DependencyTarget,
+    checked_requirements,
     dependency_cache_key,
     find_requirements,
     install_dependencies,
@@ -253,9 +254,12 @@ def _dependency_layer(
     code_root: Path, base_image: str, settings: BuilderSettings, cache: LayerCache, work: Path
 ) -> tuple[LayerBlob, bool] | None:
     """The layer of the code's requirements (and whether it was just built); None if none."""
-    requirements = find_requirements(code_root)
-    if requirements is None:
+    found = find_requirements(code_root)
+    if found is None:
         return None
+    text = found.read_text(encoding="utf-8", errors="replace")
+    requirements = work / "requirements.txt"
+    requirements.write_text(checked_requirements(text, found.name))
     target = DependencyTarget(python_version_of(base_image, settings.host_python_version))
     key = dependency_cache_key(requirements.read_bytes(), target, settings.package_index)
     cached = cache.get(key, DEPS_DIR)
@@ -263,7 +267,12 @@ def _dependency_layer(
         return cached, False
     installed = work / "dependencies"
     install_dependencies(
-        requirements, installed, target, settings.package_index, timeout_s=settings.pip_timeout_s
+        requirements,
+        installed,
+        target,
+        settings.package_index,
+        timeout_s=settings.pip_timeout_s,
+        retries=settings.pip_retries,
     )
     layer = write_layer(
         entries_from_directory(installed, DEPS_DIR), work / "dependencies.layer", "gzip"

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from dockyard_builder.dependencies import PackageIndex
 from dockyard_common import CommonSettings, Version
@@ -35,6 +35,9 @@ class BuilderSettings(CommonSettings):
     pip_no_index: bool = False
     """Install only from ``pip_find_links`` (offline builders, tests)."""
     pip_timeout_s: float = 600.0
+    pip_retries: int = Field(default=5, ge=1)
+    """How often pip retries a connection to the index before the build is retried later
+    (at least once: only a retry makes pip say that the index did not answer)."""
     host_python_version: str = f"{sys.version_info.major}.{sys.version_info.minor}"
     """The Python dependencies are installed for when the base image does not say."""
 
