@@ -101,3 +101,10 @@ def test_a_failing_step_fails_the_build_with_its_output(
     code = io.BytesIO(tar_gz({"app.py": b""}))
     with pytest.raises(PermanentError, match=r"(?s)docker build failed.*about-to-fail"):
         build_on_engine(version, code, settings_for(tmp_path))
+
+
+@pytest.mark.parametrize("base", ["dockyard-build/acme/demo/web:v1", "0123456789abcdef0123"])
+def test_a_base_only_the_engine_knows_is_refused(tmp_path: Path, base: str) -> None:
+    version = a_version(base, ["true"])
+    with pytest.raises(PermanentError, match="not an image name a registry serves"):
+        build_on_engine(version, io.BytesIO(tar_gz({"app.py": b""})), settings_for(tmp_path))

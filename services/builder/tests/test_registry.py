@@ -159,10 +159,12 @@ def test_a_base_from_a_local_layout_makes_a_complete_image_without_a_registry(
     tmp_path: Path,
 ) -> None:
     base = busybox_layout(tmp_path / "base")
-    settings = BuilderSettings(data_dir=tmp_path / "data")
+    settings = BuilderSettings(
+        data_dir=tmp_path / "data", base_image_layouts={"busybox:local": f"oci:{base}:busybox"}
+    )
     model = tmp_path / "model.bin"
     model.write_bytes(MODEL)
-    version = a_version(f"oci:{base}:busybox")
+    version = a_version("busybox:local")
     image = build_version(version, io.BytesIO(tar_gz(APP)), settings, {sha256_of(MODEL): model})
     assert image.base_included and image.notes == []
     skopeo("copy", "--quiet", "--all", image.reference, f"oci:{tmp_path / 'copy'}:v1")
@@ -227,3 +229,25 @@ def test_a_bearer_challenge_is_answered_with_a_token_and_credentials_stay_secret
     with pytest.raises(RegistryError) as refused:
         client.get_manifest("a/b", "missing")
     assert "s3cret-password" not in str(refused.value) and "t0k" not in str(refused.value)
+
+
+def test_a_base_from_an_unlisted_registry_or_a_version_image_is_refused(
+    tmp_path: Path, registry: Registry, busybox_base: str
+) -> None:
+    settings = BuilderSettings(data_dir=tmp_path, registry_url=registry.url)
+    client = RegistryClient(registry.url)
+    guarded = RegistrySource(
+        clients={client.host: client}, private_prefix=(client.host, "dockyard")
+    )
+    code = io.BytesIO(tar_gz(APP))
+    model = tmp_path / "model.bin"
+    model.write_bytes(MODEL)
+    files = {sha256_of(MODEL): model}
+    try:
+        with pytest.raises(PermanentError, match="is not one base images may come from"):
+            build_version(a_version("10.0.0.5:8443/x:1"), code, settings, files, None, guarded)
+        victim = f"{registry.host}/dockyard/acme/demo/web:v1"
+        with pytest.raises(PermanentError, match="is a version image of this platform"):
+            build_version(a_version(victim), code, settings, files, None, guarded)
+    finally:
+        guarded.close()

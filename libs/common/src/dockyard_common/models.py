@@ -56,6 +56,20 @@ __all__ = [
 ]
 
 BlobDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+ImageName = Annotated[
+    str,
+    StringConstraints(
+        max_length=512,
+        pattern=(
+            r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?/)?"
+            rf"{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+            r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+        ),
+    ),
+]
+"""An image reference as Docker reads it: ``[host[:port]/]path[:tag][@sha256:digest]``."""
 """A content digest as OCI writes it: ``sha256:`` and 64 lowercase hex digits."""
 
 
@@ -131,6 +145,8 @@ class EndpointFile(_Snapshot):
         parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
         if path.startswith("/") or ".." in parts or not parts:
             raise ValueError(f"file path {path!r} must be relative, inside the code root")
+        if any(part.startswith(".wh.") for part in parts):
+            raise ValueError(f"file path {path!r}: names starting with .wh. are image whiteouts")
         return "/".join(parts)
 
 
@@ -162,7 +178,7 @@ class EndpointSpec(_Snapshot):
 
     name: EndpointName
     description: str | None = None
-    image: str | None = Field(default=None, description="Base image, e.g. python:3.11-slim.")
+    image: ImageName | None = Field(default=None, description="Base image, e.g. python:3.11-slim.")
     port: int | None = Field(default=None, ge=1, le=65535)
     server_command: str | list[str] | None = Field(default=None, alias="server-command")
     wsgi: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,13 @@ from dockyard_builder.registry import RegistryClient, parse_image_name
 from dockyard_common import PermanentError
 from dockyard_common.oci_layout import BlobNotFound, OciLayout
 
-__all__ = ["BaseImage", "LayoutSource", "RegistrySource", "resolve_base"]
+__all__ = [
+    "DEFAULT_BASE_REGISTRIES",
+    "BaseImage",
+    "LayoutSource",
+    "RegistrySource",
+    "resolve_base",
+]
 
 _INDEX_TYPES = {
     "application/vnd.oci.image.index.v1+json",
@@ -42,13 +49,50 @@ class LayoutSource:
     tag: str
 
 
+DEFAULT_BASE_REGISTRIES = frozenset(
+    {
+        "registry-1.docker.io",
+        "ghcr.io",
+        "quay.io",
+        "public.ecr.aws",
+        "gcr.io",
+        "registry.k8s.io",
+        "mcr.microsoft.com",
+    }
+)
+"""Public registries base images may come from unless the operator says otherwise."""
+
+
 @dataclass
 class RegistrySource:
-    """Registries base images may come from: one client per host, made on demand."""
+    """Registries base images may come from: one client per host, made on demand.
+
+    A base image is a user's choice, so where the builder fetches from is the operator's:
+    hosts outside ``allowed_hosts`` (and the push registry) are refused, which keeps users
+    from pointing the builder at internal services, and the push registry's own
+    repositories (``private_prefix``, other deployments' images) are never a base.
+    """
 
     clients: dict[str, RegistryClient] = field(default_factory=dict)
     insecure_hosts: frozenset[str] = frozenset()
     """Hosts spoken to over plain HTTP (a registry on loopback, say)."""
+    allowed_hosts: frozenset[str] = DEFAULT_BASE_REGISTRIES
+    private_prefix: tuple[str, str] | None = None
+    """(push registry host, repository prefix) of the version images themselves."""
+
+    def check(self, host: str, repository: str, name: str) -> None:
+        """Refuse a base the builder may not fetch; :class:`PermanentError` saying why."""
+        if self.private_prefix is not None:
+            private_host, prefix = self.private_prefix
+            if host == private_host and f"{repository}/".startswith(f"{prefix}/"):
+                raise PermanentError(
+                    f"base image {name} is a version image of this platform; name a base image"
+                )
+        if host not in self.allowed_hosts and host not in self.clients:
+            raise PermanentError(
+                f"base image {name}: registry {host} is not one base images may come from "
+                "(the operator's DOCKYARD_BASE_REGISTRIES)"
+            )
 
     def client(self, host: str) -> RegistryClient:
         """The client of ``host``: a configured one, else an anonymous one."""
@@ -104,6 +148,7 @@ def _from_registry(
     name: str, registries: RegistrySource, layout: OciLayout, scratch: Path
 ) -> BaseImage:
     image = parse_image_name(name)
+    registries.check(image.host, image.repository, name)
     client = registries.client(image.host)
     data, media_type = client.get_manifest(image.repository, image.reference)
     document = json.loads(data)
@@ -135,16 +180,22 @@ def _from_registry(
 
 
 def resolve_base(
-    name: str, layout: OciLayout, registries: RegistrySource | None, scratch: Path
+    name: str,
+    layout: OciLayout,
+    registries: RegistrySource | None,
+    scratch: Path,
+    layouts: Mapping[str, str] | None = None,
 ) -> BaseImage | None:
     """The base image ``name`` with its layers in ``layout``; None when it cannot be had here.
 
-    ``oci:<dir>:<tag>`` names a local layout and always resolves. Any other name resolves
-    from its registry when ``registries`` is given (a registry is configured), and is None
+    ``layouts`` (the operator's setting) maps image names to local OCI layouts,
+    ``oci:<dir>:<tag>``; such a name always resolves. Any other name resolves from its
+    registry when ``registries`` is given (a registry is configured), and is None
     otherwise: the embedded default builds app-only images that name their base.
     """
-    if name.startswith("oci:"):
-        directory, _, tag = name.removeprefix("oci:").partition(":")
+    local = (layouts or {}).get(name)
+    if local is not None:
+        directory, _, tag = local.removeprefix("oci:").partition(":")
         return _from_layout(name, LayoutSource(Path(directory), tag or "latest"), layout)
     if registries is None:
         return None

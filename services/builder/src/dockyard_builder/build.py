@@ -82,7 +82,7 @@ def build_version(
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
         work = Path(scratch)
-        base = resolve_base(base_image, layout, registries, work)
+        base = resolve_base(base_image, layout, registries, work, settings.base_image_layouts)
         code_root = unpack_code(code, work, settings)
         cache = LayerCache(settings.layer_cache_dir, layout)
         code_entries = entries_from_directory(code_root, APP_DIR)
@@ -226,8 +226,8 @@ def push_version(
     Base layers already in another repository of the same registry are mounted, not sent.
     """
     mount_from: dict[str, str] = {}
-    if image.base_included and image.base_image and not image.base_image.startswith("oci:"):
-        base = parse_image_name(image.base_image)
+    if image.base_included and image.base_image not in (None, *settings.base_image_layouts):
+        base = parse_image_name(str(image.base_image))
         if base.host == client.host:
             mount_from = {x.digest: base.repository for x in image.layers if x.role == "base"}
     started = time.perf_counter()

@@ -11,8 +11,10 @@ layer backend writes its images, so pushing, the index and the scheduler see no 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 import tarfile
 import tempfile
 import time
@@ -41,6 +43,7 @@ from dockyard_common.oci_layout import OciLayout, descriptor
 __all__ = ["build_on_engine", "dockerfile"]
 
 _LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+_BUILD_REPOSITORY = "dockyard-build"
 _CHUNK = 1024 * 1024
 
 
@@ -84,19 +87,40 @@ def _context(
 
 
 def _engine(settings: BuilderSettings) -> docker.DockerClient:
+    """The engine's client; an engine that does not answer is retried, a missing one is not."""
     try:
         client = (
             docker.DockerClient(base_url=settings.docker_host, timeout=600)
             if settings.docker_host
             else docker.from_env(timeout=600)
         )
-        client.ping()
     except docker.errors.DockerException as exc:
         raise PermanentError(
-            "the docker build backend needs a Docker-compatible engine and none answers "
+            "the docker build backend needs a Docker-compatible engine and none is configured "
             f"(set DOCKYARD_DOCKER_HOST, or build with the default layers backend): {exc}"
         ) from exc
+    try:
+        client.ping()
+    except docker.errors.DockerException as exc:
+        client.close()
+        raise TransientError(f"the build engine does not answer: {exc}", delay=30.0) from exc
     return client
+
+
+def _check_base(base_image: str) -> None:
+    """Refuse a base only this engine could know: another build's image, or an image id."""
+    first = base_image.split("/")[0]
+    if first == _BUILD_REPOSITORY or re.fullmatch(r"[0-9a-f]{12,64}(:.*)?", base_image):
+        raise PermanentError(f"base image {base_image} is not an image name a registry serves")
+
+
+def _base_layer_count(client: docker.DockerClient, base_image: str) -> int:
+    """How many of the built image's layers are its base's (0 if the engine cannot say)."""
+    try:
+        layers = client.images.get(base_image).attrs.get("RootFS", {}).get("Layers") or []
+    except docker.errors.DockerException:
+        return 0
+    return len(layers)
 
 
 def _build(client: docker.DockerClient, context: Path, tag: str) -> str:
@@ -111,7 +135,9 @@ def _build(client: docker.DockerClient, context: Path, tag: str) -> str:
         lines = "".join(tail).strip()
         raise PermanentError(f"the docker build failed: {exc.msg}\n{lines}") from exc
     except docker.errors.APIError as exc:
-        raise TransientError(f"the engine refused the build: {exc}", delay=10.0) from exc
+        if exc.is_client_error():
+            raise PermanentError(f"the engine refused the build: {exc.explanation}") from exc
+        raise TransientError(f"the engine failed the build: {exc}", delay=10.0) from exc
     if image.id is None:
         raise PermanentError("the engine built no image")
     image_id: str = image.id
@@ -140,6 +166,9 @@ def _export(
             size = part.stat().st_size
             layout.add_blob_file(part, digest)
             layers.append({"mediaType": _LAYER_TAR, "digest": digest, "size": size})
+    # Uncompressed, a layer's digest is its diff id: they must be the config's, in order.
+    if [x["digest"] for x in layers] != config.get("rootfs", {}).get("diff_ids"):
+        raise PermanentError("the engine exported layers that do not match its image config")
     return config, layers
 
 
@@ -171,14 +200,21 @@ def build_on_engine(
     layout = OciLayout(settings.images_dir)
     layout.ensure()
     settings.work_dir.mkdir(parents=True, exist_ok=True)
+    _check_base(base_image)
     client = _engine(settings)
+    tag = f"{_BUILD_REPOSITORY}/{version_ref_name(version)}"
     try:
         with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
             work = Path(scratch)
             code_root = unpack_code(code, work, settings)
             context = _context(version, code_root, files or {}, base_image, work)
-            image_id = _build(client, context, f"dockyard-build/{version_ref_name(version)}")
+            image_id = _build(client, context, tag)
             config, layers = _export(client, image_id, layout, work)
+            base_layers = _base_layer_count(client, base_image)
+            # The tag goes, the layers stay for the engine's build cache: no later build can
+            # name this version's image as its base.
+            with contextlib.suppress(docker.errors.DockerException):
+                client.images.remove(tag, noprune=True)
     finally:
         client.close()
     # The engine's whole image stands where a base image would: its layers come first and its
@@ -203,14 +239,20 @@ def build_on_engine(
         digest=index["digest"],
         endpoints={name: descriptor("", m)["digest"] for name, m in manifests.items()},
         layers=[
-            LayerInfo(digest=x["digest"], size=x["size"], media_type=x["mediaType"], role="engine")
-            for x in layers
+            LayerInfo(
+                digest=x["digest"],
+                size=x["size"],
+                media_type=x["mediaType"],
+                role="base" if number < base_layers else "engine",
+            )
+            for number, x in enumerate(layers)
         ],
         base_image=base_image,
         base_included=True,
         notes=[
             "built by the docker backend: reproducible only as far as its run steps are; "
-            "local targets unpack the whole image and run it on this machine's Python"
+            "local targets unpack the layers above the base and run them on this machine's "
+            "Python, without what the run steps installed outside them"
         ],
         build_seconds=round(time.perf_counter() - started, 3),
     )

@@ -172,7 +172,10 @@ class Builder:
             return build_version(version, code, settings, files, commit, progress=progress)
         client = self._registry()
         registries = RegistrySource(
-            clients={client.host: client}, insecure_hosts=frozenset(settings.insecure_registries)
+            clients={client.host: client},
+            insecure_hosts=frozenset(settings.insecure_registries),
+            allowed_hosts=frozenset(settings.base_registries),
+            private_prefix=(client.host, settings.registry_repository_prefix),
         )
         try:
             image = build_version(version, code, settings, files, commit, registries, progress)

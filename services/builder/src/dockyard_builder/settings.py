@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
+from dockyard_builder.base import DEFAULT_BASE_REGISTRIES
 from dockyard_builder.dependencies import PackageIndex
 from dockyard_common import CommonSettings, Version
 
@@ -51,6 +52,12 @@ class BuilderSettings(CommonSettings):
     docker_host: str | None = None
     """The engine of the docker build backend (``unix:///...``); unset, ``DOCKER_HOST`` or
     the default socket."""
+    base_registries: tuple[str, ...] = tuple(sorted(DEFAULT_BASE_REGISTRIES))
+    """Registries base images may be fetched from (the push registry's non-version
+    repositories too); any other host a version names is refused."""
+    base_image_layouts: dict[str, str] = Field(default_factory=dict)
+    """Base images served from OCI layouts on this machine: image name → ``oci:<dir>:<tag>``
+    (e.g. ``{"python:3.11-slim": "oci:/srv/bases/python:3.11-slim"}``)."""
     insecure_registries: tuple[str, ...] = ()
     """Registry hosts base images are pulled from over plain HTTP."""
 
