@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ __all__ = [
     "canonical_json",
     "descriptor",
 ]
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -76,7 +79,8 @@ class OciLayout:
     def blob_path(self, digest: str) -> Path:
         """Where the blob ``sha256:<hex>`` lives (it may not exist)."""
         algorithm, _, hexdigest = digest.partition(":")
-        if algorithm != "sha256" or len(hexdigest) != 64:
+        # A digest becomes a path: anything but 64 hex digits could leave the layout.
+        if algorithm != "sha256" or not _HEX64.fullmatch(hexdigest):
             raise ValueError(f"unsupported digest {digest!r}")
         return self.root / "blobs" / "sha256" / hexdigest
 

@@ -116,6 +116,13 @@ def _pick_amd64(index: dict[str, Any], name: str) -> str:
     raise PermanentError(f"base image {name} has no linux/amd64 image")
 
 
+def _check_platform(config: dict[str, Any], name: str) -> None:
+    """Version images are linux/amd64 (their index says so, their wheels are for it)."""
+    platform = (config.get("os", "linux"), config.get("architecture", "amd64"))
+    if platform != ("linux", "amd64"):
+        raise PermanentError(f"base image {name} is {'/'.join(platform)}, not linux/amd64")
+
+
 def _oci_layers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return [
         dict(layer, mediaType=_OCI_LAYER_TYPES.get(layer["mediaType"], layer["mediaType"]))
@@ -135,6 +142,7 @@ def _from_layout(name: str, source: LayoutSource, layout: OciLayout) -> BaseImag
             digest = _pick_amd64(document, name)
             document = base.read_json(digest)
         config = base.read_json(document["config"]["digest"])
+        _check_platform(config, name)
         layers = _oci_layers(document)
         for layer in layers:
             if not layout.has_blob(layer["digest"]):
@@ -162,6 +170,7 @@ def _from_registry(
         client.download_blob(image.repository, config_digest, scratch / "config")
         layout.add_blob_file(scratch / "config", config_digest)
     config = layout.read_json(config_digest)
+    _check_platform(config, name)
     layers = _oci_layers(document)
     for layer in layers:
         if not layout.has_blob(layer["digest"]):
@@ -194,9 +203,13 @@ def resolve_base(
     otherwise: the embedded default builds app-only images that name their base.
     """
     local = (layouts or {}).get(name)
-    if local is not None:
-        directory, _, tag = local.removeprefix("oci:").partition(":")
-        return _from_layout(name, LayoutSource(Path(directory), tag or "latest"), layout)
-    if registries is None:
-        return None
-    return _from_registry(name, registries, layout, scratch)
+    try:
+        if local is not None:
+            directory, _, tag = local.removeprefix("oci:").partition(":")
+            return _from_layout(name, LayoutSource(Path(directory), tag or "latest"), layout)
+        if registries is None:
+            return None
+        return _from_registry(name, registries, layout, scratch)
+    except (KeyError, TypeError, ValueError) as exc:
+        # A manifest or config of another shape, or a descriptor whose digest is no digest.
+        raise PermanentError(f"base image {name} cannot be read: {exc!r}") from exc

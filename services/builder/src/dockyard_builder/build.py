@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -32,7 +33,7 @@ from dockyard_builder.push import push_image
 from dockyard_builder.registry import RegistryClient, parse_image_name
 from dockyard_builder.runner import RUNNER_DIR, runner_entries
 from dockyard_builder.settings import BuilderSettings
-from dockyard_common import ImageInfo, LayerInfo, PermanentError, Version
+from dockyard_common import ImageInfo, InvalidInput, LayerInfo, PermanentError, Version
 from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import MEDIA_TYPE_INDEX, OciLayout, descriptor
 
@@ -101,7 +102,8 @@ def build_version(
         fresh: list[LayerBlob] = [code_layer, runner]
         shared = [code_layer, runner]
         python_path = [f"/{RUNNER_DIR}"]
-        dependencies = _dependency_layer(code_root, base_image, settings, cache, work)
+        python_version = _python_version(base, base_image, settings)
+        dependencies = _dependency_layer(code_root, python_version, settings, cache, work)
         if dependencies is not None:
             layer, is_fresh = dependencies
             built.append(("dependencies", layer))
@@ -179,20 +181,54 @@ def build_version(
 
 
 def base_image_of(version: Version, settings: BuilderSettings) -> str:
-    """The base image the version's endpoints name (the first that names one), or the default."""
-    named = next((e.image for e in version.endpoints if e.image), None)
-    return named or settings.default_base_image
+    """The base image the version's endpoints name, or the default.
+
+    A version is one image (its endpoints share every layer), so its endpoints may name one
+    base image between them.
+    """
+    named = sorted({e.image for e in version.endpoints if e.image})
+    if len(named) > 1:
+        raise InvalidInput(
+            f"the endpoints name different base images ({', '.join(named)}); a version has "
+            "one image: name the same base for all, or deploy them as separate deployments"
+        )
+    return named[0] if named else settings.default_base_image
+
+
+def _python_version(base: BaseImage | None, base_image: str, settings: BuilderSettings) -> str:
+    """The base image's Python (its ``PYTHON_VERSION``, else its name's tag, else the host's)."""
+    config = (base.config.get("config") or {}) if base is not None else {}
+    for item in config.get("Env") or []:
+        key, _, value = str(item).partition("=")
+        match = re.match(r"(\d+)\.(\d+)", value)
+        if key == "PYTHON_VERSION" and match:
+            return f"{match.group(1)}.{match.group(2)}"
+    return python_version_of(base_image, settings.host_python_version)
 
 
 def unpack_code(code: IO[bytes] | Path, work: Path, settings: BuilderSettings) -> Path:
     """The code's directory: ``code`` itself (a checkout), or the archive extracted in ``work``."""
     if isinstance(code, Path):
+        _check_checkout(code, settings)
         return code
     code_root = work / "code"
     code_root.mkdir()
     limits = ArchiveLimits(max_members=settings.max_code_members, max_bytes=settings.max_code_bytes)
     extract_archive(code, code_root, limits)
     return code_root
+
+
+def _check_checkout(root: Path, settings: BuilderSettings) -> None:
+    """A git checkout gets the limits an uploaded archive gets: members and bytes."""
+    size = 0
+    for members, path in enumerate(root.rglob("*"), start=1):
+        if path.is_file() and not path.is_symlink():
+            size += path.stat().st_size
+        if members > settings.max_code_members or size > settings.max_code_bytes:
+            raise InvalidInput(
+                f"the code has more than {settings.max_code_members} files or "
+                f"{settings.max_code_bytes} bytes"
+            )
 
 
 def tag_version(
@@ -251,7 +287,7 @@ def push_version(
 
 
 def _dependency_layer(
-    code_root: Path, base_image: str, settings: BuilderSettings, cache: LayerCache, work: Path
+    code_root: Path, python_version: str, settings: BuilderSettings, cache: LayerCache, work: Path
 ) -> tuple[LayerBlob, bool] | None:
     """The layer of the code's requirements (and whether it was just built); None if none."""
     found = find_requirements(code_root)
@@ -260,7 +296,7 @@ def _dependency_layer(
     text = found.read_text(encoding="utf-8", errors="replace")
     requirements = work / "requirements.txt"
     requirements.write_text(checked_requirements(text, found.name))
-    target = DependencyTarget(python_version_of(base_image, settings.host_python_version))
+    target = DependencyTarget(python_version)
     key = dependency_cache_key(requirements.read_bytes(), target, settings.package_index)
     cached = cache.get(key, DEPS_DIR)
     if cached is not None:

@@ -113,6 +113,12 @@ def entries_from_directory(root: Path, prefix: str) -> list[LayerEntry]:
                     "links are not accepted in code"
                 )
             entries.append(LayerEntry(f"{prefix}/{(relative / name).as_posix()}", None))
+        for name in [*dirnames, *filenames]:
+            if name.startswith(".wh."):
+                raise InvalidInput(
+                    f"{(relative / name).as_posix()}: names starting with .wh. are image "
+                    "whiteouts and are not accepted in code"
+                )
         for name in sorted(filenames):
             path = Path(dirpath) / name
             if path.is_symlink() or not path.is_file():

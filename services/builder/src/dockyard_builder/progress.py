@@ -1,8 +1,9 @@
 """Build progress as events: bytes done of bytes to do, at most a few per second.
 
-The build runs in a worker thread and reports every chunk; this reporter hands the reports
-to the event loop, keeps only the newest while one is being published, and publishes at
-most every ``interval_s`` per phase, plus the phase's last report (done == total).
+The build runs in a worker thread and reports every chunk. This reporter hands the reports
+to the event loop, keeps only the newest per phase while one is being published, and has a
+single sender, so a phase's reports go out in order; a phase's last report (done == total)
+is always sent. After :meth:`ProgressReporter.drain` it takes no more reports.
 """
 
 from __future__ import annotations
@@ -32,16 +33,17 @@ class ProgressReporter:
         self._publish = publish
         self._loop = loop
         self._interval_s = interval_s
-        self._last_sent: dict[str, float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._last_offered: dict[str, float] = {}
+        self._pending: dict[str, BuildProgress] = {}
+        self._sender: asyncio.Task[None] | None = None
+        self._closed = False
 
     def __call__(self, phase: str, done: int, total: int) -> None:
         """Called from the build thread."""
         now = time.monotonic()
-        finished = done >= total
-        if not finished and now - self._last_sent.get(phase, 0.0) < self._interval_s:
+        if done < total and now - self._last_offered.get(phase, 0.0) < self._interval_s:
             return
-        self._last_sent[phase] = now
+        self._last_offered[phase] = now
         report = BuildProgress(
             owner=self._version.owner,
             project=self._version.project,
@@ -51,22 +53,28 @@ class ProgressReporter:
             bytes_done=done,
             bytes_total=total,
         )
-        self._loop.call_soon_threadsafe(self._start, report)
+        self._loop.call_soon_threadsafe(self._offer, report)
 
-    def _start(self, report: BuildProgress) -> None:
-        task = self._loop.create_task(self._send(report))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _offer(self, report: BuildProgress) -> None:
+        if self._closed:
+            return  # a build thread outliving its reporter (the build was cancelled)
+        self._pending[report.phase] = report  # the newest of a phase replaces an unsent one
+        if self._sender is None or self._sender.done():
+            self._sender = self._loop.create_task(self._send_pending())
 
-    async def _send(self, report: BuildProgress) -> None:
-        try:
-            await self._publish(report)
-        except Exception:
-            # Progress is advisory: a lost report must never fail the build.
-            log.warning("build.progress.unpublished", exc_info=True)
+    async def _send_pending(self) -> None:
+        while self._pending:
+            phase = next(iter(self._pending))
+            report = self._pending.pop(phase)
+            try:
+                await self._publish(report)
+            except Exception:
+                # Progress is advisory: a lost report must never fail the build.
+                log.warning("build.progress.unpublished", exc_info=True)
 
     async def drain(self) -> None:
-        """Wait for the reports already handed over, so they precede the outcome event."""
-        await asyncio.sleep(0)  # let call_soon_threadsafe callbacks create their tasks
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        """Send what was handed over, then take no more: progress precedes the outcome."""
+        await asyncio.sleep(0)  # let call_soon_threadsafe callbacks already queued run
+        self._closed = True
+        if self._sender is not None:
+            await self._sender

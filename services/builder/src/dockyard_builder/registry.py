@@ -37,6 +37,19 @@ MANIFEST_TYPES = ", ".join(
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
 
 
+def _registry_errors(response: httpx.Response) -> str:
+    """The distribution API's error codes and messages of a response, nothing else.
+
+    A body from anywhere else (a proxy, or a service a user pointed the builder at) is not
+    repeated into an event a user reads.
+    """
+    try:
+        errors = response.json().get("errors", [])
+        return "; ".join(f"{e.get('code')}: {e.get('message')}"[:200] for e in errors[:3])
+    except (ValueError, AttributeError):
+        return ""
+
+
 class RegistryError(PermanentError):
     """The registry refused a request in a way retrying cannot fix."""
 
@@ -66,6 +79,10 @@ def parse_image_name(name: str) -> ImageName:
     if ":" in path:
         path, _, tag = path.rpartition(":")
     if not path or not re.fullmatch(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*", path):
+        raise PermanentError(f"{name!r} is not an image name")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", tag) or (
+        digest and not re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+    ):
         raise PermanentError(f"{name!r} is not an image name")
     return ImageName(host=host, repository=path, reference=digest or tag)
 
@@ -113,6 +130,7 @@ class RegistryClient:
         content: bytes | Iterator[bytes] | None = None,
         params: dict[str, str] | None = None,
         stream: bool = False,
+        follow_redirects: bool = False,
     ) -> httpx.Response:
         url = path_or_url if "://" in path_or_url else f"{self.url}{path_or_url}"
         if params:
@@ -123,7 +141,9 @@ class RegistryClient:
                 method, url, headers=self._auth(scope, headers), content=content
             )
             try:
-                response = self._client.send(request, stream=stream)
+                response = self._client.send(
+                    request, stream=stream, follow_redirects=follow_redirects
+                )
             except httpx.TransportError as exc:
                 raise TransientError(f"registry {self.host} did not answer: {exc}") from exc
             if response.status_code == 401 and attempt == 1 and self._authenticate(response, scope):
@@ -136,7 +156,7 @@ class RegistryClient:
             response.read()
         response.close()
         message = f"registry {self.host}: {method} {httpx.URL(url).path} -> {response.status_code}"
-        detail = response.text[:300]
+        detail = _registry_errors(response)
         if response.status_code in (429, 500, 502, 503, 504):
             raise TransientError(f"{message} {detail}", delay=5.0)
         raise RegistryError(f"{message} {detail}")
@@ -166,6 +186,8 @@ class RegistryClient:
         realm = fields.get("realm")
         if not realm:
             return False
+        if self.url.startswith("https://") and not realm.startswith("https://"):
+            raise RegistryError(f"registry {self.host} names a token service without https")
         params = {"service": fields.get("service", ""), "scope": fields.get("scope", scope)}
         try:
             answer = self._client.get(realm, params=params, auth=self._credentials or None)
@@ -204,11 +226,10 @@ class RegistryClient:
             ok=(201, 202),
         )
         if response.status_code == 202:  # an upload session instead: abandon it
-            location = response.headers.get("Location")
-            if location:
+            if response.headers.get("Location"):
                 self._request(
                     "DELETE",
-                    str(httpx.URL(self.url).join(location)),
+                    self._location(response),
                     scope=f"repository:{repository}:pull,push",
                     ok=(204, 404, 405),
                 )
@@ -258,12 +279,15 @@ class RegistryClient:
 
     def download_blob(self, repository: str, digest: str, dest: Path) -> None:
         """Write blob ``digest`` to ``dest``, checking its bytes against the digest."""
+        # Registries send blob downloads to their storage with a redirect; httpx drops the
+        # Authorization header when a redirect leaves the registry's origin.
         response = self._request(
             "GET",
             f"/v2/{repository}/blobs/{digest}",
             scope=f"repository:{repository}:pull",
             ok=(200,),
             stream=True,
+            follow_redirects=True,
         )
         hasher = hashlib.sha256()
         try:

@@ -86,13 +86,32 @@ class Builder:
             async with keep_alive(message):
                 image = await self._build(version)
         except PermanentError as exc:
-            bound.warning("build.failed", reason=str(exc))
-            failed = version.model_copy(update={"status": VersionStatus.FAILED, "error": str(exc)})
-            await self._report(EventType.VERSION_BUILD_FAILED, failed, key, revision)
+            await self._fail(version, key, revision, str(exc))
+            return
+        except Exception as exc:
+            # Retried by redelivery; the last attempt must still end in build.failed, or the
+            # version would say "building" for ever.
+            attempts = message.metadata.num_delivered or 1
+            if attempts < BUILD_CONSUMER.max_deliver:
+                raise
+            reason = str(exc) if isinstance(exc, TransientError) else f"{type(exc).__name__}: {exc}"
+            await self._fail(version, key, revision, f"gave up after {attempts} attempts: {reason}")
             return
         bound.info("build.succeeded", digest=image.digest, seconds=image.build_seconds)
         built = version.model_copy(update={"status": VersionStatus.BUILT, "image": image})
         await self._report(EventType.VERSION_BUILT, built, key, revision)
+
+    async def _fail(self, version: Version, key: str, revision: str, reason: str) -> None:
+        log.warning(
+            "build.failed",
+            owner=version.owner,
+            project=version.project,
+            deployment=version.deployment,
+            version=version.name,
+            reason=reason,
+        )
+        failed = version.model_copy(update={"status": VersionStatus.FAILED, "error": reason})
+        await self._report(EventType.VERSION_BUILD_FAILED, failed, key, revision)
 
     async def _build(self, version: Version) -> ImageInfo:
         # A file whose layer is already in the layout is neither fetched nor written again.
