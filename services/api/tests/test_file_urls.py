@@ -21,13 +21,19 @@ from dockyard_common.models import GitRef
         "https://localhost:8222/varz",
     ],
 )
-def test_local_private_and_plain_http_urls_are_refused(url: str) -> None:
+async def test_local_private_and_plain_http_urls_are_refused(url: str) -> None:
     with pytest.raises(InvalidInput):
-        _check_public_https(url, "file 'model'")
+        await _check_public_https(url, "file 'model'")
 
 
-def test_a_public_https_url_is_accepted() -> None:
-    _check_public_https("https://models.example.com/digits/model.bin", "file 'model'")
+async def test_a_name_resolving_to_this_machine_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="a loopback address"):
+        await _check_public_https("https://localhost:8222/varz", "file 'model'")
+
+
+async def test_a_public_https_url_is_accepted() -> None:
+    # An address, not a name: no test may depend on public DNS.
+    await _check_public_https("https://93.184.215.14/digits/model.bin", "file 'model'")
 
 
 def test_git_urls_may_not_carry_credentials() -> None:

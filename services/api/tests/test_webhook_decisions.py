@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dockyard_api.webhooks.addresses import (
+from dockyard_api.webhooks.models import WebhookOut, matches
+from dockyard_api.webhooks.schedule import next_attempt
+from dockyard_api.webhooks.settings import WebhookSettings
+from dockyard_api.webhooks.signing import delivery_id, new_secret, sign, signature_matches
+from dockyard_common.addresses import (
     UnsafeDestination,
     allowed_by_list,
     checked_addresses,
     refusal,
 )
-from dockyard_api.webhooks.models import WebhookOut, matches
-from dockyard_api.webhooks.schedule import next_attempt
-from dockyard_api.webhooks.settings import WebhookSettings
-from dockyard_api.webhooks.signing import delivery_id, new_secret, sign, signature_matches
 
 
 def test_signatures_match_the_standard_webhooks_test_vector() -> None:

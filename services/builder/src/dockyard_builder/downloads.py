@@ -7,18 +7,38 @@ from pathlib import Path
 import httpx
 
 from dockyard_common import PermanentError, TransientError
+from dockyard_common.addresses import UnsafeDestination, checked_addresses
 
 __all__ = ["download"]
 
 _CHUNK = 1024 * 1024
 
 
-async def download(url: str, dest: Path, *, max_bytes: int, timeout_s: float = 60.0) -> int:
+async def download(
+    url: str,
+    dest: Path,
+    *,
+    max_bytes: int,
+    timeout_s: float = 60.0,
+    allow_private: bool = False,
+) -> int:
     """Stream ``url`` into ``dest``; the byte count.
 
-    A 4xx answer or an oversized file is the user's to fix (PermanentError); a server
-    error, a timeout or an unreachable host may pass (TransientError).
+    The host is checked again here (the API checked it at submission, but a name may resolve
+    elsewhere by now): a private or local address is refused unless ``allow_private``. A 4xx
+    answer or an oversized file is the user's to fix (PermanentError); a server error, a
+    timeout or an unreachable host may pass (TransientError).
     """
+    if not allow_private:
+        try:
+            await checked_addresses(
+                url,
+                [],
+                refused_because="model files are not downloaded from there",
+                allow_setting="DOCKYARD_FILES_ALLOW_HTTP",
+            )
+        except UnsafeDestination as exc:
+            raise PermanentError(f"downloading {url}: {exc}") from None
     size = 0
     try:
         async with (

@@ -149,7 +149,12 @@ class Builder:
                 files[digest] = path
             for number, url in enumerate(urls):
                 path = Path(scratch) / f"download-{number}"
-                await download(url, path, max_bytes=self._settings.max_file_bytes)
+                await download(
+                    url,
+                    path,
+                    max_bytes=self._settings.max_file_bytes,
+                    allow_private=self._settings.files_allow_http,
+                )
                 files[url] = path
             progress = ProgressReporter(version, self._publish_progress, asyncio.get_running_loop())
             try:

@@ -26,6 +26,9 @@ class BuilderSettings(CommonSettings):
     max_code_members: int = 100_000
     max_file_bytes: int = 50 * 1024**3
     """The largest endpoint file the builder downloads from a URL."""
+    files_allow_http: bool = False
+    """Download model files from this machine or private networks too (the API's setting of
+    the same name lets users give such URLs: tests and closed networks only)."""
     git_allow_file_urls: bool = False
     """Let versions name ``file://`` git repositories (tests and single-user set-ups only)."""
     git_timeout_s: float = 300.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import tempfile
 import urllib.parse
 from typing import IO, Annotated
@@ -39,6 +38,7 @@ from dockyard_common import (
     get_logger,
     utcnow,
 )
+from dockyard_common.addresses import UnsafeDestination, checked_addresses
 from dockyard_common.archives import ArchiveLimits, scan_archive
 from dockyard_common.subjects import (
     alias_key,
@@ -137,7 +137,7 @@ async def create_version(
     for spec in endpoints:
         for file in spec.files:
             if file.url is not None and not context.settings.files_allow_http:
-                _check_public_https(file.url, f"file {file.name!r} of endpoint {spec.name!r}")
+                await _check_public_https(file.url, f"file {file.name!r} of endpoint {spec.name!r}")
             if file.digest and not await blob_exists(context, owner, project, file.digest):
                 raise InvalidInput(
                     f"file {file.name!r} of endpoint {spec.name!r}: blob {file.digest} is not "
@@ -173,20 +173,20 @@ async def create_version(
     return version
 
 
-def _check_public_https(url: str, what: str) -> None:
-    """Refuse plain http and hosts on this machine or private networks (SSRF)."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme != "https":
+async def _check_public_https(url: str, what: str) -> None:
+    """Refuse plain http, and hosts that are or resolve to this machine or private networks
+    (the builder checks again when it downloads: a name may resolve elsewhere by then)."""
+    if urllib.parse.urlsplit(url).scheme != "https":
         raise InvalidInput(f"{what}: {url} is not https")
-    host = parsed.hostname or ""
     try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        if host == "localhost" or host.endswith(".localhost"):
-            raise InvalidInput(f"{what}: {url} points at this machine") from None
-        return
-    if not address.is_global:
-        raise InvalidInput(f"{what}: {url} points at a private or local address")
+        await checked_addresses(
+            url,
+            [],
+            refused_because="model files are not downloaded from there",
+            allow_setting="DOCKYARD_FILES_ALLOW_HTTP",
+        )
+    except UnsafeDestination as exc:
+        raise InvalidInput(f"{what}: {exc}") from None
 
 
 async def _create_with_default_name(

@@ -14,7 +14,6 @@ from dockyard_api.listing import Page
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import OwnerPath, ProjectPath
 from dockyard_api.scopes import existing_project
-from dockyard_api.webhooks.addresses import UnsafeDestination, checked_addresses
 from dockyard_api.webhooks.deliveries import forget_deliveries, read_deliveries
 from dockyard_api.webhooks.models import (
     TEST_EVENT_TYPE,
@@ -30,6 +29,7 @@ from dockyard_api.webhooks.models import (
 from dockyard_api.webhooks.queueing import enqueue, forget_queue
 from dockyard_api.webhooks.signing import delivery_id, new_secret
 from dockyard_common import CloudEvent, Stored, get_logger
+from dockyard_common.addresses import UnsafeDestination, checked_addresses
 from dockyard_common.subjects import webhook_key
 
 __all__ = ["router"]

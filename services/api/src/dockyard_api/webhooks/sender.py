@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from dockyard_api.webhooks.addresses import IPAddress, UnsafeDestination, checked_addresses
 from dockyard_api.webhooks.models import DeliveryJob, Webhook
 from dockyard_api.webhooks.signing import sign
+from dockyard_common.addresses import IPAddress, UnsafeDestination, checked_addresses
 
 __all__ = ["Attempt", "Sender"]
 

@@ -1,9 +1,10 @@
-"""Where a webhook may be delivered: no loopback, private, link-local or metadata addresses.
+"""Where the platform may send a request a user chose: no loopback, private, link-local or
+metadata addresses (webhook deliveries, model files downloaded from a URL).
 
-A URL is checked when the subscription is created and again before every attempt (a name
-may resolve elsewhere by then), and the attempt connects to the address that was checked.
-Hosts, addresses or networks on the admin's allow-list pass. :func:`refusal` and
-:func:`allowed_by_list` are pure; :func:`checked_addresses` resolves the name.
+A URL is checked when the user gives it and again just before it is called (a name may
+resolve elsewhere by then). Hosts, addresses or networks on an admin's allow-list pass.
+:func:`refusal` and :func:`allowed_by_list` are pure; :func:`checked_addresses` resolves
+the name.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ RESOLVE_TIMEOUT_S = 5.0
 
 
 class UnsafeDestination(ValueError):
-    """A webhook URL that must not be called; the message says why."""
+    """A URL that must not be called; the message says why."""
 
 
 def refusal(address: IPAddress) -> str | None:
-    """Why ``address`` must not receive webhooks (None when it may): a pure decision."""
+    """Why ``address`` must not be called (None when it may): a pure decision."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return refusal(address.ipv4_mapped)
     checks = (
@@ -74,7 +75,7 @@ def _host_of(url: str) -> str:
     if parsed.scheme not in ("http", "https"):
         raise UnsafeDestination(f"{url} is not an http or https URL")
     if parsed.username or parsed.password:
-        raise UnsafeDestination("a webhook URL may not carry credentials; sign with the secret")
+        raise UnsafeDestination(f"{parsed.hostname}: a URL here may not carry credentials")
     if not parsed.hostname:
         raise UnsafeDestination(f"{url} names no host")
     return parsed.hostname
@@ -96,9 +97,18 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
     return sorted({ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}, key=str)
 
 
-async def checked_addresses(url: str, allowed: Sequence[str]) -> tuple[str, list[IPAddress]]:
+async def checked_addresses(
+    url: str,
+    allowed: Sequence[str],
+    *,
+    refused_because: str = "webhooks are not delivered there",
+    allow_setting: str = "DOCKYARD_WEBHOOK_ALLOWED_HOSTS",
+) -> tuple[str, list[IPAddress]]:
     """The URL's host and the addresses it may be reached at; :class:`UnsafeDestination` if any
-    address it resolves to is refused and not allowed by the list."""
+    address it resolves to is refused and not allowed by the list.
+
+    ``refused_because`` and ``allow_setting`` finish the refusal's message for the caller's use.
+    """
     host = _host_of(url)
     port = urllib.parse.urlsplit(url).port or (443 if url.lower().startswith("https") else 80)
     addresses = await _resolve(host, port)
@@ -106,7 +116,7 @@ async def checked_addresses(url: str, allowed: Sequence[str]) -> tuple[str, list
         reason = refusal(address)
         if reason is not None and not allowed_by_list(host, address, allowed):
             raise UnsafeDestination(
-                f"{host} is {address}, {reason}; webhooks are not delivered there "
-                "(an admin may allow it with DOCKYARD_WEBHOOK_ALLOWED_HOSTS)"
+                f"{host} is {address}, {reason}; {refused_because} "
+                f"(an admin may allow it with {allow_setting})"
             )
     return host, addresses
