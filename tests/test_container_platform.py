@@ -68,7 +68,7 @@ async def _serve_then_stop(
     endpoint = {
         "name": "web",
         "image": base,
-        "server-command": "busybox httpd -f -p 8080 -h www",
+        "server-command": "echo serving on 8080 && exec busybox httpd -f -p 8080 -h www",
         "port": 8080,
         "replicas": {"min": 2, "max": 2},
     }
@@ -89,6 +89,13 @@ async def _serve_then_stop(
     assert [a.status_code for a in answers] == [200] * 4, answers[0].text
     assert answers[0].text == "hello from a container\n"
     assert len(_containers_of(engine, names)) == 2
+
+    logs = await api.get(f"{_deployment(names)}/versions/v1/endpoints/web/logs", params={"tail": 5})
+    assert logs.status_code == 200, logs.text
+    (entry,) = logs.json()["targets"]
+    assert (entry["target"], entry["error"]) == (target, None), entry
+    assert [r["replica"] for r in entry["replicas"]] == [0, 1]
+    assert all(r["lines"] == ["serving on 8080"] for r in entry["replicas"]), entry
 
     stopped = await api.delete(f"{_deployment(names)}/versions/v1")
     assert stopped.status_code in (200, 202, 204), stopped.text

@@ -11,6 +11,8 @@ driver uses, the way a real API server answers it:
 - ``PUT`` with a stale ``metadata.resourceVersion`` answers 409;
 - Deployment status: every rollout available at once (``rollouts="available"``) or never
   (``"stuck"``), then pods of the Deployment report ``pod_waiting`` as their waiting reason;
+- pods (LIST with ``labelSelector``, GET) and their logs (``GET .../pods/{name}/log`` with
+  ``tailLines``): lines set per pod in ``pod_logs`` (tests/harness/kube_pods.py);
 - fault injection: the next N requests (or all) answer a status (with ``Retry-After``) or
   are delayed past the client's timeout.
 
@@ -30,6 +32,8 @@ from typing import Any
 
 import yaml
 from aiohttp import web
+
+from tests.harness.kube_pods import pod_log, synthetic_pods
 
 __all__ = ["Fault", "KubeStub", "StubThread", "write_kubeconfig"]
 
@@ -120,6 +124,8 @@ class KubeStub:
         self.owners: dict[tuple[str, str, str], dict[str, set[tuple[str, ...]]]] = {}
         self.requests: Counter[tuple[str, str]] = Counter()
         self.faults: list[Fault] = []
+        self.pod_logs: dict[str, list[str]] = {}
+        """Pod name -> the lines its container wrote, oldest first."""
         self._version = 0
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -168,20 +174,16 @@ class KubeStub:
         namespace = ""
         if len(parts) >= 3 and parts[0] == "namespaces" and parts[2] in _KINDS:
             namespace, parts = parts[1], parts[2:]
+        if group == "api/v1" and namespace and parts[:1] == ["pods"] and parts[2:] == ["log"]:
+            return await self._log(namespace, parts[1], request)
         if group is None or not parts or parts[0] not in _KINDS or len(parts) > 2:
             return _status(404, "NotFound", f"the stub serves no {request.path}")
         plural = parts[0]
         name = parts[1] if len(parts) == 2 else None
         self.requests[(request.method, plural)] += 1
-        fault = self._next_fault()
+        fault = await self._fault_response()
         if fault is not None:
-            if fault.delay_s:
-                await asyncio.sleep(fault.delay_s)
-            else:
-                response = _status(fault.status, "Injected", f"injected {fault.status}")
-                if fault.retry_after is not None:
-                    response.headers["Retry-After"] = str(fault.retry_after)
-                return response
+            return fault
         if name is None:
             if request.method != "GET":
                 return _status(405, "MethodNotAllowed", f"{request.method} of a collection")
@@ -207,6 +209,30 @@ class KubeStub:
         if request.method == "PUT":
             return self._put(key, json.loads(body))
         return _status(405, "MethodNotAllowed", request.method)
+
+    async def _log(self, namespace: str, name: str, request: web.Request) -> web.Response:
+        self.requests[("GET", "pods/log")] += 1
+        fault = await self._fault_response()
+        if fault is not None:
+            return fault
+        pod = self._pods(namespace).get(name)
+        status, text = pod_log(pod, name, self.pod_logs.get(name, []), dict(request.query))
+        if status != 200:
+            return _status(status, "NotFound" if status == 404 else "BadRequest", text)
+        return web.Response(text=text, content_type="text/plain")
+
+    async def _fault_response(self) -> web.Response | None:
+        """The injected answer to this request, if one is due (None after a delay)."""
+        fault = self._next_fault()
+        if fault is None:
+            return None
+        if fault.delay_s:
+            await asyncio.sleep(fault.delay_s)
+            return None
+        response = _status(fault.status, "Injected", f"injected {fault.status}")
+        if fault.retry_after is not None:
+            response.headers["Retry-After"] = str(fault.retry_after)
+        return response
 
     def _next_fault(self) -> Fault | None:
         if not self.faults:
@@ -320,36 +346,9 @@ class KubeStub:
         return status
 
     def _pods(self, namespace: str) -> dict[str, dict[str, Any]]:
-        """One synthetic pod per Deployment, waiting (stuck) or running (available)."""
-        pods = {}
-        for (plural, ns, name), deployment in self.objects.items():
-            if plural != "deployments" or ns != namespace:
-                continue
-            template = deployment["spec"]["template"]
-            if self.rollouts == "available":
-                state, phase = {"running": {}}, "Running"
-            else:
-                message = (
-                    f"stub: {self.pod_waiting} for {template['spec']['containers'][0]['image']}"
-                )
-                state, phase = (
-                    {"waiting": {"reason": self.pod_waiting, "message": message}},
-                    "Pending",
-                )
-            pods[f"{name}-0"] = {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": f"{name}-0",
-                    "namespace": ns,
-                    "labels": template["metadata"]["labels"],
-                },
-                "status": {
-                    "phase": phase,
-                    "containerStatuses": [{"name": "endpoint", "state": state}],
-                },
-            }
-        return pods
+        return synthetic_pods(
+            self.objects, namespace, rollouts=self.rollouts, pod_waiting=self.pod_waiting
+        )
 
 
 class StubThread:

@@ -136,5 +136,11 @@ def test_logs_render_per_target_and_follow_prints_only_new_lines() -> None:
     render_logs(answer, seen)
     answer["targets"][0]["replicas"][0]["lines"] = ["b", "c"]  # type: ignore[index]
     assert render_logs(answer, seen)[0] == "local-eu/0 | c"
+    waiting = {"replica": 1, "lines": [], "error": "waiting to start"}
+    answer["targets"][0]["replicas"].append(waiting)  # type: ignore[index]
+    assert render_logs(answer, seen)[0] == "local-eu/1 | cannot read logs: waiting to start"
+    assert not [line for line in render_logs(answer, seen) if line.startswith("local-eu/1")], (
+        "following repeated a replica's error"
+    )
     assert new_lines(["a", "b", "c"], ["a", "b", "c"]) == []
     assert new_lines(["a", "b"], ["x", "y"]) == ["x", "y"]

@@ -27,8 +27,11 @@ from dockyard_common import (
     Version,
     WorkloadState,
 )
+from dockyard_common.logs import LogsRequest
 from dockyard_scheduler.desired import Workload
+from dockyard_scheduler.drivers import Drivers
 from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
+from dockyard_scheduler.logs import answer_logs
 from dockyard_scheduler.settings import SchedulerSettings
 from tests.harness.kube_stub import Fault, KubeStub, write_kubeconfig
 
@@ -300,3 +303,79 @@ async def test_the_stub_refuses_what_an_api_server_refuses_against_api_server_st
         "re-applied", lambda s: s.state is WorkloadState.READY and len(states.seen) > 3
     )
     assert eu.objects[("deployments", "dy-acme-demo", "web-v1-predict")]["spec"]["replicas"] == 1
+
+
+async def test_pod_logs_are_read_per_pod_with_the_tail_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    driver, states = driver_of()
+    two = workload(replicas=Replicas(min=2, max=2))
+    await driver.ensure(two)
+    await states.wait("ready", state_is(WorkloadState.READY))
+    eu = stubs["k8s-eu"]
+    eu.pod_logs["web-v1-predict-0"] = ["booting", "listening on 8000", "GET / 200"]
+    eu.pod_logs["web-v1-predict-1"] = ["booting", "listening on 8000"]
+    logs = await driver.logs(two.key, tail=2)
+    assert [(e.replica, e.name, e.lines, e.error) for e in logs] == [
+        (0, "web-v1-predict-0", ["listening on 8000", "GET / 200"], None),
+        (1, "web-v1-predict-1", ["booting", "listening on 8000"], None),
+    ]
+    assert eu.requests[("GET", "pods/log")] == 2
+    assert await driver.logs(workload("v9").key, tail=2) == [], "an unknown workload has logs"
+
+
+async def test_a_pod_waiting_to_start_says_why_in_its_entry_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    stubs["k8s-eu"].rollouts = "stuck"
+    driver, _ = driver_of()
+    await driver.ensure(workload())
+    await _applied(stubs["k8s-eu"], "web-v1-predict")
+    [entry] = await driver.logs(workload().key, tail=5)
+    assert entry.lines == [] and entry.name == "web-v1-predict-0"
+    assert entry.error is not None and "waiting to start: ImagePullBackOff" in entry.error
+
+
+async def test_a_failing_cluster_gives_only_its_target_a_logs_error_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    driver, states = driver_of()
+    for target in TARGETS:
+        await driver.ensure(workload(target=target))
+        await states.wait(f"{target} ready", state_is(WorkloadState.READY, target=target))
+        stubs[target].pod_logs["web-v1-predict-0"] = [f"hello from {target}"]
+    drivers = Drivers({TargetKind.KUBERNETES: driver})
+
+    async def ask(target: str) -> tuple[list[list[str]], str | None]:
+        request = LogsRequest(
+            owner="acme",
+            project="demo",
+            deployment="web",
+            version="v1",
+            endpoint="predict",
+            target=target,
+            tail=10,
+        )
+        reply = await answer_logs(request, TARGETS, drivers, within_s=1.5)
+        return [r.lines for r in reply.replicas], reply.error
+
+    stubs["k8s-eu"].inject(Fault(status=500))
+    eu, us = await asyncio.gather(ask("k8s-eu"), ask("k8s-us"))
+    assert us == ([["hello from k8s-us"]], None)
+    assert eu[0] == [] and eu[1] is not None and "500" in eu[1], eu
+    stubs["k8s-eu"].clear_faults()
+    stubs["k8s-eu"].inject(Fault(delay_s=1.3))  # past the client's 1 s request timeout
+    started = time.monotonic()
+    eu = await ask("k8s-eu")
+    assert time.monotonic() - started < 2.5, "a silent cluster held the answer"
+    assert eu[0] == [] and eu[1] is not None, eu
+    stubs["k8s-eu"].clear_faults()
+    assert await ask("k8s-eu") == ([["hello from k8s-eu"]], None)
+
+
+async def _applied(stub: KubeStub, name: str, within_s: float = 10.0) -> None:
+    """Wait until the stub stores the Deployment ``name``."""
+    deadline = time.monotonic() + within_s
+    while ("dy-acme-demo", name) not in stub.names("deployments"):
+        assert time.monotonic() < deadline, f"{name} not applied within {within_s} s"
+        await asyncio.sleep(0.02)

@@ -183,7 +183,7 @@ async def test_two_replicas_serve_on_their_own_ports_and_a_killed_one_comes_back
         )
         assert victim not in await pids_behind(http, back.upstreams)
 
-        logs = driver.logs(workload.key, tail=10)
+        logs = await driver.logs(workload.key, tail=10)
         assert [entry.replica for entry in logs] == [0, 1]
         assert all(any("listening pid=" in line for line in e.lines) for e in logs)
     finally:

@@ -1,7 +1,8 @@
 """``dockyard logs``: the last lines of each replica of an endpoint, per target; ``--follow`` polls.
 
-The API answers ``{"targets": [{"target", "region", "replicas": [{"replica", "lines"}],
-"error"}]}``; a target that could not be read carries an ``error`` instead of lines.
+The API answers ``{"targets": [{"target", "region", "replicas": [{"replica", "lines",
+"name", "error"}], "error"}]}``; a target, or one replica, that could not be read carries an
+``error`` instead of lines.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def render_logs(answer: dict[str, Any], seen: Seen | None = None) -> list[str]:
             continue
         for replica in target.get("replicas", []):
             key = (name, int(replica.get("replica", 0)))
+            if replica.get("error"):  # this replica only (a pod still starting, say)
+                said = [f"cannot read logs: {replica['error']}"]
+                if seen is None or seen.get(key) != said:
+                    out.append(f"{name}/{key[1]} | {said[0]}")
+                if seen is not None:
+                    seen[key] = said
+                continue
             lines = [str(line) for line in replica.get("lines", [])]
             shown = lines if seen is None else new_lines(seen.get(key, []), lines)
             if seen is not None:

@@ -45,6 +45,10 @@ class ReplicaLogs(BaseModel):
 
     replica: int = Field(ge=0)
     lines: list[str]
+    name: str | None = None
+    """The pod or container the lines come from, where the target has such a name."""
+    error: str | None = None
+    """Why this replica's lines could not be read (a pod still waiting to start, say)."""
 
 
 class LogsReply(BaseModel):

@@ -20,6 +20,7 @@ from dockyard_common.errors import PermanentError
 from dockyard_scheduler.desired import Workload, endpoint_prefix
 
 __all__ = [
+    "CONTAINER_NAME",
     "FIELD_MANAGER",
     "HEALTH_PATH",
     "MANAGED_BY",
@@ -43,6 +44,8 @@ LABEL_PREFIX = "dockyard.io/"
 KEY_ANNOTATION = f"{LABEL_PREFIX}workload-key"
 HASH_ANNOTATION = f"{LABEL_PREFIX}spec-hash"
 INSTANCE_LABEL = "app.kubernetes.io/instance"
+CONTAINER_NAME = "endpoint"
+"""The endpoint's container in each pod (the one whose logs are the endpoint's)."""
 
 _MAX_NAME = 63
 _HASH_LEN = 8
@@ -206,7 +209,7 @@ def _container(workload: Workload, image: str) -> dict[str, Any]:
         else {"tcpSocket": {"port": port}}
     )
     container: dict[str, Any] = {
-        "name": "endpoint",
+        "name": CONTAINER_NAME,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],

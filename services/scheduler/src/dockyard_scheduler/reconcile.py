@@ -80,13 +80,15 @@ class Scheduler:
         """Consume ``version.built``, run a full pass periodically and answer logs requests,
         until cancelled. What a previous scheduler left running is adopted by the first pass."""
         nc: NatsClient = self._js._nc  # the connection JetStream runs on
-        logs = await serve_logs(nc, self._drivers, self._targets)
+        logs = await serve_logs(
+            nc, self._drivers, self._targets, within_s=self._settings.logs_deadline_s
+        )
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(run_consumer(self._js, SCHEDULE_CONSUMER, self._on_event))
                 tasks.create_task(self._periodic(full_pass_every_s))
         finally:
-            await logs.unsubscribe()
+            await logs.close()
             await self._drivers.close()
 
     async def _on_event(self, event: CloudEvent, message: Msg) -> None:

@@ -41,6 +41,9 @@ class SchedulerSettings(CommonSettings):
     kube_attempts: int = 6
     """Tries of one API call on 409/429/5xx/timeouts before the workload is reported failed;
     the next reconcile pass tries again."""
+    logs_deadline_s: float = 1.5
+    """How long a logs request may read a target before it answers with an error instead
+    (keep it under the API's ``logs_timeout_s``, 2 s by default)."""
     docker_host: str | None = Field(
         default=None, validation_alias=AliasChoices("DOCKYARD_DOCKER_HOST", "DOCKER_HOST")
     )

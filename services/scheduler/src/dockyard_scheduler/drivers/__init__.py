@@ -46,10 +46,14 @@ class Driver(Protocol):
 
 @runtime_checkable
 class LogSource(Protocol):
-    """A driver that can tell a workload's recent log lines (an optional capability)."""
+    """A driver that can tell a workload's recent log lines (an optional capability).
 
-    def logs(self, key: str, tail: int) -> list[ReplicaLogs]:
-        """The last ``tail`` lines of each replica of the workload ``key``."""
+    Reading them may mean calling a cluster or an engine: it never blocks the event loop, and
+    a target that cannot be read raises (the caller turns that into the target's ``error``).
+    """
+
+    async def logs(self, key: str, tail: int) -> list[ReplicaLogs]:
+        """The last ``tail`` lines of each replica of the workload ``key``; [] when none ran."""
         ...
 
 

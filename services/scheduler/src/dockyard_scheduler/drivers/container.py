@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable
 
 from dockyard_common import WorkloadState, get_logger
+from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload, endpoint_prefix
 from dockyard_scheduler.drivers import Reporter
 from dockyard_scheduler.drivers.container_engine import (
@@ -30,7 +31,12 @@ from dockyard_scheduler.drivers.container_engine import (
     key_hash,
 )
 from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY, EngineImage, ImageCache
-from dockyard_scheduler.drivers.container_replicas import Replica, ReplicaGroup, answers_http
+from dockyard_scheduler.drivers.container_replicas import (
+    Replica,
+    ReplicaGroup,
+    answers_http,
+    replica_logs,
+)
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["ContainerDriver"]
@@ -170,6 +176,11 @@ class ContainerDriver:
         """The workload running (or tried) under ``key``."""
         group = self._groups.get(key)
         return group.workload if group is not None else None
+
+    async def logs(self, key: str, tail: int) -> list[ReplicaLogs]:
+        """The last ``tail`` lines of each replica's container; [] for a workload not run here."""
+        group = self._groups.get(key)
+        return [] if group is None else await replica_logs(self._engine, group, tail)
 
     async def close(self) -> None:
         """Stop every container this driver runs or found (keeping images), then disconnect."""

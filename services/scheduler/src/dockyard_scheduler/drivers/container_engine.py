@@ -20,13 +20,14 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 
-from dockyard_common import TransientError, get_logger
+from dockyard_common import PermanentError, TransientError, get_logger
 
 __all__ = [
     "LABEL_KEY",
     "LABEL_MANIFEST",
     "LABEL_OWNER",
     "LABEL_PORT",
+    "ContainerGone",
     "Engine",
     "EngineUnavailable",
     "Running",
@@ -46,6 +47,10 @@ _T = TypeVar("_T")
 
 class EngineUnavailable(TransientError):
     """No container engine answers where the settings say it is."""
+
+
+class ContainerGone(PermanentError):
+    """The container was removed (a replica being replaced, say)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,20 @@ class Engine:
         except docker.errors.NotFound:
             return ""
         return bytes(output).decode("utf-8", errors="replace").strip()
+
+    def log_lines(self, container_id: str, lines: int) -> list[str]:
+        """The last ``lines`` lines a container printed (stdout and stderr), oldest first.
+
+        Raises :class:`ContainerGone` when it no longer exists, :class:`EngineUnavailable`
+        when the engine does not answer.
+        """
+        try:
+            output = self.client.containers.get(container_id).logs(tail=lines)
+        except docker.errors.NotFound as exc:
+            raise ContainerGone(f"container {container_id[:12]} no longer exists") from exc
+        except (docker.errors.DockerException, OSError) as exc:
+            raise EngineUnavailable(f"the container engine at {self.url}: {exc}") from exc
+        return bytes(output).decode("utf-8", errors="replace").splitlines()
 
     def remove(self, container_id: str, grace_s: float) -> None:
         """Stop (SIGTERM, then SIGKILL after ``grace_s``) and remove a container; gone is fine."""

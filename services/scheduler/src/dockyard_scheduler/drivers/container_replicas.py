@@ -1,4 +1,5 @@
-"""The replicas of a container workload, what they add up to, and how readiness is probed.
+"""The replicas of a container workload: what they add up to, how readiness is probed, and
+their logs.
 
 ``ReplicaGroup.observed`` is a pure decision over the replicas' states (no I/O): the driver
 reports it whenever it changes.
@@ -10,10 +11,12 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
-from dockyard_common import EndpointState, WorkloadState
+from dockyard_common import DockyardError, EndpointState, WorkloadState
+from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload
+from dockyard_scheduler.drivers.container_engine import Engine
 
-__all__ = ["Replica", "ReplicaGroup", "answers_http"]
+__all__ = ["Replica", "ReplicaGroup", "answers_http", "replica_logs"]
 
 _PROBE = b"GET /_dockyard/health HTTP/1.0\r\nHost: dockyard-probe\r\n\r\n"
 
@@ -85,6 +88,27 @@ class ReplicaGroup:
             upstreams=list(upstreams),
             reason=reason,
         )
+
+
+async def replica_logs(engine: Engine, group: ReplicaGroup, tail: int) -> list[ReplicaLogs]:
+    """The last ``tail`` lines of each replica's current container, read concurrently on the
+    engine's threads. A replica without one (between restarts, or failed) or whose container
+    cannot be read gets an entry saying why, so one replica never hides the others' lines."""
+
+    async def read(replica: Replica) -> ReplicaLogs:
+        container_id = replica.container_id
+        if container_id is None:
+            why = replica.failed or "no container runs for this replica now (it is restarting)"
+            return ReplicaLogs(replica=replica.index, lines=[], error=why)
+        try:
+            lines = await engine.call(engine.log_lines, container_id, tail)
+        except DockyardError as exc:
+            return ReplicaLogs(
+                replica=replica.index, lines=[], name=container_id[:12], error=str(exc)
+            )
+        return ReplicaLogs(replica=replica.index, lines=lines, name=container_id[:12])
+
+    return list(await asyncio.gather(*(read(replica) for replica in group.replicas)))
 
 
 async def answers_http(host: str, port: int) -> bool:

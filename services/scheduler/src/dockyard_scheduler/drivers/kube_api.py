@@ -100,6 +100,7 @@ class ClusterApi:
             "pods": core.list_namespaced_pod,
         }
         self._patch_namespace = core.patch_namespace
+        self._read_pod_log = core.read_namespaced_pod_log
 
     # --- async, retried ---------------------------------------------------------------------
 
@@ -124,12 +125,18 @@ class ClusterApi:
         return stored
 
     async def list(
-        self, plural: str, selector: str, namespace: str | None = None
+        self, plural: str, selector: str, namespace: str | None = None, *, attempts: int = 0
     ) -> list[dict[str, Any]]:
-        """Objects of a kind matching the label selector, in one namespace or in all."""
+        """Objects of a kind matching the label selector, in one namespace or in all.
+
+        ``attempts`` (0: the cluster's setting) bounds the tries of a caller in a hurry.
+        """
         if namespace is None:
             answer = await self._retried(
-                f"list {plural}", self._list_all[plural], label_selector=selector
+                f"list {plural}",
+                self._list_all[plural],
+                label_selector=selector,
+                _attempts=attempts,
             )
         else:
             answer = await self._retried(
@@ -137,9 +144,24 @@ class ClusterApi:
                 self._list_in[plural],
                 namespace,
                 label_selector=selector,
+                _attempts=attempts,
             )
         items: list[dict[str, Any]] = answer.get("items") or []
         return items
+
+    async def pod_log(self, namespace: str, pod: str, container: str, tail: int) -> str:
+        """The last ``tail`` lines a pod's container wrote, tried once (someone is waiting)."""
+        text: str = await self._retried(
+            f"read the log of pod {pod}",
+            self._read_pod_log,
+            pod,
+            namespace,
+            container=container,
+            tail_lines=tail,
+            _attempts=1,
+            _text=True,
+        )
+        return text
 
     async def delete(self, plural: str, namespace: str, name: str) -> bool:
         """Delete an object; False when it was already gone."""
@@ -151,15 +173,24 @@ class ClusterApi:
             raise
         return True
 
-    async def _retried(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    async def _retried(
+        self,
+        what: str,
+        call: Callable[..., Any],
+        *args: Any,
+        _attempts: int = 0,
+        _text: bool = False,
+        **kwargs: Any,
+    ) -> Any:
         loop = asyncio.get_running_loop()
-        for attempt in range(1, self._attempts + 1):
+        attempts = _attempts or self._attempts
+        for attempt in range(1, attempts + 1):
             try:
                 return await loop.run_in_executor(
-                    self._pool, lambda: self._call(what, call, *args, **kwargs)
+                    self._pool, lambda: self._call(what, call, *args, _text=_text, **kwargs)
                 )
             except TransientError as exc:
-                if attempt == self._attempts:
+                if attempt == attempts:
                     raise
                 # Exponential with jitter, never shorter than the server asked for.
                 delay = max(exc.delay, min(0.2 * 2**attempt, 10.0) * random.uniform(0.5, 1.0))  # noqa: S311
@@ -171,9 +202,13 @@ class ClusterApi:
 
     # --- blocking, in the pool -------------------------------------------------------------
 
-    def _call(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self, what: str, call: Callable[..., Any], *args: Any, _text: bool, **kwargs: Any
+    ) -> Any:
         try:
             response = call(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+            if _text:  # a log is plain text, not JSON
+                return bytes(response.data or b"").decode("utf-8", errors="replace")
             return json.loads(response.data or b"{}")
         except k8s.ApiException as exc:
             raise _translate(self.target, what, exc) from exc

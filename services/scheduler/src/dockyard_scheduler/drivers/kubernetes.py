@@ -7,6 +7,8 @@ reconcile loop nor another cluster waits for a slow one. A poller per cluster re
 status (one LIST for all rollouts in progress) and reports ready, or failed with the pod's
 reason once the rollout deadline has passed.
 
+Pod logs are read on request (:mod:`~dockyard_scheduler.drivers.kube_logs`).
+
 Objects outlive the scheduler: a restarted scheduler adopts what carries its labels (and the
 hash each object was applied with), so nothing is deleted or written again needlessly.
 """
@@ -26,9 +28,11 @@ from dockyard_common import (
     WorkloadState,
     get_logger,
 )
+from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Reporter
 from dockyard_scheduler.drivers.kube_api import ClusterApi
+from dockyard_scheduler.drivers.kube_logs import workload_logs
 from dockyard_scheduler.drivers.kube_state import (
     Cluster,
     Tracked,
@@ -172,6 +176,14 @@ class KubernetesDriver:
         """The workload under ``key`` (None for one adopted and not yet asked for again)."""
         tracked = self._tracked.get(key)
         return tracked.workload if tracked is not None else None
+
+    async def logs(self, key: str, tail: int) -> list[ReplicaLogs]:
+        """The last ``tail`` lines of each pod of the workload; [] when none was written here."""
+        tracked = self._tracked.get(key)
+        if tracked is None or not tracked.name:
+            return []  # unknown, or refused before anything was written
+        cluster = await self._cluster(tracked.target)
+        return await workload_logs(cluster.api, tracked.namespace, tracked.name, tail)
 
     async def close(self) -> None:
         """Stop watching and writing; the objects keep running on their clusters."""

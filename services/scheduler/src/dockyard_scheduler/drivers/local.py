@@ -181,8 +181,12 @@ class LocalDriver:
         """The workloads this driver runs (or tried to run)."""
         return set(self._running)
 
-    def logs(self, key: str, tail: int) -> list[ReplicaLogs]:
+    async def logs(self, key: str, tail: int) -> list[ReplicaLogs]:
         """The last ``tail`` lines of each replica of a workload (running or not), by replica."""
+        # Files on disk, but logs grow large and disks stall: not on the event loop.
+        return await asyncio.to_thread(self._read_logs, key, tail)
+
+    def _read_logs(self, key: str, tail: int) -> list[ReplicaLogs]:
         found = []
         prefix = _file_name(key, 0, "log").removesuffix("0.log")
         for path in self._logs.glob(f"{prefix}*.log") if self._logs.exists() else []:
