@@ -88,6 +88,14 @@ def test_older_unaliased_versions_stop_after_the_grace_but_never_the_newest() ->
     assert [v.name for v in stopped] == ["v1", "v4"]
 
 
+def test_re_applying_the_same_pointing_keeps_the_rollback_target_warm() -> None:
+    # CI sets production=v2 on every run: the rollback target, v1, must stay retained.
+    production = alias([(10, "v1"), (20, "v2"), (21, "v2"), (22, "v2"), (23, "v2")])
+    assert retained_versions([production], keep_changes=2) == {"v1", "v2"}
+    versions = [version("v1", 1), version("v2", 2), version("v3", 3)]
+    assert versions_to_stop(versions, [production], POLICY, T0 + timedelta(days=1)) == []
+
+
 def test_stopped_versions_are_not_stopped_again() -> None:
     old = version("v1", 1).model_copy(update={"status": VersionStatus.STOPPED})
     assert versions_to_stop([old, version("v2", 2)], [], POLICY, T0 + timedelta(days=1)) == []

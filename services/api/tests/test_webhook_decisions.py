@@ -58,6 +58,9 @@ def test_secrets_are_fresh_and_delivery_ids_are_stable_per_event_and_subscriptio
         ("::", "unspecified"),
         ("::ffff:192.168.0.1", "private"),
         ("240.0.0.1", "private"),  # reserved: Python counts it private
+        ("64:ff9b::a9fe:a9fe", "metadata"),  # NAT64 of 169.254.169.254
+        ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
+        ("::7f00:1", "loopback"),  # IPv4-compatible 127.0.0.1
     ],
 )
 def test_local_private_and_metadata_addresses_are_refused(address: str, reason: str) -> None:
@@ -85,6 +88,7 @@ async def test_urls_are_checked_by_scheme_credentials_and_address() -> None:
         "http://10.0.0.1/",
         "http://[not-an-address/",
         "http://93.184.215.14:99999/",
+        "https://bücher.example/",  # the receiver's Host header must be ASCII: say which
     )
     for url in refused:
         with pytest.raises(UnsafeDestination):

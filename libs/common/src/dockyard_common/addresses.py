@@ -34,10 +34,30 @@ class UnsafeDestination(ValueError):
     """A URL that must not be called; the message says why."""
 
 
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64, compatible)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in network for network in _NAT64) or (
+        int(address) >> 32 == 0 and int(address) > 1
+    ):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def refusal(address: IPAddress) -> str | None:
     """Why ``address`` must not be called (None when it may): a pure decision."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return refusal(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return refusal(embedded)
     checks = (
         (address in _METADATA, "a cloud metadata address"),
         (address.is_unspecified, "an unspecified address"),
@@ -78,6 +98,12 @@ def _host_of(url: str) -> str:
         raise UnsafeDestination(f"{parsed.hostname}: a URL here may not carry credentials")
     if not parsed.hostname:
         raise UnsafeDestination(f"{url} names no host")
+    if not parsed.hostname.isascii():
+        try:
+            ascii_form = parsed.hostname.encode("idna").decode()
+        except UnicodeError:
+            ascii_form = "its punycode (xn--) form"
+        raise UnsafeDestination(f"{parsed.hostname}: give the host in ASCII, as {ascii_form}")
     return parsed.hostname
 
 

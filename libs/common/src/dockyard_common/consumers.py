@@ -39,6 +39,9 @@ class ConsumerSpec:
     event_types: Sequence[str]
     ack_wait_s: float = 30.0
     max_deliver: int = 50
+    """-1: redeliver for as long as it takes."""
+    max_ack_pending: int | None = None
+    """1 keeps the stream's order: the next event waits until this one is acknowledged."""
     retry_delays_s: Sequence[float] = field(default=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0))
 
     def retry_delay(self, delivered: int) -> float:
@@ -92,6 +95,7 @@ async def run_consumer(js: JetStreamContext, spec: ConsumerSpec, handle: EventHa
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=spec.ack_wait_s,
         max_deliver=spec.max_deliver,
+        max_ack_pending=spec.max_ack_pending,
         deliver_policy=DeliverPolicy.ALL,
         filter_subjects=[event_type_filter(t) for t in spec.event_types],
     )

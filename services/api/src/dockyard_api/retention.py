@@ -2,9 +2,10 @@
 
 Rollback is instant only if the version rolled back to still runs. Every version an alias
 points to (by weight too, in any region) runs; so does every version named by the last
-``keep_changes`` changes of each alias. Any other version is stopped once ``grace`` has
-passed since it left that window (or since it was created, if no alias ever named it),
-except the deployment's newest version, which a user has just submitted.
+``keep_changes`` distinct pointings of each alias (re-applying a pointing is no change).
+Any other version is stopped once ``grace`` has passed since it left that window (or since
+it was created, if no alias ever named it), except the deployment's newest version, which a
+user has just submitted.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ def _versions_of(change: AliasChange) -> set[str]:
 
 
 def _newest_first(alias: Alias) -> list[AliasChange]:
-    return sorted(alias.history, key=lambda change: change.at, reverse=True)
+    """The alias's changes, newest first, a change that re-applied the same pointing dropped:
+    CI re-applying ``production=A`` must not push the rollback target out of the window."""
+    distinct: list[AliasChange] = []
+    for change in sorted(alias.history, key=lambda change: change.at, reverse=True):
+        if distinct and _versions_of(distinct[-1]) == _versions_of(change):
+            continue
+        distinct.append(change)
+    return distinct
 
 
 def retained_versions(aliases: list[Alias], keep_changes: int) -> set[str]:

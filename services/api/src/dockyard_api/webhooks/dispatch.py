@@ -21,7 +21,11 @@ __all__ = ["DISPATCH_CONSUMER", "dispatch_events"]
 
 log = get_logger(__name__)
 
-DISPATCH_CONSUMER = ConsumerSpec(durable="webhooks-dispatch", event_types=[">"])
+# One event at a time, never given up: an event is queued only after every event before it,
+# even across several delivering processes and after a failed (delayed) attempt.
+DISPATCH_CONSUMER = ConsumerSpec(
+    durable="webhooks-dispatch", event_types=[">"], max_deliver=-1, max_ack_pending=1
+)
 
 
 async def dispatch_events(

@@ -95,6 +95,9 @@ class LaneWorkers:
         except (nats.errors.Error, TimeoutError) as exc:
             # The next scan starts the lane again; its message waits in the queue meanwhile.
             log.warning("webhook.lane.interrupted", lane=lane, error=repr(exc))
+        except Exception:
+            # Whatever one lane meets must not take the other lanes (and tenants) down with it.
+            log.exception("webhook.lane.failed", lane=lane)
 
     async def _deliver_lane(self, lane: str) -> None:
         config = lane_consumer(lane, self._settings.webhook_ack_wait_s)

@@ -18,6 +18,7 @@ __all__ = ["Attempt", "Sender"]
 _USER_AGENT = "Dockyard-Webhooks/0.1"
 _MAX_ERROR = 500
 _EXCERPT = 200
+_MAX_CLIENTS = 256
 
 
 @dataclass(frozen=True)
@@ -44,14 +45,35 @@ class Sender:
     def __init__(self, allowed_hosts: list[str], timeout_s: float) -> None:
         self._allowed = allowed_hosts
         self._timeout_s = timeout_s
-        self._client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False)
+        # Requests go to checked addresses, and a pool keys connections by address: one
+        # client per host name, or a TLS connection checked for one name would carry another.
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def _client(self, host: str) -> httpx.AsyncClient:
+        if host not in self._clients:
+            if len(self._clients) >= _MAX_CLIENTS:
+                oldest = next(iter(self._clients))
+                asyncio.get_running_loop().create_task(self._clients.pop(oldest).aclose())
+            self._clients[host] = httpx.AsyncClient(
+                timeout=self._timeout_s, follow_redirects=False, trust_env=False
+            )
+        return self._clients[host]
 
     async def close(self) -> None:
         """Close the connections."""
-        await self._client.aclose()
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
 
     async def send(self, webhook: Webhook, job: DeliveryJob) -> Attempt:
-        """Deliver ``job`` to ``webhook`` once; the outcome (never raises for the receiver)."""
+        """Deliver ``job`` to ``webhook`` once; the outcome. Never raises: whatever goes wrong
+        is a failed attempt, retried later, so one receiver can never stop the others."""
+        try:
+            return await self._send(webhook, job)
+        except Exception as exc:
+            return Attempt(False, None, None, f"{type(exc).__name__}: {exc}"[:_MAX_ERROR])
+
+    async def _send(self, webhook: Webhook, job: DeliveryJob) -> Attempt:
         try:
             host, addresses = await checked_addresses(webhook.url, self._allowed)
         except UnsafeDestination as exc:
@@ -71,7 +93,9 @@ class Sender:
         try:
             # The timeout bounds the whole attempt: a receiver trickling bytes fails it too.
             async with asyncio.timeout(self._timeout_s):
-                status, excerpt = await self._post(webhook.url, addresses[0], host, body, headers)
+                status, excerpt = await self._post_to_any(
+                    webhook.url, addresses, host, body, headers
+                )
         except TimeoutError:
             return Attempt(False, None, _since(started), "the receiver did not answer in time")
         except httpx.HTTPError as exc:
@@ -86,10 +110,26 @@ class Sender:
             )
         return Attempt(False, status, latency, f"answered {status}: {excerpt}"[:_MAX_ERROR])
 
+    async def _post_to_any(
+        self,
+        url: str,
+        addresses: list[IPAddress],
+        host: str,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> tuple[int, str]:
+        """POST to the first checked address that takes a connection (IPv4 and IPv6 both)."""
+        for address in addresses[:-1]:
+            try:
+                return await self._post(url, address, host, body, headers)
+            except httpx.ConnectError:
+                continue
+        return await self._post(url, addresses[-1], host, body, headers)
+
     async def _post(
         self, url: str, address: IPAddress, host: str, body: bytes, headers: dict[str, str]
     ) -> tuple[int, str]:
-        async with self._client.stream(
+        async with self._client(host).stream(
             "POST",
             _pinned_url(url, address),
             content=body,
