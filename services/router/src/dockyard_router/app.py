@@ -20,7 +20,7 @@ from dockyard_router.heartbeat import Heartbeat
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
 from dockyard_router.ops import ops_routes
 from dockyard_router.proxy import Proxy
-from dockyard_router.record import table_from_record
+from dockyard_router.record import table_from_record, watch_alias_record
 from dockyard_router.routing import follow_endpoint_states
 from dockyard_router.settings import RouterSettings
 from dockyard_router.store import RouteStore
@@ -78,6 +78,7 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
                 tasks.create_task(store.watch_tables()),
                 tasks.create_task(heartbeat.run()),
                 tasks.create_task(follow_endpoint_states(js, store)),
+                tasks.create_task(watch_alias_record(js, store.apply_alias)),
             ]
             await site.start()
             log.info(

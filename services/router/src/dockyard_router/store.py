@@ -91,14 +91,23 @@ class RouteStore:
                 f"Redis unavailable while writing route {route.field}: {exc}"
             ) from exc
 
+    def apply_alias(self, alias: Alias, revision: int) -> bool:
+        """Take an alias into this process's table (unless a newer one is held); True if so."""
+        if not self.table.put_alias(alias, revision):
+            return False
+        if self._on_alias is not None:
+            self._on_alias(alias, revision)
+        return True
+
     async def write_alias(self, alias: Alias, revision: int) -> None:
         """Store an alias at its record revision (unless a newer one is held); tell every
         process."""
-        if not self.table.put_alias(alias, revision):
-            return
-        if self._on_alias is not None:
-            self._on_alias(alias, revision)
         key = alias_table_key(alias)
+        self.apply_alias(alias, revision)
+        # The table may already hold this change (each process watches the alias record),
+        # but Redis still needs it; an older change than the one held is not written.
+        if revision < self.table.alias_revisions.get(key, 0):
+            return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(ALIASES_HASH, key, alias.model_dump_json())
@@ -165,9 +174,7 @@ class RouteStore:
             self.table.put(Route.model_validate(change["route"]))
         if "alias" in change:
             alias = Alias.model_validate(change["alias"])
-            revision = int(str(change.get("revision", 0)))
-            if self.table.put_alias(alias, revision) and self._on_alias is not None:
-                self._on_alias(alias, revision)
+            self.apply_alias(alias, int(str(change.get("revision", 0))))
 
     async def _reload(self) -> None:
         try:
