@@ -262,7 +262,7 @@ async def load(
                     async with session.get(url) as response:
                         payload = await response.read()
                         took = time.perf_counter() - sent
-                        good = response.status == 200 and payload == expected
+                        good = response.status == 200 and (expected is None or payload == expected)
                         answer = "200" if good else f"{response.status} {payload[:60]!r}"
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     took, good, answer = 0.0, False, type(exc).__name__

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httptools
 import pytest
 
 from dockyard_common import Alias, AliasTarget, EndpointState, WorkloadState
-from dockyard_router.proxy import upstream_url
+from dockyard_router.proxy import host_header, request_target
 from dockyard_router.tables import (
     Route,
     RouteTable,
@@ -74,9 +75,14 @@ def test_only_a_ready_endpoint_state_yields_upstreams() -> None:
     "rest", ["/169.254.169.254/latest", "http://evil/x", "%2F%2Fevil", "@evil/x", "..//evil"]
 )
 def test_no_request_path_changes_the_upstream_host_or_scheme(rest: str) -> None:
-    url = upstream_url("http://127.0.1.1:8000", rest, "q=1")
-    assert (url.scheme, url.host, url.port) == ("http", "127.0.1.1", 8000)
-    assert url.raw_query_string == "q=1"
+    target = request_target(rest, b"q=1")
+    host = host_header("http://127.0.1.1:8000")
+    assert target.startswith(b"/") and not target.startswith(b"//" + host)
+    assert b" " not in target and b"\r" not in target and b"\n" not in target
+    # What the upstream's server makes of the request line: a path on itself.
+    url = httptools.parse_url(b"http://" + host + target)
+    assert (url.schema, url.host, url.port) == (b"http", b"127.0.1.1", 8000)
+    assert url.path == b"/" + rest.encode() and url.query == b"q=1"
 
 
 def an_alias(target: AliasTarget, **changes: object) -> Alias:
