@@ -47,6 +47,26 @@ def test_own_region_upstreams_come_first_then_the_others() -> None:
     assert us_first is not None and us_first.upstreams[0][0] == "us"
 
 
+def test_failover_follows_the_configured_order_and_drained_regions_come_last() -> None:
+    table = RouteTable(region_order=("us", "ap"))
+    for target, region in (("t-ap", "ap"), ("t-us", "us"), ("t-eu", "eu"), ("t-sa", "sa")):
+        table.put(route(target, region, f"http://{region}:9"))
+    path = "/acme/demo/web/v1/predict/x"
+
+    def regions(own: str) -> list[str]:
+        resolved = table.resolve(path, own_region=own, draw=0.5)
+        assert resolved is not None
+        return [region for region, _ in resolved.upstreams]
+
+    # The preferred region, then the configured order, then the rest by name.
+    assert regions("eu") == ["eu", "us", "ap", "sa"]
+    assert regions("sa") == ["sa", "us", "ap", "eu"]
+    table.drained = frozenset({"us"})  # a change the cached order must not outlive
+    assert regions("eu") == ["eu", "ap", "sa"]
+    table.put(route("t-eu", "eu"))  # eu stops serving
+    assert regions("eu") == ["ap", "sa"]
+
+
 def test_a_route_without_upstreams_removes_the_target() -> None:
     table = RouteTable()
     table.put(route("local-eu", "eu", "http://127.0.1.1:9"))

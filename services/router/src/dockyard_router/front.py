@@ -73,6 +73,7 @@ class Exchange:
         self.replay: list[bytes] | None = []
         self._replay_bytes = 0
         self.timed_out = False
+        self.sent = False
         self.upstream: UpstreamConnection | None = None
         self.started = False
         """The response head went to the client: an error can no longer be answered."""
@@ -119,20 +120,19 @@ class Exchange:
         else:
             self._pending.append(data)
 
-    def attach(
-        self, upstream: UpstreamConnection, head: bytes, retry: bool
-    ) -> asyncio.Future[bool]:
+    def attach(self, upstream: UpstreamConnection, head: bytes) -> asyncio.Future[bool]:
         """Send the request on ``upstream``: the head, then the body so far. The future
         says True once the response is complete, False if the upstream dropped it."""
         self.upstream = upstream
         finished = self.finished = asyncio.get_running_loop().create_future()
         upstream.start(head, self, self.method == b"HEAD")
-        if retry and self.replay is not None:
-            for chunk in self.replay:
+        if self.sent:  # a second try: the body from its start
+            for chunk in self.replay or ():
                 upstream.write(chunk)
         else:
             for chunk in self._pending:
                 upstream.write(chunk)
+        self.sent = True
         self._pending.clear()
         self._pending_bytes = 0
         self.front.resume_reading()
@@ -140,7 +140,7 @@ class Exchange:
 
     def replayable(self) -> bool:
         """Whether the whole body sent so far is still held (a retry can send it again)."""
-        return not self.has_body or self.replay is not None
+        return not self.has_body or not self.sent or self.replay is not None
 
     # -- response (ResponseSink, from the upstream connection) --
 

@@ -6,7 +6,8 @@ is the upstream's: no request can change the upstream's host or scheme.
 
 A request goes to a replica in the preferred region (the ``X-Dockyard-Region`` header, else
 the router's own), replicas taken in turn; it is retried once on the next candidate only
-when the connection failed before an answer and the method is idempotent.
+when no connection could be made (nothing was sent), or when the connection dropped before
+an answer and the method is idempotent.
 """
 
 from __future__ import annotations
@@ -171,14 +172,16 @@ class Proxy:
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._expire, exchange)
         served_by, last_error = "", ""
+        tries = candidates[:2]
         try:
-            for attempt in range(2 if retryable else 1):
-                if attempt >= len(candidates):
+            for attempt in range(2):
+                if attempt >= len(tries):
                     break
-                region, upstream = candidates[attempt]
+                region, upstream = tries[attempt]
                 try:
                     connection = await self._pools.acquire(upstream)
                 except UpstreamUnavailable as exc:
+                    # Nothing was sent: the next candidate may take it, whatever the method.
                     self._pools.set_aside(upstream)
                     self._count_error(resolution, region, "connect")
                     log.warning("proxy.upstream.unreachable", upstream=upstream, error=str(exc))
@@ -196,7 +199,7 @@ class Proxy:
                     self._host_of(upstream),
                     headers,
                 )
-                if await exchange.attach(connection, head, retry=attempt > 0):
+                if await exchange.attach(connection, head):
                     served_by = region
                     return
                 if exchange.timed_out:
@@ -214,11 +217,14 @@ class Proxy:
                 if exchange.started:
                     exchange.front.close()  # the response is cut short: the client must see it
                     return
-                if not connection.reused:
-                    self._pools.set_aside(upstream)
                 last_error = f"{upstream} closed the connection"
-                if not exchange.replayable():
+                # It may have acted on the request: only an idempotent one goes again.
+                if not (retryable and exchange.replayable()):
                     break
+                if connection.reused and len(tries) == 1:
+                    tries = [*tries, tries[0]]  # a keep-alive connection gone stale: once more
+                elif not connection.reused:
+                    self._pools.set_aside(upstream)
             self._problem(exchange, 502, f"no upstream of {resolution.key} answered ({last_error})")
         finally:
             timer.cancel()
@@ -236,7 +242,7 @@ class Proxy:
         if exchange.chunked_request:
             lines += b"Transfer-Encoding: chunked\r\n"
         head = b"%s %s HTTP/1.1\r\nHost: router\r\n%s\r\n" % (exchange.method, target, lines)
-        if not await exchange.attach(connection, head, retry=False) and not exchange.started:
+        if not await exchange.attach(connection, head) and not exchange.started:
             self._problem(exchange, 502, "the router's ops app dropped the request")
 
     # -- helpers of the request path --
