@@ -82,6 +82,7 @@ class Exchange:
         self._close_after = False
         self.status = 0
         self.extra_head = b""
+        self._out: list[bytes] = []
         """Headers the proxy adds to the response (X-Dockyard-*), ready to write."""
 
     # -- request body (from the client's connection) --
@@ -169,19 +170,27 @@ class Exchange:
         else:
             lines.append(b"\r\n")
         self.started = True
-        self.front.write(b"".join(lines))
+        self._out.append(b"".join(lines))
 
     def response_body(self, chunk: bytes) -> None:
         """Pass a piece of the body on."""
         if self._chunked_response:
-            self.front.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            self._out.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         else:
-            self.front.write(chunk)
+            self._out.append(chunk)
+
+    def flush(self) -> None:
+        """Write what the last read from the upstream produced, in one send: a small
+        response goes out head and body together."""
+        if self._out:
+            self.front.write(b"".join(self._out))
+            self._out.clear()
 
     def response_done(self) -> None:
         """The response is complete: close its framing."""
         if self._chunked_response:
-            self.front.write(b"0\r\n\r\n")
+            self._out.append(b"0\r\n\r\n")
+        self.flush()
         self.upstream = None
         if self.finished is not None and not self.finished.done():
             self.finished.set_result(True)

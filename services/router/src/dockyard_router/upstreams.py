@@ -34,6 +34,9 @@ class ResponseSink(Protocol):
     def response_body(self, chunk: bytes) -> None:
         """A piece of the body arrived (already de-chunked)."""
 
+    def flush(self) -> None:
+        """Send on what the last read produced."""
+
     def response_done(self) -> None:
         """The response is complete."""
 
@@ -89,10 +92,16 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._parser is None:
             return  # bytes while idle: the connection is broken; connection_lost follows
+        sink = self._sink
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError:
-            self.abort()
+            self.abort()  # not HTTP we can pass on: the client gets a 502 or a cut response
+            if sink is not None:
+                sink.upstream_lost(self._answered)
+            return
+        if sink is not None:
+            sink.flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
