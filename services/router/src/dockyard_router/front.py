@@ -98,7 +98,7 @@ class Exchange:
                 self.replay = None
         if self.upstream is not None:
             self.upstream.write(chunk)
-            if self.upstream.writable is not None:
+            if self.upstream.paused:
                 self.front.pause_reading()
         else:
             self._pending.append(chunk)
@@ -186,6 +186,10 @@ class Exchange:
             self.front.write(b"".join(self._out))
             self._out.clear()
 
+    def resume_request(self) -> None:
+        """The upstream takes body bytes again: read from the client again."""
+        self.front.resume_reading()
+
     def response_done(self) -> None:
         """The response is complete: close its framing."""
         if self._chunked_response:
@@ -244,7 +248,6 @@ class FrontConnection(asyncio.Protocol):
         self._queue: deque[Exchange] = deque()
         self._current: asyncio.Task[None] | None = None
         self._reading_paused = False
-        self.writable: asyncio.Future[None] | None = None
         self.closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -261,8 +264,6 @@ class FrontConnection(asyncio.Protocol):
         for exchange in (*self._queue, self._parsing):
             if exchange is not None and exchange.upstream is not None:
                 exchange.upstream.abort()
-        if self.writable is not None and not self.writable.done():
-            self.writable.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         try:

@@ -47,6 +47,9 @@ class Route(BaseModel):
         return f"{self.key}|{self.target}"
 
 
+_ORDER_CACHE_LIMIT = 10_000
+
+
 def route_from_state(state: EndpointState) -> Route:
     """The route an endpoint state report implies (only a ready endpoint has upstreams)."""
     return Route(
@@ -227,7 +230,10 @@ class RouteTable:
         key = path.route_key(version)
         upstreams = self._ordered.get((key, own_region))
         if upstreams is None:
-            upstreams = self._ordered[(key, own_region)] = self._order(targets, own_region)
+            upstreams = self._order(targets, own_region)
+            # Bounded: the preferred region may come from a client's header.
+            if len(self._ordered) < _ORDER_CACHE_LIMIT:
+                self._ordered[(key, own_region)] = upstreams
         return Resolution(
             key=key,
             version=version,

@@ -37,6 +37,9 @@ class ResponseSink(Protocol):
     def flush(self) -> None:
         """Send on what the last read produced."""
 
+    def resume_request(self) -> None:
+        """The upstream takes request body bytes again."""
+
     def response_done(self) -> None:
         """The response is complete."""
 
@@ -59,7 +62,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._informational = False
         self.reused = False
         self.keep_alive = True
-        self.writable: asyncio.Future[None] | None = None
+        self.paused = False
+        """The upstream takes no more bytes for now: the client's body waits."""
 
     # -- used by the proxy --
 
@@ -115,12 +119,12 @@ class UpstreamConnection(asyncio.Protocol):
             sink.upstream_lost(self._answered)
 
     def pause_writing(self) -> None:
-        self.writable = asyncio.get_running_loop().create_future()
+        self.paused = True
 
     def resume_writing(self) -> None:
-        if self.writable is not None and not self.writable.done():
-            self.writable.set_result(None)
-        self.writable = None
+        self.paused = False
+        if self._sink is not None:
+            self._sink.resume_request()
 
     # -- httptools callbacks --
 
