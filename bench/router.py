@@ -50,8 +50,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from dockyard_cli.servers import free_port
+from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT, alias_table_key
 
 try:
     from bench.api import cpu_seconds, expect, machine_busy_seconds, sigterm_as_exit, summary_ms
@@ -289,6 +293,54 @@ class CpuUse:
         self.used = used
 
 
+def nats_url_of(root: int) -> str | None:
+    """The URL of the nats-server the launcher started (its ``-p`` port), if found."""
+    for pid in (p for pids in process_groups(root).values() for p in pids):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"nats-server") and b"-p" in argv:
+            return f"nats://127.0.0.1:{argv[argv.index(b'-p') + 1].decode()}"
+    return None
+
+
+@dataclass
+class Timeline:
+    """When alias writes reached NATS and when router heartbeats reported each revision, seen
+    by a core NATS subscriber: splits a switch into the API's part and the routers' part."""
+
+    writes: list[float] = field(default_factory=list)
+    beats: list[tuple[float, str, int]] = field(default_factory=list)
+    """(when, router process, alias revision it reports applied)."""
+
+    async def follow(self, url: str) -> NatsClient:
+        """Subscribe to the alias bucket's writes and the router heartbeats."""
+        nc = await nats.connect(url)
+        key = alias_table_key(OWNER, PROJECT, DEPLOYMENT, ALIAS)
+
+        async def on_write(_: Msg) -> None:
+            self.writes.append(time.perf_counter())
+
+        async def on_beat(message: Msg) -> None:
+            beat = json.loads(message.data)
+            self.beats.append((time.perf_counter(), beat["process"], beat["applied"].get(key, 0)))
+
+        await nc.subscribe(f"$KV.{ALIASES_BUCKET}.>", cb=on_write)
+        await nc.subscribe(ROUTER_HEARTBEAT_SUBJECT, cb=on_beat)
+        return nc
+
+    def split(self, sent: float, answered: float, revision: int) -> tuple[float, float, float]:
+        """(PUT sent → write stored, write → every router reported it, → PUT answered)."""
+        written = next((at for at in self.writes if at >= sent), answered)
+        applied: dict[str, float] = {}
+        for at, process, held in self.beats:
+            if at >= sent and held >= revision:
+                applied.setdefault(process, at)
+        last = max(applied.values(), default=written)
+        return written - sent, max(0.0, last - written), max(0.0, answered - last)
+
+
 # --- phases ----------------------------------------------------------------------------------
 
 
@@ -375,6 +427,8 @@ class Switch:
     propagated_s: float | None
     polls: int
     error: str | None = None
+    parts_s: tuple[float, float, float] | None = None
+    """(PUT sent → write stored, → every router applied it, → PUT answered)."""
 
 
 async def switch_once(
@@ -385,6 +439,7 @@ async def switch_once(
     version: str,
     poll_s: float,
     timeout_s: float,
+    timeline: Timeline,
 ) -> Switch:
     """PUT the alias to ``version``; poll the router until it answers with that version."""
     expected = body_of(version)
@@ -395,8 +450,10 @@ async def switch_once(
             put_s = time.perf_counter() - sent
             status = response.status
             header = response.headers.get("X-Dockyard-Switch-Ms")
+            revision = int(response.headers.get("ETag", '"0"').strip('"') or 0)
     except (aiohttp.ClientError, TimeoutError) as exc:
         return Switch(version, 0, time.perf_counter() - sent, None, None, 0, type(exc).__name__)
+    parts = timeline.split(sent, sent + put_s, revision) if timeline.writes else None
     api_ms = float(header) if header else None
     error = None if status == 200 else f"PUT {status}"
     polls = 0
@@ -410,11 +467,11 @@ async def switch_once(
                 if answer.status != 200:
                     error = error or f"GET {answer.status}"
                 elif payload == expected:
-                    return Switch(version, status, put_s, api_ms, at - sent, polls, error)
+                    return Switch(version, status, put_s, api_ms, at - sent, polls, error, parts)
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = error or f"GET {type(exc).__name__}"
         await asyncio.sleep(poll_s)
-    return Switch(version, status, put_s, api_ms, None, polls, error or "timeout")
+    return Switch(version, status, put_s, api_ms, None, polls, error or "timeout", parts)
 
 
 async def switches(
@@ -426,15 +483,27 @@ async def switches(
     router_url = f"{platform_.router_url}/{OWNER}/{PROJECT}/{DEPLOYMENT}/{ALIAS}/predict/"
     timeout = aiohttp.ClientTimeout(total=max(5.0, timeout_s * 2))
     results: list[Switch] = []
-    async with (
-        aiohttp.ClientSession(headers=admin, timeout=timeout) as api,
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) as probe,
-    ):
-        for index in range(count):
-            version = VERSIONS[(index + 1) % 2]
-            results.append(
-                await switch_once(api, probe, alias_url, router_url, version, poll_s, timeout_s)
-            )
+    timeline = Timeline()
+    assert platform_.process is not None
+    nats_url = nats_url_of(platform_.process.pid)
+    nc = await timeline.follow(nats_url) if nats_url else None
+    try:
+        async with (
+            aiohttp.ClientSession(headers=admin, timeout=timeout) as api,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1), timeout=timeout
+            ) as probe,
+        ):
+            for index in range(count):
+                version = VERSIONS[(index + 1) % 2]
+                results.append(
+                    await switch_once(
+                        api, probe, alias_url, router_url, version, poll_s, timeout_s, timeline
+                    )
+                )
+    finally:
+        if nc is not None:
+            await nc.close()
     return results
 
 
@@ -535,6 +604,15 @@ def report(
     print(
         f"  API X-Dockyard-Switch-Ms              p50 {api_wait['p50']} ms, p99 {api_wait['p99']}"
     )
+    split = [s.parts_s for s in switched if s.parts_s is not None]
+    parts = [summary_ms([p[i] for p in split]) for i in range(3)]
+    if split:
+        print(
+            "  where it goes (seen on NATS):         "
+            f"PUT → write stored p50 {parts[0]['p50']} / p99 {parts[0]['p99']} ms; "
+            f"→ every router applied p50 {parts[1]['p50']} / p99 {parts[1]['p99']} ms; "
+            f"→ PUT answered p50 {parts[2]['p50']} / p99 {parts[2]['p99']} ms"
+        )
     print(f"  polls until new version               p50 {polls['p50']}, max {polls['max']}")
     print(
         f"  switch_errors {len(errors)}: "
@@ -568,6 +646,12 @@ def report(
         "switch_put_p99_ms": put["p99"],
         "switch_api_p50_ms": api_wait["p50"],
         "switch_api_p99_ms": api_wait["p99"],
+        "switch_api_to_write_p50_ms": parts[0]["p50"],
+        "switch_api_to_write_p99_ms": parts[0]["p99"],
+        "switch_write_to_applied_p50_ms": parts[1]["p50"],
+        "switch_write_to_applied_p99_ms": parts[1]["p99"],
+        "switch_applied_to_answer_p50_ms": parts[2]["p50"],
+        "switch_applied_to_answer_p99_ms": parts[2]["p99"],
         "switch_errors": len(errors),
         "switches": len(switched),
         "router_processes": ROUTER_WORKERS,
