@@ -30,6 +30,8 @@ from tests.harness.infrastructure import Infrastructure
 
 pytestmark = pytest.mark.e2e
 
+ADMIN_TOKEN = "dataplane-test-admin"  # noqa: S105 - a test's own router
+
 REPLICA = """
 import sys, time, waitress
 NAME = sys.argv[2].encode()
@@ -186,6 +188,7 @@ async def own_router(
         DOCKYARD_REDIS_URL=infrastructure.redis_url,
         DOCKYARD_ROUTER_PORT=str(port),
         DOCKYARD_REGION="eu",
+        DOCKYARD_ADMIN_TOKEN=ADMIN_TOKEN,
         DOCKYARD_REGION_ORDER='["us", "ap"]',
         DOCKYARD_ENDPOINT_TIMEOUTS=json.dumps(
             {f"{names.owner}/{names.project}/{names.deployment}/predict": 0.3}
@@ -239,6 +242,11 @@ async def test_a_request_fails_over_to_the_nearest_region_in_the_configured_orde
             answer = await client.get(url)
             assert answer.status_code == 200 and answer.text == "us", answer.text
             assert answer.headers["X-Dockyard-Region"] == "us"
+        # The ops table shows the region's upstream set aside (this router has one process).
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        table = (await client.get(f"{own_router}/_ops/regions", headers=admin)).json()["items"]
+        eu_row = next(row for row in table if row["region"] == "eu")
+        assert eu_row["upstreams"] >= 1 and eu_row["healthy_upstreams"] < eu_row["upstreams"]
 
 
 async def test_an_endpoint_timeout_answers_504_and_others_keep_the_default(

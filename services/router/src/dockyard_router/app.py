@@ -73,7 +73,11 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     app = web.Application(client_max_size=0)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", metrics_page)
-    app.router.add_routes(ops_routes(store, settings))
+
+    def healthy(upstream: str) -> bool:
+        return proxy.healthy(upstream)  # the proxy exists before the first request
+
+    app.router.add_routes(ops_routes(store, settings, healthy))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     internal = web.TCPSite(runner, "127.0.0.1", 0)

@@ -102,6 +102,10 @@ class Proxy:
         self._children: dict[tuple[str, str, str, int], tuple[object, object]] = {}
         self._turn = itertools.count()
 
+    def healthy(self, upstream: str) -> bool:
+        """Whether requests go to ``upstream`` now (False while set aside after a failure)."""
+        return self._pools.healthy(upstream, time.monotonic())
+
     def close(self) -> None:
         """Close the idle upstream connections."""
         self._pools.close()
