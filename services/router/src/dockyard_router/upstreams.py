@@ -257,10 +257,12 @@ class UpstreamPools:
                 _, protocol = await loop.create_connection(
                     lambda: UpstreamConnection(pool), pool.host, pool.port
                 )
-        except (OSError, TimeoutError) as exc:
+        except BaseException as exc:  # cancelled too (the client left): the slot is free again
             pool.open -= 1
             pool._wake()
-            raise UpstreamUnavailable(f"{upstream}: {exc!r}") from exc
+            if isinstance(exc, OSError | TimeoutError):
+                raise UpstreamUnavailable(f"{upstream}: {exc!r}") from exc
+            raise
         return protocol
 
     def close(self) -> None:
