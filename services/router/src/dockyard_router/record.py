@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dockyard_common import Alias, Record, ResourceStore, Version, get_logger
+from dockyard_common import Alias, AliasTarget, ResourceStore, Version, get_logger
 from dockyard_common.subjects import ALIASES_BUCKET, VERSIONS_BUCKET
 from dockyard_router.tables import RouteTable, route_from_state
 
@@ -28,6 +29,29 @@ __all__ = ["table_from_record", "watch_alias_record"]
 log = get_logger(__name__)
 
 _DELETIONS = ("DEL", "PURGE")
+
+
+class _RoutedAlias(BaseModel):
+    """What routing needs of an alias: not its history (up to a hundred changes, ~0.3 ms
+    of parsing per write on the path of every switch)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    owner: str
+    project: str
+    deployment: str
+    name: str
+    target: AliasTarget
+    regions: dict[str, AliasTarget] = Field(default_factory=dict)
+    updated_at: datetime
+
+
+class _AliasWrite(BaseModel):
+    """An alias bucket value (a :class:`Record`), read for routing."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    resource: _RoutedAlias
 
 
 async def table_from_record(js: JetStreamContext) -> RouteTable:
@@ -51,8 +75,8 @@ async def watch_alias_record(js: JetStreamContext, apply: Callable[[Alias, int],
         if (message.headers or {}).get("KV-Operation") in _DELETIONS:
             return
         try:
-            record = Record.model_validate_json(message.data)
-            alias = Alias.model_validate(record.resource)
+            routed = _AliasWrite.model_validate_json(message.data).resource
+            alias = Alias.model_validate(routed.model_dump())
         except ValidationError as exc:
             log.error("routes.alias_record.unreadable", subject=message.subject, error=str(exc))
             return

@@ -103,6 +103,7 @@ class RouteStore:
         """Store an alias at its record revision (unless a newer one is held); tell every
         process."""
         key = alias_table_key(alias)
+        alias = alias.model_copy(update={"history": []})  # routing never reads it
         self.apply_alias(alias, revision)
         # The table may already hold this change (each process watches the alias record),
         # but Redis still needs it; an older change than the one held is not written.
