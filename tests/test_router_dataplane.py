@@ -22,9 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 from nats.js import JetStreamContext
+from redis.asyncio import Redis
 
 from dockyard_cli.servers import free_port
 from dockyard_common import EndpointState, EventPublisher, EventType, WorkloadState
+from dockyard_router.store import ROUTES_HASH, TABLES_VERSION
+from dockyard_router.tables import Route
 from tests.harness.fixtures import Names, RunningPlatform
 from tests.harness.infrastructure import Infrastructure
 
@@ -269,3 +272,28 @@ async def test_an_endpoint_timeout_answers_504_and_others_keep_the_default(
     assert took < 1.5  # the endpoint's 0.3 s, not the router's 60 s default
     async with httpx.AsyncClient(timeout=10) as client:
         assert (await client.get(f"{base}/")).text == "slow"  # a fast call still answers
+
+
+async def test_a_change_a_router_never_heard_of_is_noticed_and_loaded(
+    platform: RunningPlatform,
+    redis_client: Redis,
+    names: Names,
+    replicas: Callable[[str], tuple[str, subprocess.Popen[bytes]]],
+) -> None:
+    upstream, _ = replicas("unheard")
+    route = Route(
+        key=f"{names.owner}/{names.project}/{names.deployment}/v1/predict",
+        target="local-eu",
+        region="eu",
+        upstreams=[upstream],
+    )
+    # Written and counted as a router writes it, but its message is lost: never published.
+    async with redis_client.pipeline(transaction=True) as pipe:
+        pipe.hset(ROUTES_HASH, route.field, route.model_dump_json())
+        pipe.incr(TABLES_VERSION)
+        await pipe.execute()
+    url = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/v1/predict/"
+    async with httpx.AsyncClient(timeout=10) as client:
+        # Every process checks the count each second and reloads a check later.
+        for _ in range(4):  # fresh connections: over the processes sharing the port
+            await until_answers(client, url, "unheard", headers={"Connection": "close"})
