@@ -168,3 +168,12 @@ async def test_unknown_paths_and_malformed_requests_get_problem_json(router: str
     answer = await asyncio.wait_for(reader.read(), 10)
     writer.close()
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+async def test_a_request_head_past_the_limit_is_refused_with_431(router: str) -> None:
+    async with httpx.AsyncClient(base_url=router) as client:
+        refused = await client.get(f"{PREFIX}/x", headers={"X-Big": "a" * 70_000})
+        assert refused.status_code == 431
+        assert refused.headers["Content-Type"] == "application/problem+json"
+        fine = await client.get(f"{PREFIX}/x", headers={"X-Big": "a" * 30_000})
+        assert fine.status_code == 200

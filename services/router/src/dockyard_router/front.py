@@ -25,6 +25,8 @@ _REPLAY_LIMIT = 64 * 1024
 _BUFFER_LIMIT = 1024 * 1024
 """Body bytes held before an upstream is attached; past it, reading from the client pauses."""
 _NO_BODY = frozenset({204, 304})
+_HEAD_LIMIT = 64 * 1024
+"""Bytes of request line and headers a client may send."""
 
 Handler = Callable[["Exchange"], Coroutine[Any, Any, None]]
 
@@ -244,6 +246,7 @@ class FrontConnection(asyncio.Protocol):
         self.peer = b""
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
         self._parsing: Exchange | None = None
         self._queue: deque[Exchange] = deque()
         self._current: asyncio.Task[None] | None = None
@@ -271,7 +274,15 @@ class FrontConnection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._refuse(501, "Not Implemented", "not-implemented", "protocol upgrades")
         except httptools.HttpParserError:
-            self._refuse(400, "Bad Request", "bad-request", "malformed HTTP request")
+            if self._head_bytes > _HEAD_LIMIT:
+                self._refuse(
+                    431,
+                    "Request Header Fields Too Large",
+                    "headers-too-large",
+                    f"the request line and headers exceed {_HEAD_LIMIT} bytes",
+                )
+            else:
+                self._refuse(400, "Bad Request", "bad-request", "malformed HTTP request")
 
     def _refuse(self, status: int, reason: str, slug: str, detail: str) -> None:
         if self.transport is not None and self._current is None:
@@ -323,12 +334,21 @@ class FrontConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
+        self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._count_head(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
+        self._count_head(len(name) + len(value))
+
+    def _count_head(self, size: int) -> None:
+        # The parser sets no bound: without one a client could grow this list forever.
+        self._head_bytes += size
+        if self._head_bytes > _HEAD_LIMIT:
+            raise ValueError("request head too large")  # stops the parser: answered 431
 
     def on_headers_complete(self) -> None:
         parser = self._parser
