@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from dockyard_router.front import FrontConnection
+from dockyard_router.front import FrontConnection, close_idle_connections
 from dockyard_router.metrics import RouterMetrics
 from dockyard_router.proxy import Proxy
 from dockyard_router.settings import RouterSettings
@@ -75,6 +75,9 @@ async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
         writer.close()
 
 
+OPEN: set[FrontConnection] = set()
+
+
 @pytest.fixture
 async def router() -> AsyncIterator[str]:
     """The router's data plane on a free port, routing PREFIX to the upstream above."""
@@ -90,7 +93,7 @@ async def router() -> AsyncIterator[str]:
         )
     )
     proxy = Proxy(table, RouterSettings(region="eu"), RouterMetrics())
-    connections: set[FrontConnection] = set()
+    connections = OPEN
     front = await asyncio.get_running_loop().create_server(
         lambda: FrontConnection(proxy.handle, connections), "127.0.0.1", 0
     )
@@ -177,3 +180,17 @@ async def test_a_request_head_past_the_limit_is_refused_with_431(router: str) ->
         assert refused.headers["Content-Type"] == "application/problem+json"
         fine = await client.get(f"{PREFIX}/x", headers={"X-Big": "a" * 30_000})
         assert fine.status_code == 200
+
+
+async def test_a_connection_idle_past_the_timeout_is_closed(router: str) -> None:
+    host, port = router.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET {PREFIX}/x HTTP/1.1\r\nHost: r\r\n\r\n".encode())
+    await reader.readuntil(b"\r\n\r\n")  # answered, kept alive
+    sweeper = asyncio.create_task(close_idle_connections(OPEN, idle_s=0.2, every_s=0.05))
+    try:
+        rest = await asyncio.wait_for(reader.read(), 5)  # the body, then the close
+        assert rest.startswith(b"GET /x")  # read() returned: the router closed it
+    finally:
+        sweeper.cancel()
+        writer.close()

@@ -18,7 +18,7 @@ from dockyard_common import (
     get_logger,
     provision_jetstream,
 )
-from dockyard_router.front import FrontConnection
+from dockyard_router.front import FrontConnection, close_idle_connections
 from dockyard_router.heartbeat import Heartbeat
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
 from dockyard_router.ops import ops_routes
@@ -95,6 +95,13 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
                 tasks.create_task(heartbeat.run()),
                 tasks.create_task(follow_endpoint_states(js, store)),
                 tasks.create_task(watch_alias_record(js, store.apply_alias)),
+                tasks.create_task(
+                    close_idle_connections(
+                        connections,
+                        settings.client_idle_timeout_s,
+                        min(10.0, settings.client_idle_timeout_s / 2),
+                    )
+                ),
             ]
             server = await asyncio.get_running_loop().create_server(
                 lambda: FrontConnection(proxy.handle, connections),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
@@ -18,7 +19,7 @@ import httptools
 
 from dockyard_router.upstreams import UpstreamConnection
 
-__all__ = ["Exchange", "FrontConnection", "problem_bytes"]
+__all__ = ["Exchange", "FrontConnection", "close_idle_connections", "problem_bytes"]
 
 _REPLAY_LIMIT = 64 * 1024
 """Request bodies up to this size are kept until answered, so a retry can send them again."""
@@ -247,6 +248,7 @@ class FrontConnection(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self.last_active = time.monotonic()
         self._parsing: Exchange | None = None
         self._queue: deque[Exchange] = deque()
         self._current: asyncio.Task[None] | None = None
@@ -269,6 +271,7 @@ class FrontConnection(asyncio.Protocol):
                 exchange.upstream.abort()
 
     def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -322,6 +325,11 @@ class FrontConnection(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             self.transport.close()
+
+    @property
+    def busy(self) -> bool:
+        """A request is being answered."""
+        return self._current is not None
 
     def close_when_idle(self) -> None:
         """Shutting down: close now if no request is under way, else after its response."""
@@ -400,3 +408,16 @@ class FrontConnection(asyncio.Protocol):
                 self.close()
             elif self.transport is not None:
                 self._start_next()
+
+
+async def close_idle_connections(
+    connections: set[FrontConnection], idle_s: float, every_s: float
+) -> None:
+    """Close client connections that sent nothing for ``idle_s`` while no request of theirs
+    was being answered (idle keep-alives, stalled request heads), until cancelled."""
+    while True:
+        await asyncio.sleep(every_s)
+        quiet_since = time.monotonic() - idle_s
+        for connection in list(connections):
+            if not connection.busy and connection.last_active < quiet_since:
+                connection.close()

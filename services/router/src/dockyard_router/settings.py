@@ -26,6 +26,8 @@ class RouterSettings(CommonSettings):
     upstream_connect_timeout_s: float = 2.0
     upstream_eject_s: float = 5.0
     """How long an upstream that refused or dropped a connection gets no new requests."""
+    client_idle_timeout_s: float = 75.0
+    """A client connection that sends nothing this long, with no request under way, closes."""
     upstream_connections: int = 256
     """Connections at most per upstream and router process (kept alive between requests)."""
     admin_token: SecretStr | None = None
