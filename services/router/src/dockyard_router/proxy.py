@@ -20,7 +20,7 @@ import time
 import httptools
 
 from dockyard_common import get_logger
-from dockyard_router.front import Exchange, problem_bytes
+from dockyard_router.exchange import Exchange, problem_bytes
 from dockyard_router.metrics import RouterMetrics
 from dockyard_router.settings import RouterSettings
 from dockyard_router.tables import Resolution, RouteTable, client_draw
