@@ -2,10 +2,11 @@
 
 One run against the whole embedded platform, started as ``make run`` starts it
 (``python -m dockyard_cli up``: its own nats-server, redis-server, API, builder, scheduler
-and ONE router process). Set-up goes through the API with the admin token: owner, project,
-deployment on ``local-eu``, two code blobs whose WSGI app answers a tiny fixed body naming
-its version, versions ``v1`` and ``v2``; once both are ready, the upstream of ``v1`` is read
-from its endpoint states. Then two phases:
+and ``DOCKYARD_ROUTER_WORKERS`` router processes sharing the port, 2 by default). Set-up
+goes through the API with the admin token: owner, project, deployment on ``local-eu``, two
+code blobs whose WSGI app answers a tiny fixed body naming its version, versions ``v1`` and
+``v2``; once both are ready, the upstream of ``v1`` is read from its endpoint states. Then
+two phases:
 
 1. **Throughput.** ``--concurrency`` keep-alive clients GET, back to back for ``--duration``
    seconds each, first the upstream directly, then the same endpoint through the router
@@ -49,13 +50,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from dockyard_cli.servers import free_port
+from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT, alias_table_key
 
 try:
-    from bench.api import expect, sigterm_as_exit, summary_ms
+    from bench.api import cpu_seconds, expect, machine_busy_seconds, sigterm_as_exit, summary_ms
 except ModuleNotFoundError:  # run as ``python bench/router.py``: bench/ is on sys.path
-    from api import expect, sigterm_as_exit, summary_ms  # type: ignore[no-redef,import-not-found]
+    from api import (  # type: ignore[no-redef,import-not-found]
+        cpu_seconds,
+        expect,
+        machine_busy_seconds,
+        sigterm_as_exit,
+        summary_ms,
+    )
 
 TARGET_RATIO = 0.5
 TARGET_ADDED_P50_MS = 1.0
@@ -221,6 +232,115 @@ async def set_up(platform_: Platform, ready_timeout_s: float) -> str:
     return first_upstream(ready[0])
 
 
+# --- CPU accounting --------------------------------------------------------------------------
+
+
+def process_groups(root: int) -> dict[str, list[int]]:
+    """The launcher's descendants by role: ``router`` processes, ``upstream`` replicas (the
+    endpoint runner), and the ``platform``'s other processes (``/proc``; empty elsewhere)."""
+    parents: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        parents[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), command)
+    groups: dict[str, list[int]] = {"router": [], "upstream": [], "platform": [root]}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, command) in parents.items():
+            if ppid == parent:
+                frontier.append(pid)
+                role = (
+                    "router"
+                    if "dockyard_router" in command
+                    else "upstream"
+                    if "dockyard_runner" in command or "waitress" in command
+                    else "platform"
+                )
+                groups[role].append(pid)
+    return groups
+
+
+@dataclass
+class CpuUse:
+    """CPU seconds each role used over one phase, and ``others``: processes outside the run
+    (other work on a shared machine; when large, the figures are not to be trusted)."""
+
+    groups: dict[str, list[int]]
+    started: dict[str, float] = field(default_factory=dict)
+    used: dict[str, float] = field(default_factory=dict)
+
+    def _now(self) -> dict[str, float]:
+        now = {role: sum(cpu_seconds(p) for p in pids) for role, pids in self.groups.items()}
+        now["client"] = time.process_time()
+        now["machine"] = machine_busy_seconds()
+        return now
+
+    def start(self) -> None:
+        """Take the starting point."""
+        self.started = self._now()
+
+    def stop(self) -> None:
+        """CPU seconds used since :meth:`start`, per role, and ``others``."""
+        used = {role: value - self.started[role] for role, value in self._now().items()}
+        ours = sum(value for role, value in used.items() if role != "machine")
+        used["others"] = max(0.0, used.pop("machine") - ours)
+        self.used = used
+
+
+def nats_url_of(root: int) -> str | None:
+    """The URL of the nats-server the launcher started (its ``-p`` port), if found."""
+    for pid in (p for pids in process_groups(root).values() for p in pids):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"nats-server") and b"-p" in argv:
+            return f"nats://127.0.0.1:{argv[argv.index(b'-p') + 1].decode()}"
+    return None
+
+
+@dataclass
+class Timeline:
+    """When alias writes reached NATS and when router heartbeats reported each revision, seen
+    by a core NATS subscriber: splits a switch into the API's part and the routers' part."""
+
+    writes: list[float] = field(default_factory=list)
+    beats: list[tuple[float, str, int]] = field(default_factory=list)
+    """(when, router process, alias revision it reports applied)."""
+
+    async def follow(self, url: str) -> NatsClient:
+        """Subscribe to the alias bucket's writes and the router heartbeats."""
+        nc = await nats.connect(url)
+        key = alias_table_key(OWNER, PROJECT, DEPLOYMENT, ALIAS)
+
+        async def on_write(_: Msg) -> None:
+            self.writes.append(time.perf_counter())
+
+        async def on_beat(message: Msg) -> None:
+            beat = json.loads(message.data)
+            self.beats.append((time.perf_counter(), beat["process"], beat["applied"].get(key, 0)))
+
+        await nc.subscribe(f"$KV.{ALIASES_BUCKET}.>", cb=on_write)
+        await nc.subscribe(ROUTER_HEARTBEAT_SUBJECT, cb=on_beat)
+        return nc
+
+    def split(self, sent: float, answered: float, revision: int) -> tuple[float, float, float]:
+        """(PUT sent → write stored, write → every router reported it, → PUT answered)."""
+        written = next((at for at in self.writes if at >= sent), answered)
+        applied: dict[str, float] = {}
+        for at, process, held in self.beats:
+            if at >= sent and held >= revision:
+                applied.setdefault(process, at)
+        last = max(applied.values(), default=written)
+        return written - sent, max(0.0, last - written), max(0.0, answered - last)
+
+
 # --- phases ----------------------------------------------------------------------------------
 
 
@@ -233,6 +353,7 @@ class LoadResult:
     answers: Counter[str]
     elapsed_s: float
     client_cpu_s: float
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> int:
@@ -246,7 +367,13 @@ class LoadResult:
 
 
 async def load(
-    label: str, url: str, expected: bytes, concurrency: int, duration_s: float, warmup_s: float
+    label: str,
+    url: str,
+    expected: bytes | None,
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float,
+    groups: dict[str, list[int]] | None = None,
 ) -> LoadResult:
     """``concurrency`` keep-alive clients GET ``url`` back to back for ``duration_s``."""
     latencies: list[float] = []
@@ -262,7 +389,7 @@ async def load(
                     async with session.get(url) as response:
                         payload = await response.read()
                         took = time.perf_counter() - sent
-                        good = response.status == 200 and payload == expected
+                        good = response.status == 200 and (expected is None or payload == expected)
                         answer = "200" if good else f"{response.status} {payload[:60]!r}"
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     took, good, answer = 0.0, False, type(exc).__name__
@@ -280,10 +407,13 @@ async def load(
 
         # Warm up: connections, the router's upstream pool, the first requests' lazy work.
         await run(warmup_s, record=False)
+        meter = CpuUse(groups or {})
+        meter.start()
         cpu = time.process_time()
         elapsed = await run(duration_s, record=True)
         cpu = time.process_time() - cpu
-    return LoadResult(label, latencies, answers, elapsed, cpu)
+        meter.stop()
+    return LoadResult(label, latencies, answers, elapsed, cpu, meter.used)
 
 
 @dataclass(frozen=True)
@@ -297,6 +427,8 @@ class Switch:
     propagated_s: float | None
     polls: int
     error: str | None = None
+    parts_s: tuple[float, float, float] | None = None
+    """(PUT sent → write stored, → every router applied it, → PUT answered)."""
 
 
 async def switch_once(
@@ -307,6 +439,7 @@ async def switch_once(
     version: str,
     poll_s: float,
     timeout_s: float,
+    timeline: Timeline,
 ) -> Switch:
     """PUT the alias to ``version``; poll the router until it answers with that version."""
     expected = body_of(version)
@@ -317,8 +450,10 @@ async def switch_once(
             put_s = time.perf_counter() - sent
             status = response.status
             header = response.headers.get("X-Dockyard-Switch-Ms")
+            revision = int(response.headers.get("ETag", '"0"').strip('"') or 0)
     except (aiohttp.ClientError, TimeoutError) as exc:
         return Switch(version, 0, time.perf_counter() - sent, None, None, 0, type(exc).__name__)
+    parts = timeline.split(sent, sent + put_s, revision) if timeline.writes else None
     api_ms = float(header) if header else None
     error = None if status == 200 else f"PUT {status}"
     polls = 0
@@ -332,11 +467,11 @@ async def switch_once(
                 if answer.status != 200:
                     error = error or f"GET {answer.status}"
                 elif payload == expected:
-                    return Switch(version, status, put_s, api_ms, at - sent, polls, error)
+                    return Switch(version, status, put_s, api_ms, at - sent, polls, error, parts)
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = error or f"GET {type(exc).__name__}"
         await asyncio.sleep(poll_s)
-    return Switch(version, status, put_s, api_ms, None, polls, error or "timeout")
+    return Switch(version, status, put_s, api_ms, None, polls, error or "timeout", parts)
 
 
 async def switches(
@@ -348,15 +483,27 @@ async def switches(
     router_url = f"{platform_.router_url}/{OWNER}/{PROJECT}/{DEPLOYMENT}/{ALIAS}/predict/"
     timeout = aiohttp.ClientTimeout(total=max(5.0, timeout_s * 2))
     results: list[Switch] = []
-    async with (
-        aiohttp.ClientSession(headers=admin, timeout=timeout) as api,
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1), timeout=timeout) as probe,
-    ):
-        for index in range(count):
-            version = VERSIONS[(index + 1) % 2]
-            results.append(
-                await switch_once(api, probe, alias_url, router_url, version, poll_s, timeout_s)
-            )
+    timeline = Timeline()
+    assert platform_.process is not None
+    nats_url = nats_url_of(platform_.process.pid)
+    nc = await timeline.follow(nats_url) if nats_url else None
+    try:
+        async with (
+            aiohttp.ClientSession(headers=admin, timeout=timeout) as api,
+            aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=1), timeout=timeout
+            ) as probe,
+        ):
+            for index in range(count):
+                version = VERSIONS[(index + 1) % 2]
+                results.append(
+                    await switch_once(
+                        api, probe, alias_url, router_url, version, poll_s, timeout_s, timeline
+                    )
+                )
+    finally:
+        if nc is not None:
+            await nc.close()
     return results
 
 
@@ -399,7 +546,8 @@ def report(
     print(f"environment: {cpus} CPUs, Python {platform.python_version()}, {platform.platform()}")
     print(
         "set-up: the embedded platform (python -m dockyard_cli up: nats-server, redis-server, "
-        "API, builder, scheduler, ONE router process); one replica of each version on "
+        f"API, builder, scheduler, {ROUTER_WORKERS} router processes); one replica of each "
+        "version on "
         f"{TARGET}; direct upstream {upstream}"
     )
     print(
@@ -413,6 +561,16 @@ def report(
             f"  {result.label:8} {result.rps:9.1f} {s['p50']!s:>8} {s['p99']!s:>8} "
             f"{s['max']!s:>8}  {dict(result.answers)} (client CPU {result.client_cpu_s:.1f} s)"
         )
+    for result in (direct, routed):
+        per_request = {
+            role: round(seconds / result.ok * 1e6) if result.ok else None
+            for role, seconds in result.cpu.items()
+            if role != "others"
+        }
+        print(
+            f"  {result.label:8} CPU µs per request {per_request}; others (outside the run) "
+            f"{result.cpu.get('others', 0.0):.1f} CPU s"
+        )
     print(
         f"  ratio router/direct {ratio:.2f}   target >= {TARGET_RATIO}   "
         f"{verdict(ratio, TARGET_RATIO, True)}"
@@ -424,7 +582,13 @@ def report(
     print(
         f"  one client (no queueing, {args.idle_duration:g} s each): direct p50 {di['p50']} ms "
         f"({idle[0].rps:.0f} req/s), router p50 {ri['p50']} ms ({idle[1].rps:.0f} req/s): "
-        f"the hop adds {idle_added} ms"
+        f"the hop adds {idle_added} ms   target <= {TARGET_ADDED_P50_MS:g} ms   "
+        f"{verdict(idle_added, TARGET_ADDED_P50_MS, False)}"
+    )
+    print(
+        f"  (at concurrency {args.concurrency} a request mostly waits its turn for a CPU: "
+        f"p50 ≈ {args.concurrency} / throughput, so the added p50 there follows the ratio; "
+        "see bench/README.md)"
     )
     print(
         f"switch propagation: {len(switched)} PUTs of alias {ALIAS} alternating v1/v2, "
@@ -440,6 +604,15 @@ def report(
     print(
         f"  API X-Dockyard-Switch-Ms              p50 {api_wait['p50']} ms, p99 {api_wait['p99']}"
     )
+    split = [s.parts_s for s in switched if s.parts_s is not None]
+    parts = [summary_ms([p[i] for p in split]) for i in range(3)]
+    if split:
+        print(
+            "  where it goes (seen on NATS):         "
+            f"PUT → write stored p50 {parts[0]['p50']} / p99 {parts[0]['p99']} ms; "
+            f"→ every router applied p50 {parts[1]['p50']} / p99 {parts[1]['p99']} ms; "
+            f"→ PUT answered p50 {parts[2]['p50']} / p99 {parts[2]['p99']} ms"
+        )
     print(f"  polls until new version               p50 {polls['p50']}, max {polls['max']}")
     print(
         f"  switch_errors {len(errors)}: "
@@ -458,6 +631,11 @@ def report(
         "idle_direct_p50_ms": di["p50"],
         "idle_router_p50_ms": ri["p50"],
         "idle_added_p50_ms": idle_added,
+        "router_cpu_us_per_request": (
+            round(routed.cpu["router"] / routed.ok * 1e6) if routed.ok and routed.cpu else None
+        ),
+        "others_cpu_s_direct": round(direct.cpu.get("others", 0.0), 1),
+        "others_cpu_s_router": round(routed.cpu.get("others", 0.0), 1),
         "direct_errors": direct.answers.total() - direct.ok,
         "router_errors": routed.answers.total() - routed.ok,
         "switch_p50_ms": prop["p50"],
@@ -468,6 +646,12 @@ def report(
         "switch_put_p99_ms": put["p99"],
         "switch_api_p50_ms": api_wait["p50"],
         "switch_api_p99_ms": api_wait["p99"],
+        "switch_api_to_write_p50_ms": parts[0]["p50"],
+        "switch_api_to_write_p99_ms": parts[0]["p99"],
+        "switch_write_to_applied_p50_ms": parts[1]["p50"],
+        "switch_write_to_applied_p99_ms": parts[1]["p99"],
+        "switch_applied_to_answer_p50_ms": parts[2]["p50"],
+        "switch_applied_to_answer_p99_ms": parts[2]["p99"],
         "switch_errors": len(errors),
         "switches": len(switched),
         "router_processes": ROUTER_WORKERS,
@@ -489,11 +673,13 @@ async def benchmark(platform_: Platform, args: argparse.Namespace) -> dict[str, 
     direct_url = f"{upstream.rstrip('/')}/"
     router_url = f"{platform_.router_url}/{OWNER}/{PROJECT}/{DEPLOYMENT}/v1/predict/"
     expected = body_of("v1")
+    assert platform_.process is not None
+    groups = process_groups(platform_.process.pid)
     direct = await load(
-        "direct", direct_url, expected, args.concurrency, args.duration, args.warmup
+        "direct", direct_url, expected, args.concurrency, args.duration, args.warmup, groups
     )
     routed = await load(
-        "router", router_url, expected, args.concurrency, args.duration, args.warmup
+        "router", router_url, expected, args.concurrency, args.duration, args.warmup, groups
     )
     # One client, no queueing: what the proxy hop costs a single request.
     direct_idle = await load("direct", direct_url, expected, 1, args.idle_duration, 0.2)

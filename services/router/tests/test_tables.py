@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import httptools
 import pytest
 
 from dockyard_common import Alias, AliasTarget, EndpointState, WorkloadState
-from dockyard_router.proxy import upstream_url
+from dockyard_router.proxy import host_header, request_target
 from dockyard_router.tables import (
     Route,
     RouteTable,
@@ -46,6 +47,26 @@ def test_own_region_upstreams_come_first_then_the_others() -> None:
     assert us_first is not None and us_first.upstreams[0][0] == "us"
 
 
+def test_failover_follows_the_configured_order_and_drained_regions_come_last() -> None:
+    table = RouteTable(region_order=("us", "ap"))
+    for target, region in (("t-ap", "ap"), ("t-us", "us"), ("t-eu", "eu"), ("t-sa", "sa")):
+        table.put(route(target, region, f"http://{region}:9"))
+    path = "/acme/demo/web/v1/predict/x"
+
+    def regions(own: str) -> list[str]:
+        resolved = table.resolve(path, own_region=own, draw=0.5)
+        assert resolved is not None
+        return [region for region, _ in resolved.upstreams]
+
+    # The preferred region, then the configured order, then the rest by name.
+    assert regions("eu") == ["eu", "us", "ap", "sa"]
+    assert regions("sa") == ["sa", "us", "ap", "eu"]
+    table.drained = frozenset({"us"})  # a change the cached order must not outlive
+    assert regions("eu") == ["eu", "ap", "sa"]
+    table.put(route("t-eu", "eu"))  # eu stops serving
+    assert regions("eu") == ["ap", "sa"]
+
+
 def test_a_route_without_upstreams_removes_the_target() -> None:
     table = RouteTable()
     table.put(route("local-eu", "eu", "http://127.0.1.1:9"))
@@ -74,9 +95,14 @@ def test_only_a_ready_endpoint_state_yields_upstreams() -> None:
     "rest", ["/169.254.169.254/latest", "http://evil/x", "%2F%2Fevil", "@evil/x", "..//evil"]
 )
 def test_no_request_path_changes_the_upstream_host_or_scheme(rest: str) -> None:
-    url = upstream_url("http://127.0.1.1:8000", rest, "q=1")
-    assert (url.scheme, url.host, url.port) == ("http", "127.0.1.1", 8000)
-    assert url.raw_query_string == "q=1"
+    target = request_target(rest, b"q=1")
+    host = host_header("http://127.0.1.1:8000")
+    assert target.startswith(b"/") and not target.startswith(b"//" + host)
+    assert b" " not in target and b"\r" not in target and b"\n" not in target
+    # What the upstream's server makes of the request line: a path on itself.
+    url = httptools.parse_url(b"http://" + host + target)
+    assert (url.schema, url.host, url.port) == (b"http", b"127.0.1.1", 8000)
+    assert url.path == b"/" + rest.encode() and url.query == b"q=1"
 
 
 def an_alias(target: AliasTarget, **changes: object) -> Alias:

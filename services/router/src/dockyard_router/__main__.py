@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from dockyard_common import run_until_signalled
 from dockyard_router.app import serve
 from dockyard_router.settings import RouterSettings
@@ -10,6 +12,12 @@ from dockyard_router.settings import RouterSettings
 def main() -> None:
     """Read settings from the environment and serve until SIGTERM."""
     settings = RouterSettings()
+    try:
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
     run_until_signalled(lambda stop: serve(settings, stop))
 
 

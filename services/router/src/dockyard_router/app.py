@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import time
 
 from aiohttp import web
 
@@ -16,11 +18,12 @@ from dockyard_common import (
     get_logger,
     provision_jetstream,
 )
+from dockyard_router.front import FrontConnection, close_idle_connections
 from dockyard_router.heartbeat import Heartbeat
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
 from dockyard_router.ops import ops_routes
 from dockyard_router.proxy import Proxy
-from dockyard_router.record import table_from_record
+from dockyard_router.record import table_from_record, watch_alias_record
 from dockyard_router.routing import follow_endpoint_states
 from dockyard_router.settings import RouterSettings
 from dockyard_router.store import RouteStore
@@ -29,6 +32,9 @@ from dockyard_router.tables import RouteTable
 __all__ = ["serve"]
 
 log = get_logger(__name__)
+
+_DRAIN_S = 30.0
+"""How long requests under way may take to finish once the router is asked to stop."""
 
 
 async def _healthz(_: web.Request) -> web.Response:
@@ -58,19 +64,29 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
         log.info("routes.loaded", routes=await store.load())
     except TransientError as exc:
         log.warning("routes.load.failed", error=str(exc))
-    proxy = Proxy(store.table, settings, metrics)
+    store.table.region_order = tuple(settings.region_order)
 
     async def metrics_page(_: web.Request) -> web.Response:
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
+    # The router's own pages run on aiohttp on a loopback port of this process; the data
+    # plane in front of it passes /_ops, /metrics and /healthz there.
     app = web.Application(client_max_size=0)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", metrics_page)
-    app.router.add_routes(ops_routes(store, settings))
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+
+    def healthy(upstream: str) -> bool:
+        return proxy.healthy(upstream)  # the proxy exists before the first request
+
+    app.router.add_routes(ops_routes(store, settings, healthy))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.router_host, settings.router_port, reuse_port=True)
+    internal = web.TCPSite(runner, "127.0.0.1", 0)
+    await internal.start()
+    internal_port = runner.addresses[0][1]
+    proxy = Proxy(store.table, settings, metrics, internal=f"http://127.0.0.1:{internal_port}")
+    connections: set[FrontConnection] = set()
+    server: asyncio.Server | None = None
     try:
         async with asyncio.TaskGroup() as tasks:
             workers = [
@@ -78,8 +94,26 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
                 tasks.create_task(store.watch_tables()),
                 tasks.create_task(heartbeat.run()),
                 tasks.create_task(follow_endpoint_states(js, store)),
+                tasks.create_task(watch_alias_record(js, store.apply_alias)),
+                tasks.create_task(
+                    close_idle_connections(
+                        connections,
+                        settings.client_idle_timeout_s,
+                        min(10.0, settings.client_idle_timeout_s / 2),
+                    )
+                ),
             ]
-            await site.start()
+            server = await asyncio.get_running_loop().create_server(
+                lambda: FrontConnection(proxy.handle, connections),
+                settings.router_host,
+                settings.router_port,
+                reuse_port=True,
+                backlog=1024,
+            )
+            # What start-up allocated (modules, schemas, the tables) lives as long as the
+            # process: keep it out of the collector's full passes, which otherwise pause the
+            # process for tens of milliseconds (measured: ~40 ms for the ~70k objects).
+            gc.freeze()
             log.info(
                 "router.started",
                 host=socket.gethostname(),
@@ -87,10 +121,26 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
                 region=settings.region,
             )
             await stop.wait()
+            await _drain(server, connections)
             for worker in workers:
                 worker.cancel()
     finally:
+        if server is not None:
+            server.close()
+        proxy.close()
         await runner.cleanup()
-        await proxy.close()
         await nc.drain()
         await redis.aclose()
+
+
+async def _drain(server: asyncio.Server, connections: set[FrontConnection]) -> None:
+    """Stop taking connections; let requests under way finish (bounded), then close."""
+    server.close()
+    for connection in list(connections):
+        connection.close_when_idle()
+    deadline = time.monotonic() + _DRAIN_S
+    # Polled: connections end in protocol callbacks, and this runs once, at shutdown.
+    while connections and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    if connections:
+        log.warning("router.drain.cut", connections=len(connections))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -27,8 +28,11 @@ def _problem(status: int, slug: str, detail: str) -> web.Response:
     )
 
 
-def ops_routes(store: RouteStore, settings: RouterSettings) -> web.RouteTableDef:
-    """The ops endpoints, bound to this process's tables."""
+def ops_routes(
+    store: RouteStore, settings: RouterSettings, healthy: Callable[[str], bool] = lambda _: True
+) -> web.RouteTableDef:
+    """The ops endpoints, bound to this process's tables; ``healthy`` says whether this
+    process currently sends requests to an upstream (it sets aside failing ones)."""
     routes = web.RouteTableDef()
 
     def refused(request: web.Request) -> web.Response | None:
@@ -48,16 +52,21 @@ def ops_routes(store: RouteStore, settings: RouterSettings) -> web.RouteTableDef
         table = store.table
         routes: dict[str, int] = {}
         upstreams: dict[str, int] = {}
+        healthy_upstreams: dict[str, int] = {}
         targets: dict[str, set[str]] = {}
         for route in table.routes.values():
             routes[route.region] = routes.get(route.region, 0) + 1
             upstreams[route.region] = upstreams.get(route.region, 0) + len(route.upstreams)
+            healthy_upstreams[route.region] = healthy_upstreams.get(route.region, 0) + sum(
+                map(healthy, route.upstreams)
+            )
             targets.setdefault(route.region, set()).add(route.target)
         items = [
             {
                 "region": name,
                 "routes": routes.get(name, 0),
                 "upstreams": upstreams.get(name, 0),
+                "healthy_upstreams": healthy_upstreams.get(name, 0),
                 "targets": sorted(targets.get(name, set())),
                 "drained": name in table.drained,
                 "local": name == settings.region,

@@ -1,185 +1,324 @@
 """The data plane: forwards ``/<owner>/<project>/<deployment>/<version>/<endpoint>/...``.
 
-Upstream URLs come only from the route table; the request's rest path is appended to the
-upstream's path already encoded, so no request can change the upstream's host or scheme.
+Upstream URLs come only from the route table. The request line sent upstream is the
+rest path as received (still percent-encoded, always starting with ``/``) and the Host
+is the upstream's: no request can change the upstream's host or scheme.
+
+A request goes to a replica in the preferred region (the ``X-Dockyard-Region`` header, else
+the router's own), replicas taken in turn; it is retried once on the next candidate only
+when no connection could be made (nothing was sent), or when the connection dropped before
+an answer and the method is idempotent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import random
 import time
 
-import aiohttp
-from aiohttp import web
-from multidict import CIMultiDict
-from yarl import URL
+import httptools
 
 from dockyard_common import get_logger
+from dockyard_router.exchange import Exchange, problem_bytes
 from dockyard_router.metrics import RouterMetrics
 from dockyard_router.settings import RouterSettings
 from dockyard_router.tables import Resolution, RouteTable, client_draw
+from dockyard_router.upstreams import UpstreamPools, UpstreamUnavailable
 
-__all__ = ["HOP_BY_HOP", "Proxy", "upstream_url"]
+__all__ = ["HOP_BY_HOP", "INTERNAL_PREFIXES", "Proxy", "host_header", "request_target"]
 
 log = get_logger(__name__)
 
 HOP_BY_HOP = frozenset(
     {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"expect",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-vh-prefix",
     }
 )
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-_CHUNK = 64 * 1024
+"""Request headers not passed on as they came (the last five are set by the router)."""
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+INTERNAL_PREFIXES = ("/_ops/", "/_ops?", "/metrics", "/healthz")
+"""Paths the router answers itself (served by its internal app)."""
 
-
-def upstream_url(upstream: str, rest: str, raw_query: str) -> URL:
-    """``upstream`` with the encoded ``rest`` path and query; the host is the upstream's only."""
-    base = URL(upstream)
-    return URL.build(
-        scheme=base.scheme,
-        host=base.raw_host or "",
-        port=base.port,
-        path="/" + rest,
-        query_string=raw_query,
-        encoded=True,
-    )
-
-
-_PROBLEMS = {
-    404: ("not-found", "Not found"),
-    502: ("bad-gateway", "Bad gateway"),
-    504: ("gateway-timeout", "Gateway timeout"),
+_REASONS = {
+    400: ("Bad Request", "bad-request"),
+    404: ("Not Found", "not-found"),
+    502: ("Bad Gateway", "bad-gateway"),
+    504: ("Gateway Timeout", "gateway-timeout"),
 }
 
 
-def _problem(status: int, detail: str) -> web.Response:
-    slug, title = _PROBLEMS[status]
-    return web.json_response(
-        {
-            "type": f"https://dockyard.dev/problems/{slug}",
-            "title": title,
-            "status": status,
-            "detail": detail,
-        },
-        status=status,
-        content_type="application/problem+json",
-    )
+def request_target(rest: str, query: bytes) -> bytes:
+    """The request target sent upstream: ``/`` + the rest path as received, + the query.
+
+    It always starts with ``/`` (origin-form), so the upstream reads it as a path on
+    itself, whatever it holds (``//169.254.169.254/x``, ``http://evil/``).
+    """
+    return b"/" + rest.encode("latin-1") + (b"?" + query if query else b"")
+
+
+def host_header(upstream: str) -> bytes:
+    """The Host sent upstream: the upstream URL's authority, from the route table only."""
+    return upstream.partition("//")[2].partition("/")[0].encode()
 
 
 class Proxy:
-    """Forwards requests to the upstreams the route table names."""
+    """Forwards exchanges to the upstreams the route table names."""
 
-    def __init__(self, table: RouteTable, settings: RouterSettings, metrics: RouterMetrics) -> None:
+    def __init__(
+        self,
+        table: RouteTable,
+        settings: RouterSettings,
+        metrics: RouterMetrics,
+        internal: str | None = None,
+    ) -> None:
         self._table = table
         self._settings = settings
         self._metrics = metrics
-        # Created inside the running event loop (the router's serve()).
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=self._settings.upstream_connections, keepalive_timeout=30
-            ),
-            timeout=aiohttp.ClientTimeout(
-                total=self._settings.upstream_timeout_s, sock_connect=2.0
-            ),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        self._internal = internal
+        self._region = settings.region
+        self._pools = UpstreamPools(
+            settings.upstream_connections,
+            settings.upstream_connect_timeout_s,
+            settings.upstream_eject_s,
         )
+        self._hosts: dict[str, bytes] = {}
+        self._timeouts: dict[str, float] = {}
+        self._children: dict[tuple[str, str, str, int], tuple[object, object]] = {}
+        self._turn = itertools.count()
 
-    async def close(self) -> None:
-        """Close the upstream connection pool."""
-        await self._session.close()
+    def healthy(self, upstream: str) -> bool:
+        """Whether requests go to ``upstream`` now (False while set aside after a failure)."""
+        return self._pools.healthy(upstream, time.monotonic())
 
-    def _headers(self, request: web.Request, resolution: Resolution) -> CIMultiDict[str]:
-        headers: CIMultiDict[str] = CIMultiDict(
-            (k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP
-        )
-        previous = request.headers.get("X-Forwarded-For")
-        peer = request.remote or ""
-        headers["X-Forwarded-For"] = f"{previous}, {peer}" if previous else peer
-        headers["X-Forwarded-Proto"] = request.scheme
-        headers["X-Forwarded-Host"] = request.host
-        headers["X-VH-Prefix"] = resolution.prefix
-        return headers
+    def close(self) -> None:
+        """Close the idle upstream connections."""
+        self._pools.close()
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Forward one request; retry once elsewhere only for a connection failure of an
-        idempotent request without a body."""
-        # A client may prefer a region; otherwise the router's own region comes first.
-        region = request.headers.get("X-Dockyard-Region") or self._settings.region
-        client = request.headers.get("X-Dockyard-Client-Key")
-        draw = client_draw(client) if client else random.random()  # noqa: S311 - traffic split
-        resolution = self._table.resolve(request.rel_url.raw_path, region, draw)
+    # -- per request --
+
+    async def handle(self, exchange: Exchange) -> None:
+        """Answer one exchange: from an upstream, or with a problem+json error."""
+        url = exchange.url
+        if url.startswith(b"/"):
+            path, _, query = url.partition(b"?")
+        else:  # absolute-form (a client talking to us as to a forward proxy)
+            try:
+                parsed = httptools.parse_url(url)
+            except httptools.HttpParserInvalidURLError:
+                return self._problem(exchange, 400, "the request target is not a URL")
+            path, query = parsed.path or b"/", parsed.query or b""
+        raw_path = path.decode("latin-1")
+        if self._internal is not None and raw_path.startswith(INTERNAL_PREFIXES):
+            target = path + (b"?" + query if query else b"")
+            return await self._forward_internal(exchange, target)
+
+        region, client = self._region, None
+        forwarded_for, host, kept = b"", b"", []
+        connection_tokens: list[bytes] = []
+        for name, value in exchange.headers:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                if lower == b"x-forwarded-for":
+                    forwarded_for = value
+                elif lower == b"host":
+                    host = value
+                elif lower == b"connection":
+                    connection_tokens += (t.strip().lower() for t in value.split(b","))
+                continue
+            if lower == b"x-dockyard-region":
+                region = value.decode("latin-1") or region
+            elif lower == b"x-dockyard-client-key":
+                client = value
+            kept.append(b"%s: %s\r\n" % (name, value))
+        if connection_tokens:  # headers named in Connection are hop-by-hop too (RFC 9110)
+            named = {t for t in connection_tokens if t not in (b"keep-alive", b"close")}
+            kept = [line for line in kept if line.split(b":", 1)[0].lower() not in named]
+
+        draw = client_draw(client.decode("latin-1")) if client else random.random()  # noqa: S311
+        resolution = self._table.resolve(raw_path, region, draw)
         if resolution is None:
             self._metrics.unrouted.inc()
-            return _problem(404, f"nothing serves {request.rel_url.raw_path}")
+            return self._problem(exchange, 404, f"nothing serves {raw_path}")
+        forwarded = b"%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % (
+            b"".join(kept),
+            forwarded_for + b", " + exchange.front.peer if forwarded_for else exchange.front.peer,
+        )
+        if host:
+            forwarded += b"X-Forwarded-Host: %s\r\n" % host
+        forwarded += b"X-VH-Prefix: %s\r\n" % resolution.prefix.encode("latin-1")
+        if exchange.chunked_request:
+            forwarded += b"Transfer-Encoding: chunked\r\n"
+        await self._forward(exchange, resolution, request_target(resolution.rest, query), forwarded)
+
+    async def _forward(
+        self, exchange: Exchange, resolution: Resolution, target: bytes, headers: bytes
+    ) -> None:
         started = time.perf_counter()
-        response = await self._forward(request, resolution)
-        labels = resolution.labels(response.headers.get("X-Dockyard-Region", ""))
-        self._metrics.requests.labels(*labels, str(response.status)).inc()
-        self._metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-        return response
-
-    async def _forward(self, request: web.Request, resolution: Resolution) -> web.StreamResponse:
-        retryable = request.method in _IDEMPOTENT and not request.can_read_body
-        candidates = resolution.upstreams[: 2 if retryable else 1]
-        headers = self._headers(request, resolution)
-        last_error = ""
-        for region, upstream in candidates:
-            url = upstream_url(upstream, resolution.rest, request.rel_url.raw_query_string)
-            try:
-                upstream_response = await self._session.request(
-                    request.method,
-                    url,
-                    headers=headers,
-                    allow_redirects=False,
-                    data=request.content if request.can_read_body else None,
+        candidates = self._candidates(resolution)
+        retryable = exchange.method in _IDEMPOTENT
+        timeout = self._timeout_for(resolution)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout, self._expire, exchange)
+        served_by, last_error = "", ""
+        tries = candidates[:2]
+        try:
+            for attempt in range(2):
+                if attempt >= len(tries):
+                    break
+                region, upstream = tries[attempt]
+                try:
+                    connection = await self._pools.acquire(upstream)
+                except UpstreamUnavailable as exc:
+                    # Nothing was sent: the next candidate may take it, whatever the method.
+                    self._pools.set_aside(upstream)
+                    self._count_error(resolution, region, "connect")
+                    log.warning("proxy.upstream.unreachable", upstream=upstream, error=str(exc))
+                    last_error = str(exc)
+                    continue
+                if exchange.timed_out:  # the deadline passed while connecting
+                    connection.abort()
+                    return self._problem(
+                        exchange, 504, f"{resolution.key} did not answer within {timeout:g} s"
+                    )
+                exchange.extra_head = self._extra_head(resolution, region)
+                head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
+                    exchange.method,
+                    target,
+                    self._host_of(upstream),
+                    headers,
                 )
-            except aiohttp.ClientConnectionError as exc:
-                last_error = f"{upstream}: {exc}"
-                log.warning("proxy.upstream.unreachable", upstream=upstream, error=str(exc))
-                self._metrics.upstream_errors.labels(*resolution.labels(region), "connect").inc()
-                continue
-            except TimeoutError:
-                log.warning("proxy.upstream.timeout", upstream=upstream)
-                self._metrics.upstream_errors.labels(*resolution.labels(region), "timeout").inc()
-                return _problem(
-                    504,
-                    f"{resolution.key} did not answer within "
-                    f"{self._settings.upstream_timeout_s:g} s",
-                )
-            async with upstream_response:
-                return await self._relay(request, upstream_response, resolution, region)
-        return _problem(502, f"no upstream of {resolution.key} answered ({last_error})")
+                if await exchange.attach(connection, head):
+                    served_by = region
+                    return
+                if exchange.timed_out:
+                    self._count_error(resolution, region, "timeout")
+                    log.warning("proxy.upstream.timeout", upstream=upstream, timeout_s=timeout)
+                    if not exchange.started:
+                        self._problem(
+                            exchange,
+                            504,
+                            f"{resolution.key} did not answer within {timeout:g} s",
+                        )
+                    return
+                self._count_error(resolution, region, "connect")
+                log.warning("proxy.upstream.dropped", upstream=upstream, answered=exchange.started)
+                if exchange.started:
+                    exchange.front.close()  # the response is cut short: the client must see it
+                    return
+                last_error = f"{upstream} closed the connection"
+                # It may have acted on the request: only an idempotent one goes again.
+                if not (retryable and exchange.replayable()):
+                    break
+                if connection.reused and len(tries) == 1:
+                    tries = [*tries, tries[0]]  # a keep-alive connection gone stale: once more
+                elif not connection.reused:
+                    self._pools.set_aside(upstream)
+            self._problem(exchange, 502, f"no upstream of {resolution.key} answered ({last_error})")
+        finally:
+            timer.cancel()
+            self._observe(resolution, served_by, exchange.status, time.perf_counter() - started)
 
-    async def _relay(
-        self,
-        request: web.Request,
-        upstream: aiohttp.ClientResponse,
-        resolution: Resolution,
-        region: str,
-    ) -> web.StreamResponse:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-        for key, value in upstream.headers.items():
-            if key.lower() not in HOP_BY_HOP:
-                response.headers.add(key, value)
-        if upstream.content_length is not None and "Transfer-Encoding" not in upstream.headers:
-            response.content_length = upstream.content_length
-        response.headers["X-Dockyard-Version"] = resolution.version
+    async def _forward_internal(self, exchange: Exchange, target: bytes) -> None:
+        """The router's own pages (ops API, metrics, health), served by its internal app."""
+        try:
+            connection = await self._pools.acquire(str(self._internal))
+        except UpstreamUnavailable as exc:
+            return self._problem(exchange, 502, f"the router's ops app is unavailable: {exc}")
+        lines = b"".join(
+            b"%s: %s\r\n" % (n, v) for n, v in exchange.headers if n.lower() not in HOP_BY_HOP
+        )
+        if exchange.chunked_request:
+            lines += b"Transfer-Encoding: chunked\r\n"
+        head = b"%s %s HTTP/1.1\r\nHost: router\r\n%s\r\n" % (exchange.method, target, lines)
+        if not await exchange.attach(connection, head) and not exchange.started:
+            self._problem(exchange, 502, "the router's ops app dropped the request")
+
+    # -- helpers of the request path --
+
+    def _candidates(self, resolution: Resolution) -> list[tuple[str, str]]:
+        """Upstreams to try in order: the preferred region's replicas in turn, healthy ones
+        before those set aside after a failure."""
+        upstreams = resolution.upstreams
+        if len(upstreams) > 1:
+            first = upstreams[0][0]
+            same = 1
+            while same < len(upstreams) and upstreams[same][0] == first:
+                same += 1
+            if same > 1:
+                turn = next(self._turn) % same
+                upstreams = upstreams[turn:same] + upstreams[:turn] + upstreams[same:]
+            now = time.monotonic()
+            healthy = [c for c in upstreams if self._pools.healthy(c[1], now)]
+            if len(healthy) < len(upstreams):
+                upstreams = healthy + [c for c in upstreams if c not in healthy]
+        return upstreams
+
+    def _expire(self, exchange: Exchange) -> None:
+        exchange.timed_out = True
+        if exchange.upstream is not None:
+            exchange.upstream.abort()
+            exchange.upstream_lost(exchange.started)
+
+    def _timeout_for(self, resolution: Resolution) -> float:
+        timeout = self._timeouts.get(resolution.key)
+        if timeout is None:
+            deployment, _, endpoint = resolution.key.rpartition(f"/{resolution.version}/")
+            configured = self._settings.endpoint_timeouts
+            timeout = configured.get(
+                f"{deployment}/{endpoint}",
+                configured.get(deployment, self._settings.upstream_timeout_s),
+            )
+            self._timeouts[resolution.key] = timeout
+        return timeout
+
+    def _host_of(self, upstream: str) -> bytes:
+        host = self._hosts.get(upstream)
+        if host is None:
+            host = self._hosts[upstream] = host_header(upstream)
+        return host
+
+    @staticmethod
+    def _extra_head(resolution: Resolution, region: str) -> bytes:
+        head = b"X-Dockyard-Version: %s\r\nX-Dockyard-Region: %s\r\n" % (
+            resolution.version.encode(),
+            region.encode(),
+        )
         if resolution.alias is not None:
-            response.headers["X-Dockyard-Alias"] = resolution.alias
-        response.headers["X-Dockyard-Region"] = region
-        await response.prepare(request)
-        async for chunk in upstream.content.iter_chunked(_CHUNK):
-            await response.write(chunk)
-        await response.write_eof()
-        return response
+            head += b"X-Dockyard-Alias: %s\r\n" % resolution.alias.encode()
+        return head
+
+    def _problem(self, exchange: Exchange, status: int, detail: str) -> None:
+        reason, slug = _REASONS[status]
+        exchange.answer(problem_bytes(status, reason, slug, detail, exchange.keep_alive), status)
+
+    def _count_error(self, resolution: Resolution, region: str, kind: str) -> None:
+        self._metrics.upstream_errors.labels(*resolution.labels(region), kind).inc()
+
+    def _observe(self, resolution: Resolution, region: str, status: int, seconds: float) -> None:
+        key = (resolution.key, resolution.version, region, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = resolution.labels(region)
+            children = self._children[key] = (
+                self._metrics.requests.labels(*labels, str(status)),
+                self._metrics.latency.labels(*labels),
+            )
+        counter, histogram = children
+        counter.inc()  # type: ignore[attr-defined]
+        histogram.observe(seconds)  # type: ignore[attr-defined]

@@ -1,18 +1,57 @@
-"""The route and alias tables rebuilt from the state of record (JetStream KV).
+"""The route and alias tables from the state of record (JetStream KV).
 
 Redis holds derived state: a Redis restarted without persistence comes back empty, and
 the tables are then rebuilt from the versions' endpoint states and the aliases.
+
+Every router process also watches the alias bucket itself: an alias write reaches each
+process's table straight from the KV stream (≈0.5 ms), instead of through the API's relay,
+the event stream, one process's consumer, Redis and its pub/sub (≈5 ms). The event path
+still writes Redis, so a process that starts later, or missed a message, loads it from there.
 """
 
 from __future__ import annotations
 
-from nats.js import JetStreamContext
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
 
-from dockyard_common import Alias, ResourceStore, Version
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dockyard_common import Alias, AliasTarget, ResourceStore, Version, get_logger
 from dockyard_common.subjects import ALIASES_BUCKET, VERSIONS_BUCKET
 from dockyard_router.tables import RouteTable, route_from_state
 
-__all__ = ["table_from_record"]
+__all__ = ["table_from_record", "watch_alias_record"]
+
+log = get_logger(__name__)
+
+_DELETIONS = ("DEL", "PURGE")
+
+
+class _RoutedAlias(BaseModel):
+    """What routing needs of an alias: not its history (up to a hundred changes, ~0.3 ms
+    of parsing per write on the path of every switch)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    owner: str
+    project: str
+    deployment: str
+    name: str
+    target: AliasTarget
+    regions: dict[str, AliasTarget] = Field(default_factory=dict)
+    updated_at: datetime
+
+
+class _AliasWrite(BaseModel):
+    """An alias bucket value (a :class:`Record`), read for routing."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    resource: _RoutedAlias
 
 
 async def table_from_record(js: JetStreamContext) -> RouteTable:
@@ -26,3 +65,33 @@ async def table_from_record(js: JetStreamContext) -> RouteTable:
     async for _, alias in aliases.items():
         table.put_alias(alias.value, alias.revision)
     return table
+
+
+async def watch_alias_record(js: JetStreamContext, apply: Callable[[Alias, int], object]) -> None:
+    """Hand every alias write to ``apply`` (alias, KV revision) as it is stored, until
+    cancelled: the newest value of each alias first, then each write as it happens."""
+
+    async def on_write(message: Msg) -> None:
+        if (message.headers or {}).get("KV-Operation") in _DELETIONS:
+            return
+        try:
+            routed = _AliasWrite.model_validate_json(message.data).resource
+            alias = Alias.model_validate(routed.model_dump())
+        except ValidationError as exc:
+            log.error("routes.alias_record.unreadable", subject=message.subject, error=str(exc))
+            return
+        apply(alias, message.metadata.sequence.stream)
+
+    # An ordered push consumer: no acks, re-created from the last sequence seen after a
+    # reconnect, so no write is skipped.
+    subscription = await js.subscribe(
+        f"$KV.{ALIASES_BUCKET}.>",
+        stream=f"KV_{ALIASES_BUCKET}",
+        cb=on_write,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await subscription.unsubscribe()

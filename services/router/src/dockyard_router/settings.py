@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from dockyard_common import CommonSettings
 
@@ -15,7 +15,20 @@ class RouterSettings(CommonSettings):
     router_host: str = "127.0.0.1"
     router_port: int = 8081
     region: str = "eu"
+    region_order: list[str] = Field(default_factory=list)
+    """Other regions nearest first (JSON list): where requests fail over when the preferred
+    region has no healthy upstream; regions not named come after, by name."""
     upstream_timeout_s: float = 60.0
+    """How long a request may take upstream (until its response ends) before a 504."""
+    endpoint_timeouts: dict[str, float] = Field(default_factory=dict)
+    """Overrides of ``upstream_timeout_s`` (JSON object): ``"owner/project/deployment"`` or
+    ``"owner/project/deployment/endpoint"`` → seconds; the endpoint's entry wins."""
+    upstream_connect_timeout_s: float = 2.0
+    upstream_eject_s: float = 5.0
+    """How long an upstream that refused or dropped a connection gets no new requests."""
+    client_idle_timeout_s: float = 75.0
+    """A client connection that sends nothing this long, with no request under way, closes."""
     upstream_connections: int = 256
+    """Connections at most per upstream and router process (kept alive between requests)."""
     admin_token: SecretStr | None = None
     """The platform admin token: the ops API (/_ops) answers only to it; off when unset."""

@@ -1,8 +1,9 @@
 """The route table in Redis and every process's in-process copy of it.
 
 Redis holds one hash field per route; a change is written to the hash and published,
-with the new value, on a channel every router process follows. Requests read only the
-in-process copy: while Redis is down, routing goes on from it.
+with the new value, on a channel every router process follows, and counted in a version
+key: a process that heard fewer changes than Redis counts (a lost message) reloads.
+Requests read only the in-process copy: while Redis is down, routing goes on from it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "BUILT_MARKER",
     "ROUTES_CHANNEL",
     "ROUTES_HASH",
+    "TABLES_VERSION",
     "RouteStore",
 ]
 
@@ -34,6 +36,8 @@ ALIAS_REVISIONS_HASH = "dockyard:aliases:revisions"
 ROUTES_CHANNEL = "dockyard:routes:changed"
 DRAINED_SET = "dockyard:regions:drained"
 """Regions an operator drained (operator state: kept in Redis, lost with Redis's data)."""
+TABLES_VERSION = "dockyard:tables:version"
+"""Counts the changes published: a process that heard fewer than it counts missed one."""
 BUILT_MARKER = "dockyard:tables:built"
 """Present while Redis holds complete tables; gone after Redis lost its data."""
 
@@ -54,10 +58,19 @@ class RouteStore:
         self.table = table
         self._source = source
         self._on_alias = on_alias
+        self._base = 0
+        """The table version when this process last loaded the tables."""
+        self._heard = 0
+        """Changes heard on the channel since."""
+        self._awaited: int | None = None
+        """A version seen ahead of what was heard at the last check."""
 
     async def load(self) -> int:
         """Replace the in-process table with Redis's; returns the route count."""
         try:
+            # Read first: a change made meanwhile is both loaded and heard (counted twice,
+            # which only delays noticing a miss; never the other way round).
+            version = int(await self._redis.get(TABLES_VERSION) or 0)
             routes = await self._redis.hgetall(ROUTES_HASH)
             aliases = await self._redis.hgetall(ALIASES_HASH)
             revisions = await self._redis.hgetall(ALIAS_REVISIONS_HASH)
@@ -71,6 +84,7 @@ class RouteStore:
             fresh.put_alias(Alias.model_validate_json(raw), int(revisions.get(key, 0)))
         fresh.drained = frozenset(str(region) for region in drained)
         self.table.replace_with(fresh)
+        self._base, self._heard = version, 0
         return len(fresh.routes)
 
     async def write(self, route: Route) -> None:
@@ -84,6 +98,7 @@ class RouteStore:
                     pipe.hset(ROUTES_HASH, route.field, route.model_dump_json())
                 else:
                     pipe.hdel(ROUTES_HASH, route.field)
+                pipe.incr(TABLES_VERSION)
                 pipe.publish(ROUTES_CHANNEL, json.dumps({"route": route.model_dump(mode="json")}))
                 await pipe.execute()
         except RedisError as exc:
@@ -91,18 +106,29 @@ class RouteStore:
                 f"Redis unavailable while writing route {route.field}: {exc}"
             ) from exc
 
+    def apply_alias(self, alias: Alias, revision: int) -> bool:
+        """Take an alias into this process's table (unless a newer one is held); True if so."""
+        if not self.table.put_alias(alias, revision):
+            return False
+        if self._on_alias is not None:
+            self._on_alias(alias, revision)
+        return True
+
     async def write_alias(self, alias: Alias, revision: int) -> None:
         """Store an alias at its record revision (unless a newer one is held); tell every
         process."""
-        if not self.table.put_alias(alias, revision):
-            return
-        if self._on_alias is not None:
-            self._on_alias(alias, revision)
         key = alias_table_key(alias)
+        alias = alias.model_copy(update={"history": []})  # routing never reads it
+        self.apply_alias(alias, revision)
+        # The table may already hold this change (each process watches the alias record),
+        # but Redis still needs it; an older change than the one held is not written.
+        if revision < self.table.alias_revisions.get(key, 0):
+            return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(ALIASES_HASH, key, alias.model_dump_json())
                 pipe.hset(ALIAS_REVISIONS_HASH, key, str(revision))
+                pipe.incr(TABLES_VERSION)
                 pipe.publish(
                     ROUTES_CHANNEL,
                     json.dumps({"alias": alias.model_dump(mode="json"), "revision": revision}),
@@ -126,6 +152,7 @@ class RouteStore:
                     pipe.hsetnx(ALIASES_HASH, key, alias.model_dump_json())
                     pipe.hsetnx(ALIAS_REVISIONS_HASH, key, str(fresh.alias_revisions.get(key, 0)))
                 pipe.set(BUILT_MARKER, "1")
+                pipe.incr(TABLES_VERSION)
                 pipe.publish(ROUTES_CHANNEL, json.dumps({"reload": True}))
                 await pipe.execute()
         except RedisError as exc:
@@ -139,8 +166,24 @@ class RouteStore:
             await asyncio.sleep(every_s)
             try:
                 await self.ensure_tables()
+                await self._reload_if_behind()
             except TransientError as exc:
                 log.debug("routes.watch.redis_unavailable", error=str(exc))
+
+    async def _reload_if_behind(self) -> None:
+        """Reload when Redis counts changes this process has still not heard a check later
+        (a message can be on its way at one check, not at two)."""
+        try:
+            version = int(await self._redis.get(TABLES_VERSION) or 0)
+        except RedisError as exc:
+            raise TransientError(f"Redis unavailable while checking the tables: {exc}") from exc
+        heard = self._base + self._heard
+        if self._awaited is not None and heard < self._awaited:
+            log.warning("routes.missed", version=version, heard=heard)
+            self._awaited = None
+            await self.load()
+            return
+        self._awaited = version if version > heard else None
 
     async def set_drained(self, region: str, drained: bool) -> None:
         """Drain (or undrain) a region for every router process."""
@@ -153,6 +196,7 @@ class RouteStore:
                     pipe.sadd(DRAINED_SET, region)
                 else:
                     pipe.srem(DRAINED_SET, region)
+                pipe.incr(TABLES_VERSION)
                 pipe.publish(ROUTES_CHANNEL, json.dumps({"drained": sorted(self.table.drained)}))
                 await pipe.execute()
         except RedisError as exc:
@@ -165,9 +209,7 @@ class RouteStore:
             self.table.put(Route.model_validate(change["route"]))
         if "alias" in change:
             alias = Alias.model_validate(change["alias"])
-            revision = int(str(change.get("revision", 0)))
-            if self.table.put_alias(alias, revision) and self._on_alias is not None:
-                self._on_alias(alias, revision)
+            self.apply_alias(alias, int(str(change.get("revision", 0))))
 
     async def _reload(self) -> None:
         try:
@@ -188,6 +230,7 @@ class RouteStore:
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
                             continue
+                        self._heard += 1
                         change = json.loads(message["data"])
                         if change.get("reload"):
                             await self._reload()

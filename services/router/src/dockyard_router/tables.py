@@ -47,6 +47,9 @@ class Route(BaseModel):
         return f"{self.key}|{self.target}"
 
 
+_ORDER_CACHE_LIMIT = 10_000
+
+
 def route_from_state(state: EndpointState) -> Route:
     """The route an endpoint state report implies (only a ready endpoint has upstreams)."""
     return Route(
@@ -141,10 +144,23 @@ class RouteTable:
     aliases: dict[str, Alias] = field(default_factory=dict)
     _by_key: dict[str, dict[str, Route]] = field(default_factory=dict)
     _observed: dict[str, datetime] = field(default_factory=dict)
-    drained: frozenset[str] = frozenset()
-    """Regions an operator drained: they serve only when no other region can."""
+    _drained: frozenset[str] = frozenset()
     alias_revisions: dict[str, int] = field(default_factory=dict)
     """The state-of-record revision of each alias held (what heartbeats report)."""
+    region_order: tuple[str, ...] = ()
+    """Regions nearest first: where a request fails over when its preferred region has none."""
+    _ordered: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    """(route key, preferred region) → upstreams in preference order; emptied on any change."""
+
+    @property
+    def drained(self) -> frozenset[str]:
+        """Regions an operator drained: they serve only when no other region can."""
+        return self._drained
+
+    @drained.setter
+    def drained(self, regions: frozenset[str]) -> None:
+        self._drained = regions
+        self._ordered = {}
 
     def replace_with(self, fresh: RouteTable) -> None:
         """Take every table of ``fresh`` at once (a request sees old or new, never a mix)."""
@@ -162,6 +178,7 @@ class RouteTable:
         if route.observed_at is not None:
             self._observed[route.field] = route.observed_at
         self.remove(route.field)
+        self._ordered = {}
         if not route.upstreams:
             return True
         self.routes[route.field] = route
@@ -173,6 +190,7 @@ class RouteTable:
         route = self.routes.pop(field_name, None)
         if route is None:
             return
+        self._ordered = {}
         targets = self._by_key.get(route.key, {})
         targets.pop(route.target, None)
         if not targets:
@@ -209,18 +227,36 @@ class RouteTable:
             targets = self._by_key.get(path.route_key(version))
             if not targets:
                 return None
-        ordered = sorted(
-            targets.values(),
-            key=lambda r: (r.region in self.drained, r.region != own_region, r.target),
-        )
-        if any(r.region not in self.drained for r in ordered):
-            ordered = [r for r in ordered if r.region not in self.drained]
-        upstreams = [(r.region, url) for r in ordered for url in r.upstreams]
+        key = path.route_key(version)
+        upstreams = self._ordered.get((key, own_region))
+        if upstreams is None:
+            upstreams = self._order(targets, own_region)
+            # Bounded: the preferred region may come from a client's header.
+            if len(self._ordered) < _ORDER_CACHE_LIMIT:
+                self._ordered[(key, own_region)] = upstreams
         return Resolution(
-            key=path.route_key(version),
+            key=key,
             version=version,
             upstreams=upstreams,
             rest=path.rest,
             prefix=path.prefix,
             alias=alias,
         )
+
+    def _order(self, targets: dict[str, Route], preferred: str) -> list[tuple[str, str]]:
+        """Upstreams of the preferred region first, then the others nearest first (the
+        configured order, then by name); drained regions only when nothing else serves."""
+        nearest = {region: rank for rank, region in enumerate(self.region_order, start=1)}
+        far = len(nearest) + 1
+        ordered = sorted(
+            targets.values(),
+            key=lambda r: (
+                r.region in self.drained,
+                0 if r.region == preferred else nearest.get(r.region, far),
+                r.region,
+                r.target,
+            ),
+        )
+        if any(r.region not in self.drained for r in ordered):
+            ordered = [r for r in ordered if r.region not in self.drained]
+        return [(r.region, url) for r in ordered for url in r.upstreams]
