@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -80,11 +81,14 @@ async def _check_versions(
     looks again (409 here if it won). A stop landing between this hold and the alias write
     (one KV write long) can still slip through; closing it needs the version record to
     carry its aliases."""
-    names = {name for target in targets for name in target.versions}
+    names = sorted({name for target in targets for name in target.versions})
+    # Read at once: an alias switch waits on these round trips, and it should be instant.
+    reads = await asyncio.gather(
+        *(context.versions.get(version_key(owner, project, deployment, n)) for n in names)
+    )
     found: dict[str, Version | None] = {}
     held: dict[str, Stored[Version]] = {}
-    for name in names:
-        stored = await context.versions.get(version_key(owner, project, deployment, name))
+    for name, stored in zip(names, reads, strict=True):
         found[name] = stored.value if stored else None
         if stored is not None:
             held[name] = stored
@@ -103,15 +107,22 @@ async def _check_versions(
             "; ".join(f"version {n!r} {why}" for n, why in sorted(problems.items()))
             + ": wait until it is ready, or pass force",
         )
-    for name, stored in sorted(held.items()):
-        try:
-            await context.versions.update(
+    holds = await asyncio.gather(
+        *(
+            context.versions.update(
                 version_key(owner, project, deployment, name), stored.value, stored.revision
             )
-        except Conflict:
+            for name, stored in sorted(held.items())
+        ),
+        return_exceptions=True,
+    )
+    for name, outcome in zip(sorted(held), holds, strict=True):
+        if isinstance(outcome, Conflict):
             raise Problem(
                 409, "conflict", f"version {name!r} changed meanwhile (stopped?); retry"
             ) from None
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 _SWITCH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -161,14 +172,17 @@ async def put_alias(
     if_match: IfMatch = None,
 ) -> Alias:
     """Point the alias at a version or split it by weight; every change is kept."""
-    await existing_deployment(context, owner, project, deployment)
-    target = body.target
-    await _check_versions(
-        context, owner, project, deployment, [target, *body.regions.values()], body.force
-    )
     key = alias_key(owner, project, deployment, alias)
-    current = await context.aliases.get(key)
+    # The deployment and the alias are read while the versions are checked and held.
+    _, _, current = await asyncio.gather(
+        existing_deployment(context, owner, project, deployment),
+        _check_versions(
+            context, owner, project, deployment, [body.target, *body.regions.values()], body.force
+        ),
+        context.aliases.get(key),
+    )
     check_if_match(if_match, current.revision if current else None)
+    target = body.target
     updated = alias_after_set(
         current.value if current else None,
         owner=owner,
