@@ -237,8 +237,7 @@ def run_embedded(settings: EmbeddedSettings) -> int:
             f"  Targets: local-eu (127.0.1.1), local-us (127.0.2.1)\n"
             f"  Data:    {settings.data_dir.resolve()}\n"
             f"  Admin token{' (generated)' if generated else ''}: {platform.admin_token}\n"
-            "Log in from another terminal (in the project folder: source .venv/bin/activate,\n"
-            "or put uv run before dockyard):\n"
+            "Log in from another terminal, in this folder, after source .venv/bin/activate:\n"
             f"  {login_command(platform)}\n"
             "Press Ctrl-C to stop.",
             flush=True,
