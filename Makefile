@@ -6,8 +6,12 @@
 
 SHELL := /bin/bash
 PYTHON ?= python3
-# uv from PATH, or the one pip installed as a module (no PATH change needed).
-UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+# uv from PATH, else the one pip installed as a module, else the one `make uv` puts in
+# .tools/ with `pip install --target`: that needs no root, and it is allowed where PEP 668
+# forbids pip to install into the system Python (Debian 12, Ubuntu 24.04).
+UV := $(shell command -v uv 2>/dev/null \
+	|| { $(PYTHON) -m uv --version >/dev/null 2>&1 && echo "$(PYTHON) -m uv"; } \
+	|| echo "$(CURDIR)/.tools/bin/uv")
 RUN := $(UV) run --frozen --all-packages
 PYTEST_ARGS ?=
 
@@ -15,7 +19,10 @@ PYTEST_ARGS ?=
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
-		|| $(PYTHON) -m pip install --quiet uv
+		|| test -x .tools/bin/uv \
+		|| $(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools uv \
+		|| { echo "make: cannot install uv with $(PYTHON) -m pip; install pip" \
+			"(apt-get install python3-pip) or uv (https://docs.astral.sh/uv/)" >&2; exit 1; }
 
 install: uv
 	$(UV) sync --frozen --all-packages

@@ -8,17 +8,14 @@ version, send it 10% (measured over 200 calls), switch, roll back.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.harness.cli import logged_in_cli, train_example
 from tests.harness.fixtures import RunningPlatform
 
 # Some twenty CLI processes per test: on a loaded 2-core machine each costs seconds.
@@ -27,67 +24,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-@dataclass
-class Cli:
-    """Runs ``dockyard`` with a config directory of its own."""
-
-    env: dict[str, str]
-
-    def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        """Run one command; fail showing its output unless it exits ``expect``."""
-        done = subprocess.run(
-            [sys.executable, "-m", "dockyard_cli", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == expect, (
-            f"dockyard {' '.join(args)} exited {done.returncode}, not {expect}\n"
-            f"stdout: {done.stdout}\nstderr: {done.stderr}"
-        )
-        return done
-
-    def json(self, *args: str) -> Any:
-        """Run a command with ``--output json`` and decode its answer."""
-        return json.loads(self.run(*args, "--output", "json").stdout)
-
-
-def _train(folder: Path, *extra: str) -> None:
-    subprocess.run([sys.executable, "train.py", *extra], cwd=folder, check=True, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A copy of the WSGI digits example with its model trained (once per module)."""
     folder = tmp_path_factory.mktemp("digits") / "digits-wsgi"
     shutil.copytree(EXAMPLES / "digits-wsgi", folder)
-    _train(folder)
+    train_example(folder)
     yield folder
-
-
-def _cli(platform: RunningPlatform, home: Path, owner: str, deployment: str) -> Cli:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
-    env["XDG_CONFIG_HOME"] = str(home)
-    cli = Cli(env)
-    cli.run(
-        "login",
-        "--url", platform.api_url,
-        "--token", platform.admin_token,
-        "--router-url", platform.router_url,
-        "--project", f"{owner}/demo",
-        "--deployment", deployment,
-    )  # fmt: skip
-    stored = home / "dockyard" / "login.json"
-    assert stored.stat().st_mode & 0o777 == 0o600
-    cli.run("owners", "create", owner)
-    return cli
 
 
 def test_walkthrough_deploy_call_canary_switch_and_roll_back(
     platform: RunningPlatform, digits: Path, tmp_path: Path, names: Any
 ) -> None:
-    cli = _cli(platform, tmp_path / "config", names.owner, "digits")
+    cli = logged_in_cli(platform, tmp_path / "config", names.owner, "digits")
     model = "predict.model=model.json"
 
     first = cli.json("deploy", str(digits), "--name", "v1", "--file", model, "--wait")
@@ -102,7 +51,7 @@ def test_walkthrough_deploy_call_canary_switch_and_roll_back(
     assert (answer["version"], answer["alias"]) == ("v1", "production"), answer
 
     # A second model, same code: only the new model file is uploaded.
-    _train(digits, "--c", "0.05")
+    train_example(digits, "--c", "0.05")
     second = cli.json("deploy", str(digits), "--name", "v2", "--file", model, "--wait")
     assert second["status"] == "ready", second
     assert len(second["uploaded"]) == 1, f"the unchanged code was uploaded again: {second}"
@@ -135,7 +84,7 @@ def test_walkthrough_deploy_call_canary_switch_and_roll_back(
 def test_reads_for_scripts_and_region_drain(
     platform: RunningPlatform, digits: Path, tmp_path: Path, names: Any
 ) -> None:
-    cli = _cli(platform, tmp_path / "config", names.owner, "digits")
+    cli = logged_in_cli(platform, tmp_path / "config", names.owner, "digits")
     deployed = cli.json(
         "deploy", str(digits), "--name", "a1", "--file", "predict.model=model.json", "--wait"
     )

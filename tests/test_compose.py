@@ -16,6 +16,8 @@ import jsonschema
 import pytest
 import yaml
 
+from dockyard_cli.embedded import SERVICES
+
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 # Compose Specification schema (compose-spec/compose-spec, schema/compose-spec.json, Apache-2.0),
@@ -102,14 +104,55 @@ def test_every_built_service_names_a_dockerfile_that_exists() -> None:
     assert not missing, f"services whose Dockerfile does not exist: {missing}"
 
 
-@pytest.mark.parametrize("name", sorted(built_services()))
-def test_built_service_runs_its_own_package_as_a_module(name: str) -> None:
-    cmd = final_cmd(dockerfile_of(built_services()[name]))
-    package = REPO / "services" / name / "src" / f"dockyard_{name}"
+def installed_package(dockerfile: Path) -> str:
+    """The workspace package a service Dockerfile installs (``uv sync ... --package X``)."""
+    found = re.findall(r"--package\s+(dockyard-[a-z]+)", dockerfile.read_text(encoding="utf-8"))
+    assert len(found) == 1, f"{dockerfile}: installs {found}, not one workspace package"
+    return found[0]
 
-    assert "-m" in cmd[:-1], f"{name}: CMD does not run a module: {cmd}"
-    assert cmd[cmd.index("-m") + 1] == f"dockyard_{name}", f"{name}: CMD runs {cmd}"
-    assert (package / "__init__.py").is_file(), f"{name}: no package at {package}"
+
+def module_run_by(service: dict[str, Any]) -> str:
+    """The module a built service runs: its ``command:`` if set, else the image's CMD."""
+    cmd = [str(part) for part in service.get("command") or final_cmd(dockerfile_of(service))]
+    assert "-m" in cmd[:-1], f"CMD does not run a module: {cmd}"
+    return cmd[cmd.index("-m") + 1]
+
+
+@pytest.mark.parametrize("name", sorted(built_services()))
+def test_built_service_runs_a_module_of_the_package_its_image_installs(name: str) -> None:
+    service = built_services()[name]
+    package = installed_package(dockerfile_of(service)).removeprefix("dockyard-")
+    module = module_run_by(service)
+    source = REPO / "services" / package / "src" / Path(*module.split("."))
+
+    assert module.split(".")[0] == f"dockyard_{package}", f"{name} runs {module}"
+    assert (source / "__main__.py").is_file(), f"{name}: {module} has no __main__ at {source}"
+
+
+def test_every_process_dockyard_up_starts_runs_in_compose_too() -> None:
+    # The embedded platform is the reference for which processes make the platform work.
+    modules = {module_run_by(service) for service in built_services().values()}
+    expected = {f"dockyard_{service}" for service in SERVICES}
+    assert expected | {"dockyard_api.webhooks"} <= modules, modules
+
+
+def test_builder_pushes_to_the_compose_registry() -> None:
+    services = load_compose()["services"]
+    url = services["builder"]["environment"].get("DOCKYARD_REGISTRY_URL", "")
+    host = url.removeprefix("http://").removeprefix("https://").split(":")[0]
+
+    assert host in services, f"DOCKYARD_REGISTRY_URL {url!r} names no compose service"
+    assert "registry" in services["builder"].get("depends_on", {})
+
+
+def test_router_reaches_local_targets_on_the_schedulers_loopback() -> None:
+    # Local targets bind loopback addresses (the API refuses others): a router in another
+    # network namespace could never reach their replicas.
+    services = load_compose()["services"]
+
+    assert services["router"].get("network_mode") == "service:scheduler"
+    assert "8081:8081" in services["scheduler"].get("ports", [])
+    assert "DOCKYARD_ADMIN_TOKEN" in services["router"]["environment"], "no ops API"
 
 
 def test_every_dependency_names_a_defined_service() -> None:

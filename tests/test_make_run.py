@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shlex
+import sys
 from pathlib import Path
 
 import httpx
@@ -54,6 +57,21 @@ async def test_the_platform_serves_and_ctrl_c_stops_every_process_it_started(
     platform = start_platform_process(tmp_path / "data", {})
     try:
         assert any("Admin token" in line for line in platform.output)
+        # The login line it prints works pasted as it stands.
+        pasted = [line for line in platform.output if line.strip().startswith("dockyard login")]
+        assert len(pasted) == 1, "".join(platform.output)
+        login = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dockyard_cli",
+            *shlex.split(pasted[0])[1:],
+            env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        said, _ = await asyncio.wait_for(login.communicate(), 60)
+        assert login.returncode == 0, said.decode()
+        assert (tmp_path / "config" / "dockyard" / "login.json").exists()
         async with httpx.AsyncClient(
             base_url=platform.api_url,
             headers={"Authorization": f"Bearer {platform.admin_token}"},

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dockyard_cli.aliases import alias_body
-from dockyard_cli.calls import call_path, request_body
+from dockyard_cli.calls import call_path, request_body, served_line
 from dockyard_cli.client import Scope
 from dockyard_cli.config import Login, load_login, save_login
 from dockyard_cli.deploying import parse_file_options
@@ -144,3 +144,22 @@ def test_logs_render_per_target_and_follow_prints_only_new_lines() -> None:
     )
     assert new_lines(["a", "b", "c"], ["a", "b", "c"]) == []
     assert new_lines(["a", "b"], ["x", "y"]) == ["x", "y"]
+
+
+def test_a_replica_that_wrote_nothing_says_so_instead_of_printing_a_blank() -> None:
+    answer = {
+        "targets": [
+            {"target": "local-eu", "region": "eu", "error": None,
+             "replicas": [{"replica": 0, "lines": []}]},
+        ]
+    }  # fmt: skip
+    assert render_logs(answer) == ["local-eu/0 | (no output yet)"]
+    assert render_logs(answer, {}) == []  # --follow waits quietly for the first line
+
+
+def test_a_call_nothing_serves_names_no_version() -> None:
+    unserved = {"status": 404, "version": None, "region": None, "alias": None, "body": {}}
+    assert "None" not in served_line(unserved)
+    assert "HTTP 404 from the router" in served_line(unserved)
+    served = {"status": 200, "version": "v1", "region": "eu", "alias": "production", "body": {}}
+    assert served_line(served) == "served by version v1 in region eu (alias production)"

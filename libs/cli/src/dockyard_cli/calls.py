@@ -24,7 +24,7 @@ from dockyard_cli.console import (
     table,
 )
 
-__all__ = ["call_path", "predict_command", "request_body"]
+__all__ = ["call_path", "predict_command", "request_body", "served_line"]
 
 
 def call_path(spec: str, scope: Scope) -> str:
@@ -60,6 +60,24 @@ def _served(response: httpx.Response) -> dict[str, Any]:
         "alias": response.headers.get("X-Dockyard-Alias"),
         "body": body,
     }
+
+
+def served_line(served: dict[str, Any]) -> str:
+    """Who answered a call, for a person. Pure.
+
+    Without a version header the router itself answered: nothing serves that path (a
+    version or alias of another deployment than the login's, say), so no version is named.
+    """
+    if served["version"] is None:
+        return (
+            f"HTTP {served['status']} from the router: no version serves this path "
+            "(check the version or alias, and --deployment)"
+        )
+    return (
+        f"served by version {served['version']} in region {served['region']}"
+        + (f" (alias {served['alias']})" if served["alias"] else "")
+        + ("" if served["status"] < 400 else f"; HTTP {served['status']}")
+    )
 
 
 def predict_command(
@@ -131,11 +149,7 @@ def predict_command(
             json.dumps(served["body"]) if not isinstance(served["body"], str) else served["body"],
         )
         if output is Output.TABLE:
-            say(
-                f"served by version {served['version']} in region {served['region']}"
-                + (f" (alias {served['alias']})" if served["alias"] else "")
-                + ("" if served["status"] < 400 else f"; HTTP {served['status']}")
-            )
+            say(served_line(served))
     else:
         versions = Counter(str(r["version"]) for r in results)
         regions = Counter(str(r["region"]) for r in results)

@@ -30,7 +30,13 @@ from dockyard_cli.servers import (
 from dockyard_common import CommonSettings
 from dockyard_common.processes import stop_with_parent
 
-__all__ = ["EMBEDDED_TARGETS", "EmbeddedPlatform", "EmbeddedSettings", "run_embedded"]
+__all__ = [
+    "EMBEDDED_TARGETS",
+    "EmbeddedPlatform",
+    "EmbeddedSettings",
+    "login_command",
+    "run_embedded",
+]
 
 SERVICES = ("api", "builder", "scheduler", "router")
 
@@ -203,6 +209,14 @@ def open_platform(settings: EmbeddedSettings) -> EmbeddedPlatform:
     )
 
 
+def login_command(platform: EmbeddedPlatform) -> str:
+    """The ``dockyard login`` line for this platform, ready to paste. Pure."""
+    return (
+        f"dockyard login --url {platform.api_url} --router-url {platform.router_url} "
+        f"--token {platform.admin_token}"
+    )
+
+
 def run_embedded(settings: EmbeddedSettings) -> int:
     """Run the platform in the foreground until Ctrl-C or SIGTERM; the process exit code."""
     stopping = threading.Event()
@@ -223,6 +237,8 @@ def run_embedded(settings: EmbeddedSettings) -> int:
             f"  Targets: local-eu (127.0.1.1), local-us (127.0.2.1)\n"
             f"  Data:    {settings.data_dir.resolve()}\n"
             f"  Admin token{' (generated)' if generated else ''}: {platform.admin_token}\n"
+            "Log in from another terminal, in this folder, after source .venv/bin/activate:\n"
+            f"  {login_command(platform)}\n"
             "Press Ctrl-C to stop.",
             flush=True,
         )
