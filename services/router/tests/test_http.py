@@ -194,3 +194,54 @@ async def test_a_connection_idle_past_the_timeout_is_closed(router: str) -> None
     finally:
         sweeper.cancel()
         writer.close()
+
+
+async def one_answer_per_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: bytes
+) -> None:
+    """Answer the first request of a connection with keep-alive, then drop the connection at
+    the next one: a server closing an idle keep-alive connection as a request arrives."""
+    try:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(name), name))
+        await writer.drain()
+        await read_request(reader)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def test_a_keep_alive_connection_gone_stale_is_retried_on_the_same_upstream() -> None:
+    servers = [
+        await asyncio.start_server(
+            lambda r, w, n=name: one_answer_per_connection(r, w, n), "127.0.0.1", 0
+        )
+        for name in (b"eu", b"us")
+    ]
+    table = RouteTable()
+    for region, server in zip(("eu", "us"), servers, strict=True):
+        port = server.sockets[0].getsockname()[1]
+        table.put(
+            Route(
+                key="acme/demo/web/v1/predict",
+                target=f"local-{region}",
+                region=region,
+                upstreams=[f"http://127.0.0.1:{port}"],
+            )
+        )
+    proxy = Proxy(table, RouterSettings(region="eu"), RouterMetrics())
+    front = await asyncio.get_running_loop().create_server(
+        lambda: FrontConnection(proxy.handle, OPEN), "127.0.0.1", 0
+    )
+    url = f"http://127.0.0.1:{front.sockets[0].getsockname()[1]}{PREFIX}/x"
+    try:
+        async with httpx.AsyncClient() as client:
+            served = [(await client.get(url)).text for _ in range(5)]
+    finally:
+        front.close()
+        proxy.close()
+        for server in servers:
+            server.close()
+    # Every request after the first meets a stale connection: it stays in its region.
+    assert served == ["eu"] * 5

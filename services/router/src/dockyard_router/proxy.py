@@ -176,14 +176,15 @@ class Proxy:
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._expire, exchange)
         served_by, last_error = "", ""
-        tries = candidates[:2]
+        # (region, upstream, on a new connection): the preferred replica, then one other.
+        tries = [(region, upstream, False) for region, upstream in candidates[:2]]
         try:
-            for attempt in range(2):
+            for attempt in range(3):
                 if attempt >= len(tries):
                     break
-                region, upstream = tries[attempt]
+                region, upstream, fresh = tries[attempt]
                 try:
-                    connection = await self._pools.acquire(upstream)
+                    connection = await self._pools.acquire(upstream, fresh=fresh)
                 except UpstreamUnavailable as exc:
                     # Nothing was sent: the next candidate may take it, whatever the method.
                     self._pools.set_aside(upstream)
@@ -225,9 +226,11 @@ class Proxy:
                 # It may have acted on the request: only an idempotent one goes again.
                 if not (retryable and exchange.replayable()):
                     break
-                if connection.reused and len(tries) == 1:
-                    tries = [*tries, tries[0]]  # a keep-alive connection gone stale: once more
-                elif not connection.reused:
+                if connection.reused:
+                    # A keep-alive connection the upstream had closed: nothing is wrong with
+                    # the upstream, so it gets the request again on a new connection first.
+                    tries.insert(attempt + 1, (region, upstream, True))
+                else:
                     self._pools.set_aside(upstream)
             self._problem(exchange, 502, f"no upstream of {resolution.key} answered ({last_error})")
         finally:

@@ -232,11 +232,12 @@ class UpstreamPools:
         """Send no new request to ``upstream`` for a while (it failed a connection)."""
         self._pool(upstream).down_until = time.monotonic() + self._eject_s
 
-    async def acquire(self, upstream: str) -> UpstreamConnection:
-        """An idle connection to ``upstream``, or a new one within the limit."""
+    async def acquire(self, upstream: str, *, fresh: bool = False) -> UpstreamConnection:
+        """An idle connection to ``upstream``, or a new one within the limit (always a new one
+        when ``fresh``: after an idle one turned out closed, the others may be too)."""
         pool = self._pool(upstream)
         while True:
-            while pool.idle:
+            while pool.idle and not fresh:
                 connection = pool.idle.pop()
                 if connection.transport is not None and not connection.transport.is_closing():
                     return connection
