@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dockyard_common.models import EndpointSpec, Target, Version
+from dockyard_common.models import EndpointSpec, EndpointState, Target, Version, WorkloadState
 from dockyard_common.subjects import version_key
 
 __all__ = ["Workload", "desired_workloads", "endpoint_prefix"]
@@ -25,6 +26,24 @@ class Workload:
         v = self.version
         version = version_key(v.owner, v.project, v.deployment, v.name)
         return f"{version}/{self.endpoint.name}/{self.target.name}"
+
+    def observed(
+        self, state: WorkloadState, upstreams: Sequence[str] = (), reason: str | None = None
+    ) -> EndpointState:
+        """The report of this workload being in ``state`` (what every driver sends)."""
+        v = self.version
+        return EndpointState(
+            owner=v.owner,
+            project=v.project,
+            deployment=v.deployment,
+            version=v.name,
+            endpoint=self.endpoint.name,
+            target=self.target.name,
+            region=self.target.region,
+            state=state,
+            upstreams=list(upstreams),
+            reason=reason,
+        )
 
 
 def endpoint_prefix(version: Version, endpoint: str) -> str:

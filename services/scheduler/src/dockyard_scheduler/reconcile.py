@@ -232,18 +232,7 @@ class Scheduler:
 
     @staticmethod
     def _state_of(workload: Workload, state: WorkloadState, reason: str) -> EndpointState:
-        v = workload.version
-        return EndpointState(
-            owner=v.owner,
-            project=v.project,
-            deployment=v.deployment,
-            version=v.name,
-            endpoint=workload.endpoint.name,
-            target=workload.target.name,
-            region=workload.target.region,
-            state=state,
-            reason=reason,
-        )
+        return workload.observed(state, reason=reason)
 
     async def _report(self, state: EndpointState) -> None:
         key = version_key(state.owner, state.project, state.deployment, state.version)

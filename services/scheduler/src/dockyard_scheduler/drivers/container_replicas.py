@@ -75,19 +75,7 @@ class ReplicaGroup:
         self, state: WorkloadState, upstreams: tuple[str, ...], reason: str | None
     ) -> EndpointState:
         """The report of ``state`` for this workload."""
-        w = self.workload
-        return EndpointState(
-            owner=w.version.owner,
-            project=w.version.project,
-            deployment=w.version.deployment,
-            version=w.version.name,
-            endpoint=w.endpoint.name,
-            target=w.target.name,
-            region=w.target.region,
-            state=state,
-            upstreams=list(upstreams),
-            reason=reason,
-        )
+        return self.workload.observed(state, upstreams, reason)
 
 
 async def replica_logs(engine: Engine, group: ReplicaGroup, tail: int) -> list[ReplicaLogs]:

@@ -353,16 +353,4 @@ def _ours(record: ReplicaRecord, images: Path) -> bool:
 
 
 def _endpoint_state(workload: Workload, summary: EndpointSummary) -> EndpointState:
-    v = workload.version
-    return EndpointState(
-        owner=v.owner,
-        project=v.project,
-        deployment=v.deployment,
-        version=v.name,
-        endpoint=workload.endpoint.name,
-        target=workload.target.name,
-        region=workload.target.region,
-        state=summary.state,
-        upstreams=summary.upstreams,
-        reason=summary.reason,
-    )
+    return workload.observed(summary.state, summary.upstreams, summary.reason)
