@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -25,6 +26,8 @@ __all__ = ["Conflict", "Counter", "Record", "ResourceStore", "Stored"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+_PARSED_CACHE = 4096
+"""Parsed resources kept per store (the most recently read or written)."""
 _READ_BATCH = 64
 
 
@@ -77,6 +80,17 @@ class ResourceStore(Generic[ModelT]):
         self._bucket = bucket
         self._kv = kv
         self._model = model
+        # Parsed resources by key, with the revision they were parsed at: a record read again
+        # unchanged (or just written here) is not parsed again. Resources are frozen models,
+        # so sharing one instance is safe; a revision is unique to one write.
+        self._parsed: OrderedDict[str, Stored[ModelT]] = OrderedDict()
+
+    def _remember(self, key: str, stored: Stored[ModelT]) -> Stored[ModelT]:
+        self._parsed[key] = stored
+        self._parsed.move_to_end(key)
+        if len(self._parsed) > _PARSED_CACHE:
+            self._parsed.popitem(last=False)
+        return stored
 
     @classmethod
     async def open(
@@ -94,8 +108,13 @@ class ResourceStore(Generic[ModelT]):
             return None
         if entry.value is None or entry.revision is None:
             return None
+        known = self._parsed.get(key)
+        if known is not None and known.revision == entry.revision:
+            return known
         record = Record.model_validate_json(entry.value)
-        return Stored(self._model.model_validate(record.resource), entry.revision)
+        return self._remember(
+            key, Stored(self._model.model_validate(record.resource), entry.revision)
+        )
 
     async def create(self, key: str, value: ModelT, *, announce: str | None = None) -> int:
         """Store a new resource; :class:`Conflict` if the key already holds one.
@@ -107,6 +126,7 @@ class ResourceStore(Generic[ModelT]):
                 revision: int = await self._kv.create(key, self._encode(value, announce))
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} already exists") from exc
+        self._remember(key, Stored(value, revision))
         return revision
 
     async def update(
@@ -120,6 +140,7 @@ class ResourceStore(Generic[ModelT]):
                 )
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} changed since revision {revision}") from exc
+        self._remember(key, Stored(value, new_revision))
         return new_revision
 
     async def delete(self, key: str, revision: int | None = None) -> None:

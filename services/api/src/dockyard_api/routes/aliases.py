@@ -159,7 +159,18 @@ async def _write(context: ApiContext, key: str, alias: Alias, revision: int | No
         raise Problem(409, "conflict", f"alias {alias.name!r} changed meanwhile; retry") from None
 
 
-@router.put("/{alias}", responses=_SWITCH_RESPONSES)
+def _switched(alias: Alias, response: Response) -> Response:
+    """The answer of a switch, serialised once: an alias carries its history, and FastAPI's
+    validate-then-serialise of the return value cost a switch about a millisecond."""
+    return Response(
+        content=alias.model_dump_json(by_alias=True),
+        status_code=response.status_code or 200,
+        headers=dict(response.headers),
+        media_type="application/json",
+    )
+
+
+@router.put("/{alias}", response_model=Alias, responses=_SWITCH_RESPONSES)
 async def put_alias(
     owner: OwnerPath,
     project: ProjectPath,
@@ -170,7 +181,7 @@ async def put_alias(
     caller: Deployer,
     context: Context,
     if_match: IfMatch = None,
-) -> Alias:
+) -> Response:
     """Point the alias at a version or split it by weight; every change is kept."""
     key = alias_key(owner, project, deployment, alias)
     # The deployment and the alias are read while the versions are checked and held.
@@ -196,10 +207,10 @@ async def put_alias(
     revision = await _write(context, key, updated, current.revision if current else None)
     response.headers["ETag"] = etag(revision)
     await _answer_when_live(context, updated, revision, response)
-    return updated
+    return _switched(updated, response)
 
 
-@router.post("/{alias}/rollback", responses=_SWITCH_RESPONSES)
+@router.post("/{alias}/rollback", response_model=Alias, responses=_SWITCH_RESPONSES)
 async def rollback_alias(
     owner: OwnerPath,
     project: ProjectPath,
@@ -209,7 +220,7 @@ async def rollback_alias(
     caller: Deployer,
     context: Context,
     force: Annotated[bool, Query(description="Roll back to versions that are not ready.")] = False,
-) -> Alias:
+) -> Response:
     """Point the alias back where it pointed before its current target."""
     key = alias_key(owner, project, deployment, alias)
     current = await context.aliases.get(key)
@@ -222,7 +233,7 @@ async def rollback_alias(
     revision = await _write(context, key, updated, current.revision)
     response.headers["ETag"] = etag(revision)
     await _answer_when_live(context, updated, revision, response)
-    return updated
+    return _switched(updated, response)
 
 
 @router.get("")
