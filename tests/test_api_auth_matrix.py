@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.harness.archives import tar_gz
-from tests.harness.fixtures import Names, RunningPlatform
+from tests.harness.fixtures import Names, RunningPlatform, admin_client
 from tests.harness.flows import WSGI_APP, create_version, put_deployment, upload_blob
 
 pytestmark = pytest.mark.e2e
@@ -97,9 +97,7 @@ async def issue_token(api: httpx.AsyncClient, owner: str, role: str) -> str:
 async def world(platform: RunningPlatform) -> tuple[Names, Callers]:
     """Owner A with a project, deployment and version; owner B; tokens of every role."""
     names = Names(owner="authz-a", project="demo", deployment="web")
-    async with httpx.AsyncClient(
-        base_url=platform.api_url, headers={"Authorization": f"Bearer {platform.admin_token}"}
-    ) as api:
+    async with admin_client(platform) as api:
         await put_deployment(api, names, ["local-eu"])
         code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
         created = await create_version(

@@ -19,6 +19,7 @@ __all__ = [
     "IPAddress",
     "UnsafeDestination",
     "allowed_by_list",
+    "check_file_url",
     "checked_addresses",
     "refusal",
 ]
@@ -146,3 +147,16 @@ async def checked_addresses(
                 f"(an admin may allow it with {allow_setting})"
             )
     return host, addresses
+
+
+async def check_file_url(url: str) -> None:
+    """Refuse a model-file URL whose host is or resolves to an address not to be called.
+
+    The one policy of the API (at submission) and the builder (again at download).
+    """
+    await checked_addresses(
+        url,
+        [],
+        refused_because="model files are not downloaded from there",
+        allow_setting="DOCKYARD_FILES_ALLOW_HTTP",
+    )

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from dockyard_common import PermanentError, TransientError
-from dockyard_common.addresses import UnsafeDestination, checked_addresses
+from dockyard_common.addresses import UnsafeDestination, check_file_url
 
 __all__ = ["download"]
 
@@ -31,12 +31,7 @@ async def download(
     """
     if not allow_private:
         try:
-            await checked_addresses(
-                url,
-                [],
-                refused_because="model files are not downloaded from there",
-                allow_setting="DOCKYARD_FILES_ALLOW_HTTP",
-            )
+            await check_file_url(url)
         except UnsafeDestination as exc:
             raise PermanentError(f"downloading {url}: {exc}") from None
     size = 0

@@ -38,7 +38,7 @@ from dockyard_common import (
     get_logger,
     utcnow,
 )
-from dockyard_common.addresses import UnsafeDestination, checked_addresses
+from dockyard_common.addresses import UnsafeDestination, check_file_url
 from dockyard_common.archives import ArchiveLimits, scan_archive
 from dockyard_common.subjects import (
     alias_key,
@@ -179,12 +179,7 @@ async def _check_public_https(url: str, what: str) -> None:
     if urllib.parse.urlsplit(url).scheme != "https":
         raise InvalidInput(f"{what}: {url} is not https")
     try:
-        await checked_addresses(
-            url,
-            [],
-            refused_because="model files are not downloaded from there",
-            allow_setting="DOCKYARD_FILES_ALLOW_HTTP",
-        )
+        await check_file_url(url)
     except UnsafeDestination as exc:
         raise InvalidInput(f"{what}: {exc}") from None
 
