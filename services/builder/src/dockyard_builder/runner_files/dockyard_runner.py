@@ -8,8 +8,10 @@ so that it runs on any Python base image.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -38,6 +40,34 @@ def with_health(app: WsgiApp) -> WsgiApp:
     return dispatch
 
 
+class QueueDepthSummary(logging.Filter):
+    """Waitress warns "Task queue depth is N" for every request that has to wait for a worker
+    thread: under load, a log line per request, written while it serves. Let one line through
+    per ``interval_s``, naming the deepest queue and how many requests waited since the last.
+    """
+
+    def __init__(self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.interval_s = interval_s
+        self.clock = clock
+        self.quiet_until = float("-inf")
+        self.deepest = 0
+        self.waited = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        depth = record.args[0] if isinstance(record.args, tuple) and record.args else 0
+        self.deepest = max(self.deepest, depth if isinstance(depth, int) else 0)
+        self.waited += 1
+        now = self.clock()
+        if now < self.quiet_until:
+            return False
+        record.msg = "%d requests waited for a worker thread; deepest queue %d"
+        record.args = (self.waited, self.deepest)
+        self.quiet_until = now + self.interval_s
+        self.deepest = self.waited = 0
+        return True
+
+
 def main(argv: list[str]) -> int:
     """``python -m dockyard_runner module:callable``."""
     if len(argv) != 2:
@@ -46,6 +76,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, os.getcwd())
     import waitress
 
+    logging.getLogger("waitress.queue").addFilter(QueueDepthSummary())
     app = with_health(load(argv[1]))
     waitress.serve(
         app,
