@@ -72,7 +72,8 @@ class ApiContext:
     checked_code: CheckedCode = field(default_factory=CheckedCode)
 
 
-def get_context(request: Request) -> ApiContext:
-    """FastAPI dependency: the process's :class:`ApiContext`."""
+async def get_context(request: Request) -> ApiContext:
+    """FastAPI dependency: the process's :class:`ApiContext` (``async``: FastAPI runs a plain
+    ``def`` dependency on a worker thread, a thread handoff on every request)."""
     context: ApiContext = request.app.state.context
     return context
