@@ -15,8 +15,10 @@ __all__ = [
     "unready_versions",
 ]
 
-HISTORY_LIMIT = 100
-"""Changes kept per alias; older ones are dropped."""
+HISTORY_LIMIT = 20
+"""Changes kept per alias; older ones are dropped. Every router process and event consumer
+reads the whole alias on each switch, so the record stays small (the alias.changed events
+keep each change)."""
 
 
 class NothingToRollBack(InvalidInput):

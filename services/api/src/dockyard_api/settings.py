@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
+from dockyard_api.aliases import HISTORY_LIMIT
 from dockyard_api.webhooks.settings import WebhookSettings
 
 __all__ = ["ApiSettings"]
@@ -31,8 +32,9 @@ class ApiSettings(WebhookSettings):
     """Accept ``file://`` git code (it reads the server's disk: tests and single users only)."""
     logs_timeout_s: float = 2.0
     """How long the logs route waits for each target's scheduler to answer."""
-    retention_alias_changes: int = 3
-    """Warm rollback: the versions of each alias's last N changes keep running."""
+    retention_alias_changes: int = Field(default=3, ge=1, le=HISTORY_LIMIT)
+    """Warm rollback: the versions of each alias's last N changes keep running (at most the
+    changes an alias keeps)."""
     retention_grace_s: float = 3600.0
     """Other versions (but a deployment's newest) stop this long after leaving that window."""
     retention_sweep_every_s: float = 60.0

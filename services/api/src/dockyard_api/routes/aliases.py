@@ -182,7 +182,7 @@ async def put_alias(
     context: Context,
     if_match: IfMatch = None,
 ) -> Response:
-    """Point the alias at a version or split it by weight; every change is kept."""
+    """Point the alias at a version or split it by weight; the last 20 changes are kept."""
     key = alias_key(owner, project, deployment, alias)
     # The deployment and the alias are read while the versions are checked and held.
     _, _, current = await asyncio.gather(
