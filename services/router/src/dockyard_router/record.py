@@ -32,8 +32,8 @@ _DELETIONS = ("DEL", "PURGE")
 
 
 class _RoutedAlias(BaseModel):
-    """What routing needs of an alias: not its history (up to a hundred changes, ~0.3 ms
-    of parsing per write on the path of every switch)."""
+    """What routing needs of an alias: not its history (up to twenty changes, parsed for
+    nothing on the path of every switch)."""
 
     model_config = ConfigDict(extra="ignore")
 
