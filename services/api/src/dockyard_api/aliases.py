@@ -17,8 +17,8 @@ __all__ = [
 
 HISTORY_LIMIT = 20
 """Changes kept per alias; older ones are dropped. Every router process and event consumer
-reads the whole alias on each switch, so the record stays small (the alias.changed events
-keep each change)."""
+reads the whole alias on each switch, so the record stays small; each change is also an
+alias.changed event, kept for the event stream's seven days."""
 
 
 class NothingToRollBack(InvalidInput):
