@@ -110,8 +110,10 @@ start_service() {
     podman info >/dev/null 2>"$STATE_DIR/info.err" \
         || give_up "podman info failed: $(tail -n 3 "$STATE_DIR/info.err")"
     # Its own session and none of this script's descriptors (fd 3 is the caller's stdout), so
-    # `$(bash podman.sh)` returns and the service outlives this step of the CI job.
-    setsid podman system service --time=0 "unix://$SOCK" </dev/null >>"$LOG" 2>&1 3>&- &
+    # `$(bash podman.sh)` returns and the service outlives this step of the CI job. It runs
+    # from /: a service whose working directory (a checkout) was deleted starts no container
+    # ("write child: broken pipe"), and a later checkout reuses the running service.
+    (cd / && exec setsid podman system service --time=0 "unix://$SOCK" </dev/null >>"$LOG" 2>&1 3>&-) &
     local pid=$!
     echo "$pid" >"$PID_FILE"
     say "started podman system service (pid $pid, log $LOG)"
