@@ -55,7 +55,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from dockyard_cli.servers import free_port
-from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT, alias_table_key
+from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT
 
 try:
     from bench.api import cpu_seconds, expect, machine_busy_seconds, sigterm_as_exit, summary_ms
@@ -312,19 +312,18 @@ class Timeline:
 
     writes: list[float] = field(default_factory=list)
     beats: list[tuple[float, str, int]] = field(default_factory=list)
-    """(when, router process, alias revision it reports applied)."""
+    """(when, router process, alias bucket revision it reports applied through)."""
 
     async def follow(self, url: str) -> NatsClient:
         """Subscribe to the alias bucket's writes and the router heartbeats."""
         nc = await nats.connect(url)
-        key = alias_table_key(OWNER, PROJECT, DEPLOYMENT, ALIAS)
 
         async def on_write(_: Msg) -> None:
             self.writes.append(time.perf_counter())
 
         async def on_beat(message: Msg) -> None:
             beat = json.loads(message.data)
-            self.beats.append((time.perf_counter(), beat["process"], beat["applied"].get(key, 0)))
+            self.beats.append((time.perf_counter(), beat["process"], beat["applied_through"]))
 
         await nc.subscribe(f"$KV.{ALIASES_BUCKET}.>", cb=on_write)
         await nc.subscribe(ROUTER_HEARTBEAT_SUBJECT, cb=on_beat)

@@ -160,7 +160,7 @@ async def test_a_router_that_does_not_apply_a_change_is_named_with_202(
 ) -> None:
     aliases = two_versions
     assert (await api.put(f"{aliases}/production", json={"version": "v1"})).status_code == 200
-    stuck = RouterHeartbeat(process=f"stuck-{names.owner}", region="eu", applied={})
+    stuck = RouterHeartbeat(process=f"stuck-{names.owner}", region="eu", applied_through=0)
     stop = asyncio.Event()
 
     async def beat() -> None:

@@ -397,11 +397,17 @@ class Version(_Snapshot):
 
 
 class RouterHeartbeat(_Snapshot):
-    """A router process is alive, and has applied these alias revisions (KV revisions)."""
+    """A router process is alive, and how far into the alias bucket it has applied.
+
+    One number, whatever the number of aliases: a process follows the alias bucket's stream
+    in order, so having applied the write at revision ``n`` means every earlier write too
+    (or a later write of the same alias)."""
 
     process: str
     region: str
-    applied: dict[str, int] = Field(default_factory=dict, description="o/p/d/alias → revision")
+    applied_through: int = Field(
+        default=0, ge=0, description="Every alias write up to this KV revision is applied."
+    )
     at: datetime = Field(default_factory=utcnow)
 
 

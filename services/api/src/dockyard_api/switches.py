@@ -34,15 +34,22 @@ class SwitchOutcome:
 class RouterWatch:
     """The live router processes and what each has applied, from their heartbeats."""
 
-    def __init__(self, nc: NatsClient, *, alive_for_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        *,
+        alive_for_s: float = 3.0,
+        subject: str = ROUTER_HEARTBEAT_SUBJECT,
+    ) -> None:
         self._nc = nc
         self._alive_for_s = alive_for_s
+        self._subject = subject
         self._seen: dict[str, tuple[float, RouterHeartbeat]] = {}
         self._changed = asyncio.Condition()
 
     async def run(self) -> None:
         """Follow the heartbeats until cancelled."""
-        subscription = await self._nc.subscribe(ROUTER_HEARTBEAT_SUBJECT, cb=self._on_beat)
+        subscription = await self._nc.subscribe(self._subject, cb=self._on_beat)
         try:
             await asyncio.Event().wait()
         finally:
@@ -58,20 +65,21 @@ class RouterWatch:
         async with self._changed:
             self._changed.notify_all()
 
-    def _lagging(self, alias: str, revision: int) -> tuple[int, list[str]]:
+    def _lagging(self, revision: int) -> tuple[int, list[str]]:
         now = time.monotonic()
         live = {p: beat for p, (at, beat) in self._seen.items() if now - at <= self._alive_for_s}
         for gone in set(self._seen) - set(live):
             del self._seen[gone]
-        return len(live), sorted(p for p, b in live.items() if b.applied.get(alias, 0) < revision)
+        return len(live), sorted(p for p, b in live.items() if b.applied_through < revision)
 
-    async def wait_applied(self, alias: str, revision: int, within_s: float) -> SwitchOutcome:
-        """Wait until every live router applied ``alias`` at ``revision`` (or the bound)."""
+    async def wait_applied(self, revision: int, within_s: float) -> SwitchOutcome:
+        """Wait until every live router applied the alias write at ``revision`` (or the
+        bound)."""
         started = time.monotonic()
         deadline = started + within_s
         async with self._changed:
             while True:
-                routers, lagging = self._lagging(alias, revision)
+                routers, lagging = self._lagging(revision)
                 remaining = deadline - time.monotonic()
                 if not lagging or remaining <= 0:
                     return SwitchOutcome(time.monotonic() - started, routers, lagging)

@@ -51,12 +51,11 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     metrics = RouterMetrics()
 
     table = RouteTable()
-    heartbeat = Heartbeat(nc, table, settings.region)
+    heartbeat = Heartbeat(nc, settings.region)
 
     def switched(alias: Alias, _: int) -> None:
         deployment = f"{alias.owner}/{alias.project}/{alias.deployment}"
         metrics.alias_switches.labels(deployment, alias.name).inc()
-        heartbeat.applied()
 
     store = RouteStore(redis, table, lambda: table_from_record(js), switched)
     try:
@@ -94,7 +93,9 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
                 tasks.create_task(store.watch_tables()),
                 tasks.create_task(heartbeat.run()),
                 tasks.create_task(follow_endpoint_states(js, store)),
-                tasks.create_task(watch_alias_record(js, store.apply_alias)),
+                tasks.create_task(
+                    watch_alias_record(js, store.apply_alias, heartbeat.applied_through)
+                ),
                 tasks.create_task(
                     close_idle_connections(
                         connections,

@@ -67,20 +67,26 @@ async def table_from_record(js: JetStreamContext) -> RouteTable:
     return table
 
 
-async def watch_alias_record(js: JetStreamContext, apply: Callable[[Alias, int], object]) -> None:
+async def watch_alias_record(
+    js: JetStreamContext,
+    apply: Callable[[Alias, int], object],
+    applied_through: Callable[[int], object],
+) -> None:
     """Hand every alias write to ``apply`` (alias, KV revision) as it is stored, until
-    cancelled: the newest value of each alias first, then each write as it happens."""
+    cancelled: the newest value of each alias first, then each write as it happens. After
+    each, ``applied_through(revision)``: the stream comes in order, so every write up to it
+    is applied (or superseded by a later write of the same alias)."""
 
     async def on_write(message: Msg) -> None:
-        if (message.headers or {}).get("KV-Operation") in _DELETIONS:
-            return
-        try:
-            routed = _AliasWrite.model_validate_json(message.data).resource
-            alias = Alias.model_validate(routed.model_dump())
-        except ValidationError as exc:
-            log.error("routes.alias_record.unreadable", subject=message.subject, error=str(exc))
-            return
-        apply(alias, message.metadata.sequence.stream)
+        revision = message.metadata.sequence.stream
+        if (message.headers or {}).get("KV-Operation") not in _DELETIONS:
+            try:
+                routed = _AliasWrite.model_validate_json(message.data).resource
+                apply(Alias.model_validate(routed.model_dump()), revision)
+            except ValidationError as exc:
+                # Nothing later can make it readable: waiting on it would only stall switches.
+                log.error("routes.alias_record.unreadable", subject=message.subject, error=str(exc))
+        applied_through(revision)
 
     # An ordered push consumer: no acks, re-created from the last sequence seen after a
     # reconnect, so no write is skipped.

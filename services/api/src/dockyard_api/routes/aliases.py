@@ -29,7 +29,7 @@ from dockyard_common import (
     Version,
     VersionName,
 )
-from dockyard_common.subjects import alias_key, alias_table_key, version_key
+from dockyard_common.subjects import alias_key, version_key
 
 __all__ = ["router"]
 
@@ -134,15 +134,9 @@ _SWITCH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _answer_when_live(
-    context: ApiContext, alias: Alias, revision: int, response: Response
-) -> None:
+async def _answer_when_live(context: ApiContext, revision: int, response: Response) -> None:
     """Wait until every live router process serves the change; say how long it took."""
-    outcome = await context.routers.wait_applied(
-        alias_table_key(alias.owner, alias.project, alias.deployment, alias.name),
-        revision,
-        context.settings.switch_wait_s,
-    )
+    outcome = await context.routers.wait_applied(revision, context.settings.switch_wait_s)
     response.headers["X-Dockyard-Switch-Ms"] = f"{outcome.seconds * 1000:.1f}"
     response.headers["X-Dockyard-Routers"] = str(outcome.routers)
     if outcome.lagging:
@@ -206,7 +200,7 @@ async def put_alias(
     )
     revision = await _write(context, key, updated, current.revision if current else None)
     response.headers["ETag"] = etag(revision)
-    await _answer_when_live(context, updated, revision, response)
+    await _answer_when_live(context, revision, response)
     return _switched(updated, response)
 
 
@@ -232,7 +226,7 @@ async def rollback_alias(
     )
     revision = await _write(context, key, updated, current.revision)
     response.headers["ETag"] = etag(revision)
-    await _answer_when_live(context, updated, revision, response)
+    await _answer_when_live(context, revision, response)
     return _switched(updated, response)
 
 

@@ -1,0 +1,101 @@
+"""What a router process reports having applied, and how the API's wait reads it (real NATS).
+
+A heartbeat carries one number however many aliases exist: the alias bucket revision the
+process's watch has applied through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import UTC, datetime
+
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from dockyard_api.switches import RouterWatch
+from dockyard_common import Alias, AliasTarget, ResourceStore, RouterHeartbeat
+from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT, alias_key
+from dockyard_router.record import watch_alias_record
+
+
+def production(owner: str, version: str, minute: int) -> Alias:
+    return Alias(
+        owner=owner,
+        project="demo",
+        deployment="web",
+        name="production",
+        target=AliasTarget(version=version),
+        updated_at=datetime(2026, 11, 25, 12, minute, tzinfo=UTC),
+    )
+
+
+async def until(condition: object, timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.01)
+
+
+async def test_the_watch_reports_every_write_applied_through_the_last_even_an_unreadable_one(
+    js: JetStreamContext,
+) -> None:
+    owner = f"w{secrets.token_hex(4)}"
+    aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
+    key = alias_key(owner, "demo", "web", "production")
+    first = await aliases.create(key, production(owner, "v1", 0))
+    applied: list[tuple[str | None, int]] = []
+    through: list[int] = []
+    watching = asyncio.create_task(
+        watch_alias_record(js, lambda a, r: applied.append((a.target.version, r)), through.append)
+    )
+    try:
+        await until(lambda: through and through[-1] >= first)
+        second = await aliases.update(key, production(owner, "v2", 1), first)
+        await until(lambda: through[-1] >= second)
+        assert ("v2", second) in applied
+
+        # A record no router can read is reported as passed, or every later switch would
+        # wait on it until the API's bound.
+        kv = await js.key_value(ALIASES_BUCKET)
+        broken = await kv.put(alias_key(owner, "demo", "web", "broken"), b"not json")
+        await until(lambda: through[-1] >= broken)
+        assert all(revision != broken for _, revision in applied)
+        assert through == sorted(through)
+    finally:
+        watching.cancel()
+
+
+async def test_the_api_waits_for_every_live_router_to_report_the_revision(
+    nats_client: NatsClient,
+) -> None:
+    # Its own subject: routers of other tests' platforms beat on this NATS too.
+    subject = f"{ROUTER_HEARTBEAT_SUBJECT}.test-{secrets.token_hex(3)}"
+    watch = RouterWatch(nats_client, alive_for_s=3.0, subject=subject)
+    following = asyncio.create_task(watch.run())
+    ahead, behind = f"ahead-{secrets.token_hex(3)}", f"behind-{secrets.token_hex(3)}"
+
+    async def beat(process: str, through: int) -> None:
+        heartbeat = RouterHeartbeat(process=process, region="eu", applied_through=through)
+        await nats_client.publish(subject, heartbeat.model_dump_json().encode())
+        await nats_client.flush()
+
+    try:
+        await asyncio.sleep(0.1)  # subscribed
+        await beat(ahead, 41)
+        await beat(behind, 9)
+        for _ in range(100):  # until the watch has heard both (revision 0: no waiting)
+            if (await watch.wait_applied(0, within_s=0)).routers == 2:
+                break
+            await asyncio.sleep(0.01)
+        waiting = asyncio.create_task(watch.wait_applied(40, within_s=5.0))
+        await asyncio.sleep(0.2)
+        assert not waiting.done(), "answered while a live router had not applied revision 40"
+        await beat(behind, 40)
+        outcome = await asyncio.wait_for(waiting, 2.0)
+        assert (outcome.routers, outcome.lagging) == (2, [])
+
+        lagging = await watch.wait_applied(42, within_s=0.3)
+        assert lagging.lagging == sorted([ahead, behind])
+    finally:
+        following.cancel()
