@@ -62,9 +62,10 @@ def alias_after_set(
     target: AliasTarget,
     regions: dict[str, AliasTarget],
     by: str,
+    action: str = "set",
 ) -> Alias:
     """The alias once pointed at ``target`` (with region overrides), the change recorded."""
-    change = AliasChange(target=target, regions=regions, action="set", by=by, at=utcnow())
+    change = AliasChange(target=target, regions=regions, action=action, by=by, at=utcnow())
     if current is None:
         current = Alias(
             owner=owner,

@@ -28,6 +28,7 @@ from dockyard_common import (
     TargetName,
     Version,
     VersionName,
+    VersionStatus,
 )
 from dockyard_common.subjects import alias_key, version_key
 
@@ -64,6 +65,10 @@ class AliasIn(BaseModel):
         return AliasTarget(version=self.version, weights=self.weights)
 
 
+_PLATFORM = "platform"
+"""Who the history names for a change the platform made itself."""
+
+
 def _actor(caller: Principal) -> str:
     return caller.token_id or "platform-admin"
 
@@ -75,12 +80,9 @@ async def _check_versions(
     deployment: str,
     targets: list[AliasTarget],
     force: bool,
-) -> None:
-    """Check the versions the targets name, and hold them: each is rewritten unchanged at
-    the revision read, so a stop that started before this check fails its own write and
-    looks again (409 here if it won). A stop landing between this hold and the alias write
-    (one KV write long) can still slip through; closing it needs the version record to
-    carry its aliases."""
+) -> dict[str, Stored[Version]]:
+    """Check the versions the targets name (404 missing, 409 not ready unless forced); the
+    records read, for :func:`_hold_versions` once the alias is written."""
     names = sorted({name for target in targets for name in target.versions})
     # Read at once: an alias switch waits on these round trips, and it should be instant.
     reads = await asyncio.gather(
@@ -107,22 +109,46 @@ async def _check_versions(
             "; ".join(f"version {n!r} {why}" for n, why in sorted(problems.items()))
             + ": wait until it is ready, or pass force",
         )
-    holds = await asyncio.gather(
-        *(
-            context.versions.update(
-                version_key(owner, project, deployment, name), stored.value, stored.revision
-            )
-            for name, stored in sorted(held.items())
-        ),
-        return_exceptions=True,
-    )
-    for name, outcome in zip(sorted(held), holds, strict=True):
-        if isinstance(outcome, Conflict):
-            raise Problem(
-                409, "conflict", f"version {name!r} changed meanwhile (stopped?); retry"
-            ) from None
-        if isinstance(outcome, BaseException):
-            raise outcome
+    return held
+
+
+_HOLD_ATTEMPTS = 5
+
+
+async def _hold_versions(
+    context: ApiContext,
+    owner: str,
+    project: str,
+    deployment: str,
+    held: dict[str, Stored[Version]],
+    force: bool,
+) -> list[str]:
+    """After the alias write, rewrite each version it names unchanged; the versions that
+    stopped (or vanished) before their hold landed.
+
+    A stop reads the version, then the aliases, then writes at the revision it read. One
+    that read the aliases before this alias landed fails its write against the hold and
+    looks again, finding the alias; one that wrote first makes the hold fail, and then the
+    version is no longer ready. A version rewritten for another reason (a status report) is
+    read again and held at its new revision."""
+
+    async def hold(name: str, stored: Stored[Version]) -> str | None:
+        key = version_key(owner, project, deployment, name)
+        for _ in range(_HOLD_ATTEMPTS):
+            try:
+                await context.versions.update(key, stored.value, stored.revision)
+                return None
+            except Conflict:
+                fresh = await context.versions.get(key)
+                if fresh is None:
+                    return name
+                if not force and fresh.value.status is not VersionStatus.READY:
+                    return name
+                stored = fresh
+        return name  # kept changing under us: not safe to call it held
+
+    outcomes = await asyncio.gather(*(hold(name, stored) for name, stored in held.items()))
+    return sorted(name for name in outcomes if name is not None)
 
 
 _SWITCH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -142,6 +168,50 @@ async def _answer_when_live(context: ApiContext, revision: int, response: Respon
     if outcome.lagging:
         response.status_code = 202
         response.headers["X-Dockyard-Lagging"] = ",".join(outcome.lagging)
+
+
+async def _go_live(
+    context: ApiContext,
+    key: str,
+    updated: Alias,
+    revision: int,
+    before: Stored[Alias] | None,
+    held: dict[str, Stored[Version]],
+    force: bool,
+    response: Response,
+) -> None:
+    """Hold the alias's versions while the routers apply it (both wait on other processes,
+    so they overlap); if a version stopped before its hold, point the alias back."""
+    stopped, _ = await asyncio.gather(
+        _hold_versions(context, updated.owner, updated.project, updated.deployment, held, force),
+        _answer_when_live(context, revision, response),
+    )
+    if not stopped:
+        return
+    names = ", ".join(map(repr, stopped))
+    if before is None:
+        raise Problem(
+            409,
+            "version-not-ready",
+            f"version {names} stopped while the alias was created; point it at a ready version",
+        )
+    back = alias_after_set(
+        updated,
+        owner=updated.owner,
+        project=updated.project,
+        deployment=updated.deployment,
+        name=updated.name,
+        target=before.value.target,
+        regions=before.value.regions,
+        by=_PLATFORM,
+        action="rollback",
+    )
+    await _write(context, key, back, revision)
+    raise Problem(
+        409,
+        "version-not-ready",
+        f"version {names} stopped while the alias was being set; it points where it did before",
+    )
 
 
 async def _write(context: ApiContext, key: str, alias: Alias, revision: int | None) -> int:
@@ -178,8 +248,8 @@ async def put_alias(
 ) -> Response:
     """Point the alias at a version or split it by weight; the last 20 changes are kept."""
     key = alias_key(owner, project, deployment, alias)
-    # The deployment and the alias are read while the versions are checked and held.
-    _, _, current = await asyncio.gather(
+    # The deployment and the alias are read while the versions are checked.
+    _, held, current = await asyncio.gather(
         existing_deployment(context, owner, project, deployment),
         _check_versions(
             context, owner, project, deployment, [body.target, *body.regions.values()], body.force
@@ -200,7 +270,7 @@ async def put_alias(
     )
     revision = await _write(context, key, updated, current.revision if current else None)
     response.headers["ETag"] = etag(revision)
-    await _answer_when_live(context, revision, response)
+    await _go_live(context, key, updated, revision, current, held, body.force, response)
     return _switched(updated, response)
 
 
@@ -221,12 +291,12 @@ async def rollback_alias(
     if current is None:
         raise Problem(404, "not-found", f"alias {alias!r} does not exist")
     updated = alias_after_rollback(current.value, _actor(caller))
-    await _check_versions(
+    held = await _check_versions(
         context, owner, project, deployment, [updated.target, *updated.regions.values()], force
     )
     revision = await _write(context, key, updated, current.revision)
     response.headers["ETag"] = etag(revision)
-    await _answer_when_live(context, revision, response)
+    await _go_live(context, key, updated, revision, current, held, force, response)
     return _switched(updated, response)
 
 

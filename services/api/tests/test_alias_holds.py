@@ -1,0 +1,155 @@
+"""An alias switch against a concurrent stop of its version (real NATS KV).
+
+The switch writes the alias, then rewrites ("holds") each version it names at the revision
+it read. A stop reads the version, then the aliases, then writes at the revision it read.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
+import pytest
+from fastapi import Response
+from nats.js import JetStreamContext
+
+from dockyard_api.aliases import alias_after_set
+from dockyard_api.problems import Problem
+from dockyard_api.routes.aliases import _go_live, _hold_versions
+from dockyard_api.switches import SwitchOutcome
+from dockyard_common import (
+    Alias,
+    AliasTarget,
+    CodeRef,
+    Conflict,
+    EndpointSpec,
+    ResourceStore,
+    Version,
+    VersionStatus,
+)
+from dockyard_common.subjects import ALIASES_BUCKET, VERSIONS_BUCKET, alias_key, version_key
+
+AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+async def ready_version(js: JetStreamContext) -> tuple[ResourceStore[Version], str, str]:
+    owner = f"h{secrets.token_hex(4)}"
+    versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
+    key = version_key(owner, "demo", "web", "v1")
+    version = Version(
+        owner=owner,
+        project="demo",
+        deployment="web",
+        name="v1",
+        status=VersionStatus.READY,
+        code=CodeRef(blob="sha256:" + "0" * 64),
+        endpoints=[EndpointSpec(name="predict", wsgi="a:b")],
+        targets=["local-eu"],
+        created_at=AT,
+    )
+    await versions.create(key, version)
+    return versions, owner, key
+
+
+async def hold(versions: ResourceStore[Version], owner: str, key: str, read: object) -> list[str]:
+    context = SimpleNamespace(versions=versions)
+    return await _hold_versions(context, owner, "demo", "web", {"v1": read}, force=False)  # type: ignore[arg-type, dict-item]
+
+
+async def test_a_stop_that_wrote_first_makes_the_switch_point_back(js: JetStreamContext) -> None:
+    versions, owner, key = await ready_version(js)
+    read = await versions.get(key)
+    assert read is not None
+    stopping = read.value.model_copy(update={"status": VersionStatus.STOPPING})
+    await versions.update(key, stopping, read.revision)  # the stop lands between
+    assert await hold(versions, owner, key, read) == ["v1"]
+
+
+async def test_a_stop_that_read_before_the_hold_fails_its_write(js: JetStreamContext) -> None:
+    versions, owner, key = await ready_version(js)
+    read = await versions.get(key)
+    assert read is not None
+    assert await hold(versions, owner, key, read) == []
+    stopping = read.value.model_copy(update={"status": VersionStatus.STOPPING})
+    with pytest.raises(Conflict):  # the stop then reads the aliases again and finds this one
+        await versions.update(key, stopping, read.revision)
+
+
+async def test_a_status_report_meanwhile_is_held_at_its_new_revision(
+    js: JetStreamContext,
+) -> None:
+    versions, owner, key = await ready_version(js)
+    read = await versions.get(key)
+    assert read is not None
+    reported = await versions.update(
+        key, read.value.model_copy(update={"updated_at": datetime.now(UTC)}), read.revision
+    )
+    assert await hold(versions, owner, key, read) == []
+    after = await versions.get(key)
+    assert after is not None and after.revision > reported
+    assert after.value.status is VersionStatus.READY
+
+
+class AllRoutersApplied:
+    """Stands in for the router heartbeats: every router has applied every change."""
+
+    async def wait_applied(self, revision: int, within_s: float) -> SwitchOutcome:
+        return SwitchOutcome(seconds=0.0, routers=1, lagging=[])
+
+
+async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
+    js: JetStreamContext,
+) -> None:
+    versions, owner, key = await ready_version(js)
+    aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
+    name = alias_key(owner, "demo", "web", "production")
+
+    def pointing(current: Alias | None, to: str) -> Alias:
+        return alias_after_set(
+            current,
+            owner=owner,
+            project="demo",
+            deployment="web",
+            name="production",
+            target=AliasTarget(version=to),
+            regions={},
+            by="test",
+        )
+
+    first = await aliases.create(name, pointing(None, "v0"))
+    before = await aliases.get(name)
+    read = await versions.get(key)
+    assert before is not None and read is not None
+    switched = pointing(before.value, "v1")
+    revision = await aliases.update(name, switched, first)
+    # The stop of v1 lands after the switch read v1 and before its hold.
+    await versions.update(
+        key, read.value.model_copy(update={"status": VersionStatus.STOPPING}), read.revision
+    )
+    context = SimpleNamespace(
+        versions=versions,
+        aliases=aliases,
+        routers=AllRoutersApplied(),
+        settings=SimpleNamespace(switch_wait_s=2.0),
+    )
+    with pytest.raises(Problem) as refused:
+        await _go_live(
+            context,  # type: ignore[arg-type]
+            name,
+            switched,
+            revision,
+            before,
+            {"v1": read},
+            False,
+            Response(),
+        )
+    assert refused.value.status == 409
+    assert "'v1' stopped while the alias was being set" in refused.value.detail
+    now = await aliases.get(name)
+    assert now is not None
+    assert now.value.target.version == "v0"
+    assert [(c.target.version, c.action, c.by) for c in now.value.history[-2:]] == [
+        ("v1", "set", "test"),
+        ("v0", "rollback", "platform"),
+    ]
