@@ -272,8 +272,9 @@ async def stop_version(
             )
         if stored.value.status in (VersionStatus.STOPPING, VersionStatus.STOPPED):
             return stored.value
-        # Read after the version: an alias set since then rewrote the version (see
-        # aliases._check_versions), so the write below fails and this check runs again.
+        # Read after the version: a switch writes its alias, then rewrites the version (see
+        # aliases._hold_versions); if that hold lands before the write below, the write
+        # fails and this check runs again, now seeing the alias.
         users = [
             a.value.name
             async for _, a in context.aliases.items(prefix)
