@@ -61,6 +61,16 @@ class Record(BaseModel):
     announce: str | None = None
     resource: dict[str, Any]
 
+    @staticmethod
+    def announces_nothing(value: bytes) -> bool:
+        """True when a stored value surely announces no event, seen without parsing it
+        (``announce`` is written first): the relay reads every write of its buckets, and
+        most version writes (status reports, an alias switch's hold) announce nothing."""
+        return value.startswith(_SILENT_RECORD)
+
+
+_SILENT_RECORD = b'{"announce":null,'
+
 
 @dataclass(frozen=True)
 class Stored(Generic[ModelT]):

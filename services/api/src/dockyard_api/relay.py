@@ -81,6 +81,8 @@ async def _relay_bucket(js: JetStreamContext, publisher: EventPublisher, bucket:
 async def _publish_announcement(publisher: EventPublisher, message: Msg, key: str) -> None:
     if (message.headers or {}).get("KV-Operation") in _DELETIONS:
         return
+    if Record.announces_nothing(message.data):
+        return
     record = Record.model_validate_json(message.data)
     if record.announce is None:
         return
