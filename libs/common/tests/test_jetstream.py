@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from pathlib import Path
 
+import nats
 import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
 
+from dockyard_cli.servers import start_nats
 from dockyard_common import (
     CloudEvent,
     CodeRef,
@@ -45,6 +49,30 @@ async def test_provisioning_twice_changes_nothing(js: JetStreamContext) -> None:
     after = await js.stream_info(EVENTS_STREAM)
     assert after.config.subjects == before.config.subjects == ["dockyard.events.>"]
     assert after.config.duplicate_window == 120.0
+
+
+async def test_buckets_of_an_earlier_release_get_direct_reads_and_keep_their_data(
+    tmp_path: Path,
+) -> None:
+    # Its own server: switching a shared bucket's reads would disturb other tests.
+    server = start_nats(tmp_path)
+    nc = await nats.connect(server.url)
+    try:
+        js = nc.jetstream()
+        old = await js.create_key_value(
+            KeyValueConfig(bucket=VERSIONS_BUCKET, history=16, storage=StorageType.FILE)
+        )
+        await old.put("acme.demo.web.v1", b"kept")
+        await provision_jetstream(js)
+        info = await js.stream_info(f"KV_{VERSIONS_BUCKET}")
+        assert info.config.allow_direct is True
+        assert info.config.max_msgs_per_subject == 16
+        entry = await (await js.key_value(VERSIONS_BUCKET)).get("acme.demo.web.v1")
+        assert entry.value == b"kept"
+        await provision_jetstream(js)  # and again: nothing left to change
+    finally:
+        await nc.close()
+        server.stop()
 
 
 async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamContext) -> None:
