@@ -56,22 +56,23 @@ async def test_buckets_of_an_earlier_release_get_direct_reads_and_keep_their_dat
 ) -> None:
     # Its own server: switching a shared bucket's reads would disturb other tests.
     server = start_nats(tmp_path)
-    nc = await nats.connect(server.url)
+    clients = [await nats.connect(server.url) for _ in range(8)]
     try:
-        js = nc.jetstream()
+        js = clients[0].jetstream()
         old = await js.create_key_value(
             KeyValueConfig(bucket=VERSIONS_BUCKET, history=16, storage=StorageType.FILE)
         )
         await old.put("acme.demo.web.v1", b"kept")
-        await provision_jetstream(js)
+        # Every service provisions at start: several at once, as the platform starts them.
+        await asyncio.gather(*(provision_jetstream(nc.jetstream()) for nc in clients))
         info = await js.stream_info(f"KV_{VERSIONS_BUCKET}")
         assert info.config.allow_direct is True
         assert info.config.max_msgs_per_subject == 16
         entry = await (await js.key_value(VERSIONS_BUCKET)).get("acme.demo.web.v1")
         assert entry.value == b"kept"
-        await provision_jetstream(js)  # and again: nothing left to change
     finally:
-        await nc.close()
+        for nc in clients:
+            await nc.close()
         server.stop()
 
 

@@ -62,19 +62,34 @@ async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> 
         raise TransientError(f"NATS at {url} is unreachable: {exc}") from exc
 
 
+_STREAM_CONFIG_DIFFERS = 10058
+"""JetStream's error code for a stream that exists with another configuration."""
+
+
 async def _provision_bucket(js: JetStreamContext, bucket: str) -> None:
-    """A KV bucket answering reads with direct gets: served by any replica, answered as the
-    stored message itself (no JSON envelope, base64 or header re-parsing in the client),
-    which took a sixth off the API's and nats-server's CPU per alias switch."""
+    """A KV bucket answering reads with direct gets: answered as the stored message itself
+    (no JSON envelope, base64 or header re-parsing in the client), which took a sixth off
+    the API's and nats-server's CPU per alias switch. Buckets have one replica: a direct get
+    reads what the last write stored, which the alias/stop ordering relies on.
+
+    A bucket an earlier release made has direct gets turned on, nothing else changed; every
+    service provisions at start, so another may be doing the same at that moment. (An
+    earlier release then no longer starts on it: its provisioning asks for the old config.)
+    """
     config = KeyValueConfig(bucket=bucket, history=16, storage=StorageType.FILE, direct=True)
-    try:
-        await js.create_key_value(config)
-    except nats.js.errors.BadRequestError:
-        # Made by an earlier release, without direct gets: turn them on, changing nothing else.
+    for _ in range(3):
+        try:
+            await js.create_key_value(config)
+            return
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _STREAM_CONFIG_DIFFERS:
+                raise
         info = await js.stream_info(f"KV_{bucket}")
-        if info.config.allow_direct:
-            raise
-        await js.update_stream(dataclasses.replace(info.config, allow_direct=True))
+        if not info.config.allow_direct:
+            await js.update_stream(dataclasses.replace(info.config, allow_direct=True))
+        # Created again: now the same configuration, or one that differs in more than
+        # direct gets (then the last attempt raises).
+    await js.create_key_value(config)
 
 
 async def provision_jetstream(js: JetStreamContext) -> None:
