@@ -7,9 +7,11 @@ process's watch has applied through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from datetime import UTC, datetime
 
+import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
@@ -41,6 +43,8 @@ async def test_the_watch_reports_every_write_applied_through_the_last_even_an_un
     js: JetStreamContext,
 ) -> None:
     owner = f"w{secrets.token_hex(4)}"
+    kv = await js.key_value(ALIASES_BUCKET)
+    broken_key = alias_key(owner, "demo", "web", "broken")
     aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
     key = alias_key(owner, "demo", "web", "production")
     first = await aliases.create(key, production(owner, "v1", 0))
@@ -57,13 +61,16 @@ async def test_the_watch_reports_every_write_applied_through_the_last_even_an_un
 
         # A record no router can read is reported as passed, or every later switch would
         # wait on it until the API's bound.
-        kv = await js.key_value(ALIASES_BUCKET)
-        broken = await kv.put(alias_key(owner, "demo", "web", "broken"), b"not json")
+        broken = await kv.put(broken_key, b"not json")
         await until(lambda: through[-1] >= broken)
         assert all(revision != broken for _, revision in applied)
         assert through == sorted(through)
     finally:
         watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        # The bucket is shared: a platform started later would read this record.
+        await kv.delete(broken_key)
 
 
 async def test_the_api_waits_for_every_live_router_to_report_the_revision(
@@ -80,17 +87,23 @@ async def test_the_api_waits_for_every_live_router_to_report_the_revision(
         await nats_client.publish(subject, heartbeat.model_dump_json().encode())
         await nats_client.flush()
 
-    try:
-        await asyncio.sleep(0.1)  # subscribed
+    async def heard_both() -> bool:
+        # Beats sent before the watch subscribed are lost: beat again until both are heard
+        # (revision 0: no waiting).
         await beat(ahead, 41)
         await beat(behind, 9)
-        for _ in range(100):  # until the watch has heard both (revision 0: no waiting)
-            if (await watch.wait_applied(0, within_s=0)).routers == 2:
+        return (await watch.wait_applied(0, within_s=0)).routers == 2
+
+    try:
+        for _ in range(200):
+            if await heard_both():
                 break
             await asyncio.sleep(0.01)
+        else:
+            pytest.fail("the watch never heard the two heartbeats")
         waiting = asyncio.create_task(watch.wait_applied(40, within_s=5.0))
-        await asyncio.sleep(0.2)
-        assert not waiting.done(), "answered while a live router had not applied revision 40"
+        done, _ = await asyncio.wait({waiting}, timeout=0.2)
+        assert not done, "answered while a live router had not applied revision 40"
         await beat(behind, 40)
         outcome = await asyncio.wait_for(waiting, 2.0)
         assert (outcome.routers, outcome.lagging) == (2, [])
@@ -99,3 +112,5 @@ async def test_the_api_waits_for_every_live_router_to_report_the_revision(
         assert lagging.lagging == sorted([ahead, behind])
     finally:
         following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
