@@ -10,6 +10,7 @@ from dockyard_common.models import (
     CodeRef,
     EndpointSpec,
     EndpointState,
+    RouterHeartbeat,
     Version,
     VersionStatus,
     WorkloadState,
@@ -116,3 +117,9 @@ def test_message_ids_are_the_same_for_the_same_change_only() -> None:
     assert message_id("version.created", "k", 1) == message_id("version.created", "k", 1)
     assert message_id("version.created", "k", 1) != message_id("version.created", "k", 2)
     assert message_id("version.created", "k", 1) != message_id("version.built", "k", 1)
+
+
+def test_a_heartbeat_of_another_release_is_understood_and_counts_as_lagging() -> None:
+    older = b'{"process": "r-1", "region": "eu", "applied": {"a/b/c/production": 7}}'
+    beat = RouterHeartbeat.model_validate_json(older)
+    assert (beat.process, beat.applied_through) == ("r-1", 0)

@@ -173,3 +173,27 @@ def test_an_older_alias_never_replaces_a_newer_one() -> None:
     assert not table.put_alias(older)
     resolved = table.resolve("/acme/demo/web/production/predict/", "eu", draw=0.0)
     assert resolved is not None and resolved.version == "v2"
+
+
+def test_the_state_of_record_order_wins_over_clocks_that_disagree() -> None:
+    table = serving("v1", "v2")
+    first = an_alias(AliasTarget(version="v1"))
+    # Written later (revision 8) by an API process whose clock is a second behind.
+    later = an_alias(AliasTarget(version="v2"), updated_at=first.updated_at - timedelta(seconds=1))
+    assert table.put_alias(first, 7)
+    assert table.put_alias(later, 8)
+    assert not table.put_alias(first, 7)  # redelivered
+    resolved = table.resolve("/acme/demo/web/production/predict/", "eu", draw=0.0)
+    assert resolved is not None and resolved.version == "v2"
+    assert table.alias_revisions["acme/demo/web/production"] == 8
+
+
+def test_a_reload_from_an_older_copy_keeps_the_aliases_held_at_later_revisions() -> None:
+    table = serving("v1", "v2")
+    table.put_alias(an_alias(AliasTarget(version="v2")), 9)
+    stale = serving("v1", "v2")  # what Redis held before the change reached it
+    stale.put_alias(an_alias(AliasTarget(version="v1")), 8)
+    table.replace_with(stale)
+    resolved = table.resolve("/acme/demo/web/production/predict/", "eu", draw=0.0)
+    assert resolved is not None and resolved.version == "v2"
+    assert table.alias_revisions["acme/demo/web/production"] == 9

@@ -401,7 +401,12 @@ class RouterHeartbeat(_Snapshot):
 
     One number, whatever the number of aliases: a process follows the alias bucket's stream
     in order, so having applied the write at revision ``n`` means every earlier write too
-    (or a later write of the same alias)."""
+    (or a later write of the same alias).
+
+    Fields it does not know are ignored, so that processes of two releases understand each
+    other during a rolling upgrade; a beat without ``applied_through`` counts as lagging."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     process: str
     region: str

@@ -163,7 +163,14 @@ class RouteTable:
         self._ordered = {}
 
     def replace_with(self, fresh: RouteTable) -> None:
-        """Take every table of ``fresh`` at once (a request sees old or new, never a mix)."""
+        """Take every table of ``fresh`` at once (a request sees old or new, never a mix),
+        but for aliases held at a later revision than ``fresh`` has: the alias watch may be
+        ahead of Redis, and heartbeats have already reported those revisions."""
+        for key, alias in self.aliases.items():
+            revision = self.alias_revisions.get(key, 0)
+            if revision > fresh.alias_revisions.get(key, 0):
+                fresh.aliases[key] = alias
+                fresh.alias_revisions[key] = revision
         self.routes, self._by_key = fresh.routes, fresh._by_key
         self.aliases, self._observed = fresh.aliases, fresh._observed
         self.drained = fresh.drained
@@ -198,13 +205,20 @@ class RouteTable:
 
     def put_alias(self, alias: Alias, revision: int = 0) -> bool:
         """Insert or replace an alias, whole; False (and nothing changes) when it is older
-        than the one held, as a late redelivered event would be."""
+        than the one held, as a late redelivered event would be. Older means an earlier
+        state-of-record revision when both are known (clocks of two API processes may
+        disagree), else an earlier ``updated_at``."""
         key = alias_table_key(alias)
         held = self.aliases.get(key)
-        if held is not None and held.updated_at >= alias.updated_at:
-            return False  # older, or the same change again (our own echo)
+        held_revision = self.alias_revisions.get(key, 0)
+        if held is not None:
+            if revision and held_revision:
+                if revision <= held_revision:
+                    return False  # stored before the one held, or our own echo
+            elif held.updated_at >= alias.updated_at:
+                return False
         self.aliases[key] = alias
-        self.alias_revisions[key] = max(revision, self.alias_revisions.get(key, 0))
+        self.alias_revisions[key] = revision or held_revision
         return True
 
     def resolve(self, raw_path: str, own_region: str, draw: float) -> Resolution | None:
