@@ -6,7 +6,9 @@ it read. A stop reads the version, then the aliases, then writes at the revision
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import time
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -52,7 +54,9 @@ async def ready_version(js: JetStreamContext) -> tuple[ResourceStore[Version], s
     return versions, owner, key
 
 
-async def hold(versions: ResourceStore[Version], owner: str, key: str, read: object) -> list[str]:
+async def hold(
+    versions: ResourceStore[Version], owner: str, key: str, read: object
+) -> dict[str, str]:
     context = SimpleNamespace(versions=versions)
     return await _hold_versions(context, owner, "demo", "web", {"v1": read}, force=False)  # type: ignore[arg-type, dict-item]
 
@@ -63,14 +67,14 @@ async def test_a_stop_that_wrote_first_makes_the_switch_point_back(js: JetStream
     assert read is not None
     stopping = read.value.model_copy(update={"status": VersionStatus.STOPPING})
     await versions.update(key, stopping, read.revision)  # the stop lands between
-    assert await hold(versions, owner, key, read) == ["v1"]
+    assert await hold(versions, owner, key, read) == {"v1": "was stopped"}
 
 
 async def test_a_stop_that_read_before_the_hold_fails_its_write(js: JetStreamContext) -> None:
     versions, owner, key = await ready_version(js)
     read = await versions.get(key)
     assert read is not None
-    assert await hold(versions, owner, key, read) == []
+    assert await hold(versions, owner, key, read) == {}
     stopping = read.value.model_copy(update={"status": VersionStatus.STOPPING})
     with pytest.raises(Conflict):  # the stop then reads the aliases again and finds this one
         await versions.update(key, stopping, read.revision)
@@ -85,17 +89,26 @@ async def test_a_status_report_meanwhile_is_held_at_its_new_revision(
     reported = await versions.update(
         key, read.value.model_copy(update={"updated_at": datetime.now(UTC)}), read.revision
     )
-    assert await hold(versions, owner, key, read) == []
+    assert await hold(versions, owner, key, read) == {}
     after = await versions.get(key)
     assert after is not None and after.revision > reported
     assert after.value.status is VersionStatus.READY
 
 
-class AllRoutersApplied:
-    """Stands in for the router heartbeats: every router has applied every change."""
+class RoutersBehindOn:
+    """Stands in for the router heartbeats: one router never applies ``revision`` (the
+    wait runs to its bound); every other revision is applied at once."""
+
+    def __init__(self, revision: int) -> None:
+        self.revision = revision
+        self.waited: list[int] = []
 
     async def wait_applied(self, revision: int, within_s: float) -> SwitchOutcome:
-        return SwitchOutcome(seconds=0.0, routers=1, lagging=[])
+        self.waited.append(revision)
+        if revision == self.revision:
+            await asyncio.sleep(within_s)
+            return SwitchOutcome(seconds=within_s, routers=2, lagging=["stuck"])
+        return SwitchOutcome(seconds=0.0, routers=2, lagging=[])
 
 
 async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
@@ -127,12 +140,14 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
     await versions.update(
         key, read.value.model_copy(update={"status": VersionStatus.STOPPING}), read.revision
     )
+    routers = RoutersBehindOn(revision)
     context = SimpleNamespace(
         versions=versions,
         aliases=aliases,
-        routers=AllRoutersApplied(),
-        settings=SimpleNamespace(switch_wait_s=2.0),
+        routers=routers,
+        settings=SimpleNamespace(switch_wait_s=30.0),
     )
+    started = time.monotonic()
     with pytest.raises(Problem) as refused:
         await _go_live(
             context,  # type: ignore[arg-type]
@@ -145,7 +160,14 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
             Response(),
         )
     assert refused.value.status == 409
-    assert "'v1' stopped while the alias was being set" in refused.value.detail
+    assert refused.value.detail == (
+        "version 'v1' was stopped while the alias was being set: it points where it did before"
+    )
+    assert refused.value.extra["revision"] > revision
+    # It acted on the failed hold at once, not after the routers' bound (30 s here), and
+    # waited for the routers to apply the alias pointed back.
+    assert time.monotonic() - started < 10
+    assert routers.waited == [revision, refused.value.extra["revision"]]
     now = await aliases.get(name)
     assert now is not None
     assert now.value.target.version == "v0"

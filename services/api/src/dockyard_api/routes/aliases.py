@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -122,14 +123,15 @@ async def _hold_versions(
     deployment: str,
     held: dict[str, Stored[Version]],
     force: bool,
-) -> list[str]:
+) -> dict[str, str]:
     """After the alias write, rewrite each version it names unchanged; the versions that
-    stopped (or vanished) before their hold landed.
+    could not be held, with why (``"was stopped"``, ``"no longer exists"``, ...).
 
     A stop reads the version, then the aliases, then writes at the revision it read. One
     that read the aliases before this alias landed fails its write against the hold and
     looks again, finding the alias; one that wrote first makes the hold fail, and then the
-    version is no longer ready. A version rewritten for another reason (a status report) is
+    version is no longer ready (with ``force`` any status is accepted, as it was when the
+    switch was asked for). A version rewritten for another reason (a status report) is
     read again and held at its new revision."""
 
     async def hold(name: str, stored: Stored[Version]) -> str | None:
@@ -141,14 +143,19 @@ async def _hold_versions(
             except Conflict:
                 fresh = await context.versions.get(key)
                 if fresh is None:
-                    return name
-                if not force and fresh.value.status is not VersionStatus.READY:
-                    return name
+                    return "no longer exists"
+                status = fresh.value.status
+                if not force and status is not VersionStatus.READY:
+                    return "was stopped" if status in _STOPPED else f"is {status.value} now"
                 stored = fresh
-        return name  # kept changing under us: not safe to call it held
+        return "kept changing"  # not safe to call it held
 
-    outcomes = await asyncio.gather(*(hold(name, stored) for name, stored in held.items()))
-    return sorted(name for name in outcomes if name is not None)
+    names = sorted(held)
+    outcomes = await asyncio.gather(*(hold(name, held[name]) for name in names))
+    return {name: why for name, why in zip(names, outcomes, strict=True) if why is not None}
+
+
+_STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
 
 
 _SWITCH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -180,20 +187,30 @@ async def _go_live(
     force: bool,
     response: Response,
 ) -> None:
-    """Hold the alias's versions while the routers apply it (both wait on other processes,
-    so they overlap); if a version stopped before its hold, point the alias back."""
-    stopped, _ = await asyncio.gather(
-        _hold_versions(context, updated.owner, updated.project, updated.deployment, held, force),
-        _answer_when_live(context, revision, response),
-    )
-    if not stopped:
+    """Hold the alias's versions while the routers apply the change (both wait on other
+    processes, so they overlap). If a version could not be held, point the alias back at
+    once, wait for that instead, and answer 409."""
+    live = asyncio.create_task(_answer_when_live(context, revision, response))
+    try:
+        lost = await _hold_versions(
+            context, updated.owner, updated.project, updated.deployment, held, force
+        )
+    except BaseException:
+        live.cancel()
+        raise
+    if not lost:
+        await live
         return
-    names = ", ".join(map(repr, stopped))
+    live.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await live
+    why = "; ".join(f"version {name!r} {reason}" for name, reason in sorted(lost.items()))
     if before is None:
         raise Problem(
             409,
             "version-not-ready",
-            f"version {names} stopped while the alias was created; point it at a ready version",
+            f"{why} while the alias was created: it was stored pointing there; point it at "
+            "a ready version",
         )
     back = alias_after_set(
         updated,
@@ -206,11 +223,23 @@ async def _go_live(
         by=_PLATFORM,
         action="rollback",
     )
-    await _write(context, key, back, revision)
+    try:
+        reverted = await context.aliases.update(
+            key, back, revision, announce=EventType.ALIAS_CHANGED
+        )
+    except Conflict:
+        raise Problem(
+            409,
+            "conflict",
+            f"{why} while the alias was being set, and the alias changed since: it was not "
+            "pointed back; check where it points",
+        ) from None
+    await _answer_when_live(context, reverted, response)
     raise Problem(
         409,
         "version-not-ready",
-        f"version {names} stopped while the alias was being set; it points where it did before",
+        f"{why} while the alias was being set: it points where it did before",
+        revision=reverted,
     )
 
 
