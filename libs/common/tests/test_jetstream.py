@@ -11,6 +11,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
+from pydantic import ValidationError
 
 from dockyard_cli.servers import start_nats
 from dockyard_common import (
@@ -74,6 +75,29 @@ async def test_buckets_of_an_earlier_release_get_direct_reads_and_keep_their_dat
         for nc in clients:
             await nc.close()
         server.stop()
+
+
+async def test_a_listing_can_skip_a_record_it_cannot_read_and_say_which(
+    js: JetStreamContext,
+) -> None:
+    owner = f"u{secrets.token_hex(4)}"
+    versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
+    await versions.create(f"{owner}.demo.web.v1", a_version(owner))
+    kv = await js.key_value(VERSIONS_BUCKET)
+    await kv.put(f"{owner}.demo.web.v2", b"not json")
+    try:
+        with pytest.raises(ValidationError):
+            [key async for key, _ in versions.items(f"{owner}.")]
+        skipped: list[str] = []
+        listed = [
+            key
+            async for key, _ in versions.items(
+                f"{owner}.", unreadable=lambda key, _: skipped.append(key)
+            )
+        ]
+        assert (listed, skipped) == ([f"{owner}.demo.web.v1"], [f"{owner}.demo.web.v2"])
+    finally:
+        await kv.delete(f"{owner}.demo.web.v2")  # the bucket is shared with later tests
 
 
 async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamContext) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -18,7 +18,7 @@ import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dockyard_common.errors import TransientError
 
@@ -161,11 +161,26 @@ class ResourceStore(Generic[ModelT]):
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{key} changed since revision {revision}") from exc
 
-    async def items(self, prefix: str = "") -> AsyncIterator[tuple[str, Stored[ModelT]]]:
+    async def items(
+        self, prefix: str = "", *, unreadable: Callable[[str, ValidationError], None] | None = None
+    ) -> AsyncIterator[tuple[str, Stored[ModelT]]]:
         """Every live resource whose key starts with ``prefix``, in key order.
 
-        A prefix ending at a key token (``acme.demo.``) is filtered by the server.
+        A prefix ending at a key token (``acme.demo.``) is filtered by the server. A record
+        that does not parse raises, unless ``unreadable`` is given: then it is told the key
+        and the error, and the record is skipped (a process loading everything at start
+        should not be kept from starting by one bad record).
         """
+
+        async def read(key: str) -> Stored[ModelT] | None:
+            try:
+                return await self.get(key)
+            except ValidationError as exc:
+                if unreadable is None:
+                    raise
+                unreadable(key, exc)
+                return None
+
         with _kv_unavailable_is_transient("list"):
             keys = await self._keys(f"{prefix}>" if prefix.endswith(".") else ">")
         wanted = [key for key in sorted(keys) if key.startswith(prefix)]
@@ -174,7 +189,7 @@ class ResourceStore(Generic[ModelT]):
         for start in range(0, len(wanted), _READ_BATCH):
             batch = wanted[start : start + _READ_BATCH]
             for key, stored in zip(
-                batch, await asyncio.gather(*(self.get(key) for key in batch)), strict=True
+                batch, await asyncio.gather(*(read(key) for key in batch)), strict=True
             ):
                 if stored is not None:
                     yield key, stored

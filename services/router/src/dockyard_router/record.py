@@ -55,14 +55,19 @@ class _AliasWrite(BaseModel):
 
 
 async def table_from_record(js: JetStreamContext) -> RouteTable:
-    """Every route and alias the state of record knows, as a fresh table."""
+    """Every route and alias the state of record knows, as a fresh table (a record that
+    does not parse is logged and left out, as the alias watch does)."""
+
+    def unreadable(key: str, exc: ValidationError) -> None:
+        log.error("routes.record.unreadable", key=key, error=str(exc))
+
     table = RouteTable()
     versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
-    async for _, stored in versions.items():
+    async for _, stored in versions.items(unreadable=unreadable):
         for state in stored.value.endpoint_states:
             table.put(route_from_state(state))
     aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
-    async for _, alias in aliases.items():
+    async for _, alias in aliases.items(unreadable=unreadable):
         table.put_alias(alias.value, alias.revision)
     return table
 
