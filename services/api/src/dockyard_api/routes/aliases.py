@@ -114,6 +114,7 @@ async def _check_versions(
 
 
 _HOLD_ATTEMPTS = 5
+_STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
 
 
 async def _hold_versions(
@@ -125,7 +126,7 @@ async def _hold_versions(
     force: bool,
 ) -> dict[str, str]:
     """After the alias write, rewrite each version it names unchanged; the versions that
-    could not be held, with why (``"was stopped"``, ``"no longer exists"``, ...).
+    could not be held, with why (``"was stopped"``, ``"was removed"``, ...).
 
     A stop reads the version, then the aliases, then writes at the revision it read. One
     that read the aliases before this alias landed fails its write against the hold and
@@ -143,19 +144,16 @@ async def _hold_versions(
             except Conflict:
                 fresh = await context.versions.get(key)
                 if fresh is None:
-                    return "no longer exists"
+                    return "was removed"
                 status = fresh.value.status
                 if not force and status is not VersionStatus.READY:
-                    return "was stopped" if status in _STOPPED else f"is {status.value} now"
+                    return "was stopped" if status in _STOPPED else f"became {status.value}"
                 stored = fresh
         return "kept changing"  # not safe to call it held
 
     names = sorted(held)
     outcomes = await asyncio.gather(*(hold(name, held[name]) for name in names))
     return {name: why for name, why in zip(names, outcomes, strict=True) if why is not None}
-
-
-_STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
 
 
 _SWITCH_RESPONSES: dict[int | str, dict[str, Any]] = {
