@@ -22,7 +22,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
-from dockyard_cli.servers import free_port
+from dockyard_cli.servers import free_port, start_nats
 from dockyard_common import connect_nats, connect_redis, provision_jetstream
 from tests.harness.infrastructure import Infrastructure, start_infrastructure
 from tests.harness.registry import Registry, busybox_layout, push_with_skopeo, run_registry
@@ -76,6 +76,21 @@ async def js(nats_client: NatsClient) -> JetStreamContext:
     context = nats_client.jetstream()
     await provision_jetstream(context)
     return context
+
+
+@pytest.fixture
+async def private_js(tmp_path: Path) -> AsyncIterator[JetStreamContext]:
+    """JetStream on a nats-server of the test's own, provisioned: for a test whose records
+    the platforms other tests run on the shared server would act on."""
+    server = start_nats(tmp_path / "private-nats")
+    client = await connect_nats(server.url, name="dockyard-tests-private")
+    try:
+        context = client.jetstream()
+        await provision_jetstream(context)
+        yield context
+    finally:
+        await client.close()
+        server.stop()
 
 
 @pytest.fixture
