@@ -1,4 +1,5 @@
-"""An alias switch against a concurrent stop of its version (real NATS KV).
+"""An alias switch against a concurrent stop of its version (real NATS KV, a server of the
+test's own: schedulers of other tests' platforms would act on these versions).
 
 The switch writes the alias, then rewrites ("holds") each version it names at the revision
 it read. A stop reads the version, then the aliases, then writes at the revision it read.
@@ -61,8 +62,10 @@ async def hold(
     return await _hold_versions(context, owner, "demo", "web", {"v1": read}, force=False)  # type: ignore[arg-type, dict-item]
 
 
-async def test_a_stop_that_wrote_first_makes_the_switch_point_back(js: JetStreamContext) -> None:
-    versions, owner, key = await ready_version(js)
+async def test_a_stop_that_wrote_first_makes_the_switch_point_back(
+    private_js: JetStreamContext,
+) -> None:
+    versions, owner, key = await ready_version(private_js)
     read = await versions.get(key)
     assert read is not None
     stopping = read.value.model_copy(update={"status": VersionStatus.STOPPING})
@@ -70,8 +73,10 @@ async def test_a_stop_that_wrote_first_makes_the_switch_point_back(js: JetStream
     assert await hold(versions, owner, key, read) == {"v1": "was stopped"}
 
 
-async def test_a_stop_that_read_before_the_hold_fails_its_write(js: JetStreamContext) -> None:
-    versions, owner, key = await ready_version(js)
+async def test_a_stop_that_read_before_the_hold_fails_its_write(
+    private_js: JetStreamContext,
+) -> None:
+    versions, owner, key = await ready_version(private_js)
     read = await versions.get(key)
     assert read is not None
     assert await hold(versions, owner, key, read) == {}
@@ -81,9 +86,9 @@ async def test_a_stop_that_read_before_the_hold_fails_its_write(js: JetStreamCon
 
 
 async def test_a_status_report_meanwhile_is_held_at_its_new_revision(
-    js: JetStreamContext,
+    private_js: JetStreamContext,
 ) -> None:
-    versions, owner, key = await ready_version(js)
+    versions, owner, key = await ready_version(private_js)
     read = await versions.get(key)
     assert read is not None
     reported = await versions.update(
@@ -112,10 +117,10 @@ class RoutersBehindOn:
 
 
 async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
-    js: JetStreamContext,
+    private_js: JetStreamContext,
 ) -> None:
-    versions, owner, key = await ready_version(js)
-    aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
+    versions, owner, key = await ready_version(private_js)
+    aliases = await ResourceStore.open(private_js, ALIASES_BUCKET, Alias)
     name = alias_key(owner, "demo", "web", "production")
 
     def pointing(current: Alias | None, to: str) -> Alias:
