@@ -77,18 +77,17 @@ async def _provision_bucket(js: JetStreamContext, bucket: str) -> None:
     earlier release then no longer starts on it: its provisioning asks for the old config.)
     """
     config = KeyValueConfig(bucket=bucket, history=16, storage=StorageType.FILE, direct=True)
-    for _ in range(3):
-        try:
-            await js.create_key_value(config)
-            return
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _STREAM_CONFIG_DIFFERS:
-                raise
-        info = await js.stream_info(f"KV_{bucket}")
-        if not info.config.allow_direct:
-            await js.update_stream(dataclasses.replace(info.config, allow_direct=True))
-        # Created again: now the same configuration, or one that differs in more than
-        # direct gets (then the last attempt raises).
+    try:
+        await js.create_key_value(config)
+        return
+    except nats.js.errors.BadRequestError as exc:
+        if exc.err_code != _STREAM_CONFIG_DIFFERS:
+            raise
+    info = await js.stream_info(f"KV_{bucket}")
+    if not info.config.allow_direct:
+        await js.update_stream(dataclasses.replace(info.config, allow_direct=True))
+    # Now the same configuration, whoever switched it (or one that differs in more than
+    # direct gets, and this raises).
     await js.create_key_value(config)
 
 

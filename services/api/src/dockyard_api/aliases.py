@@ -12,6 +12,7 @@ __all__ = [
     "NothingToRollBack",
     "alias_after_rollback",
     "alias_after_set",
+    "alias_pointed_back",
     "unready_versions",
 ]
 
@@ -62,10 +63,9 @@ def alias_after_set(
     target: AliasTarget,
     regions: dict[str, AliasTarget],
     by: str,
-    action: str = "set",
 ) -> Alias:
     """The alias once pointed at ``target`` (with region overrides), the change recorded."""
-    change = AliasChange(target=target, regions=regions, action=action, by=by, at=utcnow())
+    change = AliasChange(target=target, regions=regions, action="set", by=by, at=utcnow())
     if current is None:
         current = Alias(
             owner=owner,
@@ -76,6 +76,15 @@ def alias_after_set(
             regions=regions,
         )
     return _with_change(current, change)
+
+
+def alias_pointed_back(alias: Alias, before: Alias, by: str) -> Alias:
+    """The alias pointed where ``before`` pointed, recorded as a rollback by ``by`` (the
+    platform undoing a switch whose version stopped while it was made)."""
+    change = AliasChange(
+        target=before.target, regions=before.regions, action="rollback", by=by, at=utcnow()
+    )
+    return _with_change(alias, change)
 
 
 def alias_after_rollback(alias: Alias, by: str) -> Alias:

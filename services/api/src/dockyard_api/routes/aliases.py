@@ -10,7 +10,12 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from dockyard_api.accounts import Principal
-from dockyard_api.aliases import alias_after_rollback, alias_after_set, unready_versions
+from dockyard_api.aliases import (
+    alias_after_rollback,
+    alias_after_set,
+    alias_pointed_back,
+    unready_versions,
+)
 from dockyard_api.auth import Deployer, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.listing import Page
@@ -210,17 +215,7 @@ async def _go_live(
             f"{why} while the alias was created: it was stored pointing there; point it at "
             "a ready version",
         )
-    back = alias_after_set(
-        updated,
-        owner=updated.owner,
-        project=updated.project,
-        deployment=updated.deployment,
-        name=updated.name,
-        target=before.value.target,
-        regions=before.value.regions,
-        by=_PLATFORM,
-        action="rollback",
-    )
+    back = alias_pointed_back(updated, before.value, _PLATFORM)
     try:
         reverted = await context.aliases.update(
             key, back, revision, announce=EventType.ALIAS_CHANGED
