@@ -198,9 +198,6 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             await events.publish(
                 EventType.VERSION_BUILT,
                 version,
-                owner=OWNER,
-                project=PROJECT,
-                deployment=version.deployment,
                 resource_key=key,
                 revision=revision,
             )

@@ -104,9 +104,6 @@ async def serve_endpoint(
     await EventPublisher(js, source="test").publish(
         EventType.ENDPOINT_READY,
         state,
-        owner=names.owner,
-        project=names.project,
-        deployment=names.deployment,
         resource_key=key,
         revision=time.time_ns(),
     )

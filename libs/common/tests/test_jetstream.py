@@ -112,9 +112,6 @@ async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamCont
         await publisher.publish(
             EventType.VERSION_CREATED,
             a_version(owner),
-            owner=owner,
-            project="demo",
-            deployment="web",
             resource_key="k",
             revision=1,
         )
@@ -167,9 +164,6 @@ async def test_a_transient_failure_is_redelivered_and_then_acknowledged(
         await EventPublisher(js, source="test").publish(
             EventType.VERSION_CREATED,
             a_version(owner),
-            owner=owner,
-            project="demo",
-            deployment="web",
             resource_key=f"{owner}.demo.web.v1",
             revision=1,
         )

@@ -128,6 +128,15 @@ async def provision_jetstream(js: JetStreamContext) -> None:
     await js.create_object_store(BLOB_BUCKET, ObjectStoreConfig(storage=StorageType.FILE))
 
 
+def _scope_of(data: BaseModel) -> tuple[str, str, str]:
+    """(owner, project, deployment) of an event's resource: every event data model has it."""
+    scope = getattr(data, "scope", None)
+    if scope is None:
+        raise TypeError(f"{type(data).__name__} has no scope to publish its events under")
+    owner, project, deployment = scope
+    return str(owner), str(project), str(deployment)
+
+
 class EventPublisher:
     """Publishes CloudEvents to the event stream with the msg-id rule; retries a lost ack."""
 
@@ -141,13 +150,11 @@ class EventPublisher:
         event_type: str,
         data: BaseModel,
         *,
-        owner: str,
-        project: str,
-        deployment: str,
         resource_key: str,
         revision: int | str,
     ) -> CloudEvent:
-        """Publish ``data`` as an ``event_type`` event; the same key and revision publish once.
+        """Publish ``data`` as an ``event_type`` event under its resource's owner, project
+        and deployment (its ``scope``); the same key and revision publish once.
 
         A publish whose ack is lost may still have been stored, so it is retried with the
         same ``Nats-Msg-Id`` and JetStream drops the duplicate.
@@ -161,7 +168,7 @@ class EventPublisher:
             subject=resource_key,
             revision=revision,
         )
-        subject = event_subject(owner, project, deployment, event_type)
+        subject = event_subject(*_scope_of(data), event_type)
         payload = event.model_dump_json().encode()
         delay = 0.1
         for attempt in range(1, self._attempts + 1):

@@ -16,7 +16,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from dockyard_common import (
     EventPublisher,
@@ -87,18 +87,9 @@ async def _publish_announcement(publisher: EventPublisher, message: Msg, key: st
     if record.announce is None:
         return
     resource = event_data(record.announce).model_validate(record.resource)
-    owner, project, deployment = _scope(resource)
     await publisher.publish(
         record.announce,
         resource,
-        owner=owner,
-        project=project,
-        deployment=deployment,
         resource_key=key,
         revision=message.metadata.sequence.stream,
     )
-
-
-def _scope(resource: BaseModel) -> tuple[str, str, str]:
-    scope: tuple[str, str, str] = resource.scope  # type: ignore[attr-defined]
-    return scope

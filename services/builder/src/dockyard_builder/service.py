@@ -169,9 +169,6 @@ class Builder:
         await self._events.publish(
             EventType.VERSION_BUILD_PROGRESS,
             report,
-            owner=report.owner,
-            project=report.project,
-            deployment=report.deployment,
             resource_key=key,
             revision=f"{report.phase}-{report.bytes_done}-{time.time_ns()}",
         )
@@ -248,9 +245,6 @@ class Builder:
         await self._events.publish(
             event_type,
             version,
-            owner=version.owner,
-            project=version.project,
-            deployment=version.deployment,
             resource_key=key,
             revision=revision,
         )

@@ -115,9 +115,6 @@ class Scheduler:
         await self._events.publish(
             EventType.VERSION_STOPPED,
             stopped,
-            owner=version.owner,
-            project=version.project,
-            deployment=version.deployment,
             resource_key=key,
             revision=revision,
         )
@@ -241,9 +238,6 @@ class Scheduler:
         await self._events.publish(
             kind,
             state,
-            owner=state.owner,
-            project=state.project,
-            deployment=state.deployment,
             resource_key=workload_key,
             revision=f"{state.state.value}-{int(state.observed_at.timestamp() * 1e6)}",
         )
