@@ -93,6 +93,7 @@ class EmbeddedPlatform:
                 "DOCKYARD_API_PORT": str(self.settings.api_port),
                 "DOCKYARD_ROUTER_HOST": self.settings.host,
                 "DOCKYARD_ROUTER_PORT": str(self.settings.router_port),
+                "DOCKYARD_ROUTER_WORKERS": str(self.settings.router_workers),
                 "DOCKYARD_REGION": self.settings.region,
                 "DOCKYARD_LOG_FORMAT": self.settings.log_format,
             }
@@ -103,10 +104,7 @@ class EmbeddedPlatform:
         processes = [(service, f"dockyard_{service}") for service in wanted if service != "router"]
         # Webhook delivery runs apart from the API so that it can fail and scale on its own.
         processes.append(("webhooks", "dockyard_api.webhooks"))
-        processes += [
-            ("router" if n == 0 else f"router-{n + 1}", "dockyard_router")
-            for n in range(self.settings.router_workers)
-        ]
+        processes.append(("router", "dockyard_router"))
         for name, module in processes:
             with (logs / f"{name}.log").open("ab") as log:
                 self.services[name] = subprocess.Popen(  # noqa: S603 - our own modules

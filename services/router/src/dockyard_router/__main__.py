@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
-from dockyard_common import run_until_signalled
+from dockyard_common import configure_logging, run_until_signalled
 from dockyard_router.app import serve
 from dockyard_router.settings import RouterSettings
+from dockyard_router.workers import WORKER_ENV, supervise
 
 
 def main() -> None:
-    """Read settings from the environment and serve until SIGTERM."""
+    """Read settings from the environment and serve until SIGTERM: in this process, or in
+    ``DOCKYARD_ROUTER_WORKERS`` worker processes under it."""
     settings = RouterSettings()
+    if settings.router_workers > 1 and WORKER_ENV not in os.environ:
+        configure_logging(
+            service="router", log_format=settings.log_format, level=settings.log_level
+        )
+        sys.exit(asyncio.run(supervise(settings.router_workers)))
     try:
         import uvloop
 

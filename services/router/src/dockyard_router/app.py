@@ -87,6 +87,15 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
     connections: set[FrontConnection] = set()
     server: asyncio.Server | None = None
     try:
+        # The port first: a router that cannot have it ends here, before its background
+        # work starts (which a failure inside the task group would have to cancel).
+        server = await asyncio.get_running_loop().create_server(
+            lambda: FrontConnection(proxy.handle, connections),
+            settings.router_host,
+            settings.router_port,
+            reuse_port=True,
+            backlog=1024,
+        )
         async with asyncio.TaskGroup() as tasks:
             workers = [
                 tasks.create_task(store.follow()),
@@ -104,13 +113,6 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
                     )
                 ),
             ]
-            server = await asyncio.get_running_loop().create_server(
-                lambda: FrontConnection(proxy.handle, connections),
-                settings.router_host,
-                settings.router_port,
-                reuse_port=True,
-                backlog=1024,
-            )
             # What start-up allocated (modules, schemas, the tables) lives as long as the
             # process: keep it out of the collector's full passes, which otherwise pause the
             # process for tens of milliseconds (measured: ~40 ms for the ~70k objects).

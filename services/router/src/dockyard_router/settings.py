@@ -14,6 +14,8 @@ class RouterSettings(CommonSettings):
 
     router_host: str = "127.0.0.1"
     router_port: int = 8081
+    router_workers: int = Field(default=1, ge=1, le=64)
+    """Processes serving the port (SO_REUSEPORT), under one parent when more than one."""
     region: str = "eu"
     region_order: list[str] = Field(default_factory=list)
     """Other regions nearest first (JSON list): where requests fail over when the preferred

@@ -1,0 +1,151 @@
+"""``DOCKYARD_ROUTER_WORKERS``: one router parent, its workers on one port, in one session.
+
+Real processes on the session's NATS and Redis; the workers are seen through the heartbeats
+they publish, as the API sees them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from dockyard_cli.servers import free_port
+from dockyard_common import RouterHeartbeat
+from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
+from tests.harness.infrastructure import Infrastructure
+
+pytestmark = pytest.mark.e2e
+
+
+def start_router(
+    infrastructure: Infrastructure, port: int, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """``python -m dockyard_router`` with two workers, in a session of its own as the
+    embedded platform starts it."""
+    env = dict(
+        os.environ,
+        DOCKYARD_NATS_URL=infrastructure.nats_url,
+        DOCKYARD_REDIS_URL=infrastructure.redis_url,
+        DOCKYARD_ROUTER_PORT=str(port),
+        DOCKYARD_ROUTER_WORKERS="2",
+    )
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "dockyard_router"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(stat_fields(pid)[1])
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        return stat_fields(pid)[0] != "Z"
+    except OSError:
+        return False
+
+
+async def listen_for_routers(nats_client: NatsClient) -> list[int]:
+    """Process ids of the router processes heard from from now on, in the order first heard
+    (the list grows as they beat)."""
+    heard: list[int] = []
+
+    async def on_beat(msg: Msg) -> None:
+        pid = int(RouterHeartbeat.model_validate_json(msg.data).process.rsplit("-", 1)[1])
+        if pid not in heard:
+            heard.append(pid)
+
+    await nats_client.subscribe(ROUTER_HEARTBEAT_SUBJECT, cb=on_beat)
+    return heard
+
+
+async def workers_of(parent: int, heard: list[int], count: int, within_s: float) -> list[int]:
+    """The first ``count`` live workers of ``parent`` heard from, waiting for them."""
+    deadline = time.monotonic() + within_s
+    while True:
+        workers = [pid for pid in heard if parent_of(pid) == parent and alive(pid)]
+        if len(workers) >= count:
+            return workers[:count]
+        assert time.monotonic() < deadline, f"workers heard: {workers}, all heard: {heard}"
+        await asyncio.sleep(0.1)
+
+
+async def fresh_get(url: str) -> httpx.Response:
+    """A GET on a new connection (a kept-alive one may belong to a killed worker)."""
+    async with httpx.AsyncClient() as client:
+        return await client.get(url)
+
+
+async def test_workers_share_the_port_and_a_session_and_a_killed_one_is_replaced(
+    infrastructure: Infrastructure, nats_client: NatsClient, tmp_path: Path
+) -> None:
+    heard = await listen_for_routers(nats_client)
+    port = free_port()
+    router = start_router(infrastructure, port, tmp_path / "router.log")
+    try:
+        first, second = await workers_of(router.pid, heard, 2, within_s=30)
+        for worker in (first, second):
+            # Same session (one CPU autogroup) as the parent; a process group of its own.
+            assert stat_fields(worker)[3] == str(router.pid)
+            assert stat_fields(worker)[2] == str(worker)
+        health = f"http://127.0.0.1:{port}/healthz"
+        assert (await fresh_get(health)).status_code == 200
+
+        os.kill(first, signal.SIGKILL)
+        # The other worker keeps the port answering while the killed one is replaced.
+        assert (await fresh_get(health)).status_code == 200
+        workers = await workers_of(router.pid, heard, 2, within_s=30)
+        assert first not in workers and second in workers
+        assert router.poll() is None
+
+        router.send_signal(signal.SIGTERM)
+        assert router.wait(30) == 0, (tmp_path / "router.log").read_text()
+        assert not any(alive(worker) for worker in workers)
+    finally:
+        if router.poll() is None:
+            router.kill()
+            router.wait()
+
+
+async def test_a_router_whose_workers_cannot_start_exits_with_an_error(
+    infrastructure: Infrastructure, tmp_path: Path
+) -> None:
+    # The port is taken by a socket that does not share it (no SO_REUSEPORT).
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        router = start_router(infrastructure, taken.getsockname()[1], tmp_path / "router.log")
+        try:
+            code = await asyncio.to_thread(router.wait, 30)
+        finally:
+            if router.poll() is None:
+                router.kill()
+                router.wait()
+    log = (tmp_path / "router.log").read_text()
+    assert code != 0, log
+    assert "router.worker.failed" in log
+    assert "address already in use" in log.lower()
