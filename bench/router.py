@@ -2,7 +2,8 @@
 
 One run against the whole embedded platform, started as ``make run`` starts it
 (``python -m dockyard_cli up``: its own nats-server, redis-server, API, builder, scheduler
-and ``DOCKYARD_ROUTER_WORKERS`` router processes sharing the port, 2 by default). Set-up
+and a router whose ``DOCKYARD_ROUTER_WORKERS`` worker processes share the port, 2 by
+default). Set-up
 goes through the API with the admin token: owner, project, deployment on ``local-eu``, two
 code blobs whose WSGI app answers a tiny fixed body naming its version, versions ``v1`` and
 ``v2``; once both are ready, the upstream of ``v1`` is read from its endpoint states. Then
@@ -545,7 +546,7 @@ def report(
     print(f"environment: {cpus} CPUs, Python {platform.python_version()}, {platform.platform()}")
     print(
         "set-up: the embedded platform (python -m dockyard_cli up: nats-server, redis-server, "
-        f"API, builder, scheduler, {ROUTER_WORKERS} router processes); one replica of each "
+        f"API, builder, scheduler, a router with {ROUTER_WORKERS} workers); one replica of each "
         "version on "
         f"{TARGET}; direct upstream {upstream}"
     )
@@ -592,7 +593,7 @@ def report(
     print(
         f"switch propagation: {len(switched)} PUTs of alias {ALIAS} alternating v1/v2, "
         f"router polled every {args.poll_ms:g} ms (max {args.switch_timeout:g} s); "
-        f"{ROUTER_WORKERS} router processes sharing the port"
+        f"{ROUTER_WORKERS} router workers sharing the port"
     )
     print(
         f"  PUT sent → router serves new version  p50 {prop['p50']} ms, p90 {prop['p90']}, "

@@ -56,7 +56,7 @@ class EmbeddedSettings(CommonSettings):
     admin_token: SecretStr | None = None
     region: str = "eu"
     router_workers: int = Field(default=2, ge=1, le=64)
-    """Router processes sharing the router port (SO_REUSEPORT)."""
+    """Router worker processes sharing the router port (SO_REUSEPORT), under one parent."""
     without: list[Literal["builder", "scheduler"]] = Field(default_factory=list)
     """Services not to start (``DOCKYARD_WITHOUT='["scheduler"]'``): a test runs its own."""
 
