@@ -7,6 +7,7 @@ they publish, as the API sees them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from nats.aio.msg import Msg
 
 from dockyard_cli.servers import free_port
 from dockyard_common import RouterHeartbeat
+from dockyard_common.processes import stop_with_parent
 from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
 from tests.harness.infrastructure import Infrastructure
 
@@ -47,7 +49,27 @@ def start_router(
             stdout=log,
             stderr=log,
             start_new_session=True,
+            preexec_fn=stop_with_parent,  # gone with the test run, whatever happens
         )
+
+
+def end(router: subprocess.Popen[bytes]) -> None:
+    """Kill the router and its workers, if any are left (after a failed assertion)."""
+    workers = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()]
+    workers = [pid for pid in workers if parent_of(pid) == router.pid]
+    if router.poll() is None:
+        router.kill()
+        router.wait()
+    for worker in workers:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker, signal.SIGKILL)
+
+
+async def gone(pid: int, within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} still runs"
+        await asyncio.sleep(0.05)
 
 
 def stat_fields(pid: int) -> list[str]:
@@ -116,6 +138,7 @@ async def test_workers_share_the_port_and_a_session_and_a_killed_one_is_replaced
         assert (await fresh_get(health)).status_code == 200
 
         os.kill(first, signal.SIGKILL)
+        await gone(first, within_s=5)
         # The other worker keeps the port answering while the killed one is replaced.
         assert (await fresh_get(health)).status_code == 200
         workers = await workers_of(router.pid, heard, 2, within_s=30)
@@ -123,12 +146,11 @@ async def test_workers_share_the_port_and_a_session_and_a_killed_one_is_replaced
         assert router.poll() is None
 
         router.send_signal(signal.SIGTERM)
-        assert router.wait(30) == 0, (tmp_path / "router.log").read_text()
+        code = await asyncio.to_thread(router.wait, 40)
+        assert code == 0, (tmp_path / "router.log").read_text()
         assert not any(alive(worker) for worker in workers)
     finally:
-        if router.poll() is None:
-            router.kill()
-            router.wait()
+        end(router)
 
 
 async def test_a_router_whose_workers_cannot_start_exits_with_an_error(
@@ -142,9 +164,7 @@ async def test_a_router_whose_workers_cannot_start_exits_with_an_error(
         try:
             code = await asyncio.to_thread(router.wait, 30)
         finally:
-            if router.poll() is None:
-                router.kill()
-                router.wait()
+            end(router)
     log = (tmp_path / "router.log").read_text()
     assert code != 0, log
     assert "router.worker.failed" in log

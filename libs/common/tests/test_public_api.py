@@ -50,6 +50,7 @@ EXPECTED = {
     "VersionName",
     "VersionStatus",
     "WorkloadState",
+    "cancellable",
     "configure_logging",
     "connect_nats",
     "connect_redis",

@@ -7,6 +7,7 @@ the services first, then the servers, and waits until every process has exited.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import subprocess
@@ -160,16 +161,25 @@ class EmbeddedPlatform:
             if server.process.poll() is not None:
                 raise RuntimeError(f"{server.name} exited; see {server.log_path}")
 
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM every service, wait for them, then stop the servers."""
-        for process in self.services.values():
+    def stop(self, grace: float = 10.0, forced_grace: float = 8.0) -> None:
+        """SIGTERM every service and wait; SIGTERM again the ones still draining (a service
+        stops at once on a second signal; the router's parent then ends its workers); kill
+        what is left; then stop the servers."""
+        running = list(self.services.values())
+
+        def signal_and_wait(wait_s: float) -> None:
+            for process in running:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + wait_s
+            for process in running:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(max(0.1, deadline - time.monotonic()))
+
+        signal_and_wait(grace)
+        signal_and_wait(forced_grace)
+        for process in running:
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for process in self.services.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
         for server in reversed(self.servers):

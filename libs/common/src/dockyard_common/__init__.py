@@ -4,7 +4,7 @@ from dockyard_common.consumers import ConsumerSpec, EventHandler, keep_alive, ru
 from dockyard_common.errors import DockyardError, InvalidInput, PermanentError, TransientError
 from dockyard_common.events import EVENT_DATA, CloudEvent, EventType, UnknownEventType, event_data
 from dockyard_common.jetstream import EventPublisher, connect_nats, provision_jetstream
-from dockyard_common.lifecycle import run_jetstream_service, run_until_signalled
+from dockyard_common.lifecycle import cancellable, run_jetstream_service, run_until_signalled
 from dockyard_common.log import configure_logging, get_logger
 from dockyard_common.models import (
     Alias,
@@ -89,6 +89,7 @@ __all__ = [
     "VersionName",
     "VersionStatus",
     "WorkloadState",
+    "cancellable",
     "configure_logging",
     "connect_nats",
     "connect_redis",

@@ -6,12 +6,15 @@ import asyncio
 import gc
 import socket
 import time
+from collections.abc import Callable
 
 from aiohttp import web
+from structlog.contextvars import bind_contextvars
 
 from dockyard_common import (
     Alias,
     TransientError,
+    cancellable,
     configure_logging,
     connect_nats,
     connect_redis,
@@ -41,9 +44,14 @@ async def _healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set; in-flight requests finish before the process ends."""
+async def serve(
+    settings: RouterSettings, stop: asyncio.Event, ready: Callable[[], None] | None = None
+) -> None:
+    """Serve until ``stop`` is set; in-flight requests finish before the process ends.
+    ``ready()`` once the port is open and the tables are loaded."""
     configure_logging(service="router", log_format=settings.log_format, level=settings.log_level)
+    if settings.router_worker is not None:
+        bind_contextvars(worker=settings.router_worker)
     redis = connect_redis(settings.redis_url)
     nc = await connect_nats(settings.nats_url, name="dockyard-router")
     js = nc.jetstream()
@@ -96,23 +104,21 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
             reuse_port=True,
             backlog=1024,
         )
+        background = [
+            store.follow(),
+            store.watch_tables(),
+            heartbeat.run(),
+            follow_endpoint_states(js, store),
+            watch_alias_record(js, store.apply_alias, heartbeat.applied_through),
+            close_idle_connections(
+                connections,
+                settings.client_idle_timeout_s,
+                min(10.0, settings.client_idle_timeout_s / 2),
+            ),
+        ]
         async with asyncio.TaskGroup() as tasks:
-            workers = [
-                tasks.create_task(store.follow()),
-                tasks.create_task(store.watch_tables()),
-                tasks.create_task(heartbeat.run()),
-                tasks.create_task(follow_endpoint_states(js, store)),
-                tasks.create_task(
-                    watch_alias_record(js, store.apply_alias, heartbeat.applied_through)
-                ),
-                tasks.create_task(
-                    close_idle_connections(
-                        connections,
-                        settings.client_idle_timeout_s,
-                        min(10.0, settings.client_idle_timeout_s / 2),
-                    )
-                ),
-            ]
+            # Each cancellable for sure: a Redis command can swallow a cancellation.
+            workers = [tasks.create_task(cancellable(work)) for work in background]
             # What start-up allocated (modules, schemas, the tables) lives as long as the
             # process: keep it out of the collector's full passes, which otherwise pause the
             # process for tens of milliseconds (measured: ~40 ms for the ~70k objects).
@@ -123,6 +129,8 @@ async def serve(settings: RouterSettings, stop: asyncio.Event) -> None:
                 port=settings.router_port,
                 region=settings.region,
             )
+            if ready is not None:
+                ready()
             await stop.wait()
             await _drain(server, connections)
             for worker in workers:

@@ -16,6 +16,10 @@ class RouterSettings(CommonSettings):
     router_port: int = 8081
     router_workers: int = Field(default=1, ge=1, le=64)
     """Processes serving the port (SO_REUSEPORT), under one parent when more than one."""
+    router_worker: int | None = None
+    """Set by that parent in each worker's environment: the worker's index (in its logs)."""
+    router_ready_fd: int | None = None
+    """Set by that parent too: a pipe the worker writes to once it serves."""
     region: str = "eu"
     region_order: list[str] = Field(default_factory=list)
     """Other regions nearest first (JSON list): where requests fail over when the preferred

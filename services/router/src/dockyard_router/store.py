@@ -218,22 +218,7 @@ class RouteStore:
             log.warning("routes.reload.failed", error=str(exc))
 
     async def follow(self) -> None:
-        """Apply every published change to the in-process table, reconnecting until cancelled.
-
-        redis-py (8.1) can swallow a cancellation that lands while its pub/sub connection
-        subscribes: the read then waits forever, and so did a router stopping at that
-        moment (seen when its port was taken). The follower runs as a task of its own,
-        cancelled again until it ends.
-        """
-        follower = asyncio.ensure_future(self._follow())
-        try:
-            await asyncio.shield(follower)
-        finally:
-            while not follower.done():
-                follower.cancel()
-                await asyncio.wait({follower}, timeout=0.1)
-
-    async def _follow(self) -> None:
+        """Apply every published change to the in-process table, reconnecting until cancelled."""
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:

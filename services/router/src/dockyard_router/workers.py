@@ -1,10 +1,13 @@
 """Several router processes on one port: ``DOCKYARD_ROUTER_WORKERS`` workers under one parent.
 
 The parent serves nothing. It starts the workers (each ``python -m dockyard_router``, sharing
-the port through SO_REUSEPORT), passes SIGTERM and SIGINT on to them, and ends once they
-have ended. A worker that exits on its own is started again after a delay that doubles while
-it keeps failing; one that fails while the router is starting (its port is taken, say)
-ends the router, which then says so with its exit code instead of retrying forever.
+the port through SO_REUSEPORT) and passes SIGTERM and SIGINT on to them. A worker that ends
+on its own after it served is started again, after a delay that doubles while it keeps
+failing; one that ends before it ever served, on its first start (its port is taken, say),
+ends the router, which says so with its exit code instead of retrying forever. Once asked
+to stop, the parent waits for its workers' drain and no longer: past the bound, or soon
+after a second signal, it kills what is left, so that when it has exited its workers have
+too.
 
 The workers stay in the parent's session. Where Linux groups CPU time by session
 (autogroups, as for every service of the embedded platform), the router's workers share one
@@ -24,33 +27,43 @@ import sys
 from dockyard_common import get_logger
 from dockyard_common.processes import stop_with_parent
 
-__all__ = ["WORKER_ENV", "supervise"]
+__all__ = ["restart_delay", "supervise"]
 
 log = get_logger(__name__)
 
-WORKER_ENV = "DOCKYARD_ROUTER_WORKER"
-"""Set (to its index) in a worker's environment: the process serves instead of supervising."""
+FIRST_DELAY_S = 0.5
+MAX_DELAY_S = 30.0
+STEADY_S = 60.0
+"""A worker that ran this long is started again after the first delay, not a longer one."""
+STOP_S = 35.0
+"""How long workers may take to stop once asked: their drain (30 s) and a margin."""
+FORCED_STOP_S = 5.0
+"""How long they may take after a second signal."""
 
-_STARTING_S = 10.0
-"""A worker's first run that fails (exit code > 0) sooner than this ends the router: it
-cannot start. Killed by a signal, or later, the worker is started again."""
-_FIRST_DELAY_S = 0.5
-_MAX_DELAY_S = 30.0
-_STEADY_S = 60.0
-"""A worker that ran this long is restarted after the first delay again."""
+
+def restart_delay(
+    *, first_run: bool, served: bool, ran_s: float, last_delay_s: float | None
+) -> float | None:
+    """How long to wait before starting again a worker that ended on its own; None when it
+    ended on its first start before serving: the router cannot start."""
+    if first_run and not served:
+        return None
+    if last_delay_s is None or ran_s >= STEADY_S:
+        return FIRST_DELAY_S
+    return min(last_delay_s * 2, MAX_DELAY_S)
 
 
 async def supervise(count: int) -> int:
     """Run ``count`` workers until SIGTERM or SIGINT; the router's exit code."""
     loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
+    stopping, forced = asyncio.Event(), asyncio.Event()
     workers: dict[int, asyncio.subprocess.Process] = {}
     failed: list[int] = []
 
     def stop(signum: int) -> None:
-        """Pass the signal on: a second one makes the workers stop at once, as it does
-        a single router process."""
-        stopping.set()
+        """Pass the signal on: a second one makes the workers stop at once, as it does a
+        single router process."""
+        (forced if stopping.is_set() else stopping).set()
         for process in workers.values():
             if process.returncode is None:
                 process.send_signal(signum)
@@ -59,35 +72,85 @@ async def supervise(count: int) -> int:
         loop.add_signal_handler(signum, stop, signum)
 
     async def keep_running(index: int) -> None:
-        delay, first = _FIRST_DELAY_S, True
+        first_run, delay = True, None
         while not stopping.is_set():
-            process = workers[index] = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "dockyard_router",
-                env={**os.environ, WORKER_ENV: str(index)},
-                preexec_fn=stop_with_parent,
-                # A group of its own: a terminal's Ctrl-C reaches the parent, which passes
-                # it on once (a second signal would cut the worker's drain short).
-                process_group=0,
-            )
+            process, served = await _start_worker(index)
+            workers[index] = process
             if stopping.is_set():  # the signal came while the process was being made
                 process.terminate()
             started = loop.time()
             code = await process.wait()
             if stopping.is_set():
                 return
-            ran = loop.time() - started
-            if first and code > 0 and ran < _STARTING_S:
+            delay = restart_delay(
+                first_run=first_run,
+                served=await served,  # settled by now: the pipe closed with the process
+                ran_s=loop.time() - started,
+                last_delay_s=delay,
+            )
+            if delay is None:
                 log.error("router.worker.failed", worker=index, code=code)
-                failed.append(code or 1)
+                failed.append(code if code > 0 else 1)
                 stop(signal.SIGTERM)
                 return
-            delay = _FIRST_DELAY_S if ran >= _STEADY_S else delay
             log.warning("router.worker.exited", worker=index, code=code, restart_in_s=delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
-            delay, first = min(delay * 2, _MAX_DELAY_S), False
+            first_run = False
 
-    await asyncio.gather(*(keep_running(index) for index in range(count)))
+    async def kill_stragglers() -> None:
+        await stopping.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(forced.wait(), STOP_S)
+        if forced.is_set():
+            await asyncio.sleep(FORCED_STOP_S)
+        for index, process in workers.items():
+            if process.returncode is None:
+                log.warning("router.worker.killed", worker=index)
+                process.kill()
+
+    async with asyncio.TaskGroup() as tasks:
+        killer = tasks.create_task(kill_stragglers())
+        running = [tasks.create_task(keep_running(index)) for index in range(count)]
+        await asyncio.wait(running)
+        killer.cancel()
     return failed[0] if failed else 0
+
+
+async def _start_worker(index: int) -> tuple[asyncio.subprocess.Process, asyncio.Future[bool]]:
+    """Start worker ``index``; the future says True once the worker serves, False if it
+    ended before."""
+    loop = asyncio.get_running_loop()
+    read_end, write_end = os.pipe()
+    served: asyncio.Future[bool] = loop.create_future()
+
+    def on_readable() -> None:
+        # One byte: it serves. Nothing: the pipe closed, the worker ended first.
+        served.set_result(bool(os.read(read_end, 1)))
+        loop.remove_reader(read_end)
+        os.close(read_end)
+
+    loop.add_reader(read_end, on_readable)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dockyard_router",
+            env={
+                **os.environ,
+                "DOCKYARD_ROUTER_WORKER": str(index),
+                "DOCKYARD_ROUTER_READY_FD": str(write_end),
+            },
+            pass_fds=(write_end,),
+            preexec_fn=stop_with_parent,
+            # A group of its own: a terminal's Ctrl-C reaches the parent, which passes it
+            # on once (a second signal would cut the worker's drain short).
+            process_group=0,
+        )
+    except BaseException:
+        loop.remove_reader(read_end)
+        os.close(read_end)
+        raise
+    finally:
+        os.close(write_end)
+    return process, served
