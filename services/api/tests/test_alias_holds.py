@@ -36,15 +36,17 @@ from dockyard_common.subjects import ALIASES_BUCKET, VERSIONS_BUCKET, alias_key,
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
-async def ready_version(js: JetStreamContext) -> tuple[ResourceStore[Version], str, str]:
-    owner = f"h{secrets.token_hex(4)}"
+async def ready_version(
+    js: JetStreamContext, owner: str | None = None, name: str = "v1"
+) -> tuple[ResourceStore[Version], str, str]:
+    owner = owner or f"h{secrets.token_hex(4)}"
     versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
-    key = version_key(owner, "demo", "web", "v1")
+    key = version_key(owner, "demo", "web", name)
     version = Version(
         owner=owner,
         project="demo",
         deployment="web",
-        name="v1",
+        name=name,
         status=VersionStatus.READY,
         code=CodeRef(blob="sha256:" + "0" * 64),
         endpoints=[EndpointSpec(name="predict", wsgi="a:b")],
@@ -55,11 +57,20 @@ async def ready_version(js: JetStreamContext) -> tuple[ResourceStore[Version], s
     return versions, owner, key
 
 
+async def stop(versions: ResourceStore[Version], key: str) -> None:
+    """What a stop writes (its version read, the aliases found not naming it)."""
+    read = await versions.get(key)
+    assert read is not None
+    stopping = read.value.model_copy(update={"status": VersionStatus.STOPPING})
+    await versions.update(key, stopping, read.revision)
+
+
 async def hold(
     versions: ResourceStore[Version], owner: str, key: str, read: object
 ) -> dict[str, str]:
     context = SimpleNamespace(versions=versions)
-    return await _hold_versions(context, owner, "demo", "web", {"v1": read}, force=False)  # type: ignore[arg-type, dict-item]
+    ready = frozenset({VersionStatus.READY})
+    return await _hold_versions(context, owner, "demo", "web", {"v1": read}, ready)  # type: ignore[arg-type, dict-item]
 
 
 async def test_a_stop_that_wrote_first_makes_the_switch_point_back(
@@ -116,10 +127,12 @@ class RoutersBehindOn:
         return SwitchOutcome(seconds=0.0, routers=2, lagging=[])
 
 
+@pytest.mark.parametrize("old_one_stopped_too", [False, True])
 async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
-    private_js: JetStreamContext,
+    private_js: JetStreamContext, old_one_stopped_too: bool
 ) -> None:
     versions, owner, key = await ready_version(private_js)
+    _, _, old_key = await ready_version(private_js, owner, "v0")
     aliases = await ResourceStore.open(private_js, ALIASES_BUCKET, Alias)
     name = alias_key(owner, "demo", "web", "production")
 
@@ -141,10 +154,13 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
     assert before is not None and read is not None
     switched = pointing(before.value, "v1")
     revision = await aliases.update(name, switched, first)
-    # The stop of v1 lands after the switch read v1 and before its hold.
-    await versions.update(
-        key, read.value.model_copy(update={"status": VersionStatus.STOPPING}), read.revision
-    )
+    # The stop of v1 lands after the switch read v1 and before its hold; v0's, if any,
+    # while the alias pointed away from it.
+    await stop(versions, key)
+    if old_one_stopped_too:
+        await stop(versions, old_key)
+    old_before = await versions.get(old_key)
+    assert old_before is not None
     routers = RoutersBehindOn(revision)
     context = SimpleNamespace(
         versions=versions,
@@ -165,9 +181,10 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
             Response(),
         )
     assert refused.value.status == 409
-    assert refused.value.detail == (
-        "version 'v1' was stopped while the alias was being set: it points where it did before"
-    )
+    said = "version 'v1' was stopped while the alias was being set: it points where it did before"
+    if old_one_stopped_too:
+        said += ", but version 'v0' was stopped meanwhile too: point it at a ready version"
+    assert refused.value.detail == said
     assert refused.value.extra["revision"] > revision
     # It acted on the failed hold at once, not after the routers' bound (30 s here), and
     # waited for the routers to apply the alias pointed back.
@@ -180,3 +197,9 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
         ("v1", "set", "test"),
         ("v0", "rollback", "platform"),
     ]
+    old_after = await versions.get(old_key)
+    assert old_after is not None
+    if not old_one_stopped_too:
+        # Held: a stop of v0 that read it before the revert now fails its write.
+        assert old_after.revision > old_before.revision
+        assert old_after.value.status is VersionStatus.READY

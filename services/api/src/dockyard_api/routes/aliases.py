@@ -79,6 +79,22 @@ def _actor(caller: Principal) -> str:
     return caller.token_id or "platform-admin"
 
 
+def _names_in(targets: list[AliasTarget]) -> list[str]:
+    return sorted({name for target in targets for name in target.versions})
+
+
+async def _read_versions(
+    context: ApiContext, owner: str, project: str, deployment: str, targets: list[AliasTarget]
+) -> dict[str, Stored[Version]]:
+    """The records of the versions the targets name, those that exist."""
+    names = _names_in(targets)
+    # Read at once: an alias switch waits on these round trips, and it should be instant.
+    reads = await asyncio.gather(
+        *(context.versions.get(version_key(owner, project, deployment, n)) for n in names)
+    )
+    return {name: stored for name, stored in zip(names, reads, strict=True) if stored}
+
+
 async def _check_versions(
     context: ApiContext,
     owner: str,
@@ -89,17 +105,8 @@ async def _check_versions(
 ) -> dict[str, Stored[Version]]:
     """Check the versions the targets name (404 missing, 409 not ready unless forced); the
     records read, for :func:`_hold_versions` once the alias is written."""
-    names = sorted({name for target in targets for name in target.versions})
-    # Read at once: an alias switch waits on these round trips, and it should be instant.
-    reads = await asyncio.gather(
-        *(context.versions.get(version_key(owner, project, deployment, n)) for n in names)
-    )
-    found: dict[str, Version | None] = {}
-    held: dict[str, Stored[Version]] = {}
-    for name, stored in zip(names, reads, strict=True):
-        found[name] = stored.value if stored else None
-        if stored is not None:
-            held[name] = stored
+    held = await _read_versions(context, owner, project, deployment, targets)
+    found = {name: held[name].value if name in held else None for name in _names_in(targets)}
     problems = unready_versions(targets, found)
     missing = {n: why for n, why in problems.items() if why == "does not exist"}
     if missing:
@@ -119,7 +126,9 @@ async def _check_versions(
 
 
 _HOLD_ATTEMPTS = 5
-_STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
+_STOPPED = frozenset({VersionStatus.STOPPING, VersionStatus.STOPPED})
+_ANY = frozenset(VersionStatus)
+_READY = frozenset({VersionStatus.READY})
 
 
 async def _hold_versions(
@@ -128,20 +137,23 @@ async def _hold_versions(
     project: str,
     deployment: str,
     held: dict[str, Stored[Version]],
-    force: bool,
+    accepted: frozenset[VersionStatus],
 ) -> dict[str, str]:
     """After the alias write, rewrite each version it names unchanged; the versions that
-    could not be held, with why (``"was stopped"``, ``"was removed"``, ...).
+    could not be held, with why (``"was stopped"``, ``"was removed"``, ...). A version
+    found in a status not ``accepted`` is not held.
 
     A stop reads the version, then the aliases, then writes at the revision it read. One
     that read the aliases before this alias landed fails its write against the hold and
     looks again, finding the alias; one that wrote first makes the hold fail, and then the
-    version is no longer ready (with ``force`` any status is accepted, as it was when the
-    switch was asked for). A version rewritten for another reason (a status report) is
-    read again and held at its new revision."""
+    version is no longer ready (a forced switch accepts any status, as it did when it was
+    asked for). A version rewritten for another reason (a status report) is read again and
+    held at its new revision."""
 
     async def hold(name: str, stored: Stored[Version]) -> str | None:
         key = version_key(owner, project, deployment, name)
+        if stored.value.status not in accepted:
+            return _why_not_held(stored.value.status)
         for _ in range(_HOLD_ATTEMPTS):
             try:
                 await context.versions.update(key, stored.value, stored.revision)
@@ -150,15 +162,18 @@ async def _hold_versions(
                 fresh = await context.versions.get(key)
                 if fresh is None:
                     return "was removed"
-                status = fresh.value.status
-                if not force and status is not VersionStatus.READY:
-                    return "was stopped" if status in _STOPPED else f"became {status.value}"
+                if fresh.value.status not in accepted:
+                    return _why_not_held(fresh.value.status)
                 stored = fresh
         return "kept changing"  # not safe to call it held
 
     names = sorted(held)
     outcomes = await asyncio.gather(*(hold(name, held[name]) for name in names))
     return {name: why for name, why in zip(names, outcomes, strict=True) if why is not None}
+
+
+def _why_not_held(status: VersionStatus) -> str:
+    return "was stopped" if status in _STOPPED else f"became {status.value}"
 
 
 _SWITCH_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -195,9 +210,7 @@ async def _go_live(
     once, wait for that instead, and answer 409."""
     live = asyncio.create_task(_answer_when_live(context, revision, response))
     try:
-        lost = await _hold_versions(
-            context, updated.owner, updated.project, updated.deployment, held, force
-        )
+        lost = await _hold_versions(context, *updated.scope, held, _ANY if force else _READY)
     except BaseException:
         live.cancel()
         raise
@@ -227,7 +240,29 @@ async def _go_live(
             f"{why} while the alias was being set, and the alias changed since: it was not "
             "pointed back; check where it points",
         ) from None
-    await _answer_when_live(context, reverted, response)
+    # The versions pointed back at are held too: one may have been stopped while the alias
+    # pointed away from it. It was ready, or forced, then: only a stop loses it now.
+    back_versions = await _read_versions(
+        context, *back.scope, [back.target, *back.regions.values()]
+    )
+    _, lost_back = await asyncio.gather(
+        _answer_when_live(context, reverted, response),
+        _hold_versions(context, *back.scope, back_versions, _ANY - _STOPPED),
+    )
+    for name in _names_in([back.target, *back.regions.values()]):
+        if name not in back_versions:
+            lost_back[name] = "was removed"
+    if lost_back:
+        why_back = "; ".join(
+            f"version {name!r} {reason}" for name, reason in sorted(lost_back.items())
+        )
+        raise Problem(
+            409,
+            "version-not-ready",
+            f"{why} while the alias was being set: it points where it did before, but "
+            f"{why_back} meanwhile too: point it at a ready version",
+            revision=reverted,
+        )
     raise Problem(
         409,
         "version-not-ready",
