@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 
 from dockyard_api.aliases import alias_after_set
 from dockyard_api.problems import Problem
-from dockyard_api.routes.aliases import _go_live, _hold_versions
+from dockyard_api.routes.aliases import _go_live, _hold_versions, _Switch
 from dockyard_api.switches import SwitchOutcome
 from dockyard_common import (
     Alias,
@@ -172,12 +172,7 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
     with pytest.raises(Problem) as refused:
         await _go_live(
             context,  # type: ignore[arg-type]
-            name,
-            switched,
-            revision,
-            before,
-            {"v1": read},
-            False,
+            _Switch(name, switched, revision, before, {"v1": read}, force=False),
             Response(),
         )
     assert refused.value.status == 409

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -79,6 +80,10 @@ def _actor(caller: Principal) -> str:
     return caller.token_id or "platform-admin"
 
 
+def _reasons(lost: dict[str, str]) -> str:
+    return "; ".join(f"version {name!r} {reason}" for name, reason in sorted(lost.items()))
+
+
 def _names_in(targets: list[AliasTarget]) -> list[str]:
     return sorted({name for target in targets for name in target.versions})
 
@@ -113,14 +118,13 @@ async def _check_versions(
         raise Problem(
             404,
             "not-found",
-            "; ".join(f"version {n!r} {why}" for n, why in sorted(missing.items())),
+            _reasons(missing),
         )
     if problems and not force:
         raise Problem(
             409,
             "version-not-ready",
-            "; ".join(f"version {n!r} {why}" for n, why in sorted(problems.items()))
-            + ": wait until it is ready, or pass force",
+            _reasons(problems) + ": wait until it is ready, or pass force",
         )
     return held
 
@@ -195,22 +199,27 @@ async def _answer_when_live(context: ApiContext, revision: int, response: Respon
         response.headers["X-Dockyard-Lagging"] = ",".join(outcome.lagging)
 
 
-async def _go_live(
-    context: ApiContext,
-    key: str,
-    updated: Alias,
-    revision: int,
-    before: Stored[Alias] | None,
-    held: dict[str, Stored[Version]],
-    force: bool,
-    response: Response,
-) -> None:
+@dataclass(frozen=True)
+class _Switch:
+    """An alias change just written, going live."""
+
+    key: str
+    updated: Alias
+    revision: int
+    before: Stored[Alias] | None
+    held: dict[str, Stored[Version]]
+    """The records of the versions it names, as read when they were checked."""
+    force: bool
+
+
+async def _go_live(context: ApiContext, switch: _Switch, response: Response) -> None:
     """Hold the alias's versions while the routers apply the change (both wait on other
     processes, so they overlap). If a version could not be held, point the alias back at
     once, wait for that instead, and answer 409."""
-    live = asyncio.create_task(_answer_when_live(context, revision, response))
+    live = asyncio.create_task(_answer_when_live(context, switch.revision, response))
+    accepted = _ANY if switch.force else _READY
     try:
-        lost = await _hold_versions(context, *updated.scope, held, _ANY if force else _READY)
+        lost = await _hold_versions(context, *switch.updated.scope, switch.held, accepted)
     except BaseException:
         live.cancel()
         raise
@@ -220,18 +229,24 @@ async def _go_live(
     live.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await live
-    why = "; ".join(f"version {name!r} {reason}" for name, reason in sorted(lost.items()))
-    if before is None:
+    if switch.before is None:
         raise Problem(
             409,
             "version-not-ready",
-            f"{why} while the alias was created: it was stored pointing there; point it at "
-            "a ready version",
+            f"{_reasons(lost)} while the alias was created: it was stored pointing there; "
+            "point it at a ready version",
         )
-    back = alias_pointed_back(updated, before.value, _PLATFORM)
+    await _point_back(context, switch, switch.before, _reasons(lost), response)
+
+
+async def _point_back(
+    context: ApiContext, switch: _Switch, before: Stored[Alias], why: str, response: Response
+) -> NoReturn:
+    """Point the alias back where it was, hold those versions, wait for the routers: 409."""
+    back = alias_pointed_back(switch.updated, before.value, _PLATFORM)
     try:
         reverted = await context.aliases.update(
-            key, back, revision, announce=EventType.ALIAS_CHANGED
+            switch.key, back, switch.revision, announce=EventType.ALIAS_CHANGED
         )
     except Conflict:
         raise Problem(
@@ -242,31 +257,18 @@ async def _go_live(
         ) from None
     # The versions pointed back at are held too: one may have been stopped while the alias
     # pointed away from it. It was ready, or forced, then: only a stop loses it now.
-    back_versions = await _read_versions(
-        context, *back.scope, [back.target, *back.regions.values()]
-    )
-    _, lost_back = await asyncio.gather(
+    targets = [back.target, *back.regions.values()]
+    found = await _read_versions(context, *back.scope, targets)
+    _, lost = await asyncio.gather(
         _answer_when_live(context, reverted, response),
-        _hold_versions(context, *back.scope, back_versions, _ANY - _STOPPED),
+        _hold_versions(context, *back.scope, found, _ANY - _STOPPED),
     )
-    for name in _names_in([back.target, *back.regions.values()]):
-        if name not in back_versions:
-            lost_back[name] = "was removed"
-    if lost_back:
-        why_back = "; ".join(
-            f"version {name!r} {reason}" for name, reason in sorted(lost_back.items())
-        )
-        raise Problem(
-            409,
-            "version-not-ready",
-            f"{why} while the alias was being set: it points where it did before, but "
-            f"{why_back} meanwhile too: point it at a ready version",
-            revision=reverted,
-        )
+    lost.update({name: "was removed" for name in _names_in(targets) if name not in found})
+    also = f", but {_reasons(lost)} meanwhile too: point it at a ready version" if lost else ""
     raise Problem(
         409,
         "version-not-ready",
-        f"{why} while the alias was being set: it points where it did before",
+        f"{why} while the alias was being set: it points where it did before{also}",
         revision=reverted,
     )
 
@@ -327,7 +329,7 @@ async def put_alias(
     )
     revision = await _write(context, key, updated, current.revision if current else None)
     response.headers["ETag"] = etag(revision)
-    await _go_live(context, key, updated, revision, current, held, body.force, response)
+    await _go_live(context, _Switch(key, updated, revision, current, held, body.force), response)
     return _switched(updated, response)
 
 
@@ -353,7 +355,7 @@ async def rollback_alias(
     )
     revision = await _write(context, key, updated, current.revision)
     response.headers["ETag"] = etag(revision)
-    await _go_live(context, key, updated, revision, current, held, force, response)
+    await _go_live(context, _Switch(key, updated, revision, current, held, force), response)
     return _switched(updated, response)
 
 
