@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
+import signal
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -87,3 +90,33 @@ async def test_the_platform_serves_and_ctrl_c_stops_every_process_it_started(
     assert code == 0, "".join(platform.output)
     assert [pid for pid in started if alive(pid)] == []
     assert "Dockyard stopped." in "".join(platform.output)
+
+
+def test_a_burst_of_signals_still_stops_the_platform(tmp_path: Path) -> None:
+    # A signal handler that takes a lock deadlocks when the next signal lands while it
+    # holds it: `dockyard up` hung like that, every process left running.
+    platform = start_platform_process(tmp_path / "data", {})
+    started = descendants(platform.process.pid)
+    try:
+        # Signals arriving all along for a second, as from an impatient supervisor: some
+        # land while the launcher handles the one before.
+        until = time.monotonic() + 1
+        while time.monotonic() < until and not stopped(platform.output):
+            platform.process.send_signal(signal.SIGTERM)
+            time.sleep(0.0005)
+        platform.process.wait(60)
+    finally:
+        if platform.process.poll() is None:
+            platform.process.kill()
+            platform.process.wait()
+            for pid in descendants(platform.process.pid) | started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    # Its exit code is not asserted: a signal landing after it finished, while the
+    # interpreter shuts down, ends it with that signal's default action.
+    assert stopped(platform.output), "".join(platform.output)
+    assert [pid for pid in started if alive(pid)] == []
+
+
+def stopped(output: list[str]) -> bool:
+    return "Dockyard stopped.\n" in output

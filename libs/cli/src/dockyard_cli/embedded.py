@@ -12,7 +12,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
@@ -227,10 +226,13 @@ def login_command(platform: EmbeddedPlatform) -> str:
 
 def run_embedded(settings: EmbeddedSettings) -> int:
     """Run the platform in the foreground until Ctrl-C or SIGTERM; the process exit code."""
-    stopping = threading.Event()
+    # A list, not a threading.Event: a handler runs between any two bytecodes of the main
+    # thread, another signal can interrupt it, and Event.set takes a lock that the
+    # interrupted handler may hold (seen: `dockyard up` hung there, everything running).
+    stopping: list[int] = []
 
     def on_signal(signum: int, _: FrameType | None) -> None:
-        stopping.set()
+        stopping.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -250,8 +252,9 @@ def run_embedded(settings: EmbeddedSettings) -> int:
             "Press Ctrl-C to stop.",
             flush=True,
         )
-        while not stopping.wait(0.5):
+        while not stopping:
             platform.check_alive()
+            time.sleep(0.5)
     except RuntimeError as exc:
         print(f"dockyard: {exc}", file=sys.stderr, flush=True)
         return 1
