@@ -33,7 +33,7 @@ async def test_a_loop_of_redis_commands_ends_when_cancelled(
         for _ in range(20):
             # A loop that does nothing but send commands loses about half the
             # cancellations: cancelled again often, it still ends at once.
-            task = asyncio.create_task(cancellable(poll(), again_after_s=0.05))
+            task = asyncio.create_task(cancellable(poll, again_after_s=0.05))
             await asyncio.sleep(after_s)
             task.cancel()
             done, _ = await asyncio.wait({task}, timeout=10)

@@ -19,9 +19,9 @@ async def test_the_result_and_the_error_come_through() -> None:
         await asyncio.sleep(0)
         raise ValueError("no")
 
-    assert await cancellable(answer()) == 42
+    assert await cancellable(answer) == 42
     with pytest.raises(ValueError, match="no"):
-        await cancellable(fail())
+        await cancellable(fail)
 
 
 async def test_work_that_swallows_a_cancellation_still_ends() -> None:
@@ -34,7 +34,7 @@ async def test_work_that_swallows_a_cancellation_still_ends() -> None:
             swallowed.set()  # as a lost cancellation looks from outside: it goes on
         await asyncio.sleep(60)
 
-    task = asyncio.create_task(cancellable(stubborn()))
+    task = asyncio.create_task(cancellable(stubborn))
     await asyncio.sleep(0.01)
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=2)
@@ -52,7 +52,9 @@ async def test_a_second_cancellation_while_ending_does_not_orphan_the_work() -> 
             await asyncio.shield(asyncio.sleep(0.15))  # a clean-up that takes a while
             ended.set()
 
-    task = asyncio.create_task(cancellable(slow_to_end()))
+    # Re-cancelled only after a second: the clean-up (0.15 s) has its time, even on a
+    # loaded machine.
+    task = asyncio.create_task(cancellable(slow_to_end, again_after_s=1.0))
     await asyncio.sleep(0.01)
     task.cancel()
     await asyncio.sleep(0.05)

@@ -172,13 +172,20 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
     with pytest.raises(Problem) as refused:
         await _go_live(
             context,  # type: ignore[arg-type]
-            _Switch(name, switched, revision, before, {"v1": read}, force=False),
+            _Switch(
+                key=name,
+                updated=switched,
+                revision=revision,
+                before=before,
+                held={"v1": read},
+                force=False,
+            ),
             Response(),
         )
     assert refused.value.status == 409
     said = "version 'v1' was stopped while the alias was being set: it points where it did before"
     if old_one_stopped_too:
-        said += ", but version 'v0' was stopped meanwhile too: point it at a ready version"
+        said += ", but version 'v0' was stopped too: point it at a ready version"
     assert refused.value.detail == said
     assert refused.value.extra["revision"] > revision
     # It acted on the failed hold at once, not after the routers' bound (30 s here), and

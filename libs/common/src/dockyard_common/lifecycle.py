@@ -48,17 +48,21 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
         asyncio.run(runner())
 
 
-async def cancellable(work: Coroutine[Any, Any, T], *, again_after_s: float = 0.25) -> T:
-    """Run ``work`` in a task of its own that a cancellation always ends.
+async def cancellable(
+    start: Callable[[], Coroutine[Any, Any, T]], *, again_after_s: float = 0.25
+) -> T:
+    """Run ``start()`` in a task of its own that a cancellation always ends.
 
     Python 3.11's ``asyncio.wait_for`` loses a cancellation that lands just as what it waits
     for completes (CPython gh-86296; rewritten in 3.12). redis-py calls it for every command
     it sends with a socket timeout (ours: 0.5 s), so a task cancelled at that moment goes on
     as if nothing happened: measured, nearly half of the cancellations of a loop of GETs.
     Here the work is cancelled again every ``again_after_s`` until it ends (a clean-up of
-    its own that takes longer is cut short), and then the cancellation is raised.
+    its own that takes longer is cut short), and then the cancellation is raised; an error
+    the work raised while ending is logged. (The work is made here, not passed in: work
+    cancelled before it started is then never made, rather than made and never awaited.)
     """
-    inner = asyncio.ensure_future(work)
+    inner = asyncio.ensure_future(start())
     try:
         return await asyncio.shield(inner)
     except asyncio.CancelledError:
@@ -71,8 +75,8 @@ async def cancellable(work: Coroutine[Any, Any, T], *, again_after_s: float = 0.
             # Cancelled once more meanwhile: the work still has to end first.
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait({inner}, timeout=max(0.0, again_at - loop.time()))
-        if not inner.cancelled():
-            inner.exception()  # retrieved: it ended while being cancelled, which is raised
+        if not inner.cancelled() and (error := inner.exception()) is not None:
+            log.error("task.failed_while_cancelled", error=repr(error), exc_info=error)
         raise
 
 

@@ -10,9 +10,9 @@ import sys
 __all__ = ["free_port", "stop_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
-# Loaded here, not between fork and exec: loading a library there can deadlock when the
-# parent has threads (asyncio's child watcher starts one per child).
-_LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform == "linux" else None
+# Looked up here, not between fork and exec (where the child would load and look it up
+# each time): that can deadlock when the parent has threads (asyncio's child watcher).
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform == "linux" else None
 
 
 def stop_with_parent() -> None:
@@ -20,8 +20,8 @@ def stop_with_parent() -> None:
 
     Elsewhere it does nothing; a clean shutdown still stops children explicitly.
     """
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

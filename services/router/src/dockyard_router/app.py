@@ -48,7 +48,7 @@ async def serve(
     settings: RouterSettings, stop: asyncio.Event, ready: Callable[[], None] | None = None
 ) -> None:
     """Serve until ``stop`` is set; in-flight requests finish before the process ends.
-    ``ready()`` once the port is open and the tables are loaded."""
+    ``ready()`` once the port is open (with the tables loaded, or Redis found away)."""
     configure_logging(service="router", log_format=settings.log_format, level=settings.log_level)
     if settings.router_worker is not None:
         bind_contextvars(worker=settings.router_worker)
@@ -105,12 +105,12 @@ async def serve(
             backlog=1024,
         )
         background = [
-            store.follow(),
-            store.watch_tables(),
-            heartbeat.run(),
-            follow_endpoint_states(js, store),
-            watch_alias_record(js, store.apply_alias, heartbeat.applied_through),
-            close_idle_connections(
+            store.follow,
+            store.watch_tables,
+            heartbeat.run,
+            lambda: follow_endpoint_states(js, store),
+            lambda: watch_alias_record(js, store.apply_alias, heartbeat.applied_through),
+            lambda: close_idle_connections(
                 connections,
                 settings.client_idle_timeout_s,
                 min(10.0, settings.client_idle_timeout_s / 2),

@@ -27,9 +27,14 @@ import sys
 from dockyard_common import get_logger
 from dockyard_common.processes import stop_with_parent
 
-__all__ = ["restart_delay", "supervise"]
+__all__ = ["READY_FD_ENV", "WORKER_ENV", "restart_delay", "supervise"]
 
 log = get_logger(__name__)
+
+WORKER_ENV = "DOCKYARD_ROUTER_WORKER"
+"""A worker's index (``RouterSettings.router_worker``): set, the process serves."""
+READY_FD_ENV = "DOCKYARD_ROUTER_READY_FD"
+"""The pipe a worker says it serves on (``RouterSettings.router_ready_fd``)."""
 
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 30.0
@@ -91,7 +96,8 @@ async def supervise(count: int) -> int:
             if delay is None:
                 log.error("router.worker.failed", worker=index, code=code)
                 failed.append(code if code > 0 else 1)
-                stop(signal.SIGTERM)
+                if not stopping.is_set():  # not a second signal for the others
+                    stop(signal.SIGTERM)
                 return
             log.warning("router.worker.exited", worker=index, code=code, restart_in_s=delay)
             with contextlib.suppress(TimeoutError):
@@ -126,9 +132,11 @@ async def _start_worker(index: int) -> tuple[asyncio.subprocess.Process, asyncio
 
     def on_readable() -> None:
         # One byte: it serves. Nothing: the pipe closed, the worker ended first.
-        served.set_result(bool(os.read(read_end, 1)))
+        said = os.read(read_end, 1)
         loop.remove_reader(read_end)
         os.close(read_end)
+        if not served.done():
+            served.set_result(bool(said))
 
     loop.add_reader(read_end, on_readable)
     try:
@@ -138,8 +146,8 @@ async def _start_worker(index: int) -> tuple[asyncio.subprocess.Process, asyncio
             "dockyard_router",
             env={
                 **os.environ,
-                "DOCKYARD_ROUTER_WORKER": str(index),
-                "DOCKYARD_ROUTER_READY_FD": str(write_end),
+                WORKER_ENV: str(index),
+                READY_FD_ENV: str(write_end),
             },
             pass_fds=(write_end,),
             preexec_fn=stop_with_parent,

@@ -199,7 +199,7 @@ async def _answer_when_live(context: ApiContext, revision: int, response: Respon
         response.headers["X-Dockyard-Lagging"] = ",".join(outcome.lagging)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class _Switch:
     """An alias change just written, going live."""
 
@@ -259,12 +259,12 @@ async def _point_back(
     # pointed away from it. It was ready, or forced, then: only a stop loses it now.
     targets = [back.target, *back.regions.values()]
     found = await _read_versions(context, *back.scope, targets)
-    _, lost = await asyncio.gather(
-        _answer_when_live(context, reverted, response),
-        _hold_versions(context, *back.scope, found, _ANY - _STOPPED),
-    )
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(_answer_when_live(context, reverted, response))
+        holding = tasks.create_task(_hold_versions(context, *back.scope, found, _ANY - _STOPPED))
+    lost = holding.result()
     lost.update({name: "was removed" for name in _names_in(targets) if name not in found})
-    also = f", but {_reasons(lost)} meanwhile too: point it at a ready version" if lost else ""
+    also = f", but {_reasons(lost)} too: point it at a ready version" if lost else ""
     raise Problem(
         409,
         "version-not-ready",
@@ -329,7 +329,10 @@ async def put_alias(
     )
     revision = await _write(context, key, updated, current.revision if current else None)
     response.headers["ETag"] = etag(revision)
-    await _go_live(context, _Switch(key, updated, revision, current, held, body.force), response)
+    switch = _Switch(
+        key=key, updated=updated, revision=revision, before=current, held=held, force=body.force
+    )
+    await _go_live(context, switch, response)
     return _switched(updated, response)
 
 
@@ -355,7 +358,10 @@ async def rollback_alias(
     )
     revision = await _write(context, key, updated, current.revision)
     response.headers["ETag"] = etag(revision)
-    await _go_live(context, _Switch(key, updated, revision, current, held, force), response)
+    switch = _Switch(
+        key=key, updated=updated, revision=revision, before=current, held=held, force=force
+    )
+    await _go_live(context, switch, response)
     return _switched(updated, response)
 
 
