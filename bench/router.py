@@ -56,6 +56,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
 from dockyard_cli.servers import free_port
+from dockyard_common.processes import stop_with_parent
 from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT
 
 try:
@@ -148,6 +149,10 @@ class Platform:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
+            # Stopped with this process, however it ends: a killed bench left a whole
+            # platform running. (Start it from the main thread: the signal follows the
+            # thread that started it.)
+            preexec_fn=stop_with_parent,
         )
         started = threading.Event()
 
