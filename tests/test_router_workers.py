@@ -169,3 +169,26 @@ async def test_a_router_whose_workers_cannot_start_exits_with_an_error(
     assert code != 0, log
     assert "router.worker.failed" in log
     assert "address already in use" in log.lower()
+
+
+async def test_a_worker_that_does_not_stop_is_killed_soon_after_a_second_signal(
+    infrastructure: Infrastructure, nats_client: NatsClient, tmp_path: Path
+) -> None:
+    heard = await listen_for_routers(nats_client)
+    router = start_router(infrastructure, free_port(), tmp_path / "router.log")
+    try:
+        stuck, other = await workers_of(router.pid, heard, 2, within_s=30)
+        os.kill(stuck, signal.SIGSTOP)  # it cannot act on any signal but SIGKILL now
+        router.send_signal(signal.SIGTERM)
+        await gone(other, within_s=30)  # the other drains (no requests) and ends
+        assert alive(stuck) and router.poll() is None
+        started = time.monotonic()
+        router.send_signal(signal.SIGTERM)  # a second signal: 5 s more at most
+        code = await asyncio.to_thread(router.wait, 30)
+        waited = time.monotonic() - started
+        assert not alive(stuck)
+        assert code == 0, (tmp_path / "router.log").read_text()
+        assert 4 < waited < 15, waited
+        assert "router.worker.killed" in (tmp_path / "router.log").read_text()
+    finally:
+        end(router)
