@@ -26,6 +26,7 @@ from dockyard_common import RouterHeartbeat
 from dockyard_common.processes import stop_with_parent
 from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
 from tests.harness.infrastructure import Infrastructure
+from tests.harness.procs import alive, descendants, parent_of, stat_fields
 
 pytestmark = pytest.mark.e2e
 
@@ -55,8 +56,7 @@ def start_router(
 
 def end(router: subprocess.Popen[bytes]) -> None:
     """Kill the router and its workers, if any are left (after a failed assertion)."""
-    workers = [int(pid) for pid in os.listdir("/proc") if pid.isdigit()]
-    workers = [pid for pid in workers if parent_of(pid) == router.pid]
+    workers = descendants(router.pid)
     if router.poll() is None:
         router.kill()
         router.wait()
@@ -70,25 +70,6 @@ async def gone(pid: int, within_s: float) -> None:
     while alive(pid):
         assert time.monotonic() < deadline, f"process {pid} still runs"
         await asyncio.sleep(0.05)
-
-
-def stat_fields(pid: int) -> list[str]:
-    """/proc/<pid>/stat after the command name: [state, ppid, pgrp, session, ...]."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def parent_of(pid: int) -> int | None:
-    try:
-        return int(stat_fields(pid)[1])
-    except (OSError, IndexError):
-        return None
-
-
-def alive(pid: int) -> bool:
-    try:
-        return stat_fields(pid)[0] != "Z"
-    except OSError:
-        return False
 
 
 async def listen_for_routers(nats_client: NatsClient) -> list[int]:

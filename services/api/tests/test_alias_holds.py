@@ -79,8 +79,7 @@ async def test_a_stop_that_wrote_first_makes_the_switch_point_back(
     versions, owner, key = await ready_version(private_js)
     read = await versions.get(key)
     assert read is not None
-    stopping = read.value.model_copy(update={"status": VersionStatus.STOPPING})
-    await versions.update(key, stopping, read.revision)  # the stop lands between
+    await stop(versions, key)  # the stop lands between
     assert await hold(versions, owner, key, read) == {"v1": "was stopped"}
 
 

@@ -84,20 +84,16 @@ def _reasons(lost: dict[str, str]) -> str:
     return "; ".join(f"version {name!r} {reason}" for name, reason in sorted(lost.items()))
 
 
-def _names_in(targets: list[AliasTarget]) -> list[str]:
-    return sorted({name for target in targets for name in target.versions})
-
-
 async def _read_versions(
     context: ApiContext, owner: str, project: str, deployment: str, targets: list[AliasTarget]
-) -> dict[str, Stored[Version]]:
-    """The records of the versions the targets name, those that exist."""
-    names = _names_in(targets)
+) -> dict[str, Stored[Version] | None]:
+    """The record of each version the targets name (None: it does not exist)."""
+    names = sorted({name for target in targets for name in target.versions})
     # Read at once: an alias switch waits on these round trips, and it should be instant.
     reads = await asyncio.gather(
         *(context.versions.get(version_key(owner, project, deployment, n)) for n in names)
     )
-    return {name: stored for name, stored in zip(names, reads, strict=True) if stored}
+    return dict(zip(names, reads, strict=True))
 
 
 async def _check_versions(
@@ -110,23 +106,19 @@ async def _check_versions(
 ) -> dict[str, Stored[Version]]:
     """Check the versions the targets name (404 missing, 409 not ready unless forced); the
     records read, for :func:`_hold_versions` once the alias is written."""
-    held = await _read_versions(context, owner, project, deployment, targets)
-    found = {name: held[name].value if name in held else None for name in _names_in(targets)}
+    reads = await _read_versions(context, owner, project, deployment, targets)
+    found = {name: stored.value if stored else None for name, stored in reads.items()}
     problems = unready_versions(targets, found)
     missing = {n: why for n, why in problems.items() if why == "does not exist"}
     if missing:
-        raise Problem(
-            404,
-            "not-found",
-            _reasons(missing),
-        )
+        raise Problem(404, "not-found", _reasons(missing))
     if problems and not force:
         raise Problem(
             409,
             "version-not-ready",
             _reasons(problems) + ": wait until it is ready, or pass force",
         )
-    return held
+    return {name: stored for name, stored in reads.items() if stored}
 
 
 _HOLD_ATTEMPTS = 5
@@ -257,13 +249,13 @@ async def _point_back(
         ) from None
     # The versions pointed back at are held too: one may have been stopped while the alias
     # pointed away from it. It was ready, or forced, then: only a stop loses it now.
-    targets = [back.target, *back.regions.values()]
-    found = await _read_versions(context, *back.scope, targets)
+    reads = await _read_versions(context, *back.scope, [back.target, *back.regions.values()])
+    found = {name: stored for name, stored in reads.items() if stored}
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(_answer_when_live(context, reverted, response))
         holding = tasks.create_task(_hold_versions(context, *back.scope, found, _ANY - _STOPPED))
     lost = holding.result()
-    lost.update({name: "was removed" for name in _names_in(targets) if name not in found})
+    lost.update({name: "was removed" for name, stored in reads.items() if stored is None})
     also = f", but {_reasons(lost)} too: point it at a ready version" if lost else ""
     raise Problem(
         409,
