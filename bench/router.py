@@ -265,7 +265,7 @@ def process_groups(root: int) -> dict[str, list[int]]:
                     "router"
                     if "dockyard_router" in command
                     else "upstream"
-                    if "dockyard_runner" in command or "waitress" in command
+                    if "dockyard_runner" in command
                     else "platform"
                 )
                 groups[role].append(pid)

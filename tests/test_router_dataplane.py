@@ -1,6 +1,6 @@
 """The router's data plane against real upstream processes: replicas, failover, timeouts.
 
-The upstreams here are real HTTP servers (waitress, as the endpoint runner uses) started by
+The upstreams here are real HTTP servers (the endpoint runner's, ``dockyard_server``) started by
 the test, written into the router's tables the way the scheduler does it: an
 ``endpoint.ready`` event on NATS naming the endpoint's upstreams.
 """
@@ -24,6 +24,7 @@ import pytest
 from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
+from dockyard_builder.runner import RUNNER_FILES
 from dockyard_cli.servers import free_port
 from dockyard_common import EndpointState, EventPublisher, EventType, WorkloadState
 from dockyard_router.store import ROUTES_HASH, TABLES_VERSION
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.e2e
 ADMIN_TOKEN = "dataplane-test-admin"  # noqa: S105 - a test's own router
 
 REPLICA = """
-import sys, time, waitress
+import sys, time, dockyard_server
 NAME = sys.argv[2].encode()
 
 def app(environ, start_response):
@@ -47,7 +48,7 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(NAME)))])
     return [NAME]
 
-waitress.serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, _quiet=True)
+dockyard_server.serve(app, "127.0.0.1", int(sys.argv[1]), max_requests=8)
 """
 
 
@@ -73,7 +74,10 @@ def replicas(tmp_path: Path) -> Iterator[Callable[[str], tuple[str, subprocess.P
 
     def start(name: str) -> tuple[str, subprocess.Popen[bytes]]:
         port = free_port()
-        process = subprocess.Popen([sys.executable, str(script), str(port), name])
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(port), name],
+            env={**os.environ, "PYTHONPATH": str(RUNNER_FILES)},
+        )
         started.append(process)
         wait_listening(port)
         return f"http://127.0.0.1:{port}", process

@@ -66,7 +66,7 @@ EndpointImage = tuple[bytes, bytes]
 
 
 def wsgi_threads(spec: EndpointSpec) -> int:
-    """Worker threads of a ``wsgi`` endpoint's server: four per CPU it may use (4 to 64).
+    """Requests a ``wsgi`` endpoint's app runs at once: four per CPU it may use (4 to 64).
 
     valohai.yaml's ``resources.cpu`` is a number or ``{min, max}``; the larger bound counts.
     """
