@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import queue
 import re
 import signal
 import socket
@@ -451,6 +452,26 @@ def environ_of(
     return environ
 
 
+class Turns:
+    """At most ``count`` holders at once; the others block until one ends.
+
+    A queue of tokens: ``queue.SimpleQueue`` is written in C and blocks without the GIL. A
+    ``threading.Semaphore`` (Python over a condition variable) cost a third of the
+    throughput of a tiny app at 32 connections and 4 turns.
+    """
+
+    def __init__(self, count: int) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(count):
+            self._tokens.put(None)
+
+    def __enter__(self) -> None:
+        self._tokens.get()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._tokens.put(None)
+
+
 class Server:
     """Serves ``app`` on a listening socket until :meth:`stop`."""
 
@@ -463,7 +484,7 @@ class Server:
     ) -> None:
         self.app = app
         self.sock = sock
-        self.turns = threading.BoundedSemaphore(max_requests)
+        self.turns = Turns(max_requests)
         self.connections = threading.BoundedSemaphore(max_connections)
         self.closing = threading.Event()
         self._active = 0
@@ -542,13 +563,12 @@ class Server:
             go_ahead = functools.partial(exchange.send_interim, b"100 Continue")
         body = Body(reader, length, go_ahead)
         environ = environ_of(request, body, self.address, (str(peer[0]), int(peer[1])))
-        with self.turns:
-            try:
-                self.run_app(environ, exchange)
-            except BadRequest as error:  # the app read a body that was not well framed
-                if not exchange.head_sent:
-                    refuse(conn, error)
-                return False
+        try:
+            self.run_app(environ, exchange)
+        except BadRequest as error:  # the app read a body that was not well framed
+            if not exchange.head_sent:
+                refuse(conn, error)
+            return False
         if not exchange.keep_alive:
             return False
         if go_ahead is not None and not body.done:
@@ -559,20 +579,23 @@ class Server:
             return False
 
     def run_app(self, environ: dict[str, Any], exchange: Exchange) -> None:
-        """Run the app and send its answer; a 500 if it fails before sending anything."""
+        """Run the app (on a turn) and send its answer; a 500 if it fails before sending."""
         try:
-            result = self.app(environ, exchange.start_response)
-            try:
-                if isinstance(result, (list, tuple)) and not exchange.head_sent:
-                    data = b"".join(result)
-                    exchange.send_head(len(data), data)
-                else:
-                    for data in result:
-                        exchange.write(data)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
+            with self.turns:
+                result = self.app(environ, exchange.start_response)
+                whole = None
+                try:
+                    if isinstance(result, (list, tuple)) and not exchange.head_sent:
+                        whole = b"".join(result)
+                    else:
+                        for data in result:
+                            exchange.write(data)
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+            if whole is not None:  # a whole body: sent after the turn, the app is done with it
+                exchange.send_head(len(whole), whole)
             exchange.finish()
         except (BadRequest, ClientGone):
             raise
