@@ -11,9 +11,10 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+if TYPE_CHECKING:  # Python 3.8 cannot subscript dict at run time
+    from dockyard_server import WsgiApp
 
 HEALTH_PATH = "/_dockyard/health"
 

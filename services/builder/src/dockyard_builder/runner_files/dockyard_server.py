@@ -3,8 +3,9 @@
 Each connection has a thread that reads a request, runs the app and writes the answer itself,
 so a request costs its own socket calls and no hand-over between threads. At most
 ``max_requests`` requests run app code at once (``DOCKYARD_WSGI_THREADS``); the others wait
-for a turn on their own thread. Standard library only: it ships in every version image,
-whatever Python the base image has.
+for a turn on their own thread. Standard library only, and nothing newer than Python 3.7
+(served and stopped by hand on 3.7 to 3.13): it ships in every version image, whatever Python
+the base image has.
 
 It replaced waitress, whose dispatcher thread hands every request to a worker thread and back.
 On a 2-core machine, with 32 keep-alive clients that send the next request as soon as an answer
