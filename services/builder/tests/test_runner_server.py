@@ -6,9 +6,11 @@ sockets, so that framing, keep-alive and refusals are seen byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -104,6 +106,26 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     if path == "/no-content":
         start_response("204 No Content", [])
         return []
+    if path == "/swallow":  # a framework that turns every error into its own answer
+        try:
+            environ["wsgi.input"].read()
+        except Exception:
+            start_response("500 Internal Server Error", [("Content-Length", "7")])
+            return [b"my own!"]
+        start_response("200 OK", text)
+        return [b"read"]
+    if path == "/unread":
+        start_response("401 Unauthorized", [("Content-Length", "6")])
+        return [b"denied"]
+    if path == "/euro":
+        start_response("200 OK", [("X-Price", "5 €")])
+        return [b"five"]
+    if path == "/text":
+        start_response("200 OK", text)
+        return ["not bytes"]
+    if path == "/two-lengths":
+        start_response("200 OK", [("Content-Length", "2"), ("Content-Length", "10")])
+        return [b"ok"]
     start_response("200 OK", text)
     return [b"hello"]
 
@@ -306,8 +328,17 @@ def test_answers_are_framed_by_what_the_app_returns(server: Any) -> None:
             conn.recv(1)  # ... and no body: the connection stays open and quiet
         assert not buffer
 
-    empty, _ = exchange(server, b"GET /no-content HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert empty.status == 204 and "content-length" not in empty.headers
+    with connect(server) as conn:
+        conn.sendall(b"GET /no-content HTTP/1.1\r\nHost: x\r\n\r\n")
+        buffer = bytearray()
+        empty = read_answer(conn, buffer)
+        assert empty.status == 204
+        assert "content-length" not in empty.headers
+        assert "transfer-encoding" not in empty.headers
+        conn.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            conn.recv(1)  # no body, not even a last chunk, and the connection stays
+        assert not buffer
 
     # Less than the app's Content-Length: sent as is, then the connection is closed.
     with connect(server) as conn:
@@ -333,6 +364,10 @@ def test_the_app_iterable_is_closed_after_the_answer(server: Any) -> None:
         (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
         (b"POST /x HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400),
         (b"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        # Only space and tab are HTTP whitespace; latin-1's \xa0 and \x85 are not.
+        (b"POST /x HTTP/1.1\r\nContent-Length: 5\xa0\r\n\r\nhello", 400),
+        (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\x85\r\n\r\n", 501),
+        (b"POST /x HTTP/1.1\r\nTransfer-Encoding: \xa0chunked\r\n\r\n", 501),
         (b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
         (b"GET /x HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
         (b"GET /x HTTP/1.1\r\nHost : x\r\n\r\n", 400),
@@ -472,3 +507,124 @@ def test_sigterm_lets_a_running_request_finish_and_refuses_new_ones(tmp_path: Pa
         if runner.poll() is None:
             runner.kill()
             runner.wait()
+
+
+def test_a_body_error_the_app_swallowed_still_ends_the_connection(server: Any) -> None:
+    """A bad chunk is a framing error: whatever follows on the connection cannot be trusted
+    to be a request, even when the app catches the error and answers."""
+    with connect(server) as conn:
+        conn.sendall(
+            b"POST /swallow HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"zz\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        buffer = bytearray()
+        answer = read_answer(conn, buffer)
+        assert (answer.status, answer.body) == (500, b"my own!")
+        assert answer.headers["connection"] == "close"
+        received = bytes(buffer)
+        while chunk := conn.recv(65536):
+            received += chunk
+    assert received == b"", "nothing answered the smuggled request"
+
+
+@pytest.mark.parametrize("path", ["/euro", "/text", "/two-lengths"])
+def test_an_answer_the_server_cannot_send_is_a_500(
+    server: Any, path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer, closed = exchange(server, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert answer.status == 500 and closed
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_turn_is_given_back_when_the_app_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    single = dockyard_server.Server(app, dockyard_server.listen("127.0.0.1", 0), max_requests=1)
+    threading.Thread(target=single.serve_forever, daemon=True).start()
+    try:
+        for _ in range(3):
+            assert exchange(single, b"GET /fail HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 500
+        assert exchange(single, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")[0].body == b"hello"
+    finally:
+        single.stop(grace_s=5)
+    assert capsys.readouterr().err.count("RuntimeError: the model is broken") == 3
+
+
+def test_a_slow_upload_holds_no_turn() -> None:
+    """Bodies up to PRELOAD_LIMIT_BYTES are read before the app gets its turn."""
+    single = dockyard_server.Server(app, dockyard_server.listen("127.0.0.1", 0), max_requests=1)
+    threading.Thread(target=single.serve_forever, daemon=True).start()
+    try:
+        with connect(single) as uploading:
+            uploading.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf-")
+            time.sleep(0.2)
+            started = time.monotonic()
+            answer, _ = exchange(single, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answer.body == b"hello" and time.monotonic() - started < 1
+            uploading.sendall(b"done!")
+            assert json.loads(read_answer(uploading, bytearray()).body)["body"] == "half-done!"
+    finally:
+        single.stop(grace_s=5)
+
+
+def test_a_request_head_sent_byte_by_byte_is_cut_off() -> None:
+    quick = dockyard_server.Server(
+        app, dockyard_server.listen("127.0.0.1", 0), max_requests=2, idle_timeout_s=0.6
+    )
+    threading.Thread(target=quick.serve_forever, daemon=True).start()
+    try:
+        with connect(quick) as slow:
+            started = time.monotonic()
+            for byte in b"GET /hello HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+                try:
+                    slow.sendall(bytes([byte]))  # a byte every 0.1 s: never idle for 0.6 s
+                except OSError:
+                    break
+                if select.select([slow], [], [], 0.1)[0]:
+                    break  # readable: the server ended the connection
+            took = time.monotonic() - started
+            assert select.select([slow], [], [], 0)[0], "still open after 10 s of trickling"
+        assert 0.6 <= took < 3  # the head as a whole was overdue
+    finally:
+        quick.stop(grace_s=5)
+
+
+def test_a_refused_upload_still_gets_its_answer(server: Any) -> None:
+    """An app answering without reading an 8 MB body: the client must see the 401, not a
+    reset from closing with its upload unread."""
+    with connect(server) as conn:
+        conn.sendall(b"POST /unread HTTP/1.1\r\nHost: x\r\nContent-Length: 8388608\r\n\r\n")
+        sent = threading.Event()
+
+        def upload() -> None:
+            with contextlib.suppress(OSError):
+                for _ in range(128):
+                    conn.sendall(b"x" * 65536)
+            sent.set()
+
+        threading.Thread(target=upload, daemon=True).start()
+        answer = read_answer(conn, bytearray())
+        assert (answer.status, answer.body) == (401, b"denied")
+        assert answer.headers["connection"] == "close"  # announced: too much to read away
+        sent.wait(10)
+
+
+def test_a_connection_that_gets_no_thread_is_closed_and_accepting_goes_on(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    failures = [RuntimeError("can't start new thread")]
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name != "heads" and failures:
+            raise failures.pop()
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    crowded = dockyard_server.Server(app, dockyard_server.listen("127.0.0.1", 0), max_requests=2)
+    real_start(threading.Thread(target=crowded.serve_forever, daemon=True))
+    try:
+        with connect(crowded) as refused:
+            assert refused.recv(1) == b""  # closed: no thread to serve it
+        assert exchange(crowded, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")[0].body == b"hello"
+        assert "can't start new thread" in capsys.readouterr().err
+    finally:
+        crowded.stop(grace_s=5)

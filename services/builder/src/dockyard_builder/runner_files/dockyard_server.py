@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import queue
 import re
 import signal
@@ -43,10 +44,19 @@ MAX_HEAD_BYTES = 65536
 """Request line and headers together; past it the answer is 431."""
 
 IDLE_TIMEOUT_S = 75.0
-"""A connection with nothing to read or write for this long is closed."""
+"""A connection with nothing to read or write for this long is closed; a request head that
+has not arrived whole this long after the previous answer (or the connection) too."""
 
 DRAIN_LIMIT_BYTES = 1 << 20
 """A request body the app left unread is read away up to this size to keep the connection."""
+
+PRELOAD_LIMIT_BYTES = 1 << 20
+"""A ``Content-Length`` body up to this size is read before the app gets a turn, so that a
+slow client holds no turn while it uploads."""
+
+LINGER_S = 2.0
+"""Closing with input unread, the server reads it away this long first: closed at once, the
+kernel would reset the connection and the client could lose the answer sent before."""
 
 MAX_CONNECTIONS = 1000
 """Open connections (each has a thread); more wait in the listening socket's backlog."""
@@ -63,6 +73,7 @@ _HOP_BY_HOP = frozenset(
 )
 _NO_BODY_STATUS = frozenset((204, 304))
 _CONTROL = re.compile(rb"[\x00-\x20\x7f]")
+_OWS = " \t"  # HTTP's whitespace: str.strip() alone would also take latin-1's \xa0 and \x85
 _VALUE_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # a header value may hold tabs
 
 
@@ -91,7 +102,9 @@ class Request:
         return [value for key, value in self.headers if key == name]
 
     def tokens(self, name: str) -> set[str]:
-        return {token.strip().lower() for value in self.header(name) for token in value.split(",")}
+        return {
+            token.strip(_OWS).lower() for value in self.header(name) for token in value.split(",")
+        }
 
 
 def read_head(reader: BinaryIO) -> Request:
@@ -157,7 +170,32 @@ class Body:
         self._left = length or 0  # of the body, or of the current chunk when chunked
         self._started = False
         self.done = length == 0
+        self.broken: BadRequest | None = None
+        """Set once the body was found badly framed: the connection cannot be reused."""
         self._send_continue = send_continue
+
+    @property
+    def drainable(self) -> bool:
+        """Whether the end of the body can still be found by reading it away."""
+        if self.broken is not None or self._send_continue is not None:
+            return self.done  # no go-ahead was sent: the client may or may not send it
+        return self.done or self._chunked or self._left <= DRAIN_LIMIT_BYTES
+
+    def forgo_continue(self) -> None:
+        """The answer starts: a ``100 Continue`` can no longer be sent."""
+        self._send_continue = None
+
+    def preload(self) -> None:
+        """Read a ``Content-Length`` body of at most :data:`PRELOAD_LIMIT_BYTES` now."""
+        if self._chunked or self.done or self._send_continue or self._left > PRELOAD_LIMIT_BYTES:
+            return
+        try:
+            data = self._reader.read(self._left)
+        except OSError as error:
+            raise ClientGone from error
+        if len(data) < self._left:
+            raise ClientGone("the request body ended early")
+        self._reader = cast(BinaryIO, io.BytesIO(data))
 
     def read(self, size: int | None = -1) -> bytes:
         parts = []
@@ -200,6 +238,8 @@ class Body:
 
     def _some(self, size: int, line: bool) -> bytes:
         """Up to ``size`` bytes (up to a newline if ``line``) of what is left."""
+        if self.broken is not None:
+            raise self.broken  # again: an app that swallowed it must not read on
         if self.done:
             return b""
         if self._send_continue is not None:
@@ -210,10 +250,13 @@ class Body:
                 return b""
             count = min(size, self._left)
             data = self._reader.readline(count) if line else self._reader.read(count)
+            if not data:
+                raise BadRequest("request body ended early")
         except OSError as error:
             raise ClientGone from error
-        if not data:
-            raise BadRequest("request body ended early")
+        except BadRequest as error:
+            self.broken = error
+            raise
         self._left -= len(data)
         if self._left == 0 and not self._chunked:
             self.done = True
@@ -242,7 +285,7 @@ class Body:
 
     def drain(self, limit: int) -> bool:
         """Read away what the app left unread; True if the body ended within ``limit`` bytes."""
-        self._send_continue = None  # the client waits for an answer, not for a go-ahead
+        self.forgo_continue()  # the client waits for an answer, not for a go-ahead
         while not self.done and limit > 0:
             part = self._some(min(limit, 65536), line=False)
             if not part:
@@ -254,12 +297,14 @@ class Body:
 def body_length(request: Request) -> int | None:
     """The body's length, None for chunked; :class:`BadRequest` for ambiguous framing."""
     codings = [
-        coding.strip().lower()
+        coding.strip(_OWS).lower()
         for value in request.header("transfer-encoding")
         for coding in value.split(",")
     ]
     lengths = {
-        length.strip() for value in request.header("content-length") for length in value.split(",")
+        length.strip(_OWS)
+        for value in request.header("content-length")
+        for length in value.split(",")
     }
     if codings:
         if lengths:
@@ -290,10 +335,16 @@ class Exchange:
     """One request's answer: ``start_response``, ``write`` and the framing of the body."""
 
     def __init__(
-        self, sock: socket.socket, request: Request, keep_alive: bool, closing: threading.Event
+        self,
+        sock: socket.socket,
+        request: Request,
+        body: Body,
+        keep_alive: bool,
+        closing: threading.Event,
     ) -> None:
         self.sock = sock
         self.request = request
+        self.body = body
         self.keep_alive = keep_alive
         self.closing = closing  # set: the server stops, so this answer closes its connection
         self.status = ""
@@ -335,11 +386,12 @@ class Exchange:
         code = int(self.status[:3])
         no_body_status = code in _NO_BODY_STATUS or code < 200
         self.no_body = self.no_body or no_body_status
-        declared = [value for name, value in self.headers if name.lower() == "content-length"]
+        declared = {v.strip(_OWS) for n, v in self.headers if n.lower() == "content-length"}
         if declared:
-            if not re.fullmatch(r"[0-9]{1,18}", declared[-1].strip()):
-                raise ValueError(f"invalid Content-Length {declared[-1]!r} from the app")
-            self.left = int(declared[-1])
+            value = declared.pop()
+            if declared or not re.fullmatch(r"[0-9]{1,18}", value):
+                raise ValueError(f"invalid or conflicting Content-Length from the app: {value!r}")
+            self.left = int(value)
         elif length is not None and not no_body_status:
             self.headers.append(("Content-Length", str(length)))  # HEAD's too: GET's length
             self.left = length
@@ -350,8 +402,9 @@ class Exchange:
             self.chunked = True
         else:
             self.keep_alive = False  # the end of the body is the end of the connection
-        if self.closing.is_set():
-            self.keep_alive = False
+        if self.closing.is_set() or not self.body.drainable:
+            self.keep_alive = False  # said now, in the head, rather than by a surprise close
+        self.body.forgo_continue()  # a go-ahead after this head would corrupt the answer
         lines = [f"HTTP/1.1 {self.status}\r\n"]
         named = {name.lower() for name, _ in self.headers}
         if "date" not in named:
@@ -364,16 +417,14 @@ class Exchange:
         elif self.request.version == "HTTP/1.0":
             lines.append("Connection: keep-alive\r\n")
         lines.append("\r\n")
+        head = "".join(lines).encode("latin-1")  # an app's non-latin-1 header fails here: a 500
         self.head_sent = True
-        self._send("".join(lines).encode("latin-1") + self._framed(first))
-
-    def send_interim(self, status: bytes) -> None:
-        """A 1xx answer (``100 Continue``), unless the final answer has started."""
-        if not self.head_sent:
-            self._send(b"HTTP/1.1 " + status + b"\r\n\r\n")
+        self._send(head + self._framed(first))
 
     def write(self, data: bytes) -> None:
         """WSGI's ``write`` and each item of the app's iterable; headers wait for a byte."""
+        if not isinstance(data, bytes):
+            raise TypeError(f"the app gave {type(data).__name__}, not bytes, for the body")
         if not data:
             return
         if not self.head_sent:
@@ -446,7 +497,7 @@ def environ_of(
         if name == "content-type":
             environ["CONTENT_TYPE"] = value
         elif name == "content-length":
-            environ["CONTENT_LENGTH"] = value
+            environ["CONTENT_LENGTH"] = value.split(",")[0].strip(_OWS)  # checked: all equal
         else:
             key = "HTTP_" + name.upper().replace("-", "_")
             environ[key] = f"{environ[key]},{value}" if key in environ else value
@@ -482,12 +533,16 @@ class Server:
         sock: socket.socket,
         max_requests: int,
         max_connections: int = MAX_CONNECTIONS,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
         self.app = app
         self.sock = sock
         self.turns = Turns(max_requests)
         self.connections = threading.BoundedSemaphore(max_connections)
+        self.idle_timeout_s = idle_timeout_s
         self.closing = threading.Event()
+        self._heads_due: dict[socket.socket, float] = {}
+        """Connections waiting for a request head, and when it must have arrived whole."""
         self._active = 0
         self._active_lock = threading.Lock()
         address = sock.getsockname()
@@ -495,6 +550,7 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accept until :meth:`stop`; past ``max_connections``, new ones wait in the backlog."""
+        threading.Thread(target=self.cut_slow_heads, name="heads", daemon=True).start()
         while True:
             self.connections.acquire()
             try:
@@ -505,7 +561,25 @@ class Server:
                     return
                 time.sleep(0.05)  # out of descriptors, say: let connections end
                 continue
-            threading.Thread(target=self.serve_connection, args=(conn, peer), daemon=True).start()
+            try:
+                thread = threading.Thread(target=self.serve_connection, args=(conn, peer))
+                thread.daemon = True
+                thread.start()
+            except RuntimeError as error:  # "can't start new thread": a process limit
+                sys.stderr.write(f"dockyard_runner: connection from {peer} closed: {error}\n")
+                conn.close()
+                self.connections.release()
+                time.sleep(0.05)
+
+    def cut_slow_heads(self) -> None:
+        """Shut connections whose request head is overdue (a client sending it byte by byte
+        would otherwise hold its thread and connection slot for as long as it likes)."""
+        while not self.closing.wait(min(1.0, self.idle_timeout_s / 4)):
+            now = time.monotonic()
+            for conn, due in list(self._heads_due.items()):
+                if now > due:
+                    with contextlib.suppress(OSError):
+                        conn.shutdown(socket.SHUT_RDWR)  # its blocked read returns
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> bool:
         """Stop accepting, then wait for running requests; True if all ended in time."""
@@ -519,29 +593,37 @@ class Server:
         return not self._active
 
     def serve_connection(self, conn: socket.socket, peer: Any) -> None:
+        ours = False  # whether the server, not the client, ends the connection
         try:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             # Kernel timeouts: Python's own (settimeout) would poll before every call.
-            quiet = struct.pack("ll", int(IDLE_TIMEOUT_S), 0)
+            quiet = _timeval(self.idle_timeout_s)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, quiet)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, quiet)
             with cast(BinaryIO, conn.makefile("rb", buffering=65536)) as reader:
                 while not self.closing.is_set() and self.serve_request(conn, reader, peer):
                     pass
+            ours = True
         except (ClientGone, OSError):
             pass  # the client left or went quiet
         finally:
+            self._heads_due.pop(conn, None)
+            if ours:
+                linger(conn)
             conn.close()
             self.connections.release()
 
     def serve_request(self, conn: socket.socket, reader: BinaryIO, peer: Any) -> bool:
         """Answer one request; True if the connection can carry another."""
+        self._heads_due[conn] = time.monotonic() + self.idle_timeout_s
         try:
             request = read_head(reader)
             length = body_length(request)
         except BadRequest as error:
             refuse(conn, error)
             return False
+        finally:
+            self._heads_due.pop(conn, None)
         with self._active_lock:
             self._active += 1
         try:
@@ -558,11 +640,16 @@ class Server:
             keep_alive = "close" not in connection
         else:
             keep_alive = "keep-alive" in connection
-        exchange = Exchange(conn, request, keep_alive, self.closing)
         go_ahead = None
         if "100-continue" in request.tokens("expect") and request.version == "HTTP/1.1":
-            go_ahead = functools.partial(exchange.send_interim, b"100 Continue")
+            go_ahead = functools.partial(send_interim, conn, b"100 Continue")
         body = Body(reader, length, go_ahead)
+        exchange = Exchange(conn, request, body, keep_alive, self.closing)
+        try:
+            body.preload()
+        except BadRequest as error:
+            refuse(conn, error)
+            return False
         environ = environ_of(request, body, self.address, (str(peer[0]), int(peer[1])))
         try:
             self.run_app(environ, exchange)
@@ -570,10 +657,8 @@ class Server:
             if not exchange.head_sent:
                 refuse(conn, error)
             return False
-        if not exchange.keep_alive:
-            return False
-        if go_ahead is not None and not body.done:
-            return False  # the client may or may not send the body now: start afresh
+        if not exchange.keep_alive or body.broken is not None:
+            return False  # a body the app swallowed an error about is not read any further
         try:
             return body.drain(DRAIN_LIMIT_BYTES)
         except BadRequest:
@@ -606,6 +691,33 @@ class Server:
                 raise ClientGone("the app failed after its answer started") from None
             exchange.keep_alive = False
             refuse(exchange.sock, BadRequest("internal error", "500 Internal Server Error"))
+
+
+def send_interim(conn: socket.socket, status: bytes) -> None:
+    """A 1xx answer (``100 Continue``): sent before the body is read, so before any other."""
+    try:
+        conn.sendall(b"HTTP/1.1 " + status + b"\r\n\r\n")
+    except OSError as error:
+        raise ClientGone from error
+
+
+def linger(conn: socket.socket) -> None:
+    """End our side, then read what the client still sends for up to :data:`LINGER_S`.
+
+    Closed with unread input, the kernel would answer with a reset, and the client could
+    lose the answer it was sent (a 413 or 401 to an upload the app did not read, say).
+    """
+    deadline = time.monotonic() + LINGER_S
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(0.25))
+        while time.monotonic() < deadline and conn.recv(65536):
+            pass
+
+
+def _timeval(seconds: float) -> bytes:
+    """``struct timeval`` for ``SO_RCVTIMEO`` / ``SO_SNDTIMEO``."""
+    return struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
 
 
 def refuse(conn: socket.socket, error: BadRequest) -> None:
