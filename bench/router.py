@@ -644,6 +644,18 @@ class Throughput:
         }
 
 
+def cross_check(routed: LoadResult, best_direct: LoadResult) -> dict[str, Any]:
+    """The router's figures against the fastest direct run of any load generator."""
+    return {
+        "ratio_vs_best_direct": (
+            round(routed.rps / best_direct.rps, 3) if best_direct.rps else 0.0
+        ),
+        "added_p50_vs_best_direct_ms": difference(
+            routed.latency_ms["p50"], best_direct.latency_ms["p50"]
+        ),
+    }
+
+
 def difference(later: float | None, earlier: float | None) -> float | None:
     """``later - earlier`` rounded to 0.01, None if either is missing."""
     return None if later is None or earlier is None else round(later - earlier, 2)
@@ -716,6 +728,18 @@ def report(
     )
     for index, run in enumerate(runs):
         print_throughput(args, run, headline=index == 0 and len(runs) > 1)
+    best = max((run.direct for run in runs), key=lambda result: result.rps)
+    cross = cross_check(runs[0].routed, best)
+    if len(runs) > 1:
+        # How fast the replica answers depends on the generator (wrk's back-to-back asks cost
+        # it more CPU per request): the headline's router figures against the fastest direct.
+        print(
+            f"  headline router vs the fastest direct of the run ({best.rps:.1f} req/s, p50 "
+            f"{best.latency_ms['p50']} ms): ratio {cross['ratio_vs_best_direct']:.2f} "
+            f"({verdict(cross['ratio_vs_best_direct'], TARGET_RATIO, True)}), added p50 "
+            f"{cross['added_p50_vs_best_direct_ms']} ms "
+            f"({verdict(cross['added_p50_vs_best_direct_ms'], TARGET_ADDED_P50_MS, False)})"
+        )
     print(
         f"  (at concurrency {args.concurrency} a request mostly waits its turn for a CPU: "
         f"p50 ≈ {args.concurrency} / throughput, so the added p50 there follows the ratio; "
@@ -753,6 +777,7 @@ def report(
     return {
         "load_generator": runs[0].client,
         **runs[0].fields(),
+        **cross,
         "by_client": {run.client: run.fields() for run in runs},
         "switch_p50_ms": prop["p50"],
         "switch_p90_ms": prop["p90"],
