@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import socket
 import sys
@@ -15,13 +16,29 @@ _PR_SET_PDEATHSIG = 1
 _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl if sys.platform == "linux" else None
 
 
+_forked_by = os.getpid()
+
+
+def _note_forking_process() -> None:
+    global _forked_by
+    _forked_by = os.getpid()
+
+
+# Runs in the parent before every fork, subprocess's with a preexec_fn included.
+os.register_at_fork(before=_note_forking_process)
+
+
 def stop_with_parent() -> None:
     """``preexec_fn`` for a child: the kernel sends it SIGTERM when its parent dies (Linux).
 
-    Elsewhere it does nothing; a clean shutdown still stops children explicitly.
+    A parent that died between the fork and this call would never send it: the child then
+    stops itself. Elsewhere it does nothing; a clean shutdown still stops children
+    explicitly.
     """
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != _forked_by:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
