@@ -36,6 +36,8 @@ def stop_with_parent() -> None:
     explicitly.
     """
     if _PRCTL is not None:
+        # The parent's own SIGTERM handler, inherited until exec, would swallow the signal.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != _forked_by:
             os.kill(os.getpid(), signal.SIGTERM)
