@@ -26,6 +26,9 @@ import pytest
 
 from dockyard_builder.runner import RUNNER_FILES
 
+# An exception escaping a connection's thread is a server bug, whatever the test checks.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 
 def server_module() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
@@ -125,6 +128,9 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
         return ["not bytes"]
     if path == "/two-lengths":
         start_response("200 OK", [("Content-Length", "2"), ("Content-Length", "10")])
+        return [b"ok"]
+    if path == "/length-twice":  # equal, but a client (aiohttp) refuses the answer
+        start_response("200 OK", [("Content-Length", "2"), ("Content-Length", "2")])
         return [b"ok"]
     start_response("200 OK", text)
     return [b"hello"]
@@ -527,7 +533,7 @@ def test_a_body_error_the_app_swallowed_still_ends_the_connection(server: Any) -
     assert received == b"", "nothing answered the smuggled request"
 
 
-@pytest.mark.parametrize("path", ["/euro", "/text", "/two-lengths"])
+@pytest.mark.parametrize("path", ["/euro", "/text", "/two-lengths", "/length-twice"])
 def test_an_answer_the_server_cannot_send_is_a_500(
     server: Any, path: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -565,26 +571,64 @@ def test_a_slow_upload_holds_no_turn() -> None:
         single.stop(grace_s=5)
 
 
-def test_a_request_head_sent_byte_by_byte_is_cut_off() -> None:
-    quick = dockyard_server.Server(
+def trickle(server: Any, data: bytes, every_s: float) -> float:
+    """Send ``data`` a byte at a time until the server ends the connection: how long it took
+    (AssertionError if all of it went through)."""
+    with connect(server) as slow:
+        started = time.monotonic()
+        for byte in data:
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                break
+            if select.select([slow], [], [], every_s)[0]:
+                break  # readable: the server ended the connection
+        took = time.monotonic() - started
+        assert select.select([slow], [], [], 0)[0], "still open after all of it was sent"
+    return took
+
+
+@pytest.fixture
+def quick(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
+    """A server whose idle timeout is 0.6 s; no traceback may reach its log."""
+    server = dockyard_server.Server(
         app, dockyard_server.listen("127.0.0.1", 0), max_requests=2, idle_timeout_s=0.6
     )
-    threading.Thread(target=quick.serve_forever, daemon=True).start()
-    try:
-        with connect(quick) as slow:
-            started = time.monotonic()
-            for byte in b"GET /hello HTTP/1.1\r\nX-Slow: " + b"a" * 100:
-                try:
-                    slow.sendall(bytes([byte]))  # a byte every 0.1 s: never idle for 0.6 s
-                except OSError:
-                    break
-                if select.select([slow], [], [], 0.1)[0]:
-                    break  # readable: the server ended the connection
-            took = time.monotonic() - started
-            assert select.select([slow], [], [], 0)[0], "still open after 10 s of trickling"
-        assert 0.6 <= took < 3  # the head as a whole was overdue
-    finally:
-        quick.stop(grace_s=5)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.stop(grace_s=5)
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_request_head_sent_byte_by_byte_is_cut_off(quick: Any) -> None:
+    # A byte every 0.1 s is never idle for 0.6 s; the head as a whole is overdue.
+    took = trickle(quick, b"GET /hello HTTP/1.1\r\nX-Slow: " + b"a" * 100, every_s=0.1)
+    assert 0.6 <= took < 3
+
+
+def test_a_small_body_sent_byte_by_byte_is_cut_off(quick: Any) -> None:
+    head = b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n"
+    with connect(quick) as conn:
+        conn.sendall(head)
+        started = time.monotonic()
+        for _ in range(100):
+            try:
+                conn.sendall(b"b")
+            except OSError:
+                break
+            if select.select([conn], [], [], 0.1)[0]:
+                break
+        assert select.select([conn], [], [], 0)[0], "still open after the whole body"
+        assert 0.6 <= time.monotonic() - started < 3
+
+
+def test_a_body_that_never_comes_ends_the_connection(quick: Any) -> None:
+    with connect(quick) as conn:
+        conn.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+        started = time.monotonic()
+        assert select.select([conn], [], [], 3)[0], "still open after 3 s"
+        assert conn.recv(1) == b""
+        assert 0.5 <= time.monotonic() - started < 3
 
 
 def test_a_refused_upload_still_gets_its_answer(server: Any) -> None:

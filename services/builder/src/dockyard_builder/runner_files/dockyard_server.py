@@ -190,7 +190,7 @@ class Body:
         if self._chunked or self.done or self._send_continue or self._left > PRELOAD_LIMIT_BYTES:
             return
         try:
-            data = self._reader.read(self._left)
+            data = self._reader.read(self._left) or b""  # None: the receive timeout fired
         except OSError as error:
             raise ClientGone from error
         if len(data) < self._left:
@@ -386,12 +386,11 @@ class Exchange:
         code = int(self.status[:3])
         no_body_status = code in _NO_BODY_STATUS or code < 200
         self.no_body = self.no_body or no_body_status
-        declared = {v.strip(_OWS) for n, v in self.headers if n.lower() == "content-length"}
+        declared = [v.strip(_OWS) for n, v in self.headers if n.lower() == "content-length"]
         if declared:
-            value = declared.pop()
-            if declared or not re.fullmatch(r"[0-9]{1,18}", value):
-                raise ValueError(f"invalid or conflicting Content-Length from the app: {value!r}")
-            self.left = int(value)
+            if len(declared) > 1 or not re.fullmatch(r"[0-9]{1,18}", declared[0]):
+                raise ValueError(f"the app's Content-Length must be one number: {declared}")
+            self.left = int(declared[0])
         elif length is not None and not no_body_status:
             self.headers.append(("Content-Length", str(length)))  # HEAD's too: GET's length
             self.left = length
@@ -541,8 +540,11 @@ class Server:
         self.connections = threading.BoundedSemaphore(max_connections)
         self.idle_timeout_s = idle_timeout_s
         self.closing = threading.Event()
-        self._heads_due: dict[socket.socket, float] = {}
-        """Connections waiting for a request head, and when it must have arrived whole."""
+        self._due: dict[socket.socket, float] = {}
+        """Connections reading a request head (or a preloaded body), and when it must have
+        arrived whole. Changed and acted on under ``_due_lock``, so that a connection is
+        never shut after its entry is gone (its descriptor may serve another by then)."""
+        self._due_lock = threading.Lock()
         self._active = 0
         self._active_lock = threading.Lock()
         address = sock.getsockname()
@@ -576,10 +578,19 @@ class Server:
         would otherwise hold its thread and connection slot for as long as it likes)."""
         while not self.closing.wait(min(1.0, self.idle_timeout_s / 4)):
             now = time.monotonic()
-            for conn, due in list(self._heads_due.items()):
-                if now > due:
+            with self._due_lock:
+                for conn in [conn for conn, due in self._due.items() if now > due]:
+                    del self._due[conn]
                     with contextlib.suppress(OSError):
                         conn.shutdown(socket.SHUT_RDWR)  # its blocked read returns
+
+    def _expect_by(self, conn: socket.socket, seconds: float | None) -> None:
+        """Give ``conn`` ``seconds`` to deliver what it is sending; None: it delivered."""
+        with self._due_lock:
+            if seconds is None:
+                self._due.pop(conn, None)
+            else:
+                self._due[conn] = time.monotonic() + seconds
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> bool:
         """Stop accepting, then wait for running requests; True if all ended in time."""
@@ -607,7 +618,7 @@ class Server:
         except (ClientGone, OSError):
             pass  # the client left or went quiet
         finally:
-            self._heads_due.pop(conn, None)
+            self._expect_by(conn, None)
             if ours:
                 linger(conn)
             conn.close()
@@ -615,7 +626,7 @@ class Server:
 
     def serve_request(self, conn: socket.socket, reader: BinaryIO, peer: Any) -> bool:
         """Answer one request; True if the connection can carry another."""
-        self._heads_due[conn] = time.monotonic() + self.idle_timeout_s
+        self._expect_by(conn, self.idle_timeout_s)
         try:
             request = read_head(reader)
             length = body_length(request)
@@ -623,7 +634,7 @@ class Server:
             refuse(conn, error)
             return False
         finally:
-            self._heads_due.pop(conn, None)
+            self._expect_by(conn, None)
         with self._active_lock:
             self._active += 1
         try:
@@ -645,11 +656,11 @@ class Server:
             go_ahead = functools.partial(send_interim, conn, b"100 Continue")
         body = Body(reader, length, go_ahead)
         exchange = Exchange(conn, request, body, keep_alive, self.closing)
+        self._expect_by(conn, self.idle_timeout_s)  # a body trickled in holds no thread forever
         try:
             body.preload()
-        except BadRequest as error:
-            refuse(conn, error)
-            return False
+        finally:
+            self._expect_by(conn, None)
         environ = environ_of(request, body, self.address, (str(peer[0]), int(peer[1])))
         try:
             self.run_app(environ, exchange)
