@@ -50,7 +50,11 @@ format: install
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
+# bench/router.py's headline load generator is wrk (Debian's package), installed when missing.
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
+		|| echo "make bench: no wrk (apt-get install wrk): bench/router.py uses aiohttp only" >&2
 	$(RUN) python bench/api.py
 	$(RUN) python bench/build.py
 	$(RUN) python bench/router.py
