@@ -136,17 +136,27 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     return [b"hello"]
 
 
+@contextlib.contextmanager
+def serving(wsgi_app: Any = app, max_requests: int = 4, **options: Any) -> Iterator[Any]:
+    """A server on a free port, accepting on a thread of its own, stopped on exit."""
+    running = dockyard_server.Server(
+        wsgi_app, dockyard_server.listen("127.0.0.1", 0), max_requests, **options
+    )
+    thread = threading.Thread(target=running.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield running
+    finally:
+        running.stop(grace_s=5)
+        thread.join(5)
+
+
 @pytest.fixture
 def server() -> Iterator[Any]:
     RELEASE.clear()
-    sock = dockyard_server.listen("127.0.0.1", 0)
-    running = dockyard_server.Server(app, sock, max_requests=4)
-    thread = threading.Thread(target=running.serve_forever, daemon=True)
-    thread.start()
-    yield running
-    RELEASE.set()
-    running.stop(grace_s=5)
-    thread.join(5)
+    with serving() as running:
+        yield running
+        RELEASE.set()  # before the stop, which waits for running requests
 
 
 def connect(server: Any) -> socket.socket:
@@ -162,6 +172,13 @@ class Answer:
         self.headers = headers
         self.body = body
         self.raw_head = raw_head
+
+
+def read_to_end(conn: socket.socket, received: bytes = b"") -> bytes:
+    """Everything ``conn`` still delivers until the server closes it."""
+    while chunk := conn.recv(65536):
+        received += chunk
+    return received
 
 
 def read_answer(conn: socket.socket, buffer: bytearray, head_only: bool = False) -> Answer:
@@ -349,9 +366,7 @@ def test_answers_are_framed_by_what_the_app_returns(server: Any) -> None:
     # Less than the app's Content-Length: sent as is, then the connection is closed.
     with connect(server) as conn:
         conn.sendall(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n")
-        received = b""
-        while chunk := conn.recv(65536):
-            received += chunk
+        received = read_to_end(conn)
     assert received.endswith(b"\r\n\r\n12345")
 
 
@@ -414,9 +429,7 @@ def test_an_app_that_fails_gets_a_500_and_the_server_serves_on(
     # Failing after the answer started: the chunked body is cut (no last chunk).
     with connect(server) as conn:
         conn.sendall(b"GET /fail-late HTTP/1.1\r\nHost: x\r\n\r\n")
-        received = b""
-        while chunk := conn.recv(65536):
-            received += chunk
+        received = read_to_end(conn)
     assert b"7\r\npartial\r\n" in received and not received.endswith(b"0\r\n\r\n")
     assert exchange(server, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")[0].body == b"hello"
 
@@ -448,9 +461,7 @@ def test_at_most_max_requests_run_app_code_at_once() -> None:
         start_response("200 OK", [])
         return [b"done"]
 
-    limited = dockyard_server.Server(counting, dockyard_server.listen("127.0.0.1", 0), 2)
-    threading.Thread(target=limited.serve_forever, daemon=True).start()
-    try:
+    with serving(counting, max_requests=2) as limited:
         answers = []
 
         def ask() -> None:
@@ -463,8 +474,6 @@ def test_at_most_max_requests_run_app_code_at_once() -> None:
             asker.join(10)
         assert answers == [b"done"] * 6
         assert most == 2
-    finally:
-        limited.stop(grace_s=5)
 
 
 def test_sigterm_lets_a_running_request_finish_and_refuses_new_ones(tmp_path: Path) -> None:
@@ -527,9 +536,7 @@ def test_a_body_error_the_app_swallowed_still_ends_the_connection(server: Any) -
         answer = read_answer(conn, buffer)
         assert (answer.status, answer.body) == (500, b"my own!")
         assert answer.headers["connection"] == "close"
-        received = bytes(buffer)
-        while chunk := conn.recv(65536):
-            received += chunk
+        received = read_to_end(conn, bytes(buffer))
     assert received == b"", "nothing answered the smuggled request"
 
 
@@ -543,32 +550,23 @@ def test_an_answer_the_server_cannot_send_is_a_500(
 
 
 def test_a_turn_is_given_back_when_the_app_fails(capsys: pytest.CaptureFixture[str]) -> None:
-    single = dockyard_server.Server(app, dockyard_server.listen("127.0.0.1", 0), max_requests=1)
-    threading.Thread(target=single.serve_forever, daemon=True).start()
-    try:
+    with serving(max_requests=1) as single:
         for _ in range(3):
             assert exchange(single, b"GET /fail HTTP/1.1\r\nHost: x\r\n\r\n")[0].status == 500
         assert exchange(single, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")[0].body == b"hello"
-    finally:
-        single.stop(grace_s=5)
     assert capsys.readouterr().err.count("RuntimeError: the model is broken") == 3
 
 
 def test_a_slow_upload_holds_no_turn() -> None:
     """Bodies up to PRELOAD_LIMIT_BYTES are read before the app gets its turn."""
-    single = dockyard_server.Server(app, dockyard_server.listen("127.0.0.1", 0), max_requests=1)
-    threading.Thread(target=single.serve_forever, daemon=True).start()
-    try:
-        with connect(single) as uploading:
-            uploading.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf-")
-            time.sleep(0.2)
-            started = time.monotonic()
-            answer, _ = exchange(single, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert answer.body == b"hello" and time.monotonic() - started < 1
-            uploading.sendall(b"done!")
-            assert json.loads(read_answer(uploading, bytearray()).body)["body"] == "half-done!"
-    finally:
-        single.stop(grace_s=5)
+    with serving(max_requests=1) as single, connect(single) as uploading:
+        uploading.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhalf-")
+        time.sleep(0.2)
+        started = time.monotonic()
+        answer, _ = exchange(single, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.body == b"hello" and time.monotonic() - started < 1
+        uploading.sendall(b"done!")
+        assert json.loads(read_answer(uploading, bytearray()).body)["body"] == "half-done!"
 
 
 def trickle(server: Any, data: bytes, every_s: float) -> float:
@@ -591,12 +589,8 @@ def trickle(server: Any, data: bytes, every_s: float) -> float:
 @pytest.fixture
 def quick(capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
     """A server whose idle timeout is 0.6 s; no traceback may reach its log."""
-    server = dockyard_server.Server(
-        app, dockyard_server.listen("127.0.0.1", 0), max_requests=2, idle_timeout_s=0.6
-    )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.stop(grace_s=5)
+    with serving(max_requests=2, idle_timeout_s=0.6) as server:
+        yield server
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -662,13 +656,9 @@ def test_a_connection_that_gets_no_thread_is_closed_and_accepting_goes_on(
             raise failures.pop()
         real_start(thread)
 
-    monkeypatch.setattr(threading.Thread, "start", start)
-    crowded = dockyard_server.Server(app, dockyard_server.listen("127.0.0.1", 0), max_requests=2)
-    real_start(threading.Thread(target=crowded.serve_forever, daemon=True))
-    try:
+    with serving(max_requests=2) as crowded:
+        monkeypatch.setattr(threading.Thread, "start", start)
         with connect(crowded) as refused:
             assert refused.recv(1) == b""  # closed: no thread to serve it
         assert exchange(crowded, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")[0].body == b"hello"
         assert "can't start new thread" in capsys.readouterr().err
-    finally:
-        crowded.stop(grace_s=5)

@@ -198,28 +198,10 @@ class Body:
         self._reader = cast(BinaryIO, io.BytesIO(data))
 
     def read(self, size: int | None = -1) -> bytes:
-        parts = []
-        left = -1 if size is None or size < 0 else size
-        while left != 0:
-            part = self._some(left if left > 0 else 65536, line=False)
-            if not part:
-                break
-            parts.append(part)
-            left -= len(part) if left > 0 else 0
-        return b"".join(parts)
+        return self._gather(size, line=False)
 
     def readline(self, size: int | None = -1) -> bytes:
-        parts = []
-        left = -1 if size is None or size < 0 else size
-        while left != 0:
-            part = self._some(left if left > 0 else 65536, line=True)
-            if not part:
-                break
-            parts.append(part)
-            left -= len(part) if left > 0 else 0
-            if part.endswith(b"\n"):
-                break
-        return b"".join(parts)
+        return self._gather(size, line=True)
 
     def readlines(self, hint: int = -1) -> list[bytes]:
         lines, total = [], 0
@@ -235,6 +217,20 @@ class Body:
         while line:
             yield line
             line = self.readline()
+
+    def _gather(self, size: int | None, line: bool) -> bytes:
+        """Up to ``size`` bytes (all if None or negative), ending at a newline if ``line``."""
+        parts = []
+        left = -1 if size is None or size < 0 else size
+        while left != 0:
+            part = self._some(left if left > 0 else 65536, line)
+            if not part:
+                break
+            parts.append(part)
+            left -= len(part) if left > 0 else 0
+            if line and part.endswith(b"\n"):
+                break
+        return b"".join(parts)
 
     def _some(self, size: int, line: bool) -> bytes:
         """Up to ``size`` bytes (up to a newline if ``line``) of what is left."""
