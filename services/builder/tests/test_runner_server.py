@@ -254,7 +254,9 @@ def test_keep_alive_serves_requests_in_turn_on_one_connection(server: Any) -> No
             assert answer.headers["server"] == "dockyard"
             assert "date" in answer.headers
         # Pipelined: two requests in one write, two answers in order.
-        conn.sendall(b"GET /hello HTTP/1.1\r\n\r\nGET /stream HTTP/1.1\r\n\r\n")
+        conn.sendall(
+            b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\nGET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         assert read_answer(conn, buffer).body == b"hello"
         assert read_answer(conn, buffer).body == b"one two"
 
@@ -378,38 +380,109 @@ def test_the_app_iterable_is_closed_after_the_answer(server: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    ("request_bytes", "status"),
+    ("request_bytes", "status", "reason"),
     [
-        (b"GET /x HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-        (b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400),
-        (b"POST /x HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400),
-        (b"POST /x HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", 400),
-        (b"POST /x HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (
+            b"GET /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            400,
+            "both Content-Length and Transfer-Encoding",
+        ),
+        (
+            b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+            400,
+            "invalid Content-Length",
+        ),
+        (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "invalid Content"),
+        (b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n", 400, "invalid Content"),
+        (
+            b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            501,
+            "only Transfer-Encoding: chunked",
+        ),
         # Only space and tab are HTTP whitespace; latin-1's \xa0 and \x85 are not.
-        (b"POST /x HTTP/1.1\r\nContent-Length: 5\xa0\r\n\r\nhello", 400),
-        (b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\x85\r\n\r\n", 501),
-        (b"POST /x HTTP/1.1\r\nTransfer-Encoding: \xa0chunked\r\n\r\n", 501),
-        (b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
-        (b"GET /x HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
-        (b"GET /x HTTP/1.1\r\nHost : x\r\n\r\n", 400),
-        (b"GET /x HTTP/1.1\r\nX: a\x00b\r\n\r\n", 400),
-        (b"GET /x\x01y HTTP/1.1\r\n\r\n", 400),
-        (b"GET /x HTTP/2.0\r\n\r\n", 505),
-        (b"GET /x FTP/1.0\r\n\r\n", 400),
-        (b"GET\r\n\r\n", 400),
-        (b"GET /x HTTP/1.1\r\nX: " + b"a" * 70000 + b"\r\n\r\n", 431),
-        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+        (
+            b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\xa0\r\n\r\nhello",
+            400,
+            "invalid Content-Length",
+        ),
+        (
+            b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\x85\r\n\r\n",
+            501,
+            "only Transfer-Encoding: chunked",
+        ),
+        (
+            b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: \xa0chunked\r\n\r\n",
+            501,
+            "only Transfer-Encoding: chunked",
+        ),
+        (
+            b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ),
+        (b"GET /x HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400, "malformed header line"),
+        (b"GET /x HTTP/1.1\r\nHost : x\r\n\r\n", 400, "malformed header line"),
+        (b"GET /x HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400, "control character"),
+        (b"GET /x HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n", 400, "control character"),
+        (b"GET /x\x01y HTTP/1.1\r\nHost: x\r\n\r\n", 400, "control character"),
+        (b"GET /x\ry HTTP/1.1\r\nHost: x\r\n\r\n", 400, "control character"),
+        # RFC 9112 3.2: one Host, a valid one; an HTTP/1.1 request without one is refused.
+        (b"GET /x HTTP/1.1\r\n\r\n", 400, "needs a Host header"),
+        (b"GET /x HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400, "more than one Host"),
+        (b"GET /x HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400, "more than one Host"),
+        (b"GET /x HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "not a host and port"),
+        (b"GET /x HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, "not a host and port"),
+        (b"GET /x HTTP/1.1\r\nHost: a:8x\r\n\r\n", 400, "not a host and port"),
+        (b"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", 505, "only HTTP/1.0 and 1.1"),
+        (b"GET /x FTP/1.0\r\n\r\n", 400, "malformed request line"),
+        (b"GET\r\n\r\n", 400, "malformed request line"),
+        (
+            b"GET /x HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+            431,
+            "request head too large",
+        ),
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414, "request line too long"),
     ],
 )
 def test_bad_requests_are_refused_with_a_reason_and_a_closed_connection(
-    server: Any, request_bytes: bytes, status: int
+    server: Any, request_bytes: bytes, status: int, reason: str
 ) -> None:
     answer, closed = exchange(server, request_bytes)
     assert answer.status == status
     assert answer.headers["connection"] == "close"
-    assert answer.body.strip(), "the refusal says why"
+    assert reason in answer.body.decode(), answer.body
     assert closed
     assert exchange(server, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")[0].body == b"hello"
+
+
+@pytest.mark.parametrize(
+    ("target", "path", "query", "host"),
+    [
+        (b"/p/q?x=1", "/p/q", "x=1", "other"),
+        # RFC 9112 3.2.2: an absolute-form target's authority stands in for the Host header.
+        (b"http://h:81/p/q?x=1", "/p/q", "x=1", "h:81"),
+        (b"http://h:81?x=1", "/", "x=1", "h:81"),
+        (b"HTTP://h", "/", "", "h"),
+    ],
+)
+def test_the_path_query_and_host_of_each_request_target_form(
+    target: bytes, path: str, query: str, host: str
+) -> None:
+    request = dockyard_server.Request("GET", target, "HTTP/1.1")
+    request.headers.append(("host", "other"))
+    environ = dockyard_server.environ_of(request, None, ("127.0.0.1", 80), ("127.0.0.1", 1))
+    assert (environ["PATH_INFO"], environ["QUERY_STRING"]) == (path, query)
+    assert environ["HTTP_HOST"] == host
+    assert environ["RAW_URI"] == target.decode()
+
+
+def test_an_http_1_0_request_may_leave_the_host_out(server: Any) -> None:
+    answer, _ = exchange(server, b"POST /echo?q HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi")
+    assert answer.status == 200
+    seen = json.loads(answer.body)
+    assert seen["body"] == "hi"
+    assert "HTTP_HOST" not in seen["environ"]
 
 
 def test_a_malformed_chunked_body_is_refused(server: Any) -> None:

@@ -13,7 +13,8 @@ arrives (wrk, or the router's pooled connections), a tiny app got 1.2-4.4k req/s
 waitress (4 threads) and 10.6-14.8k out of this server.
 
 What it enforces, answering 4xx and closing the connection otherwise: a request head of at most
-:data:`MAX_HEAD_BYTES`; HTTP/1.0 or 1.1; a body framed by one valid ``Content-Length`` or by
+:data:`MAX_HEAD_BYTES`; HTTP/1.0 or 1.1; one valid ``Host`` (RFC 9112 3.2: required in 1.1,
+at most one in 1.0); a body framed by one valid ``Content-Length`` or by
 ``Transfer-Encoding: chunked`` (never both). Header names with ``_`` are dropped: in the WSGI
 environ they would be indistinguishable from the ``-`` spelling a proxy vouches for.
 """
@@ -75,6 +76,8 @@ _NO_BODY_STATUS = frozenset((204, 304))
 _CONTROL = re.compile(rb"[\x00-\x20\x7f]")
 _OWS = " \t"  # HTTP's whitespace: str.strip() alone would also take latin-1's \xa0 and \x85
 _VALUE_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")  # a header value may hold tabs
+_HOST = re.compile(r"(\[[0-9A-Za-z:.%_~-]+\]|[-A-Za-z0-9._~%!$&'()*+,;=]*)(:[0-9]*)?")
+"""RFC 9110 7.2: ``uri-host [ ":" port ]`` (an empty value included)."""
 
 
 class BadRequest(Exception):
@@ -137,6 +140,7 @@ def read_head(reader: BinaryIO) -> Request:
         if not line.endswith(b"\n"):
             raise BadRequest("request head ended early")
         if line in (b"\r\n", b"\n"):
+            _check_host(request)
             return request
         name, colon, value = line.partition(b":")
         value = value.strip(b" \t\r\n")
@@ -145,6 +149,17 @@ def read_head(reader: BinaryIO) -> Request:
         if _VALUE_CONTROL.search(value):
             raise BadRequest("control character in a header value")
         request.headers.append((name.decode("ascii").lower(), value.decode("latin-1")))
+
+
+def _check_host(request: Request) -> None:
+    """RFC 9112 3.2: an HTTP/1.1 request has one Host, and any Host is a valid one."""
+    hosts = request.header("host")
+    if len(hosts) > 1:
+        raise BadRequest("more than one Host header")
+    if not hosts and request.version == "HTTP/1.1":
+        raise BadRequest("an HTTP/1.1 request needs a Host header")
+    if hosts and not _HOST.fullmatch(hosts[0]):
+        raise BadRequest("the Host header is not a host and port")
 
 
 def _read_line(reader: BinaryIO, budget: int) -> bytes:
@@ -462,9 +477,7 @@ class Exchange:
 def environ_of(
     request: Request, body: Body, server: tuple[str, int], peer: tuple[str, int]
 ) -> dict[str, Any]:
-    target = request.target
-    if target.startswith((b"http://", b"https://")):  # absolute form: keep path and query
-        target = b"/" + target.split(b"/", 3)[3] if target.count(b"/") >= 3 else b"/"
+    target, authority = origin_form(request.target)
     path, _, query = target.partition(b"?")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
@@ -496,7 +509,20 @@ def environ_of(
         else:
             key = "HTTP_" + name.upper().replace("-", "_")
             environ[key] = f"{environ[key]},{value}" if key in environ else value
+    if authority is not None:  # RFC 9112 3.2.2: the target's authority, not the Host header
+        environ["HTTP_HOST"] = authority.decode("latin-1")
     return environ
+
+
+def origin_form(target: bytes) -> tuple[bytes, bytes | None]:
+    """An absolute-form target (``http://host:port/path?query``) as its path and query, and
+    its authority; any other target as it is, and None."""
+    scheme, separator, rest = target.partition(b"://")
+    if not separator or scheme.lower() not in (b"http", b"https"):
+        return target, None
+    end = min((at for at in (rest.find(b"/"), rest.find(b"?")) if at != -1), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    return (tail if tail.startswith(b"/") else b"/" + tail), authority
 
 
 class Turns:
