@@ -255,9 +255,21 @@ async def set_up(platform_: Platform, ready_timeout_s: float) -> str:
 # --- CPU accounting --------------------------------------------------------------------------
 
 
-def process_groups(root: int) -> dict[str, list[int]]:
-    """The launcher's descendants by role: ``router`` processes, ``upstream`` replicas (the
-    endpoint runner), and the ``platform``'s other processes (``/proc``; empty elsewhere)."""
+ROLES = (("router", "dockyard_router"), ("upstream", "dockyard_runner"))
+"""A role and what its processes' command lines hold; any other process is ``platform``."""
+SWITCH_ROLES = (
+    ("webhooks", "dockyard_api.webhooks"),
+    ("api", "dockyard_api"),
+    ("nats", "nats-server"),
+    ("redis", "redis-server"),
+    *ROLES,
+)
+"""Finer roles for the switch phase, whose work spreads over every service."""
+
+
+def process_groups(root: int, roles: tuple[tuple[str, str], ...] = ROLES) -> dict[str, list[int]]:
+    """The launcher's descendants by role (the first of ``roles`` whose mark is in the
+    command line), the others as ``platform`` (``/proc``; empty elsewhere)."""
     parents: dict[int, tuple[int, str]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -268,20 +280,15 @@ def process_groups(root: int) -> dict[str, list[int]]:
         except OSError:
             continue
         parents[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), command)
-    groups: dict[str, list[int]] = {"router": [], "upstream": [], "platform": [root]}
+    groups: dict[str, list[int]] = {role: [] for role, _ in roles}
+    groups["platform"] = [root]
     frontier = [root]
     while frontier:
         parent = frontier.pop()
         for pid, (ppid, command) in parents.items():
             if ppid == parent:
                 frontier.append(pid)
-                role = (
-                    "router"
-                    if "dockyard_router" in command
-                    else "upstream"
-                    if "dockyard_runner" in command
-                    else "platform"
-                )
+                role = next((role for role, mark in roles if mark in command), "platform")
                 groups[role].append(pid)
     return groups
 
@@ -725,6 +732,7 @@ def report(
     runs: list[Throughput],
     switched: list[Switch],
     observed: list[Switch],
+    switch_cpu_s: dict[str, float],
 ) -> dict[str, Any]:
     """Print the readable summary; return the JSON line's fields (the first run's figures
     are the headline; every run's are under ``by_client``)."""
@@ -778,6 +786,15 @@ def report(
         f"  API X-Dockyard-Switch-Ms              p50 {api_wait['p50']} ms, p99 {api_wait['p99']}"
     )
     print(f"  polls until new version               p50 {polls['p50']}, max {polls['max']}")
+    per_switch = {
+        role: round(seconds * 1000 / max(1, len(switched)), 2)
+        for role, seconds in sorted(switch_cpu_s.items(), key=lambda item: -item[1])
+    }
+    print(
+        f"  CPU ms per switch, by process         {per_switch} "
+        f"(total {sum(per_switch.values()):.2f}; 'client' is this process, 'others' the rest "
+        "of the machine)"
+    )
     split = [s.parts_s for s in observed if s.parts_s is not None]
     parts = [summary_ms([p[i] for p in split]) for i in range(3)]
     watched = summary_ms([s.propagated_s for s in observed if s.propagated_s is not None])
@@ -816,6 +833,7 @@ def report(
         "switch_write_to_applied_p99_ms": parts[1]["p99"],
         "switch_applied_to_answer_p50_ms": parts[2]["p50"],
         "switch_applied_to_answer_p99_ms": parts[2]["p99"],
+        "switch_cpu_ms_per_switch": per_switch,
         "switch_observed_p50_ms": watched["p50"],
         "switch_observed_p99_ms": watched["p99"],
         "switch_errors": len(errors),
@@ -858,11 +876,14 @@ async def benchmark(platform_: Platform, args: argparse.Namespace) -> dict[str, 
         router_idle = await generate("router", router_url, expected, 1, idle, 0.2)
         runs.append(Throughput(client, direct, routed, direct_idle, router_idle))
     poll_s, timeout_s = args.poll_ms / 1000.0, args.switch_timeout
+    meter = CpuUse(process_groups(platform_.process.pid, SWITCH_ROLES))
+    meter.start()
     switched = await switches(platform_, args.switches, poll_s, timeout_s)
+    meter.stop()
     observed = await switches(
         platform_, args.observed_switches, poll_s, timeout_s, observed=True, first=args.switches
     )
-    return report(args, upstream, runs, switched, observed)
+    return report(args, upstream, runs, switched, observed, meter.used)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
