@@ -434,6 +434,14 @@ def test_the_app_iterable_is_closed_after_the_answer(server: Any) -> None:
         (b"GET /x HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "not a host and port"),
         (b"GET /x HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, "not a host and port"),
         (b"GET /x HTTP/1.1\r\nHost: a:8x\r\n\r\n", 400, "not a host and port"),
+        (b"GET /x HTTP/1.0\r\nHost: a b\r\n\r\n", 400, "not a host and port"),
+        # An absolute-form target: its authority is the host (RFC 9112 3.2.2, RFC 9110 4.2).
+        (b"GET http://u:p@h/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "userinfo"),
+        (b"GET http:///x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "authority is not a host"),
+        (b"GET http://:80/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "authority is not a host"),
+        (b'GET http://a"b/x HTTP/1.1\r\nHost: h\r\n\r\n', 400, "authority is not a host"),
+        (b"GET /x#frag HTTP/1.1\r\nHost: h\r\n\r\n", 400, "fragment"),
+        (b"GET http:/x HTTP/1.1\r\nHost: h\r\n\r\n", 400, "not a path, an absolute URL"),
         (b"GET /x HTTP/2.0\r\nHost: x\r\n\r\n", 505, "only HTTP/1.0 and 1.1"),
         (b"GET /x FTP/1.0\r\n\r\n", 400, "malformed request line"),
         (b"GET\r\n\r\n", 400, "malformed request line"),
@@ -475,6 +483,26 @@ def test_the_path_query_and_host_of_each_request_target_form(
     assert (environ["PATH_INFO"], environ["QUERY_STRING"]) == (path, query)
     assert environ["HTTP_HOST"] == host
     assert environ["RAW_URI"] == target.decode()
+
+
+@pytest.mark.parametrize(
+    ("head", "host"),
+    [
+        (b"POST /echo HTTP/1.1\r\nHost: [::1]:8080\r\n", "[::1]:8080"),
+        (b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n", "127.0.0.1:8000"),
+        (
+            b"POST /echo HTTP/1.1\r\nHost: svc.ns.svc.cluster.local.\r\n",
+            "svc.ns.svc.cluster.local.",
+        ),
+        (b"POST /echo HTTP/1.1\r\nHost: example.com:\r\n", "example.com:"),
+        (b"POST /echo HTTP/1.1\r\nHost:\r\n", ""),  # RFC 9112 3.2: no authority to name
+        (b"POST http://[::1]:8080/echo HTTP/1.1\r\nHost: other\r\n", "[::1]:8080"),
+    ],
+)
+def test_valid_hosts_are_served(server: Any, head: bytes, host: str) -> None:
+    answer, _ = exchange(server, head + b"Content-Length: 0\r\n\r\n")
+    assert answer.status == 200, answer.body
+    assert json.loads(answer.body)["environ"]["HTTP_HOST"] == host
 
 
 def test_an_http_1_0_request_may_leave_the_host_out(server: Any) -> None:

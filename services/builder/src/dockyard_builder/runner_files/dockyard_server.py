@@ -13,10 +13,12 @@ arrives (wrk, or the router's pooled connections), a tiny app got 1.2-4.4k req/s
 waitress (4 threads) and 10.6-14.8k out of this server.
 
 What it enforces, answering 4xx and closing the connection otherwise: a request head of at most
-:data:`MAX_HEAD_BYTES`; HTTP/1.0 or 1.1; one valid ``Host`` (RFC 9112 3.2: required in 1.1,
-at most one in 1.0); a body framed by one valid ``Content-Length`` or by
-``Transfer-Encoding: chunked`` (never both). Header names with ``_`` are dropped: in the WSGI
-environ they would be indistinguishable from the ``-`` spelling a proxy vouches for.
+:data:`MAX_HEAD_BYTES`; HTTP/1.0 or 1.1; at most one ``Host``, a valid one, and one in every
+HTTP/1.1 request (RFC 9112 3.2); no fragment in the target, and in an absolute-form target
+(``http://host:port/path``) a valid authority without userinfo, which the app then sees as
+its host; a body framed by one valid ``Content-Length`` or by ``Transfer-Encoding: chunked``
+(never both). Header names with ``_`` are dropped: in the WSGI environ they would be
+indistinguishable from the ``-`` spelling a proxy vouches for.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ class Request:
         self.target = target
         self.version = version
         self.headers: list[tuple[str, str]] = []
+        self.path_and_query, self.authority = origin_form(target)
+        """The target's path and query; an absolute-form target's authority (else None)."""
 
     def header(self, name: str) -> list[str]:
         return [value for key, value in self.headers if key == name]
@@ -131,7 +135,13 @@ def read_head(reader: BinaryIO) -> Request:
         raise BadRequest("malformed request line")
     if _CONTROL.search(target):
         raise BadRequest("control character in the request target")
+    if b"#" in target:
+        raise BadRequest("a fragment in the request target")
     request = Request(method.decode("ascii"), target, version.decode("ascii"))
+    if request.authority is not None:
+        _check_authority(request.authority)
+    elif not target.startswith(b"/") and target != b"*":  # RFC 9112 3.2's forms, but CONNECT's
+        raise BadRequest("the request target is not a path, an absolute URL or *")
     while True:
         line = _read_line(reader, budget)
         budget -= len(line)
@@ -160,6 +170,16 @@ def _check_host(request: Request) -> None:
         raise BadRequest("an HTTP/1.1 request needs a Host header")
     if hosts and not _HOST.fullmatch(hosts[0]):
         raise BadRequest("the Host header is not a host and port")
+
+
+def _check_authority(authority: bytes) -> None:
+    """An absolute-form target's authority stands in for Host (RFC 9112 3.2.2): a host and
+    port, with a host (RFC 9110 4.2.1), and no userinfo (4.2.4: it hides the real host)."""
+    if b"@" in authority:
+        raise BadRequest("userinfo in the request target")
+    match = _HOST.fullmatch(authority.decode("latin-1"))
+    if match is None or not match.group(1):
+        raise BadRequest("the request target's authority is not a host and port")
 
 
 def _read_line(reader: BinaryIO, budget: int) -> bytes:
@@ -477,8 +497,7 @@ class Exchange:
 def environ_of(
     request: Request, body: Body, server: tuple[str, int], peer: tuple[str, int]
 ) -> dict[str, Any]:
-    target, authority = origin_form(request.target)
-    path, _, query = target.partition(b"?")
+    path, _, query = request.path_and_query.partition(b"?")
     environ: dict[str, Any] = {
         "REQUEST_METHOD": request.method,
         "SCRIPT_NAME": "",
@@ -509,14 +528,15 @@ def environ_of(
         else:
             key = "HTTP_" + name.upper().replace("-", "_")
             environ[key] = f"{environ[key]},{value}" if key in environ else value
-    if authority is not None:  # RFC 9112 3.2.2: the target's authority, not the Host header
-        environ["HTTP_HOST"] = authority.decode("latin-1")
+    if request.authority is not None:  # RFC 9112 3.2.2: not the Host header
+        environ["HTTP_HOST"] = request.authority.decode("latin-1")
     return environ
 
 
 def origin_form(target: bytes) -> tuple[bytes, bytes | None]:
     """An absolute-form target (``http://host:port/path?query``) as its path and query, and
-    its authority; any other target as it is, and None."""
+    its authority (unchecked: :func:`read_head` refuses a bad one); any other target as it
+    is, and None."""
     scheme, separator, rest = target.partition(b"://")
     if not separator or scheme.lower() not in (b"http", b"https"):
         return target, None
