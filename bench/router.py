@@ -588,7 +588,9 @@ class Connection:
         for line in filter(None, lines[1:]):
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
+        if status in (204, 304) or method == "HEAD":
+            payload = b""
+        elif "content-length" in headers:
             payload = await reader.readexactly(int(headers["content-length"]))
         elif headers.get("transfer-encoding", "").lower() == "chunked":
             payload = await _read_chunked(reader)
@@ -615,7 +617,14 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     return b"".join(chunks)
 
 
-_CLIENT_FAILURES = (OSError, TimeoutError, HttpError, asyncio.IncompleteReadError)
+_CLIENT_FAILURES = (
+    OSError,
+    TimeoutError,
+    ValueError,  # a length or chunk size that is not a number
+    HttpError,
+    asyncio.IncompleteReadError,
+    asyncio.LimitOverrunError,  # a head past the stream's 64 KiB
+)
 
 
 async def switch_once(
