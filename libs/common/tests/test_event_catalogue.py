@@ -7,6 +7,7 @@ from pathlib import Path
 from dockyard_common import EVENT_DATA, Deployment, EventType
 from dockyard_common.catalogue import asyncapi_document
 from dockyard_common.catalogue_markdown import render_markdown
+from dockyard_common.event_versions import schema_version
 from dockyard_common.events import make_event
 from dockyard_common.schema_lock import UPDATE_COMMAND, fingerprint, lock_problems, read_lock
 
@@ -20,7 +21,7 @@ def test_every_event_type_s_shape_is_locked_under_its_schema_version() -> None:
 
 def test_a_shape_change_without_a_new_version_is_caught_with_what_to_do() -> None:
     lock = read_lock()
-    lock["alias.changed"] = {"1": "sha256:" + "0" * 64}
+    lock["alias.changed"] = {str(schema_version("alias.changed")): "sha256:" + "0" * 64}
     [problem] = lock_problems(lock)
     assert "alias.changed" in problem and "Bump it" in problem and UPDATE_COMMAND in problem
 

@@ -7,6 +7,8 @@ from pydantic import ValidationError
 
 from dockyard_common.events import CloudEvent, EventType, UnknownEventType, event_data, make_event
 from dockyard_common.models import (
+    AliasChange,
+    AliasTarget,
     CodeRef,
     EndpointSpec,
     EndpointState,
@@ -69,6 +71,14 @@ def test_snapshots_are_frozen_and_refuse_unknown_fields() -> None:
         version.status = VersionStatus.READY  # type: ignore[misc]
     with pytest.raises(ValidationError, match="Extra inputs"):
         a_version(colour="blue")
+
+
+def test_an_alias_change_is_a_set_or_a_rollback() -> None:
+    target = AliasTarget(version="v1")
+    for action in ("set", "rollback"):
+        assert AliasChange(target=target, action=action, by="t").action == action
+    with pytest.raises(ValidationError, match="'set' or 'rollback'"):
+        AliasChange.model_validate({"target": target, "action": "delete", "by": "t"})
 
 
 def test_code_refs_must_be_sha256_digests() -> None:

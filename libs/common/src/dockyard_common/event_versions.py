@@ -34,7 +34,7 @@ EVENT_SCHEMA_VERSIONS: dict[str, int] = {
     "endpoint.scaled": 1,
     "endpoint.stopped": 1,
     "deployment.changed": 1,
-    "alias.changed": 1,
+    "alias.changed": 2,  # 2: a history entry's action is 'set' or 'rollback', not any string
 }
 """Bump a type's number when its data changes shape (a type not listed is at version 1)."""
 

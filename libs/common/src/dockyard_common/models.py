@@ -444,7 +444,10 @@ class AliasChange(_Snapshot):
 
     target: AliasTarget
     regions: dict[TargetName, AliasTarget] = Field(default_factory=dict)
-    action: str = Field(description="'set' or 'rollback'")
+    action: Literal["set", "rollback"] = Field(
+        description="'set' (a PUT of the alias) or 'rollback' (a rollback, or the platform "
+        "pointing an alias back when a version it was switched to stopped meanwhile)."
+    )
     by: str = Field(description="Who changed it: a token id, or 'platform-admin'.")
     at: datetime = Field(default_factory=utcnow)
 
