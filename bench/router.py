@@ -60,7 +60,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -532,6 +532,10 @@ class Switch:
     error: str | None = None
     parts_s: tuple[float, float, float] | None = None
     """(PUT sent → write stored, → every router applied it, → PUT answered)."""
+    sent_at: float = 0.0
+    """``time.perf_counter()`` just before the PUT."""
+    revision: int = 0
+    """The alias bucket revision the PUT wrote (its ETag)."""
 
 
 class HttpError(Exception):
@@ -635,7 +639,6 @@ async def switch_once(
     version: str,
     poll_s: float,
     timeout_s: float,
-    timeline: Timeline,
 ) -> Switch:
     """PUT the alias to ``version``; poll the router until it answers with that version."""
     expected = body_of(version)
@@ -646,11 +649,19 @@ async def switch_once(
         return Switch(version, 0, time.perf_counter() - sent, None, None, 0, type(exc).__name__)
     put_s = time.perf_counter() - sent
     header = response.headers.get("x-dockyard-switch-ms")
-    revision = int(response.headers.get("etag", '"0"').strip('"') or 0)
-    parts = timeline.split(sent, sent + put_s, revision) if timeline.writes else None
     api_ms = float(header) if header else None
     status = response.status
     error = None if status == 200 else f"PUT {status}"
+    switch = Switch(
+        version,
+        status,
+        put_s,
+        api_ms,
+        None,
+        0,
+        sent_at=sent,
+        revision=int(response.headers.get("etag", '"0"').strip('"') or 0),
+    )
     polls = 0
     deadline = sent + timeout_s
     while time.perf_counter() < deadline:
@@ -661,11 +672,11 @@ async def switch_once(
             if answer.status != 200:
                 error = error or f"GET {answer.status}"
             elif answer.body == expected:
-                return Switch(version, status, put_s, api_ms, at - sent, polls, error, parts)
+                return replace(switch, propagated_s=at - sent, polls=polls, error=error)
         except _CLIENT_FAILURES as exc:
             error = error or f"GET {type(exc).__name__}"
         await asyncio.sleep(poll_s)
-    return Switch(version, status, put_s, api_ms, None, polls, error or "timeout", parts)
+    return replace(switch, polls=polls, error=error or "timeout")
 
 
 async def switches(
@@ -696,16 +707,22 @@ async def switches(
         for index in range(first, first + count):
             version = VERSIONS[(index + 1) % 2]
             results.append(
-                await switch_once(
-                    api, probe, alias_path, router_path, version, poll_s, timeout_s, timeline
-                )
+                await switch_once(api, probe, alias_path, router_path, version, poll_s, timeout_s)
             )
     finally:
         api.close()
         probe.close()
         if nc is not None:
             await nc.close()
-    return results
+    if not timeline.writes:
+        return results
+    # Split once all are done: not between a PUT's answer and the GET that times it.
+    return [
+        replace(s, parts_s=timeline.split(s.sent_at, s.sent_at + s.put_s, s.revision))
+        if s.status
+        else s
+        for s in results
+    ]
 
 
 # --- reporting -------------------------------------------------------------------------------
