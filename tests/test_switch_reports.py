@@ -15,7 +15,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from dockyard_api.switches import RouterWatch
+from dockyard_api.applied import AppliedWatch
 from dockyard_common import Alias, AliasTarget, ResourceStore, RouterHeartbeat
 from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT, alias_key
 from dockyard_router.record import watch_alias_record
@@ -78,7 +78,7 @@ async def test_the_api_waits_for_every_live_router_to_report_the_revision(
 ) -> None:
     # Its own subject: routers of other tests' platforms beat on this NATS too.
     subject = f"{ROUTER_HEARTBEAT_SUBJECT}.test-{secrets.token_hex(3)}"
-    watch = RouterWatch(nats_client, alive_for_s=3.0, subject=subject)
+    watch = AppliedWatch(nats_client, subject, alive_for_s=3.0)
     following = asyncio.create_task(watch.run())
     ahead, behind = f"ahead-{secrets.token_hex(3)}", f"behind-{secrets.token_hex(3)}"
 
@@ -92,7 +92,7 @@ async def test_the_api_waits_for_every_live_router_to_report_the_revision(
         # (revision 0: no waiting).
         await beat(ahead, 41)
         await beat(behind, 9)
-        return (await watch.wait_applied(0, within_s=0)).routers == 2
+        return (await watch.wait_applied(0, within_s=0)).processes == 2
 
     try:
         for _ in range(200):
@@ -106,7 +106,7 @@ async def test_the_api_waits_for_every_live_router_to_report_the_revision(
         assert not done, "answered while a live router had not applied revision 40"
         await beat(behind, 40)
         outcome = await asyncio.wait_for(waiting, 2.0)
-        assert (outcome.routers, outcome.lagging) == (2, [])
+        assert (outcome.processes, outcome.lagging) == (2, [])
 
         lagging = await watch.wait_applied(42, within_s=0.3)
         assert lagging.lagging == sorted([ahead, behind])

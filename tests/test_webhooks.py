@@ -6,7 +6,9 @@ The test platform allows 127.0.0.1 as a receiver and retries after 50 ms, doubli
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from nats.aio.client import Client as NatsClient
 
+from dockyard_common import ProcessHeartbeat
+from dockyard_common.subjects import WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT
 from tests.harness.fixtures import Names, RunningPlatform
 from tests.harness.flows import ensure_project
 from tests.harness.receiver import Delivery, Receiver, receiver, wait_for_log
@@ -196,3 +201,42 @@ async def test_a_test_event_is_delivered_and_logged_and_a_deleted_webhook_gets_n
             lambda got: any(d.event["data"]["targets"] == ["local-eu"] for d in got),
         )
     assert len(hook.got) == 1, "a deleted subscription got a delivery"
+
+
+async def test_a_new_webhook_answers_once_every_dispatcher_holds_it_or_names_the_laggard(
+    api: httpx.AsyncClient,
+    platform: RunningPlatform,
+    names: Names,
+    nats_client: NatsClient,
+    hook: Receiver,
+) -> None:
+    await ensure_project(api, names)
+    held = await api.post(webhooks_path(names), json={"url": hook.url})
+    assert held.status_code == 201 and "X-Dockyard-Lagging" not in held.headers, held.headers
+
+    # A dispatcher that beats but never applies anything: the answer waits for it, then
+    # names it (the subscription is stored all the same).
+    stuck = ProcessHeartbeat(process=f"stuck-{names.owner}", applied_through=0)
+    stop = asyncio.Event()
+
+    async def beat() -> None:
+        while not stop.is_set():
+            await nats_client.publish(
+                WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT, stuck.model_dump_json().encode()
+            )
+            await asyncio.sleep(0.3)
+
+    beating = asyncio.create_task(beat())
+    try:
+        await asyncio.sleep(0.4)  # let the API hear it beat
+        started = time.monotonic()
+        lagging = await api.post(webhooks_path(names), json={"url": hook.url})
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        await beating
+    assert lagging.status_code == 201, lagging.text
+    assert lagging.headers["X-Dockyard-Lagging"] == stuck.process
+    assert took >= 2.0
+    listed = (await api.get(webhooks_path(names))).json()["items"]
+    assert sorted(w["id"] for w in listed) == sorted([held.json()["id"], lagging.json()["id"]])

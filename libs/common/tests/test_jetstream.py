@@ -100,6 +100,50 @@ async def test_a_listing_can_skip_a_record_it_cannot_read_and_say_which(
         await kv.delete(f"{owner}.demo.web.v2")  # the bucket is shared with later tests
 
 
+async def test_following_a_bucket_gives_what_it_holds_then_every_write_in_order(
+    js: JetStreamContext,
+) -> None:
+    owner = f"f{secrets.token_hex(4)}"
+    versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
+    kv = await js.key_value(VERSIONS_BUCKET)
+    held, fresh, broken = (f"{owner}.demo.web.{name}" for name in ("v1", "v2", "v3"))
+    first = await versions.create(held, a_version(owner))
+    skipped: list[str] = []
+    following = versions.follow(unreadable=lambda key, _: skipped.append(key))
+    seen: list[tuple[str, int, str | None]] = []
+
+    async def next_of_ours() -> object:
+        # The bucket is shared: other tests' versions come through too.
+        while True:
+            written = await anext(following)
+            if written is None:
+                return None
+            if written.key.startswith(owner):
+                error = None if written.value is None else (written.value.error or "ok")
+                seen.append((written.key, written.revision, error))
+                return written
+
+    try:
+        async with asyncio.timeout(10):
+            assert await next_of_ours() is not None
+            assert await next_of_ours() is None, "no marker once the bucket's state was given"
+            second = await versions.update(
+                held, a_version(owner).model_copy(update={"error": "x"}), first
+            )
+            third = await versions.create(fresh, a_version(owner))
+            await versions.delete(fresh)
+            await kv.put(broken, b"not json")
+            for _ in range(4):
+                await next_of_ours()
+        assert seen[:3] == [(held, first, "ok"), (held, second, "x"), (fresh, third, "ok")]
+        assert [(key, error) for key, _, error in seen[3:]] == [(fresh, None), (broken, None)]
+        assert seen[3][1] < seen[4][1], "writes out of order"
+        assert skipped == [broken]
+    finally:
+        await following.aclose()
+        await kv.delete(broken)
+
+
 async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamContext) -> None:
     owner = f"o{secrets.token_hex(4)}"
     publisher = EventPublisher(js, source="test")

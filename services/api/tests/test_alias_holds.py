@@ -18,9 +18,9 @@ from fastapi import Response
 from nats.js import JetStreamContext
 
 from dockyard_api.aliases import alias_after_set
+from dockyard_api.applied import Outcome
 from dockyard_api.problems import Problem
 from dockyard_api.routes.aliases import _go_live, _hold_versions, _Switch
-from dockyard_api.switches import SwitchOutcome
 from dockyard_common import (
     Alias,
     AliasTarget,
@@ -118,12 +118,12 @@ class RoutersBehindOn:
         self.revision = revision
         self.waited: list[int] = []
 
-    async def wait_applied(self, revision: int, within_s: float) -> SwitchOutcome:
+    async def wait_applied(self, revision: int, within_s: float) -> Outcome:
         self.waited.append(revision)
         if revision == self.revision:
             await asyncio.sleep(within_s)
-            return SwitchOutcome(seconds=within_s, routers=2, lagging=["stuck"])
-        return SwitchOutcome(seconds=0.0, routers=2, lagging=[])
+            return Outcome(seconds=within_s, processes=2, lagging=["stuck"])
+        return Outcome(seconds=0.0, processes=2, lagging=[])
 
 
 @pytest.mark.parametrize("old_one_stopped_too", [False, True])

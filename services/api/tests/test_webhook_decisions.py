@@ -7,16 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dockyard_api.webhooks.models import WebhookOut, matches
+from dockyard_api.webhooks.models import Webhook, WebhookOut, matches
 from dockyard_api.webhooks.schedule import next_attempt
 from dockyard_api.webhooks.settings import WebhookSettings
 from dockyard_api.webhooks.signing import delivery_id, new_secret, sign, signature_matches
+from dockyard_api.webhooks.subscriptions import Subscriptions
 from dockyard_common.addresses import (
     UnsafeDestination,
     allowed_by_list,
     checked_addresses,
     refusal,
 )
+from dockyard_common.state import Written
 
 
 def test_signatures_match_the_standard_webhooks_test_vector() -> None:
@@ -117,3 +119,31 @@ def test_subscriptions_match_event_type_patterns_and_deployments() -> None:
     only_web = webhook.model_copy(update={"deployments": ["web"]})
     assert matches(only_web, "version.ready", "web")
     assert not matches(only_web, "version.ready", "api")
+
+
+def test_held_subscriptions_follow_the_writes_of_their_project() -> None:
+    def hook(webhook_id: str, project: str = "demo", url: str = "https://a") -> Webhook:
+        return Webhook(
+            id=webhook_id,
+            owner="acme",
+            project=project,
+            url=url,
+            event_types=["*"],
+            secret=new_secret(),
+        )
+
+    held = Subscriptions()
+    held.apply(Written("acme.demo.wh_1", 1, hook("wh_1")))
+    held.apply(Written("acme.demo.wh_2", 2, hook("wh_2")))
+    held.apply(Written("acme.other.wh_3", 3, hook("wh_3", project="other")))
+    held.apply(Written("acme.demo.wh_1", 4, hook("wh_1", url="https://b")))
+    assert sorted((w.id, w.url) for w in held.of_project("acme", "demo")) == [
+        ("wh_1", "https://b"),
+        ("wh_2", "https://a"),
+    ]
+    held.apply(Written("acme.demo.wh_2", 5, None))
+    held.apply(Written("acme.other.wh_3", 6, None))
+    held.apply(Written("acme.other.wh_9", 7, None))  # a deletion of one never held
+    assert [w.id for w in held.of_project("acme", "demo")] == ["wh_1"]
+    assert held.of_project("acme", "other") == []
+    assert held.of_project("acme", "demo.wh_1") == []

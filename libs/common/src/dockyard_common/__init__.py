@@ -3,6 +3,7 @@
 from dockyard_common.consumers import ConsumerSpec, EventHandler, keep_alive, run_consumer
 from dockyard_common.errors import DockyardError, InvalidInput, PermanentError, TransientError
 from dockyard_common.events import EVENT_DATA, CloudEvent, EventType, UnknownEventType, event_data
+from dockyard_common.heartbeats import Heartbeat
 from dockyard_common.jetstream import EventPublisher, connect_nats, provision_jetstream
 from dockyard_common.lifecycle import cancellable, run_jetstream_service, run_until_signalled
 from dockyard_common.log import configure_logging, get_logger
@@ -20,6 +21,7 @@ from dockyard_common.models import (
     EndpointState,
     ImageInfo,
     LayerInfo,
+    ProcessHeartbeat,
     Replicas,
     RouterHeartbeat,
     Target,
@@ -68,12 +70,14 @@ __all__ = [
     "EventHandler",
     "EventPublisher",
     "EventType",
+    "Heartbeat",
     "ImageInfo",
     "InvalidInput",
     "InvalidName",
     "LayerInfo",
     "OwnerName",
     "PermanentError",
+    "ProcessHeartbeat",
     "ProjectName",
     "Record",
     "Replicas",

@@ -8,7 +8,7 @@ import signal
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NatsClient
 
 from dockyard_common.jetstream import connect_nats, provision_jetstream
 from dockyard_common.log import configure_logging, get_logger
@@ -83,11 +83,11 @@ async def cancellable(
 def run_jetstream_service(
     name: str,
     settings: CommonSettings,
-    work: Callable[[JetStreamContext], Coroutine[Any, Any, None]],
+    work: Callable[[NatsClient], Coroutine[Any, Any, None]],
 ) -> None:
     """Run a service whose work is consuming the event stream, until SIGTERM.
 
-    Connects to NATS, provisions JetStream, runs ``work(js)`` and, on the signal, cancels it
+    Connects to NATS, provisions JetStream, runs ``work(nc)`` and, on the signal, cancels it
     and drains the connection. A failing ``work`` ends the process with its error.
     """
     configure_logging(service=name, log_format=settings.log_format, level=settings.log_level)
@@ -95,10 +95,9 @@ def run_jetstream_service(
     async def serve(stop: asyncio.Event) -> None:
         nc = await connect_nats(settings.nats_url, name=f"dockyard-{name}")
         try:
-            js = nc.jetstream()
-            await provision_jetstream(js)
+            await provision_jetstream(nc.jetstream())
             async with asyncio.TaskGroup() as tasks:
-                worker = tasks.create_task(work(js))
+                worker = tasks.create_task(work(nc))
                 log.info("service.started", data_dir=str(settings.data_dir))
                 await stop.wait()
                 worker.cancel()

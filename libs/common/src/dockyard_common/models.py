@@ -45,6 +45,7 @@ __all__ = [
     "GitRef",
     "ImageInfo",
     "LayerInfo",
+    "ProcessHeartbeat",
     "Replicas",
     "RouterHeartbeat",
     "Target",
@@ -396,12 +397,12 @@ class Version(_Snapshot):
         return self.owner, self.project, self.deployment
 
 
-class RouterHeartbeat(_Snapshot):
-    """A router process is alive, and how far into the alias bucket it has applied.
+class ProcessHeartbeat(_Snapshot):
+    """A process that follows a KV bucket is alive, and how far into the bucket it has applied.
 
-    One number, whatever the number of aliases: a process follows the alias bucket's stream
-    in order, so having applied the write at revision ``n`` means every earlier write too
-    (or a later write of the same alias).
+    One number, whatever the number of keys: a process follows the bucket's stream in order,
+    so having applied the write at revision ``n`` means every earlier write too (or a later
+    write of the same key).
 
     Fields it does not know are ignored, so that processes of two releases understand each
     other during a rolling upgrade; a beat without ``applied_through`` counts as lagging."""
@@ -409,11 +410,16 @@ class RouterHeartbeat(_Snapshot):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
     process: str
-    region: str
     applied_through: int = Field(
-        default=0, ge=0, description="Every alias write up to this KV revision is applied."
+        default=0, ge=0, description="Every write up to this KV revision is applied."
     )
     at: datetime = Field(default_factory=utcnow)
+
+
+class RouterHeartbeat(ProcessHeartbeat):
+    """A router process is alive, and how far into the alias bucket it has applied."""
+
+    region: str
 
 
 class AliasTarget(_Snapshot):

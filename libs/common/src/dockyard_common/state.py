@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dockyard_common.errors import TransientError
 
-__all__ = ["Conflict", "Counter", "Record", "ResourceStore", "Stored"]
+__all__ = ["Conflict", "Counter", "Record", "ResourceStore", "Stored", "Written"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -80,6 +80,16 @@ class Stored(Generic[ModelT]):
     revision: int
 
 
+@dataclass(frozen=True)
+class Written(Generic[ModelT]):
+    """One write of a followed bucket: what ``key`` holds from ``revision`` on (None: it
+    was deleted, or holds a record that does not parse)."""
+
+    key: str
+    revision: int
+    value: ModelT | None
+
+
 class ResourceStore(Generic[ModelT]):
     """One KV bucket holding one kind of resource; every write is a compare-and-set."""
 
@@ -121,10 +131,11 @@ class ResourceStore(Generic[ModelT]):
         known = self._parsed.get(key)
         if known is not None and known.revision == entry.revision:
             return known
-        record = Record.model_validate_json(entry.value)
-        return self._remember(
-            key, Stored(self._model.model_validate(record.resource), entry.revision)
-        )
+        return self._remember(key, Stored(self.decode(entry.value), entry.revision))
+
+    def decode(self, value: bytes) -> ModelT:
+        """The resource a stored value holds; pydantic's ValidationError if it does not parse."""
+        return self._model.model_validate(Record.model_validate_json(value).resource)
 
     async def create(self, key: str, value: ModelT, *, announce: str | None = None) -> int:
         """Store a new resource; :class:`Conflict` if the key already holds one.
@@ -193,6 +204,33 @@ class ResourceStore(Generic[ModelT]):
             ):
                 if stored is not None:
                     yield key, stored
+
+    async def follow(
+        self, *, unreadable: Callable[[str, ValidationError], None] | None = None
+    ) -> AsyncIterator[Written[ModelT] | None]:
+        """What every key holds now, then each write as it is stored, in order, for as long
+        as the caller iterates; None once what was stored when it began has all been given
+        (at once for an empty bucket). A record that does not parse raises, unless
+        ``unreadable`` is given: then it is told, and the write is given as None."""
+        with _kv_unavailable_is_transient("watch"):
+            watcher = await self._kv.watch(">")
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    yield None
+                    continue
+                value = None
+                if entry.operation is None and entry.value is not None:
+                    try:
+                        value = self.decode(entry.value)
+                    except ValidationError as exc:
+                        if unreadable is None:
+                            raise
+                        unreadable(entry.key, exc)
+                yield Written(entry.key, entry.revision, value)
+        finally:
+            with contextlib.suppress(*_UNAVAILABLE):
+                await watcher.stop()  # type: ignore[no-untyped-call]
 
     async def _keys(self, key_filter: str) -> list[str]:
         # The bucket's stream lists its subjects (one per key, deleted ones included: get()

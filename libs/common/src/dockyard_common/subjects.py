@@ -24,6 +24,7 @@ __all__ = [
     "WEBHOOKS_BUCKET",
     "WEBHOOK_DELIVERIES_STREAM",
     "WEBHOOK_DELIVERY_PREFIX",
+    "WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT",
     "WEBHOOK_LOG_PREFIX",
     "WEBHOOK_LOG_STREAM",
     "alias_key",
@@ -46,6 +47,9 @@ __all__ = [
 EVENTS_STREAM = "DOCKYARD_EVENTS"
 ROUTER_HEARTBEAT_SUBJECT = "dockyard.routers.heartbeat"
 """Core NATS (no stream): each router process says it is alive and what it has applied."""
+WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT = "dockyard.webhooks.heartbeat"
+"""Core NATS: each webhook dispatcher says it is alive and how far it has applied the
+subscriptions."""
 EVENT_SUBJECT_PREFIX = "dockyard.events"
 LOGS_SUBJECT_PREFIX = "dockyard.logs"
 """Core NATS request/reply: the scheduler running a target answers for its endpoints' logs."""

@@ -11,6 +11,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from dockyard_api.accounts import ApiToken, Owner, Project
+from dockyard_api.applied import AppliedWatch
 from dockyard_api.context import ApiContext
 from dockyard_api.problems import (
     PROBLEM_RESPONSES,
@@ -35,7 +36,6 @@ from dockyard_api.routes import (
 )
 from dockyard_api.settings import ApiSettings
 from dockyard_api.sweeper import run_sweeper
-from dockyard_api.switches import RouterWatch
 from dockyard_api.tracking import track_status
 from dockyard_api.webhooks.models import Webhook
 from dockyard_common import (
@@ -56,10 +56,12 @@ from dockyard_common.subjects import (
     DEPLOYMENTS_BUCKET,
     OWNERS_BUCKET,
     PROJECTS_BUCKET,
+    ROUTER_HEARTBEAT_SUBJECT,
     SEQUENCES_BUCKET,
     TARGETS_BUCKET,
     TOKENS_BUCKET,
     VERSIONS_BUCKET,
+    WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT,
     WEBHOOKS_BUCKET,
 )
 
@@ -86,7 +88,8 @@ async def _open_context(settings: ApiSettings) -> ApiContext:
         sequences=await Counter.open(js, SEQUENCES_BUCKET),
         blobs=await js.object_store(BLOB_BUCKET),
         events=EventPublisher(js, source=f"{settings.event_source}/api"),
-        routers=RouterWatch(nc),
+        routers=AppliedWatch(nc, ROUTER_HEARTBEAT_SUBJECT),
+        dispatchers=AppliedWatch(nc, WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT),
         webhooks=await ResourceStore.open(js, WEBHOOKS_BUCKET, Webhook),
     )
 
@@ -104,6 +107,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 tasks.create_task(track_status(context)),
                 tasks.create_task(relay_announcements(context.js, context.events)),
                 tasks.create_task(context.routers.run()),
+                tasks.create_task(context.dispatchers.run()),
             ]
             if settings.retention_sweep_every_s > 0:
                 policy = RetentionPolicy(

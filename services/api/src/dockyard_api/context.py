@@ -11,8 +11,8 @@ from nats.js import JetStreamContext
 from nats.js.object_store import ObjectStore
 
 from dockyard_api.accounts import ApiToken, Owner, Project
+from dockyard_api.applied import AppliedWatch
 from dockyard_api.settings import ApiSettings
-from dockyard_api.switches import RouterWatch
 from dockyard_api.webhooks.models import Webhook
 from dockyard_common import (
     Alias,
@@ -67,7 +67,10 @@ class ApiContext:
     sequences: Counter
     blobs: ObjectStore
     events: EventPublisher
-    routers: RouterWatch
+    routers: AppliedWatch
+    """The router processes, applying alias writes."""
+    dispatchers: AppliedWatch
+    """The webhook dispatchers, applying subscription writes."""
     webhooks: ResourceStore[Webhook]
     checked_code: CheckedCode = field(default_factory=CheckedCode)
 

@@ -21,7 +21,8 @@ class ApiSettings(WebhookSettings):
     api_port: int = 8080
     admin_token: SecretStr
     switch_wait_s: float = 2.0
-    """How long an alias change waits for every live router to apply it (then 202)."""
+    """How long an alias change waits for every live router to apply it (then 202), and a new
+    webhook for every live webhook dispatcher (then it names the laggards)."""
     max_json_bytes: int = 1024**2
     max_upload_bytes: int = 2 * 1024**3
     max_archive_members: int = 100_000

@@ -10,7 +10,7 @@ from dockyard_common import run_jetstream_service
 def main() -> None:
     """Read settings from the environment and build until SIGTERM."""
     settings = BuilderSettings()
-    run_jetstream_service("builder", settings, lambda js: Builder(js, settings).run())
+    run_jetstream_service("builder", settings, lambda nc: Builder(nc.jetstream(), settings).run())
 
 
 if __name__ == "__main__":

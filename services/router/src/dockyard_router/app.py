@@ -13,6 +13,8 @@ from structlog.contextvars import bind_contextvars
 
 from dockyard_common import (
     Alias,
+    Heartbeat,
+    RouterHeartbeat,
     TransientError,
     cancellable,
     configure_logging,
@@ -21,8 +23,8 @@ from dockyard_common import (
     get_logger,
     provision_jetstream,
 )
+from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
 from dockyard_router.front import FrontConnection, close_idle_connections
-from dockyard_router.heartbeat import Heartbeat
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
 from dockyard_router.ops import ops_routes
 from dockyard_router.proxy import Proxy
@@ -59,7 +61,9 @@ async def serve(
     metrics = RouterMetrics()
 
     table = RouteTable()
-    heartbeat = Heartbeat(nc, settings.region)
+    heartbeat = Heartbeat(
+        nc, ROUTER_HEARTBEAT_SUBJECT, model=RouterHeartbeat, region=settings.region
+    )
 
     def switched(alias: Alias, _: int) -> None:
         deployment = f"{alias.owner}/{alias.project}/{alias.deployment}"

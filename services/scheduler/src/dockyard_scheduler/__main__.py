@@ -14,7 +14,9 @@ def main() -> None:
     """
     settings = SchedulerSettings()
     run_jetstream_service(
-        "scheduler", settings, lambda js: Scheduler(js, settings).run(settings.full_pass_every_s)
+        "scheduler",
+        settings,
+        lambda nc: Scheduler(nc.jetstream(), settings).run(settings.full_pass_every_s),
     )
 
 

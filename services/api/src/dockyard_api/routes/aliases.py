@@ -185,7 +185,7 @@ async def _answer_when_live(context: ApiContext, revision: int, response: Respon
     """Wait until every live router process serves the change; say how long it took."""
     outcome = await context.routers.wait_applied(revision, context.settings.switch_wait_s)
     response.headers["X-Dockyard-Switch-Ms"] = f"{outcome.seconds * 1000:.1f}"
-    response.headers["X-Dockyard-Routers"] = str(outcome.routers)
+    response.headers["X-Dockyard-Routers"] = str(outcome.processes)
     if outcome.lagging:
         response.status_code = 202
         response.headers["X-Dockyard-Lagging"] = ",".join(outcome.lagging)

@@ -55,12 +55,22 @@ async def _existing(
 
 @router.post("", status_code=201)
 async def create_webhook(
-    owner: OwnerPath, project: ProjectPath, body: WebhookIn, caller: Deployer, context: Context
+    owner: OwnerPath,
+    project: ProjectPath,
+    body: WebhookIn,
+    response: Response,
+    caller: Deployer,
+    context: Context,
 ) -> WebhookCreated:
     """Subscribe a URL to the project's events; the answer holds the signing secret, once.
 
     URLs on this machine, private networks or metadata addresses are refused (422) unless
     the admin allows them (``DOCKYARD_WEBHOOK_ALLOWED_HOSTS``).
+
+    It answers once every live webhook dispatcher holds the subscription, so every event
+    published after the answer is matched against it. A dispatcher that has not caught up
+    within ``DOCKYARD_SWITCH_WAIT_S`` is named in ``X-Dockyard-Lagging``: events it queues
+    until it does may miss the new subscription.
     """
     await existing_project(context, owner, project)
     try:
@@ -77,7 +87,11 @@ async def create_webhook(
         description=body.description,
         secret=new_secret(),
     )
-    await context.webhooks.create(webhook_key(owner, project, webhook.id), webhook)
+    revision = await context.webhooks.create(webhook_key(owner, project, webhook.id), webhook)
+    outcome = await context.dispatchers.wait_applied(revision, context.settings.switch_wait_s)
+    if outcome.lagging:
+        response.headers["X-Dockyard-Lagging"] = ",".join(outcome.lagging)
+        log.warning("webhook.dispatchers.lagging", webhook=webhook.id, lagging=outcome.lagging)
     log.info("webhook.created", owner=owner, project=project, webhook=webhook.id)
     return WebhookCreated.model_validate(webhook.model_dump())
 

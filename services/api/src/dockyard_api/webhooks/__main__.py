@@ -6,8 +6,6 @@ the API; any number may run, each lane is delivered by one of them at a time.
 
 from __future__ import annotations
 
-from nats.js import JetStreamContext
-
 from dockyard_api.webhooks.service import deliver_webhooks
 from dockyard_api.webhooks.settings import WebhookSettings
 from dockyard_common import run_jetstream_service
@@ -17,10 +15,7 @@ def main() -> None:
     """Read settings from the environment and deliver until SIGTERM."""
     settings = WebhookSettings()
 
-    async def work(js: JetStreamContext) -> None:
-        await deliver_webhooks(js, settings)
-
-    run_jetstream_service("webhooks", settings, work)
+    run_jetstream_service("webhooks", settings, lambda nc: deliver_webhooks(nc, settings))
 
 
 if __name__ == "__main__":

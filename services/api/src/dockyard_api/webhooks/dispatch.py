@@ -12,10 +12,11 @@ from collections.abc import Callable
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from dockyard_api.webhooks.models import DeliveryJob, Webhook, matches
+from dockyard_api.webhooks.models import DeliveryJob, matches
 from dockyard_api.webhooks.queueing import enqueue
 from dockyard_api.webhooks.signing import delivery_id
-from dockyard_common import CloudEvent, ConsumerSpec, ResourceStore, get_logger, run_consumer
+from dockyard_api.webhooks.subscriptions import Subscriptions
+from dockyard_common import CloudEvent, ConsumerSpec, get_logger, run_consumer
 
 __all__ = ["DISPATCH_CONSUMER", "dispatch_events"]
 
@@ -29,15 +30,15 @@ DISPATCH_CONSUMER = ConsumerSpec(
 
 
 async def dispatch_events(
-    js: JetStreamContext, webhooks: ResourceStore[Webhook], queued: Callable[[str], None]
+    js: JetStreamContext, subscriptions: Subscriptions, queued: Callable[[str], None]
 ) -> None:
-    """Queue every event for its subscriptions until cancelled; ``queued(lane)`` after each."""
+    """Queue every event for its subscriptions until cancelled; ``queued(lane)`` after each.
+    Starts once the subscriptions are loaded."""
 
     async def handle(event: CloudEvent, message: Msg) -> None:
         # dockyard.events.<owner>.<project>.<deployment>.<type>
         _, _, owner, project, deployment, _ = message.subject.split(".", 5)
-        async for _, stored in webhooks.items(f"{owner}.{project}."):
-            webhook = stored.value
+        for webhook in subscriptions.of_project(owner, project):
             # A subscription gets the events published after it was made, not the backlog.
             if event.time < webhook.created_at or not matches(webhook, event.type, deployment):
                 continue
@@ -55,4 +56,5 @@ async def dispatch_events(
             log.debug("webhook.queued", webhook=webhook.id, event_id=event.id, lane=lane)
             queued(lane)
 
+    await subscriptions.loaded.wait()
     await run_consumer(js, DISPATCH_CONSUMER, handle)

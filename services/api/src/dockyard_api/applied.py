@@ -1,7 +1,8 @@
-"""Knowing when an alias change is live: every live router process has applied it.
+"""Knowing when a write is live: every live process that acts on its bucket has applied it.
 
-Router processes beat every second on NATS with the alias revisions they serve; one that
-has not beaten for a few seconds is taken as gone. The API's alias writes wait here.
+Router processes (the alias bucket) and webhook dispatchers (the subscriptions) beat every
+second on NATS with the revision they have applied; one that has not beaten for a few
+seconds is taken as gone. The API's alias and webhook writes wait here.
 """
 
 from __future__ import annotations
@@ -14,37 +15,30 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from dockyard_common import RouterHeartbeat, get_logger
-from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
+from dockyard_common import ProcessHeartbeat, get_logger
 
-__all__ = ["RouterWatch", "SwitchOutcome"]
+__all__ = ["AppliedWatch", "Outcome"]
 
 log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
-class SwitchOutcome:
-    """How an alias change spread: how long it took, and who had not applied it."""
+class Outcome:
+    """How a write spread: how long it took, and who had not applied it."""
 
     seconds: float
-    routers: int
+    processes: int
     lagging: list[str]
 
 
-class RouterWatch:
-    """The live router processes and what each has applied, from their heartbeats."""
+class AppliedWatch:
+    """The live processes beating on one subject and what each has applied."""
 
-    def __init__(
-        self,
-        nc: NatsClient,
-        *,
-        alive_for_s: float = 3.0,
-        subject: str = ROUTER_HEARTBEAT_SUBJECT,
-    ) -> None:
+    def __init__(self, nc: NatsClient, subject: str, *, alive_for_s: float = 3.0) -> None:
         self._nc = nc
         self._alive_for_s = alive_for_s
         self._subject = subject
-        self._seen: dict[str, tuple[float, RouterHeartbeat]] = {}
+        self._seen: dict[str, tuple[float, ProcessHeartbeat]] = {}
         self._changed = asyncio.Condition()
 
     async def run(self) -> None:
@@ -57,9 +51,9 @@ class RouterWatch:
 
     async def _on_beat(self, message: Msg) -> None:
         try:
-            beat = RouterHeartbeat.model_validate_json(message.data)
+            beat = ProcessHeartbeat.model_validate_json(message.data)
         except ValidationError:
-            log.warning("router.heartbeat.malformed")
+            log.warning("heartbeat.malformed", subject=self._subject)
             return
         self._seen[beat.process] = (time.monotonic(), beat)
         async with self._changed:
@@ -72,17 +66,16 @@ class RouterWatch:
             del self._seen[gone]
         return len(live), sorted(p for p, b in live.items() if b.applied_through < revision)
 
-    async def wait_applied(self, revision: int, within_s: float) -> SwitchOutcome:
-        """Wait until every live router applied the alias write at ``revision`` (or the
-        bound)."""
+    async def wait_applied(self, revision: int, within_s: float) -> Outcome:
+        """Wait until every live process applied the write at ``revision`` (or the bound)."""
         started = time.monotonic()
         deadline = started + within_s
         async with self._changed:
             while True:
-                routers, lagging = self._lagging(revision)
+                processes, lagging = self._lagging(revision)
                 remaining = deadline - time.monotonic()
                 if not lagging or remaining <= 0:
-                    return SwitchOutcome(time.monotonic() - started, routers, lagging)
+                    return Outcome(time.monotonic() - started, processes, lagging)
                 try:
                     await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
                 except TimeoutError:
