@@ -6,7 +6,8 @@ the tables are then rebuilt from the versions' endpoint states and the aliases.
 Every router process also watches the alias bucket itself: an alias write reaches each
 process's table straight from the KV stream (≈0.5 ms), instead of through the API's relay,
 the event stream, one process's consumer, Redis and its pub/sub (≈5 ms). The event path
-still writes Redis, so a process that starts later, or missed a message, loads it from there.
+still writes Redis's alias table, which a process loads with the routes; it is not
+published, since every process has the change from this watch already.
 """
 
 from __future__ import annotations
