@@ -114,3 +114,47 @@ async def test_the_api_waits_for_every_live_router_to_report_the_revision(
         following.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await following
+
+
+async def test_a_watch_that_just_began_waits_a_beat_interval_before_it_sees_no_one_lagging(
+    nats_client: NatsClient,
+) -> None:
+    # A process beats once a second: a watch listening for less than that may not yet have
+    # heard one that has not applied the write.
+    subject = f"{ROUTER_HEARTBEAT_SUBJECT}.test-{secrets.token_hex(3)}"
+    loop = asyncio.get_running_loop()
+
+    async def beat(through: int) -> None:
+        heartbeat = RouterHeartbeat(process="late", region="eu", applied_through=through)
+        await nats_client.publish(subject, heartbeat.model_dump_json().encode())
+
+    watch = AppliedWatch(nats_client, subject, all_heard_after_s=0.6)
+    following = asyncio.create_task(watch.run())
+    try:
+        waiting = asyncio.create_task(watch.wait_applied(7, within_s=5.0))
+        await asyncio.sleep(0.3)
+        await beat(3)  # heard within the first interval, behind
+        await asyncio.sleep(0.6)
+        assert not waiting.done(), "answered while a process heard late had not applied it"
+        await beat(7)
+        outcome = await asyncio.wait_for(waiting, 2.0)
+        assert (outcome.processes, outcome.lagging) == (1, [])
+
+        # No one beating at all: the first answer still waits out the interval.
+        alone = AppliedWatch(nats_client, f"{subject}.alone", all_heard_after_s=0.6)
+        started = loop.time()
+        listening = asyncio.create_task(alone.run())
+        try:
+            assert (await alone.wait_applied(7, within_s=5.0)).processes == 0
+            assert loop.time() - started >= 0.6
+            started = loop.time()
+            assert (await alone.wait_applied(7, within_s=5.0)).lagging == []
+            assert loop.time() - started < 0.3, "waited once the interval was listened to"
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following

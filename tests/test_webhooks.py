@@ -212,7 +212,9 @@ async def test_a_new_webhook_answers_once_every_dispatcher_holds_it_or_names_the
 ) -> None:
     await ensure_project(api, names)
     held = await api.post(webhooks_path(names), json={"url": hook.url})
-    assert held.status_code == 201 and "X-Dockyard-Lagging" not in held.headers, held.headers
+    assert held.status_code == 201, held.text
+    assert int(held.headers["X-Dockyard-Dispatchers"]) >= 1, "no dispatcher was waited for"
+    assert "X-Dockyard-Lagging" not in held.headers, held.headers
 
     # A dispatcher that beats but never applies anything: the answer waits for it, then
     # names it (the subscription is stored all the same).
@@ -227,16 +229,29 @@ async def test_a_new_webhook_answers_once_every_dispatcher_holds_it_or_names_the
             await asyncio.sleep(0.3)
 
     beating = asyncio.create_task(beat())
+    created = [held.json()["id"]]
     try:
-        await asyncio.sleep(0.4)  # let the API hear it beat
-        started = time.monotonic()
-        lagging = await api.post(webhooks_path(names), json={"url": hook.url})
-        took = time.monotonic() - started
+        deadline = time.monotonic() + 10
+        while True:  # until the API has heard it beat
+            started = time.monotonic()
+            lagging = await api.post(webhooks_path(names), json={"url": hook.url})
+            took = time.monotonic() - started
+            assert lagging.status_code == 201, lagging.text
+            created.append(lagging.json()["id"])
+            if "X-Dockyard-Lagging" in lagging.headers:
+                break
+            assert time.monotonic() < deadline, "the API never heard the stuck dispatcher"
     finally:
         stop.set()
         await beating
-    assert lagging.status_code == 201, lagging.text
     assert lagging.headers["X-Dockyard-Lagging"] == stuck.process
     assert took >= 2.0
     listed = (await api.get(webhooks_path(names))).json()["items"]
-    assert sorted(w["id"] for w in listed) == sorted([held.json()["id"], lagging.json()["id"]])
+    assert sorted(w["id"] for w in listed) == sorted(created)
+    # Once it stops beating it is gone, and subscriptions answer without waiting for it.
+    deadline = time.monotonic() + 10
+    while (
+        "X-Dockyard-Lagging"
+        in (await api.post(webhooks_path(names), json={"url": hook.url})).headers
+    ):
+        assert time.monotonic() < deadline, "a dispatcher that stopped beating was never dropped"

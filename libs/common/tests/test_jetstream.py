@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -26,6 +28,7 @@ from dockyard_common import (
     ResourceStore,
     TransientError,
     Version,
+    Written,
     provision_jetstream,
     run_consumer,
 )
@@ -100,48 +103,68 @@ async def test_a_listing_can_skip_a_record_it_cannot_read_and_say_which(
         await kv.delete(f"{owner}.demo.web.v2")  # the bucket is shared with later tests
 
 
+@pytest.fixture
+async def own_bucket(js: JetStreamContext) -> AsyncIterator[str]:
+    """A KV bucket of this test's own: its state is all the test's doing."""
+    bucket = f"test_follow_{secrets.token_hex(4)}"
+    await js.create_key_value(KeyValueConfig(bucket=bucket, history=4, direct=True))
+    yield bucket
+    await js.delete_key_value(bucket)
+
+
 async def test_following_a_bucket_gives_what_it_holds_then_every_write_in_order(
-    js: JetStreamContext,
+    js: JetStreamContext, own_bucket: str
 ) -> None:
-    owner = f"f{secrets.token_hex(4)}"
-    versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
-    kv = await js.key_value(VERSIONS_BUCKET)
-    held, fresh, broken = (f"{owner}.demo.web.{name}" for name in ("v1", "v2", "v3"))
-    first = await versions.create(held, a_version(owner))
-    skipped: list[str] = []
-    following = versions.follow(unreadable=lambda key, _: skipped.append(key))
-    seen: list[tuple[str, int, str | None]] = []
+    versions = await ResourceStore.open(js, own_bucket, Version)
+    kv = await js.key_value(own_bucket)
 
-    async def next_of_ours() -> object:
-        # The bucket is shared: other tests' versions come through too.
-        while True:
-            written = await anext(following)
-            if written is None:
-                return None
-            if written.key.startswith(owner):
-                error = None if written.value is None else (written.value.error or "ok")
-                seen.append((written.key, written.revision, error))
-                return written
-
-    try:
+    async def taken(follower: AsyncIterator[Written[Version] | None], count: int) -> list[Any]:
         async with asyncio.timeout(10):
-            assert await next_of_ours() is not None
-            assert await next_of_ours() is None, "no marker once the bucket's state was given"
-            second = await versions.update(
-                held, a_version(owner).model_copy(update={"error": "x"}), first
-            )
-            third = await versions.create(fresh, a_version(owner))
-            await versions.delete(fresh)
-            await kv.put(broken, b"not json")
-            for _ in range(4):
-                await next_of_ours()
-        assert seen[:3] == [(held, first, "ok"), (held, second, "x"), (fresh, third, "ok")]
-        assert [(key, error) for key, _, error in seen[3:]] == [(fresh, None), (broken, None)]
-        assert seen[3][1] < seen[4][1], "writes out of order"
-        assert skipped == [broken]
-    finally:
-        await following.aclose()
-        await kv.delete(broken)
+            return [
+                None
+                if w is None
+                else (w.key, w.revision, w.value.error or "ok" if w.value else "-")
+                for w in [await anext(follower) for _ in range(count)]
+            ]
+
+    early = versions.follow()
+    assert await taken(early, 1) == [None], "an empty bucket is given at once"
+    first = await versions.create("a", a_version("acme"))
+    second = await versions.update("a", a_version("acme").model_copy(update={"error": "x"}), first)
+    third = await versions.create("b", a_version("acme"))
+    await versions.delete("b")
+    assert await taken(early, 4) == [
+        ("a", first, "ok"),
+        ("a", second, "x"),
+        ("b", third, "ok"),
+        ("b", third + 1, "-"),  # the deletion
+    ]
+
+    # Started later: each key's last write (a deletion too), then the marker, then what comes.
+    skipped: list[str] = []
+    late = versions.follow(unreadable=lambda key, _: skipped.append(key))
+    assert await taken(late, 3) == [("a", second, "x"), ("b", third + 1, "-"), None]
+    await kv.put("c", b"not json")
+    assert await taken(late, 1) == [("c", third + 2, "-")]
+    assert skipped == ["c"]
+    with pytest.raises(ValidationError):
+        await taken(versions.follow(), 3)  # the unreadable record, without ``unreadable``
+    await early.aclose()
+    await late.aclose()
+
+
+async def test_a_bucket_holding_only_deletions_is_followed_to_its_end(
+    js: JetStreamContext, own_bucket: str
+) -> None:
+    versions = await ResourceStore.open(js, own_bucket, Version)
+    await versions.create("a", a_version("acme"))
+    await versions.delete("a")
+    follower = versions.follow()
+    async with asyncio.timeout(10):
+        gone = await anext(follower)
+        assert gone is not None and (gone.key, gone.value) == ("a", None)
+        assert await anext(follower) is None
+    await follower.aclose()
 
 
 async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamContext) -> None:

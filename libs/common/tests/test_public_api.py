@@ -52,6 +52,7 @@ EXPECTED = {
     "VersionName",
     "VersionStatus",
     "WorkloadState",
+    "Written",
     "cancellable",
     "configure_logging",
     "connect_nats",

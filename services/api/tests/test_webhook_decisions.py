@@ -12,13 +12,13 @@ from dockyard_api.webhooks.schedule import next_attempt
 from dockyard_api.webhooks.settings import WebhookSettings
 from dockyard_api.webhooks.signing import delivery_id, new_secret, sign, signature_matches
 from dockyard_api.webhooks.subscriptions import Subscriptions
+from dockyard_common import Written
 from dockyard_common.addresses import (
     UnsafeDestination,
     allowed_by_list,
     checked_addresses,
     refusal,
 )
-from dockyard_common.state import Written
 
 
 def test_signatures_match_the_standard_webhooks_test_vector() -> None:

@@ -43,7 +43,7 @@ from dockyard_common.names import (
 )
 from dockyard_common.redis_client import connect_redis
 from dockyard_common.settings import CommonSettings
-from dockyard_common.state import Conflict, Counter, Record, ResourceStore, Stored
+from dockyard_common.state import Conflict, Counter, Record, ResourceStore, Stored, Written
 
 __all__ = [
     "EVENT_DATA",
@@ -93,6 +93,7 @@ __all__ = [
     "VersionName",
     "VersionStatus",
     "WorkloadState",
+    "Written",
     "cancellable",
     "configure_logging",
     "connect_nats",

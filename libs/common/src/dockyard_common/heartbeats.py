@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import socket
-from typing import Any
+from collections.abc import Callable
 
 from nats.aio.client import Client as NatsClient
 
@@ -23,26 +23,28 @@ __all__ = ["Heartbeat"]
 log = get_logger(__name__)
 
 
-class Heartbeat:
-    """Publishes this process's heartbeats on ``subject`` until cancelled.
+def _plain_beat(process: str, applied_through: int) -> ProcessHeartbeat:
+    return ProcessHeartbeat(process=process, applied_through=applied_through)
 
-    ``model`` is the beat's type; ``fields`` fill what it has beyond the process and the
-    revision (a router's region).
+
+class Heartbeat:
+    """Publishes this process's heartbeats on ``subject`` until cancelled: the first at once,
+    then every ``every_s`` and whenever what it has applied moves on.
+
+    ``beat(process, applied_through)`` makes one (a router's says its region too).
     """
 
     def __init__(
         self,
         nc: NatsClient,
         subject: str,
+        beat: Callable[[str, int], ProcessHeartbeat] = _plain_beat,
         *,
-        model: type[ProcessHeartbeat] = ProcessHeartbeat,
         every_s: float = 1.0,
-        **fields: Any,
     ) -> None:
         self._nc = nc
         self._subject = subject
-        self._model = model
-        self._fields = fields
+        self._beat = beat
         self._through = 0
         self._every_s = every_s
         self._changed = asyncio.Event()
@@ -57,11 +59,12 @@ class Heartbeat:
     async def run(self) -> None:
         """Beat until cancelled."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self._every_s)
             self._changed.clear()
-            beat = self._model(process=self.process, applied_through=self._through, **self._fields)
+            beat = self._beat(self.process, self._through)
             try:
                 await self._nc.publish(self._subject, beat.model_dump_json().encode())
             except Exception as exc:  # NATS away: the next beat tries again
                 log.warning("heartbeat.failed", subject=self._subject, error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._every_s):
+                    await self._changed.wait()

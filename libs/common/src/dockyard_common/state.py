@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -207,17 +207,22 @@ class ResourceStore(Generic[ModelT]):
 
     async def follow(
         self, *, unreadable: Callable[[str, ValidationError], None] | None = None
-    ) -> AsyncIterator[Written[ModelT] | None]:
+    ) -> AsyncGenerator[Written[ModelT] | None, None]:
         """What every key holds now, then each write as it is stored, in order, for as long
         as the caller iterates; None once what was stored when it began has all been given
         (at once for an empty bucket). A record that does not parse raises, unless
         ``unreadable`` is given: then it is told, and the write is given as None."""
         with _kv_unavailable_is_transient("watch"):
+            # Caught up once the write that was last when following began has come: nats-py's
+            # own end-of-snapshot marker can come early under concurrent writes (nats.py #842).
+            state = (await self._js.stream_info(f"KV_{self._bucket}")).state
             watcher = await self._kv.watch(">")
+        last = state.last_seq if state.messages else 0
         try:
+            if not last:
+                yield None
             async for entry in watcher:
                 if entry is None:
-                    yield None
                     continue
                 value = None
                 if entry.operation is None and entry.value is not None:
@@ -228,6 +233,9 @@ class ResourceStore(Generic[ModelT]):
                             raise
                         unreadable(entry.key, exc)
                 yield Written(entry.key, entry.revision, value)
+                if last and entry.revision >= last:
+                    last = 0
+                    yield None
         finally:
             with contextlib.suppress(*_UNAVAILABLE):
                 await watcher.stop()  # type: ignore[no-untyped-call]

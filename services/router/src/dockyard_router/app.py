@@ -61,9 +61,13 @@ async def serve(
     metrics = RouterMetrics()
 
     table = RouteTable()
-    heartbeat = Heartbeat(
-        nc, ROUTER_HEARTBEAT_SUBJECT, model=RouterHeartbeat, region=settings.region
-    )
+
+    def beat(process: str, applied_through: int) -> RouterHeartbeat:
+        return RouterHeartbeat(
+            process=process, region=settings.region, applied_through=applied_through
+        )
+
+    heartbeat = Heartbeat(nc, ROUTER_HEARTBEAT_SUBJECT, beat)
 
     def switched(alias: Alias, _: int) -> None:
         deployment = f"{alias.owner}/{alias.project}/{alias.deployment}"

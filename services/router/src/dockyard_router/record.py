@@ -8,6 +8,10 @@ process's table straight from the KV stream (≈0.5 ms), instead of through the 
 the event stream, one process's consumer, Redis and its pub/sub (≈5 ms). The event path
 still writes Redis's alias table, which a process loads with the routes; it is not
 published, since every process has the change from this watch already.
+
+The watch is an ordered consumer of its own rather than ``ResourceStore.follow``: it is on
+the path of every switch, and applies each write in the subscription's callback, parsed
+once without the alias's history, instead of through nats-py's watcher queue.
 """
 
 from __future__ import annotations

@@ -68,9 +68,9 @@ async def create_webhook(
     the admin allows them (``DOCKYARD_WEBHOOK_ALLOWED_HOSTS``).
 
     It answers once every live webhook dispatcher holds the subscription, so every event
-    published after the answer is matched against it. A dispatcher that has not caught up
-    within ``DOCKYARD_SWITCH_WAIT_S`` is named in ``X-Dockyard-Lagging``: events it queues
-    until it does may miss the new subscription.
+    published after the answer is matched against it; ``X-Dockyard-Dispatchers`` counts
+    them. A dispatcher that has not caught up within ``DOCKYARD_SWITCH_WAIT_S`` is named in
+    ``X-Dockyard-Lagging``: events it queues until it does may miss the new subscription.
     """
     await existing_project(context, owner, project)
     try:
@@ -89,6 +89,7 @@ async def create_webhook(
     )
     revision = await context.webhooks.create(webhook_key(owner, project, webhook.id), webhook)
     outcome = await context.dispatchers.wait_applied(revision, context.settings.switch_wait_s)
+    response.headers["X-Dockyard-Dispatchers"] = str(outcome.processes)
     if outcome.lagging:
         response.headers["X-Dockyard-Lagging"] = ",".join(outcome.lagging)
         log.warning("webhook.dispatchers.lagging", webhook=webhook.id, lagging=outcome.lagging)

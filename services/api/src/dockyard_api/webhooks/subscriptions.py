@@ -10,13 +10,13 @@ against it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from pydantic import ValidationError
 
 from dockyard_api.webhooks.models import Webhook
-from dockyard_common import ResourceStore, get_logger
-from dockyard_common.state import Written
+from dockyard_common import ResourceStore, Written, get_logger
 
 __all__ = ["Subscriptions"]
 
@@ -57,11 +57,14 @@ class Subscriptions:
             log.error("webhook.record.unreadable", key=key, error=str(exc))
 
         through = 0
-        async for written in store.follow(unreadable=unreadable):
-            if written is not None:
-                self.apply(written)
-                through = max(through, written.revision)
-            else:
-                self.loaded.set()
-            if self.loaded.is_set():
-                applied_through(through)
+        async with contextlib.aclosing(store.follow(unreadable=unreadable)) as writes:
+            async for written in writes:
+                if written is not None:
+                    self.apply(written)
+                    through = max(through, written.revision)
+                else:
+                    self.loaded.set()
+                if self.loaded.is_set():
+                    applied_through(through)
+        # Dispatching on against subscriptions no longer followed would miss new ones.
+        raise RuntimeError("the webhook subscriptions stopped being followed")
