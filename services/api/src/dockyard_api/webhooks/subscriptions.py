@@ -66,5 +66,5 @@ class Subscriptions:
                     self.loaded.set()
                 if self.loaded.is_set():
                     applied_through(through)
-        # Dispatching on against subscriptions no longer followed would miss new ones.
+        # A dispatcher going on with subscriptions no longer followed would miss new ones.
         raise RuntimeError("the webhook subscriptions stopped being followed")
