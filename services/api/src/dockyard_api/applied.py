@@ -86,8 +86,7 @@ class AppliedWatch:
         since = self._listening_since
         return since is not None and now - since >= self._all_heard_after_s
 
-    def _lagging(self, revision: int) -> tuple[int, list[str]]:
-        now = time.monotonic()
+    def _lagging(self, revision: int, now: float) -> tuple[int, list[str]]:
         live = {p: beat for p, (at, beat) in self._seen.items() if now - at <= self._alive_for_s}
         for gone in set(self._seen) - set(live):
             del self._seen[gone]
@@ -99,8 +98,8 @@ class AppliedWatch:
         deadline = started + within_s
         async with self._changed:
             while True:
-                processes, lagging = self._lagging(revision)
                 now = time.monotonic()
+                processes, lagging = self._lagging(revision, now)
                 remaining = deadline - now
                 if (not lagging and self._all_heard(now)) or remaining <= 0:
                     return Outcome(now - started, processes, lagging)
