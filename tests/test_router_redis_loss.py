@@ -12,7 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from dockyard_cli.servers import ServerProcess, free_port, start_redis
-from dockyard_common import connect_redis
+from dockyard_common import Alias, connect_redis
+from dockyard_common.subjects import alias_table_key
 from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform, admin_client, start_platform_process
 from tests.harness.flows import (
@@ -119,6 +120,19 @@ async def test_requests_keep_flowing_while_redis_is_lost_and_tables_come_back(
                         break
                     assert time.monotonic() < deadline, "the switch never reached the router"
                     await asyncio.sleep(0.02)
+            # Redis's alias table follows the switch too: it is what a starting router loads.
+            redis = connect_redis(f"redis://127.0.0.1:{port}/0")
+            field = alias_table_key(names.owner, names.project, names.deployment, "production")
+            try:
+                deadline = time.monotonic() + 5
+                while True:
+                    raw = await redis.hget("dockyard:aliases", field)
+                    if raw and Alias.model_validate_json(raw).target.version == "v2":
+                        break
+                    assert time.monotonic() < deadline, "Redis's alias table missed the switch"
+                    await asyncio.sleep(0.02)
+            finally:
+                await redis.aclose()
     finally:
         platform.stop()
 

@@ -73,7 +73,11 @@ async def serve(
         deployment = f"{alias.owner}/{alias.project}/{alias.deployment}"
         metrics.alias_switches.labels(deployment, alias.name).inc()
 
-    store = RouteStore(redis, table, lambda: table_from_record(js), switched)
+    # One writer of Redis's alias table per router: its first worker, or its only process.
+    saves_aliases = settings.router_worker in (None, 0)
+    store = RouteStore(
+        redis, table, lambda: table_from_record(js), switched, saves_aliases=saves_aliases
+    )
     try:
         await store.ensure_tables()
         log.info("routes.loaded", routes=await store.load())

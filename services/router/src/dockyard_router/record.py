@@ -5,9 +5,10 @@ the tables are then rebuilt from the versions' endpoint states and the aliases.
 
 Every router process also watches the alias bucket itself: an alias write reaches each
 process's table straight from the KV stream (≈0.5 ms), instead of through the API's relay,
-the event stream, one process's consumer, Redis and its pub/sub (≈5 ms). The event path
-still writes Redis's alias table, which a process loads with the routes; it is not
-published, since every process has the change from this watch already.
+the event stream, one process's consumer, Redis and its pub/sub (≈5 ms). One process of
+the router also writes what its watch applies to Redis's alias table, which a process
+loads with the routes (:meth:`.RouteStore.save_aliases`); nothing is published, since
+every process has the change from this watch already.
 
 The watch is an ordered consumer of its own rather than ``ResourceStore.follow``: it is on
 the path of every switch, and applies each write in the subscription's callback, parsed

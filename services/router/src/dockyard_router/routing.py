@@ -1,4 +1,7 @@
-"""The router's consumer of rollout reports: endpoint states become routes in Redis."""
+"""The router's consumer of rollout reports: endpoint states become routes in Redis.
+
+Aliases do not come this way: every router process watches the alias record itself, and
+one process of each router writes Redis's alias table from that watch (:mod:`.store`)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,6 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from dockyard_common import (
-    Alias,
     CloudEvent,
     ConsumerSpec,
     EndpointState,
@@ -26,7 +28,6 @@ ROUTES_CONSUMER = ConsumerSpec(
         EventType.ENDPOINT_FAILED,
         EventType.ENDPOINT_STOPPED,
         EventType.ENDPOINT_SCALED,
-        EventType.ALIAS_CHANGED,
     ],
 )
 
@@ -35,9 +36,6 @@ async def follow_endpoint_states(js: JetStreamContext, store: RouteStore) -> Non
     """Write a route for every endpoint state report, until cancelled."""
 
     async def handle(event: CloudEvent, _: Msg) -> None:
-        if event.type == EventType.ALIAS_CHANGED:
-            await store.write_alias(event.data_as(Alias), int(event.resourcerevision or 0))
-        else:
-            await store.write(route_from_state(event.data_as(EndpointState)))
+        await store.write(route_from_state(event.data_as(EndpointState)))
 
     await run_consumer(js, ROUTES_CONSUMER, handle)

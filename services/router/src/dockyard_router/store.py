@@ -6,7 +6,9 @@ key: a process that heard fewer changes than Redis counts (a lost message) reloa
 Requests read only the in-process copy: while Redis is down, routing goes on from it.
 
 Aliases are held in Redis too, but reach each process through its own watch of the alias
-record (:mod:`.record`), so an alias change is written and not published.
+record (:mod:`.record`). One process of a router (``saves_aliases``: its first worker)
+writes what its watch applies to Redis's alias table, which a process loads with the
+routes; nothing is published for an alias, since every process has the change already.
 """
 
 from __future__ import annotations
@@ -46,6 +48,18 @@ BUILT_MARKER = "dockyard:tables:built"
 
 TableSource = Callable[[], Awaitable[RouteTable]]
 
+_SAVE_ALIAS = """
+local held = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[3]) <= held then
+    return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+"""Store an alias at its record revision unless Redis holds that revision or a later one
+(written by another router sharing this Redis, or by a rebuild from the record)."""
+
 
 class RouteStore:
     """Keeps a :class:`RouteTable` in step with Redis."""
@@ -56,11 +70,18 @@ class RouteStore:
         table: RouteTable,
         source: TableSource,
         on_alias: Callable[[Alias, int], None] | None = None,
+        *,
+        saves_aliases: bool = False,
     ) -> None:
         self._redis = redis
         self.table = table
         self._source = source
         self._on_alias = on_alias
+        self._saves_aliases = saves_aliases
+        self._save_alias = redis.register_script(_SAVE_ALIAS)
+        self._unsaved: dict[str, tuple[Alias, int]] = {}
+        """Aliases applied here and not yet in Redis: key → newest change and its revision."""
+        self._has_unsaved = asyncio.Event()
         self._base = 0
         """The table version when this process last loaded the tables."""
         self._heard = 0
@@ -110,35 +131,43 @@ class RouteStore:
             ) from exc
 
     def apply_alias(self, alias: Alias, revision: int) -> bool:
-        """Take an alias into this process's table (unless a newer one is held); True if so."""
+        """Take an alias into this process's table (unless a newer one is held); True if so.
+        With ``saves_aliases``, it is also queued for :meth:`save_aliases`."""
         if not self.table.put_alias(alias, revision):
             return False
+        if self._saves_aliases:
+            self._unsaved[alias_table_key(alias)] = (alias, revision)
+            self._has_unsaved.set()
         if self._on_alias is not None:
             self._on_alias(alias, revision)
         return True
 
-    async def write_alias(self, alias: Alias, revision: int) -> None:
-        """Store an alias at its record revision in Redis (unless a newer one is held).
+    async def save_aliases(self, retry_after_s: float = 1.0) -> None:
+        """Write the aliases this process applies to Redis's table, until cancelled: the
+        newest change of each, once Redis answers (retried while it is away).
 
-        Not published: every process has it already, from its own watch of the alias record
-        (see :mod:`.record`), in order and without loss, and that watch is what its
-        heartbeats report. A message each process would parse only to find it held cost
-        every router worker 0.3 ms of CPU per switch. Redis's copy is for loading.
+        Redis's copy is for loading; the alias watch of every process is what routes, so
+        the write waits for nothing. It was the event path's job (``alias.changed``, one
+        router process's consumer) until that delivery, parsed for a write every watch had
+        the data for, cost a router 0.35 ms of CPU per switch.
         """
-        key = alias_table_key(alias)
-        alias = alias.model_copy(update={"history": []})  # routing never reads it
-        self.apply_alias(alias, revision)
-        # The table may already hold this change (each process watches the alias record),
-        # but Redis still needs it; an older change than the one held is not written.
-        if revision < self.table.alias_revisions.get(key, 0):
-            return
-        try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(ALIASES_HASH, key, alias.model_dump_json())
-                pipe.hset(ALIAS_REVISIONS_HASH, key, str(revision))
-                await pipe.execute()
-        except RedisError as exc:
-            raise TransientError(f"Redis unavailable while writing alias: {exc}") from exc
+        while True:
+            await self._has_unsaved.wait()
+            self._has_unsaved.clear()
+            batch, self._unsaved = self._unsaved, {}
+            try:
+                for key, (alias, revision) in list(batch.items()):
+                    await self._save_alias(
+                        keys=[ALIASES_HASH, ALIAS_REVISIONS_HASH],
+                        args=[key, alias.model_dump_json(), revision],
+                    )
+                    del batch[key]
+            except RedisError as exc:
+                log.warning("routes.aliases.save_failed", unsaved=len(batch), error=str(exc))
+                for key, change in batch.items():
+                    self._unsaved.setdefault(key, change)  # unless a newer one came meanwhile
+                self._has_unsaved.set()
+                await asyncio.sleep(retry_after_s)
 
     async def ensure_tables(self) -> bool:
         """Rebuild Redis's tables from the state of record if it lost them; True if it did."""
