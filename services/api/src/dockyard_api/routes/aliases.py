@@ -22,7 +22,7 @@ from dockyard_api.context import ApiContext, get_context
 from dockyard_api.listing import Page
 from dockyard_api.preconditions import IfMatch, check_if_match, etag
 from dockyard_api.problems import Problem
-from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath
+from dockyard_api.routes.paths import DeploymentPath, OwnerPath, ProjectPath, response_header
 from dockyard_api.scopes import existing_deployment
 from dockyard_common import (
     Alias,
@@ -172,11 +172,28 @@ def _why_not_held(status: VersionStatus) -> str:
     return "was stopped" if status in _STOPPED else f"became {status.value}"
 
 
+_SWITCH_HEADERS = {
+    "ETag": response_header("The alias's new revision, for If-Match."),
+    "X-Dockyard-Switch-Ms": response_header(
+        "How long the router processes took to apply the change."
+    ),
+    "X-Dockyard-Routers": response_header("How many live router processes were waited for."),
+}
 _SWITCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Stored, and applied by every live router process.",
+        "headers": _SWITCH_HEADERS,
+    },
     202: {
         "model": Alias,
         "description": "Stored, but some router processes had not applied "
         "it within the bound: X-Dockyard-Lagging names them.",
+        "headers": {
+            **_SWITCH_HEADERS,
+            "X-Dockyard-Lagging": response_header(
+                "The router processes that lag, comma-separated."
+            ),
+        },
     },
 }
 

@@ -4,7 +4,7 @@ delivery log and a test event. Delivery itself is the webhooks process's (``webh
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
@@ -12,7 +12,7 @@ from dockyard_api.auth import Deployer, Viewer
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.listing import Page
 from dockyard_api.problems import Problem
-from dockyard_api.routes.paths import OwnerPath, ProjectPath
+from dockyard_api.routes.paths import OwnerPath, ProjectPath, response_header
 from dockyard_api.scopes import existing_project
 from dockyard_api.webhooks.deliveries import forget_deliveries, read_deliveries
 from dockyard_api.webhooks.models import (
@@ -53,7 +53,23 @@ async def _existing(
     return stored
 
 
-@router.post("", status_code=201)
+_CREATED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    201: {
+        "description": "Subscribed; the answer holds the signing secret, once.",
+        "headers": {
+            "X-Dockyard-Dispatchers": response_header(
+                "How many live webhook dispatchers were waited for."
+            ),
+            "X-Dockyard-Lagging": response_header(
+                "Dispatchers that did not hold the subscription within the bound, "
+                "comma-separated (absent when none)."
+            ),
+        },
+    },
+}
+
+
+@router.post("", status_code=201, responses=_CREATED_RESPONSES)
 async def create_webhook(
     owner: OwnerPath,
     project: ProjectPath,
