@@ -119,6 +119,7 @@ async def serve(
         background = [
             store.follow,
             store.watch_tables,
+            store.save_aliases,
             heartbeat.run,
             lambda: follow_endpoint_states(js, store),
             lambda: watch_alias_record(js, store.apply_alias, heartbeat.applied_through),
