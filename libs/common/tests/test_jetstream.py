@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from dockyard_common import (
     EventPublisher,
     EventType,
     ResourceStore,
+    Stored,
     TransientError,
     Version,
     Written,
@@ -165,6 +167,58 @@ async def test_a_bucket_holding_only_deletions_is_followed_to_its_end(
         assert gone is not None and (gone.key, gone.value) == ("a", None)
         assert await anext(follower) is None
     await follower.aclose()
+
+
+async def _until_recent(
+    store: ResourceStore[Version], key: str, revision: int | None
+) -> Stored[Version] | None:
+    """What ``recent(key)`` gives once it is at ``revision`` (None: once it knows nothing)."""
+    async with asyncio.timeout(5):
+        while True:
+            known = store.recent(key)
+            if (known.revision if known else None) == revision:
+                return known
+            await asyncio.sleep(0.01)
+
+
+async def test_a_followed_store_knows_each_key_without_a_round_trip(
+    js: JetStreamContext, own_bucket: str
+) -> None:
+    versions = await ResourceStore.open(js, own_bucket, Version)
+    elsewhere = await ResourceStore.open(js, own_bucket, Version)  # another process's store
+    first = await elsewhere.create("a", a_version("acme"))
+    assert versions.recent("a") is None, "not followed: ask the state of record"
+    follower = asyncio.create_task(versions.keep_current())
+    try:
+        known = await _until_recent(versions, "a", first)
+        assert known is not None and known.value.owner == "acme"
+        # Another process's writes and deletions come in as they are stored.
+        second = await elsewhere.update(
+            "a", a_version("acme").model_copy(update={"error": "x"}), first
+        )
+        known = await _until_recent(versions, "a", second)
+        assert known is not None and known.value.error == "x"
+        created = await elsewhere.create("b", a_version("acme"))
+        await _until_recent(versions, "b", created)
+        await elsewhere.delete("b")
+        await _until_recent(versions, "b", None)
+        # Its own writes are known at once, whether or not the follow has brought them back.
+        revision = second
+        for _ in range(20):
+            revision = await versions.update("a", a_version("acme"), revision)
+            own = versions.recent("a")
+            assert own is not None and own.revision == revision
+        # A record that does not parse is not known: get() says why.
+        await (await js.key_value(own_bucket)).put("c", b"not json")
+        await asyncio.sleep(0.2)
+        assert versions.recent("c") is None
+        with pytest.raises(ValidationError):
+            await versions.get("c")
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    assert versions.recent("a") is None, "no longer followed: it knows nothing"
 
 
 async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamContext) -> None:

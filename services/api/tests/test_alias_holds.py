@@ -1,15 +1,21 @@
-"""An alias switch against a concurrent stop of its version (real NATS KV, a server of the
-test's own: schedulers of other tests' platforms would act on these versions).
+"""An alias switch against a concurrent stop of its version, and against other writers
+(real NATS KV, a server of the test's own: schedulers of other tests' platforms would act
+on these versions).
 
 The switch writes the alias, then rewrites ("holds") each version it names at the revision
 it read. A stop reads the version, then the aliases, then writes at the revision it read.
+A switch is planned from the buckets the API process follows when they tell enough, and
+from the state of record otherwise, or when its write finds the alias moved on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
@@ -17,21 +23,36 @@ import pytest
 from fastapi import Response
 from nats.js import JetStreamContext
 
-from dockyard_api.aliases import alias_after_set
+from dockyard_api.aliases import alias_after_rollback, alias_after_set
 from dockyard_api.applied import Outcome
 from dockyard_api.problems import Problem
-from dockyard_api.routes.aliases import _go_live, _hold_versions, _Switch
+from dockyard_api.routes.aliases import (
+    _go_live,
+    _hold_versions,
+    _Plan,
+    _recent_plan,
+    _Switch,
+    _write_plan,
+)
 from dockyard_common import (
     Alias,
     AliasTarget,
     CodeRef,
     Conflict,
+    Deployment,
     EndpointSpec,
     ResourceStore,
     Version,
     VersionStatus,
 )
-from dockyard_common.subjects import ALIASES_BUCKET, VERSIONS_BUCKET, alias_key, version_key
+from dockyard_common.subjects import (
+    ALIASES_BUCKET,
+    DEPLOYMENTS_BUCKET,
+    VERSIONS_BUCKET,
+    alias_key,
+    deployment_key,
+    version_key,
+)
 
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -204,3 +225,169 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
         # Held: a stop of v0 that read it before the revert now fails its write.
         assert old_after.revision > old_before.revision
         assert old_after.value.status is VersionStatus.READY
+
+
+@dataclass
+class World:
+    """One API process's followed stores (``context``), and the record as others see it."""
+
+    context: SimpleNamespace
+    owner: str
+    versions: ResourceStore[Version]
+    """Another process's store of the same bucket."""
+    aliases: ResourceStore[Alias]
+    key: str
+
+    def pointing(self, current: Alias | None, to: str, by: str = "test") -> Alias:
+        return alias_after_set(
+            current,
+            owner=self.owner,
+            project="demo",
+            deployment="web",
+            name="production",
+            target=AliasTarget(version=to),
+            regions={},
+            by=by,
+        )
+
+    def decide(self, to: str) -> Callable[[Alias], Alias]:
+        return lambda current: self.pointing(current, to)
+
+    def plan(self, decide: Callable[[Alias], Alias], force: bool = False) -> _Plan | None:
+        return _recent_plan(
+            self.context,  # type: ignore[arg-type]
+            (self.owner, "demo", "web"),
+            self.key,
+            decide,
+            force,
+        )
+
+    async def known(self, bucket: str, key: str, revision: int) -> None:
+        """Until the followed store of ``bucket`` knows ``key`` at ``revision``."""
+        store = getattr(self.context, bucket)
+        async with asyncio.timeout(5):
+            while True:
+                known = store.recent(key)
+                if known is not None and known.revision >= revision:
+                    return
+                await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def world(private_js: JetStreamContext) -> AsyncIterator[World]:
+    """v0 and v1 ready, the alias on v0, all of it known to the followed stores."""
+    versions, owner, v1 = await ready_version(private_js)
+    await ready_version(private_js, owner, "v0")
+    deployments = await ResourceStore.open(private_js, DEPLOYMENTS_BUCKET, Deployment)
+    await deployments.create(
+        deployment_key(owner, "demo", "web"),
+        Deployment(owner=owner, project="demo", name="web", targets=["local-eu"]),
+    )
+    aliases = await ResourceStore.open(private_js, ALIASES_BUCKET, Alias)
+    key = alias_key(owner, "demo", "web", "production")
+    followed = SimpleNamespace(
+        deployments=await ResourceStore.open(private_js, DEPLOYMENTS_BUCKET, Deployment),
+        versions=await ResourceStore.open(private_js, VERSIONS_BUCKET, Version),
+        aliases=await ResourceStore.open(private_js, ALIASES_BUCKET, Alias),
+    )
+    world = World(followed, owner, versions, aliases, key)
+    revision = await aliases.create(key, world.pointing(None, "v0"))
+    followers = [
+        asyncio.create_task(store.keep_current())
+        for store in (followed.deployments, followed.versions, followed.aliases)
+    ]
+    try:
+        await world.known("aliases", key, revision)
+        await world.known("versions", v1, 1)
+        await world.known("deployments", deployment_key(owner, "demo", "web"), 1)
+        yield world
+    finally:
+        for follower in followers:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+
+
+def _never() -> Callable[[], Awaitable[_Plan]]:
+    async def plan_from_record() -> _Plan:
+        raise AssertionError("the record was read")
+
+    return plan_from_record
+
+
+async def test_a_switch_the_process_knows_enough_for_is_written_without_reading(
+    world: World,
+) -> None:
+    plan = world.plan(world.decide("v1"))
+    assert plan is not None and plan.current is not None
+    assert sorted(plan.held) == ["v1"]
+    switch = await _write_plan(world.context, world.key, plan, _never(), False)  # type: ignore[arg-type]
+    stored = await world.aliases.get(world.key)
+    assert stored is not None and stored.revision == switch.revision
+    assert stored.value.target.version == "v1"
+
+
+async def test_a_plan_a_write_behind_is_planned_again_from_the_record(world: World) -> None:
+    plan = world.plan(world.decide("v1"))
+    assert plan is not None and plan.current is not None
+    # Another API process switches the alias before this plan is written.
+    moved = world.pointing(plan.current.value, "v0", by="other")
+    await world.aliases.update(world.key, moved, plan.current.revision)
+    asked: list[str] = []
+
+    async def plan_from_record() -> _Plan:
+        asked.append("record")
+        current = await world.aliases.get(world.key)
+        assert current is not None
+        return _Plan(current=current, updated=world.pointing(current.value, "v1"), held={})
+
+    await _write_plan(world.context, world.key, plan, plan_from_record, False)  # type: ignore[arg-type]
+    assert asked == ["record"]
+    stored = await world.aliases.get(world.key)
+    assert stored is not None
+    # Neither change is lost.
+    assert [c.by for c in stored.value.history[-2:]] == ["other", "test"]
+    assert stored.value.target.version == "v1"
+
+
+async def test_a_conflict_on_the_plan_from_the_record_is_409(world: World) -> None:
+    stale = await world.aliases.get(world.key)
+    assert stale is not None
+    moved = world.pointing(stale.value, "v1", by="other")
+    await world.aliases.update(world.key, moved, stale.revision)
+
+    async def plan_from_record() -> _Plan:  # read just before the other writer wrote
+        return _Plan(current=stale, updated=world.pointing(stale.value, "v1"), held={})
+
+    with pytest.raises(Problem) as refused:
+        await _write_plan(world.context, world.key, None, plan_from_record, False)  # type: ignore[arg-type]
+    assert refused.value.status == 409
+
+
+async def test_the_record_decides_what_the_process_does_not_know_or_would_refuse(
+    world: World,
+) -> None:
+    # A version it has never seen, or one that is not ready: the record says why.
+    assert world.plan(world.decide("v9")) is None
+    v1 = version_key(world.owner, "demo", "web", "v1")
+    read = await world.versions.get(v1)
+    assert read is not None
+    stopping = await world.versions.update(
+        v1, read.value.model_copy(update={"status": VersionStatus.STOPPING}), read.revision
+    )
+    await world.known("versions", v1, stopping)
+    assert world.plan(world.decide("v1")) is None
+    # ... unless forced, as the record would let it through.
+    forced = world.plan(world.decide("v1"), force=True)
+    assert forced is not None and forced.held["v1"].revision == stopping
+    # Nothing to roll back to (a refusal with its reason): the record decides.
+    assert world.plan(lambda current: alias_after_rollback(current, "test")) is None
+
+
+async def test_an_alias_or_deployment_it_does_not_know_is_read_from_the_record(
+    world: World,
+) -> None:
+    staging = replace(world, key=alias_key(world.owner, "demo", "web", "staging"))
+    assert staging.plan(staging.decide("v1")) is None  # a new alias
+    nobody = replace(world, owner="nobody", key=alias_key("nobody", "demo", "web", "production"))
+    assert nobody.plan(nobody.decide("v1")) is None  # no such deployment known

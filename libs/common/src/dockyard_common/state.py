@@ -21,10 +21,14 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dockyard_common.errors import TransientError
+from dockyard_common.log import get_logger
 
 __all__ = ["Conflict", "Counter", "Record", "ResourceStore", "Stored", "Written"]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+ValueT = TypeVar("ValueT")
+
+log = get_logger(__name__)
 
 _PARSED_CACHE = 4096
 """Parsed resources kept per store (the most recently read or written)."""
@@ -81,13 +85,13 @@ class Stored(Generic[ModelT]):
 
 
 @dataclass(frozen=True)
-class Written(Generic[ModelT]):
+class Written(Generic[ValueT]):
     """One write of a followed bucket: what ``key`` holds from ``revision`` on (None: it
     was deleted, or holds a record that does not parse)."""
 
     key: str
     revision: int
-    value: ModelT | None
+    value: ValueT | None
 
 
 class ResourceStore(Generic[ModelT]):
@@ -104,6 +108,10 @@ class ResourceStore(Generic[ModelT]):
         # unchanged (or just written here) is not parsed again. Resources are frozen models,
         # so sharing one instance is safe; a revision is unique to one write.
         self._parsed: OrderedDict[str, Stored[ModelT]] = OrderedDict()
+        # Every key's latest write (revision, stored bytes) while keep_current() follows the
+        # bucket; trusted by recent() once the bucket's contents at its start have come.
+        self._current: dict[str, tuple[int, bytes]] = {}
+        self._current_complete = False
 
     def _remember(self, key: str, stored: Stored[ModelT]) -> Stored[ModelT]:
         self._parsed[key] = stored
@@ -132,6 +140,42 @@ class ResourceStore(Generic[ModelT]):
         if known is not None and known.revision == entry.revision:
             return known
         return self._remember(key, Stored(self.decode(entry.value), entry.revision))
+
+    def recent(self, key: str) -> Stored[ModelT] | None:
+        """What ``key`` holds as far as this process knows, without a round trip: its latest
+        write followed by :meth:`keep_current`, or read or written here if that is later.
+        It can be a few milliseconds behind the state of record; None when this process
+        does not know the key (absent, not followed, or not parsing): ask :meth:`get`."""
+        if not self._current_complete or key not in self._current:
+            return None
+        revision, value = self._current[key]
+        known = self._parsed.get(key)
+        if known is not None and known.revision >= revision:
+            return known
+        try:
+            return self._remember(key, Stored(self.decode(value), revision))
+        except ValidationError:
+            return None
+
+    async def keep_current(self, *, again_after_s: float = 1.0) -> None:
+        """Follow the bucket for :meth:`recent`, until cancelled; while the state of record
+        is away, and until the follow has caught up again, recent() knows nothing."""
+        while True:
+            try:
+                async for write in self._follow_values():
+                    if write is None:
+                        self._current_complete = True
+                    elif write.value is None:
+                        self._current.pop(write.key, None)
+                    else:
+                        self._current[write.key] = (write.revision, write.value)
+                log.warning("store.follow.ended", bucket=self._bucket)
+            except (TransientError, nats.errors.Error) as exc:
+                log.warning("store.follow.failed", bucket=self._bucket, error=str(exc))
+            finally:
+                self._current_complete = False
+                self._current.clear()
+            await asyncio.sleep(again_after_s)
 
     def decode(self, value: bytes) -> ModelT:
         """The resource a stored value holds; pydantic's ValidationError if it does not parse."""
@@ -212,6 +256,21 @@ class ResourceStore(Generic[ModelT]):
         as the caller iterates; None once what was stored when it began has all been given
         (at once for an empty bucket). A record that does not parse raises, unless
         ``unreadable`` is given: then it is told, and the write is given as None."""
+        async for write in self._follow_values():
+            if write is None or write.value is None:
+                yield write if write is None else Written(write.key, write.revision, None)
+                continue
+            try:
+                value = self.decode(write.value)
+            except ValidationError as exc:
+                if unreadable is None:
+                    raise
+                unreadable(write.key, exc)
+                value = None
+            yield Written(write.key, write.revision, value)
+
+    async def _follow_values(self) -> AsyncGenerator[Written[bytes] | None, None]:
+        """:meth:`follow`, with each value as stored (None: deleted), not parsed."""
         with _kv_unavailable_is_transient("watch"):
             # Caught up once the write that was last when following began has come: nats-py's
             # own end-of-snapshot marker can come early under concurrent writes (nats.py #842).
@@ -224,14 +283,7 @@ class ResourceStore(Generic[ModelT]):
             async for entry in watcher:
                 if entry is None:
                     continue
-                value = None
-                if entry.operation is None and entry.value is not None:
-                    try:
-                        value = self.decode(entry.value)
-                    except ValidationError as exc:
-                        if unreadable is None:
-                            raise
-                        unreadable(entry.key, exc)
+                value = entry.value if entry.operation is None else None
                 yield Written(entry.key, entry.revision, value)
                 if last and entry.revision >= last:
                     last = 0

@@ -108,6 +108,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 tasks.create_task(relay_announcements(context.js, context.events)),
                 tasks.create_task(context.routers.run()),
                 tasks.create_task(context.dispatchers.run()),
+                # What an alias switch checks, known without a round trip (routes/aliases.py).
+                tasks.create_task(context.deployments.keep_current()),
+                tasks.create_task(context.versions.keep_current()),
+                tasks.create_task(context.aliases.keep_current()),
             ]
             if settings.retention_sweep_every_s > 0:
                 policy = RetentionPolicy(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn
 
@@ -31,13 +32,14 @@ from dockyard_common import (
     AliasTarget,
     Conflict,
     EventType,
+    InvalidInput,
     Stored,
     TargetName,
     Version,
     VersionName,
     VersionStatus,
 )
-from dockyard_common.subjects import alias_key, version_key
+from dockyard_common.subjects import alias_key, deployment_key, version_key
 
 __all__ = ["router"]
 
@@ -84,11 +86,15 @@ def _reasons(lost: dict[str, str]) -> str:
     return "; ".join(f"version {name!r} {reason}" for name, reason in sorted(lost.items()))
 
 
+def _version_names(targets: list[AliasTarget]) -> list[str]:
+    return sorted({name for target in targets for name in target.versions})
+
+
 async def _read_versions(
     context: ApiContext, owner: str, project: str, deployment: str, targets: list[AliasTarget]
 ) -> dict[str, Stored[Version] | None]:
     """The record of each version the targets name (None: it does not exist)."""
-    names = sorted({name for target in targets for name in target.versions})
+    names = _version_names(targets)
     # Read at once: an alias switch waits on these round trips, and it should be instant.
     reads = await asyncio.gather(
         *(context.versions.get(version_key(owner, project, deployment, n)) for n in names)
@@ -282,13 +288,87 @@ async def _point_back(
     )
 
 
-async def _write(context: ApiContext, key: str, alias: Alias, revision: int | None) -> int:
+@dataclass(frozen=True, kw_only=True)
+class _Plan:
+    """A switch decided, not yet written: the alias as read and as it will be, and the
+    records of the versions it names (held at those revisions once it is written)."""
+
+    current: Stored[Alias] | None
+    updated: Alias
+    held: dict[str, Stored[Version]]
+
+
+def _recent_plan(
+    context: ApiContext,
+    scope: tuple[str, str, str],
+    key: str,
+    decide: Callable[[Alias], Alias],
+    force: bool,
+) -> _Plan | None:
+    """The switch decided from what this process knows without a round trip (the buckets
+    it follows), when it knows all of it and all of it lets the switch through. None
+    otherwise: the state of record decides, and gives a refusal its reason."""
+    if context.deployments.recent(deployment_key(*scope)) is None:
+        return None
+    current = context.aliases.recent(key)
+    if current is None:
+        return None
     try:
-        if revision is None:
-            return await context.aliases.create(key, alias, announce=EventType.ALIAS_CHANGED)
-        return await context.aliases.update(key, alias, revision, announce=EventType.ALIAS_CHANGED)
+        updated = decide(current.value)
+    except InvalidInput:
+        return None
+    held: dict[str, Stored[Version]] = {}
+    for name in _version_names([updated.target, *updated.regions.values()]):
+        stored = context.versions.recent(version_key(*scope, name))
+        if stored is None or not (force or stored.value.status is VersionStatus.READY):
+            return None
+        held[name] = stored
+    return _Plan(current=current, updated=updated, held=held)
+
+
+async def _write_plan(
+    context: ApiContext,
+    key: str,
+    recent: _Plan | None,
+    plan_from_record: Callable[[], Awaitable[_Plan]],
+    force: bool,
+) -> _Switch:
+    """Write the switch planned from what this process knows. If there is no such plan, or
+    the alias has moved on since (another API process switched it, or the follow was a
+    write behind), plan it from the state of record and write that, as a switch that read
+    the record first would: a conflict then is a concurrent change, 409.
+
+    An alias switch waits on every round trip before its write, and there were three reads
+    (deployment, versions, alias): planning from the followed buckets took one round trip
+    and about 0.9 ms off a switch here (bench/README.md). A version the plan names is held
+    after the write, at the revision this process knew, so one stopped meanwhile is still
+    caught (see :func:`_hold_versions`)."""
+    if recent is not None:
+        with contextlib.suppress(Conflict):
+            return await _write(context, key, recent, force)
+    plan = await plan_from_record()
+    try:
+        return await _write(context, key, plan, force)
     except Conflict:
-        raise Problem(409, "conflict", f"alias {alias.name!r} changed meanwhile; retry") from None
+        name = plan.updated.name
+        raise Problem(409, "conflict", f"alias {name!r} changed meanwhile; retry") from None
+
+
+async def _write(context: ApiContext, key: str, plan: _Plan, force: bool) -> _Switch:
+    if plan.current is None:
+        revision = await context.aliases.create(key, plan.updated, announce=EventType.ALIAS_CHANGED)
+    else:
+        revision = await context.aliases.update(
+            key, plan.updated, plan.current.revision, announce=EventType.ALIAS_CHANGED
+        )
+    return _Switch(
+        key=key,
+        updated=plan.updated,
+        revision=revision,
+        before=plan.current,
+        held=plan.held,
+        force=force,
+    )
 
 
 def _switched(alias: Alias, response: Response) -> Response:
@@ -316,33 +396,37 @@ async def put_alias(
 ) -> Response:
     """Point the alias at a version or split it by weight; the last 20 changes are kept."""
     key = alias_key(owner, project, deployment, alias)
-    # The deployment and the alias are read while the versions are checked.
-    _, held, current = await asyncio.gather(
-        existing_deployment(context, owner, project, deployment),
-        _check_versions(
-            context, owner, project, deployment, [body.target, *body.regions.values()], body.force
-        ),
-        context.aliases.get(key),
-    )
-    check_if_match(if_match, current.revision if current else None)
-    target = body.target
-    updated = alias_after_set(
-        current.value if current else None,
-        owner=owner,
-        project=project,
-        deployment=deployment,
-        name=alias,
-        target=target,
-        regions=body.regions,
-        by=_actor(caller),
-    )
-    revision = await _write(context, key, updated, current.revision if current else None)
-    response.headers["ETag"] = etag(revision)
-    switch = _Switch(
-        key=key, updated=updated, revision=revision, before=current, held=held, force=body.force
-    )
+
+    def decide(current: Alias | None) -> Alias:
+        return alias_after_set(
+            current,
+            owner=owner,
+            project=project,
+            deployment=deployment,
+            name=alias,
+            target=body.target,
+            regions=body.regions,
+            by=_actor(caller),
+        )
+
+    async def plan_from_record() -> _Plan:
+        # The deployment and the alias are read while the versions are checked.
+        targets = [body.target, *body.regions.values()]
+        _, held, current = await asyncio.gather(
+            existing_deployment(context, owner, project, deployment),
+            _check_versions(context, owner, project, deployment, targets, body.force),
+            context.aliases.get(key),
+        )
+        check_if_match(if_match, current.revision if current else None)
+        return _Plan(current=current, updated=decide(current.value if current else None), held=held)
+
+    scope = (owner, project, deployment)
+    # A conditional switch is decided on the state of record only.
+    recent = None if if_match else _recent_plan(context, scope, key, decide, body.force)
+    switch = await _write_plan(context, key, recent, plan_from_record, body.force)
+    response.headers["ETag"] = etag(switch.revision)
     await _go_live(context, switch, response)
-    return _switched(updated, response)
+    return _switched(switch.updated, response)
 
 
 @router.post("/{alias}/rollback", response_model=Alias, responses=_SWITCH_RESPONSES)
@@ -358,20 +442,24 @@ async def rollback_alias(
 ) -> Response:
     """Point the alias back where it pointed before its current target."""
     key = alias_key(owner, project, deployment, alias)
-    current = await context.aliases.get(key)
-    if current is None:
-        raise Problem(404, "not-found", f"alias {alias!r} does not exist")
-    updated = alias_after_rollback(current.value, _actor(caller))
-    held = await _check_versions(
-        context, owner, project, deployment, [updated.target, *updated.regions.values()], force
-    )
-    revision = await _write(context, key, updated, current.revision)
-    response.headers["ETag"] = etag(revision)
-    switch = _Switch(
-        key=key, updated=updated, revision=revision, before=current, held=held, force=force
-    )
+
+    def decide(current: Alias) -> Alias:
+        return alias_after_rollback(current, _actor(caller))
+
+    async def plan_from_record() -> _Plan:
+        current = await context.aliases.get(key)
+        if current is None:
+            raise Problem(404, "not-found", f"alias {alias!r} does not exist")
+        updated = decide(current.value)
+        targets = [updated.target, *updated.regions.values()]
+        held = await _check_versions(context, owner, project, deployment, targets, force)
+        return _Plan(current=current, updated=updated, held=held)
+
+    recent = _recent_plan(context, (owner, project, deployment), key, decide, force)
+    switch = await _write_plan(context, key, recent, plan_from_record, force)
+    response.headers["ETag"] = etag(switch.revision)
     await _go_live(context, switch, response)
-    return _switched(updated, response)
+    return _switched(switch.updated, response)
 
 
 @router.get("")
