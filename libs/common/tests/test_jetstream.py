@@ -221,6 +221,27 @@ async def test_a_followed_store_knows_each_key_without_a_round_trip(
     assert versions.recent("a") is None, "no longer followed: it knows nothing"
 
 
+async def test_a_followed_store_can_hold_only_what_it_is_told_to(
+    js: JetStreamContext, own_bucket: str
+) -> None:
+    versions = await ResourceStore.open(js, own_bucket, Version)
+    elsewhere = await ResourceStore.open(js, own_bucket, Version)
+    first = await elsewhere.create("a", a_version("acme"))
+    follower = asyncio.create_task(versions.keep_current(holds=lambda v: v.error is None))
+    try:
+        await _until_recent(versions, "a", first)
+        failed = a_version("acme").model_copy(update={"error": "x"})
+        second = await elsewhere.update("a", failed, first)
+        await _until_recent(versions, "a", None)  # forgotten, not kept at its last held write
+        assert (await versions.get("a")) == Stored(failed, second)
+        third = await elsewhere.update("a", a_version("acme"), second)
+        await _until_recent(versions, "a", third)
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+
+
 async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamContext) -> None:
     owner = f"o{secrets.token_hex(4)}"
     publisher = EventPublisher(js, source="test")

@@ -145,30 +145,34 @@ class ResourceStore(Generic[ModelT]):
         """What ``key`` holds as far as this process knows, without a round trip: its latest
         write followed by :meth:`keep_current`, or read or written here if that is later.
         It can be a few milliseconds behind the state of record; None when this process
-        does not know the key (absent, not followed, or not parsing): ask :meth:`get`."""
+        does not know the key (absent, not followed or not held, or not parsing): ask
+        :meth:`get`."""
         if not self._current_complete or key not in self._current:
             return None
         revision, value = self._current[key]
         known = self._parsed.get(key)
-        if known is not None and known.revision >= revision:
+        if known is not None and known.revision > revision:
             return known
-        try:
-            return self._remember(key, Stored(self.decode(value), revision))
-        except ValidationError:
-            return None
+        return self._stored(key, revision, value)
 
-    async def keep_current(self, *, again_after_s: float = 1.0) -> None:
-        """Follow the bucket for :meth:`recent`, until cancelled; while the state of record
-        is away, and until the follow has caught up again, recent() knows nothing."""
+    async def keep_current(
+        self, *, holds: Callable[[ModelT], bool] | None = None, again_after_s: float = 1.0
+    ) -> None:
+        """Follow the bucket for :meth:`recent`, until cancelled: every key, or those whose
+        resource ``holds`` (parsed as it comes) keeps, which bounds the memory it takes.
+        While the state of record is away, and until the follow has caught up again,
+        recent() knows nothing."""
         while True:
             try:
                 async for write in self._follow_values():
                     if write is None:
                         self._current_complete = True
-                    elif write.value is None:
-                        self._current.pop(write.key, None)
-                    else:
+                    elif write.value is not None and self._keeps(
+                        write.key, write.revision, write.value, holds
+                    ):
                         self._current[write.key] = (write.revision, write.value)
+                    else:
+                        self._current.pop(write.key, None)
                 log.warning("store.follow.ended", bucket=self._bucket)
             except (TransientError, nats.errors.Error) as exc:
                 log.warning("store.follow.failed", bucket=self._bucket, error=str(exc))
@@ -176,6 +180,27 @@ class ResourceStore(Generic[ModelT]):
                 self._current_complete = False
                 self._current.clear()
             await asyncio.sleep(again_after_s)
+
+    def _keeps(
+        self, key: str, revision: int, value: bytes, holds: Callable[[ModelT], bool] | None
+    ) -> bool:
+        """Whether :meth:`keep_current` keeps a write: any without ``holds``; else one whose
+        resource parses and ``holds`` keeps."""
+        if holds is None:
+            return True
+        stored = self._stored(key, revision, value)
+        return stored is not None and holds(stored.value)
+
+    def _stored(self, key: str, revision: int, value: bytes) -> Stored[ModelT] | None:
+        """The resource ``value`` holds at ``revision``, parsed once per revision (a write
+        made or read here is not parsed again); None when it does not parse."""
+        known = self._parsed.get(key)
+        if known is not None and known.revision == revision:
+            return known
+        try:
+            return self._remember(key, Stored(self.decode(value), revision))
+        except ValidationError:
+            return None
 
     def decode(self, value: bytes) -> ModelT:
         """The resource a stored value holds; pydantic's ValidationError if it does not parse."""

@@ -46,6 +46,7 @@ from dockyard_common import (
     ResourceStore,
     Target,
     Version,
+    VersionStatus,
     connect_nats,
     get_logger,
     provision_jetstream,
@@ -94,6 +95,10 @@ async def _open_context(settings: ApiSettings) -> ApiContext:
     )
 
 
+def _is_ready(version: Version) -> bool:
+    return version.status is VersionStatus.READY
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API application; connections open and consumers start in its lifespan."""
 
@@ -110,7 +115,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 tasks.create_task(context.dispatchers.run()),
                 # What an alias switch checks, known without a round trip (routes/aliases.py).
                 tasks.create_task(context.deployments.keep_current()),
-                tasks.create_task(context.versions.keep_current()),
+                # Only ready versions: a switch takes no other from memory, and stopped
+                # versions stay in the bucket for good.
+                tasks.create_task(context.versions.keep_current(holds=_is_ready)),
                 tasks.create_task(context.aliases.keep_current()),
             ]
             if settings.retention_sweep_every_s > 0:
