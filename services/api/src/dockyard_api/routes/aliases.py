@@ -339,10 +339,10 @@ async def _write_plan(
     the record first would: a conflict then is a concurrent change, 409.
 
     An alias switch waits on every round trip before its write, and there were three reads
-    (deployment, versions, alias): planning from the followed buckets took one round trip
-    and about 0.9 ms off a switch here (bench/README.md). A version the plan names is held
-    after the write, at the revision this process knew, so one stopped meanwhile is still
-    caught (see :func:`_hold_versions`)."""
+    (deployment, versions, alias): planning from the followed buckets took that round trip,
+    0.4-0.6 ms at the median, off a switch here (bench/README.md). A version the plan names
+    is held after the write, at the revision this process knew, so one stopped meanwhile is
+    still caught (see :func:`_hold_versions`)."""
     if recent is not None:
         with contextlib.suppress(Conflict):
             return await _write(context, key, recent, force)
