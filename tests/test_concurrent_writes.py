@@ -36,6 +36,26 @@ async def test_concurrent_alias_changes_each_win_or_get_409_and_none_is_lost(
     assert len(history) == 1 + statuses.count(200), (statuses, len(history))
 
 
+async def test_an_alias_switch_with_a_stale_if_match_is_refused(
+    api: httpx.AsyncClient, names: Names
+) -> None:
+    await put_deployment(api, names, ["local-eu"])
+    for version in ("v1", "v2"):
+        await deploy_ready(api, names, version)
+    alias = f"/v1/projects/{names.owner}/{names.project}/deployments/web/aliases/production"
+    first = await api.put(alias, json={"version": "v1"})
+    second = await api.put(alias, json={"version": "v2"})
+    assert first.status_code == second.status_code == 200
+    stale = await api.put(
+        alias, json={"version": "v1"}, headers={"If-Match": first.headers["ETag"]}
+    )
+    assert stale.status_code == 412, stale.text
+    fresh = await api.put(
+        alias, json={"version": "v1"}, headers={"If-Match": second.headers["ETag"]}
+    )
+    assert fresh.status_code == 200, fresh.text
+
+
 async def test_if_match_lets_exactly_one_of_two_stale_writers_through(
     api: httpx.AsyncClient, names: Names
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import nats
 import pytest
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
@@ -31,6 +32,7 @@ from dockyard_common import (
     TransientError,
     Version,
     Written,
+    connect_nats,
     provision_jetstream,
     run_consumer,
 )
@@ -182,13 +184,13 @@ async def _until_recent(
 
 
 async def test_a_followed_store_knows_each_key_without_a_round_trip(
-    js: JetStreamContext, own_bucket: str
+    js: JetStreamContext, nats_client: NatsClient, own_bucket: str
 ) -> None:
     versions = await ResourceStore.open(js, own_bucket, Version)
     elsewhere = await ResourceStore.open(js, own_bucket, Version)  # another process's store
     first = await elsewhere.create("a", a_version("acme"))
     assert versions.recent("a") is None, "not followed: ask the state of record"
-    follower = asyncio.create_task(versions.keep_current())
+    follower = asyncio.create_task(versions.keep_current(nats_client))
     try:
         known = await _until_recent(versions, "a", first)
         assert known is not None and known.value.owner == "acme"
@@ -210,7 +212,7 @@ async def test_a_followed_store_knows_each_key_without_a_round_trip(
             assert own is not None and own.revision == revision
         # A record that does not parse is not known: get() says why.
         await (await js.key_value(own_bucket)).put("c", b"not json")
-        await asyncio.sleep(0.2)
+        await _until_recent(versions, "d", await elsewhere.create("d", a_version("acme")))
         assert versions.recent("c") is None
         with pytest.raises(ValidationError):
             await versions.get("c")
@@ -222,12 +224,14 @@ async def test_a_followed_store_knows_each_key_without_a_round_trip(
 
 
 async def test_a_followed_store_can_hold_only_what_it_is_told_to(
-    js: JetStreamContext, own_bucket: str
+    js: JetStreamContext, nats_client: NatsClient, own_bucket: str
 ) -> None:
     versions = await ResourceStore.open(js, own_bucket, Version)
     elsewhere = await ResourceStore.open(js, own_bucket, Version)
     first = await elsewhere.create("a", a_version("acme"))
-    follower = asyncio.create_task(versions.keep_current(holds=lambda v: v.error is None))
+    follower = asyncio.create_task(
+        versions.keep_current(nats_client, holds=lambda v: v.error is None)
+    )
     try:
         await _until_recent(versions, "a", first)
         failed = a_version("acme").model_copy(update={"error": "x"})
@@ -240,6 +244,40 @@ async def test_a_followed_store_can_hold_only_what_it_is_told_to(
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
+
+
+async def test_a_followed_store_knows_nothing_from_a_lost_connection_until_caught_up(
+    tmp_path: Path,
+) -> None:
+    """Writes made while its connection is away may never come through the old follow."""
+    server = start_nats(tmp_path / "nats")
+    port = int(server.url.rsplit(":", 1)[1])
+    nc = await connect_nats(server.url, name="follower")
+    clients = [nc]
+    try:
+        await provision_jetstream(nc.jetstream())
+        versions = await ResourceStore.open(nc.jetstream(), VERSIONS_BUCKET, Version)
+        first = await versions.create("a", a_version("acme"))
+        follower = asyncio.create_task(versions.keep_current(nc, again_after_s=0.2))
+        await _until_recent(versions, "a", first)
+        server.stop()
+        await _until_recent(versions, "a", None)  # away: it says it does not know
+        server = start_nats(tmp_path / "nats", port=port)
+        # Another process writes before this one's connection is back (it retries every
+        # half second), so the old follow never sees it.
+        clients.append(await connect_nats(server.url, name="elsewhere"))
+        elsewhere = await ResourceStore.open(clients[-1].jetstream(), VERSIONS_BUCKET, Version)
+        failed = a_version("acme").model_copy(update={"error": "x"})
+        second = await elsewhere.update("a", failed, first)
+        known = await _until_recent(versions, "a", second)
+        assert known is not None and known.value.error == "x"
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+    finally:
+        for client in clients:
+            await client.close()
+        server.stop()
 
 
 async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamContext) -> None:

@@ -23,7 +23,7 @@ import pytest
 from fastapi import Response
 from nats.js import JetStreamContext
 
-from dockyard_api.aliases import alias_after_rollback, alias_after_set
+from dockyard_api.aliases import alias_after_set
 from dockyard_api.applied import Outcome
 from dockyard_api.problems import Problem
 from dockyard_api.routes.aliases import (
@@ -253,22 +253,19 @@ class World:
     def decide(self, to: str) -> Callable[[Alias], Alias]:
         return lambda current: self.pointing(current, to)
 
-    def plan(self, decide: Callable[[Alias], Alias], force: bool = False) -> _Plan | None:
-        return _recent_plan(
-            self.context,  # type: ignore[arg-type]
-            (self.owner, "demo", "web"),
-            self.key,
-            decide,
-            force,
-        )
+    def plan(self, decide: Callable[[Alias], Alias]) -> _Plan | None:
+        return _recent_plan(self.context, (self.owner, "demo", "web"), self.key, decide)  # type: ignore[arg-type]
 
-    async def known(self, bucket: str, key: str, revision: int) -> None:
-        """Until the followed store of ``bucket`` knows ``key`` at ``revision``."""
+    async def known(self, bucket: str, key: str, revision: int | None) -> None:
+        """Until the followed store of ``bucket`` knows ``key`` at ``revision`` or later
+        (None: until it does not know the key)."""
         store = getattr(self.context, bucket)
         async with asyncio.timeout(5):
             while True:
                 known = store.recent(key)
-                if known is not None and known.revision >= revision:
+                if revision is None and known is None:
+                    return
+                if revision is not None and known is not None and known.revision >= revision:
                     return
                 await asyncio.sleep(0.01)
 
@@ -292,9 +289,12 @@ async def world(private_js: JetStreamContext) -> AsyncIterator[World]:
     )
     world = World(followed, owner, versions, aliases, key)
     revision = await aliases.create(key, world.pointing(None, "v0"))
+    connection = private_js._nc  # the one the stores' JetStream context uses
+    ready: Callable[[Version], bool] = lambda v: v.status is VersionStatus.READY  # noqa: E731 - as the API holds them
     followers = [
-        asyncio.create_task(store.keep_current())
-        for store in (followed.deployments, followed.versions, followed.aliases)
+        asyncio.create_task(followed.deployments.keep_current(connection)),
+        asyncio.create_task(followed.versions.keep_current(connection, holds=ready)),
+        asyncio.create_task(followed.aliases.keep_current(connection)),
     ]
     try:
         await world.known("aliases", key, revision)
@@ -370,18 +370,20 @@ async def test_the_record_decides_what_the_process_does_not_know_or_would_refuse
     # A version it has never seen, or one that is not ready: the record says why.
     assert world.plan(world.decide("v9")) is None
     v1 = version_key(world.owner, "demo", "web", "v1")
-    read = await world.versions.get(v1)
+    v0 = version_key(world.owner, "demo", "web", "v0")
+    # Stopped by this process (as the API's stop route does): known at once, not ready.
+    read = await world.context.versions.get(v1)
     assert read is not None
-    stopping = await world.versions.update(
-        v1, read.value.model_copy(update={"status": VersionStatus.STOPPING}), read.revision
-    )
-    await world.known("versions", v1, stopping)
+    stopping = read.value.model_copy(update={"status": VersionStatus.STOPPING})
+    await world.context.versions.update(v1, stopping, read.revision)
     assert world.plan(world.decide("v1")) is None
-    # ... unless forced, as the record would let it through.
-    forced = world.plan(world.decide("v1"), force=True)
-    assert forced is not None and forced.held["v1"].revision == stopping
-    # Nothing to roll back to (a refusal with its reason): the record decides.
-    assert world.plan(lambda current: alias_after_rollback(current, "test")) is None
+    # Stopped by another: no longer held once the follow brings it.
+    read = await world.versions.get(v0)
+    assert read is not None
+    stopping = read.value.model_copy(update={"status": VersionStatus.STOPPING})
+    await world.versions.update(v0, stopping, read.revision)
+    await world.known("versions", v0, None)
+    assert world.plan(world.decide("v0")) is None
 
 
 async def test_an_alias_or_deployment_it_does_not_know_is_read_from_the_record(

@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -109,9 +110,11 @@ class ResourceStore(Generic[ModelT]):
         # so sharing one instance is safe; a revision is unique to one write.
         self._parsed: OrderedDict[str, Stored[ModelT]] = OrderedDict()
         # Every key's latest write (revision, stored bytes) while keep_current() follows the
-        # bucket; trusted by recent() once the bucket's contents at its start have come.
+        # bucket; trusted by recent() from when the bucket's contents at the follow's start
+        # have come until the connection it follows on goes away.
         self._current: dict[str, tuple[int, bytes]] = {}
-        self._current_complete = False
+        self._current_on: tuple[NatsClient, int] | None = None
+        """The connection, and its reconnect count, of the follow that filled _current."""
 
     def _remember(self, key: str, stored: Stored[ModelT]) -> Stored[ModelT]:
         self._parsed[key] = stored
@@ -147,7 +150,7 @@ class ResourceStore(Generic[ModelT]):
         It can be a few milliseconds behind the state of record; None when this process
         does not know the key (absent, not followed or not held, or not parsing): ask
         :meth:`get`."""
-        if not self._current_complete or key not in self._current:
+        if not self._is_current() or key not in self._current:
             return None
         revision, value = self._current[key]
         known = self._parsed.get(key)
@@ -155,31 +158,55 @@ class ResourceStore(Generic[ModelT]):
             return known
         return self._stored(key, revision, value)
 
+    def _is_current(self) -> bool:
+        if self._current_on is None:
+            return False
+        nc, reconnects = self._current_on
+        return nc.is_connected and nc.stats["reconnects"] == reconnects
+
     async def keep_current(
-        self, *, holds: Callable[[ModelT], bool] | None = None, again_after_s: float = 1.0
+        self,
+        nc: NatsClient,
+        *,
+        holds: Callable[[ModelT], bool] | None = None,
+        again_after_s: float = 1.0,
     ) -> None:
-        """Follow the bucket for :meth:`recent`, until cancelled: every key, or those whose
-        resource ``holds`` (parsed as it comes) keeps, which bounds the memory it takes.
-        While the state of record is away, and until the follow has caught up again,
-        recent() knows nothing."""
+        """Follow the bucket on ``nc`` for :meth:`recent`, until cancelled: every key, or
+        those whose resource ``holds`` (parsed as it comes) keeps, which bounds the memory it
+        takes. While the connection is away, and from its return until a new follow has
+        caught up (writes made meanwhile may not have come), recent() knows nothing."""
         while True:
+            reconnects = nc.stats["reconnects"]
+            follow = asyncio.create_task(self._fill_current(nc, reconnects, holds))
             try:
-                async for write in self._follow_values():
-                    if write is None:
-                        self._current_complete = True
-                    elif write.value is not None and self._keeps(
-                        write.key, write.revision, write.value, holds
-                    ):
-                        self._current[write.key] = (write.revision, write.value)
-                    else:
-                        self._current.pop(write.key, None)
-                log.warning("store.follow.ended", bucket=self._bucket)
+                while not follow.done() and nc.stats["reconnects"] == reconnects:
+                    await asyncio.wait({follow}, timeout=again_after_s / 2)
+                if follow.done():
+                    follow.result()
+                    log.warning("store.follow.ended", bucket=self._bucket)
             except (TransientError, nats.errors.Error) as exc:
                 log.warning("store.follow.failed", bucket=self._bucket, error=str(exc))
             finally:
-                self._current_complete = False
+                follow.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follow
+                self._current_on = None
                 self._current.clear()
             await asyncio.sleep(again_after_s)
+
+    async def _fill_current(
+        self, nc: NatsClient, reconnects: int, holds: Callable[[ModelT], bool] | None
+    ) -> None:
+        async with contextlib.aclosing(self._follow_values()) as writes:
+            async for write in writes:
+                if write is None:
+                    self._current_on = (nc, reconnects)
+                elif write.value is not None and self._keeps(
+                    write.key, write.revision, write.value, holds
+                ):
+                    self._current[write.key] = (write.revision, write.value)
+                else:
+                    self._current.pop(write.key, None)
 
     def _keeps(
         self, key: str, revision: int, value: bytes, holds: Callable[[ModelT], bool] | None
@@ -198,9 +225,12 @@ class ResourceStore(Generic[ModelT]):
         if known is not None and known.revision == revision:
             return known
         try:
-            return self._remember(key, Stored(self.decode(value), revision))
+            stored = Stored(self.decode(value), revision)
         except ValidationError:
             return None
+        if known is None or known.revision < revision:
+            self._remember(key, stored)  # never over a later one read or written here
+        return stored
 
     def decode(self, value: bytes) -> ModelT:
         """The resource a stored value holds; pydantic's ValidationError if it does not parse."""
@@ -281,18 +311,19 @@ class ResourceStore(Generic[ModelT]):
         as the caller iterates; None once what was stored when it began has all been given
         (at once for an empty bucket). A record that does not parse raises, unless
         ``unreadable`` is given: then it is told, and the write is given as None."""
-        async for write in self._follow_values():
-            if write is None or write.value is None:
-                yield write if write is None else Written(write.key, write.revision, None)
-                continue
-            try:
-                value = self.decode(write.value)
-            except ValidationError as exc:
-                if unreadable is None:
-                    raise
-                unreadable(write.key, exc)
-                value = None
-            yield Written(write.key, write.revision, value)
+        async with contextlib.aclosing(self._follow_values()) as writes:
+            async for write in writes:
+                if write is None or write.value is None:
+                    yield write if write is None else Written(write.key, write.revision, None)
+                    continue
+                try:
+                    value = self.decode(write.value)
+                except ValidationError as exc:
+                    if unreadable is None:
+                        raise
+                    unreadable(write.key, exc)
+                    value = None
+                yield Written(write.key, write.revision, value)
 
     async def _follow_values(self) -> AsyncGenerator[Written[bytes] | None, None]:
         """:meth:`follow`, with each value as stored (None: deleted), not parsed."""

@@ -114,11 +114,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 tasks.create_task(context.routers.run()),
                 tasks.create_task(context.dispatchers.run()),
                 # What an alias switch checks, known without a round trip (routes/aliases.py).
-                tasks.create_task(context.deployments.keep_current()),
+                tasks.create_task(context.deployments.keep_current(context.nats)),
                 # Only ready versions: a switch takes no other from memory, and stopped
                 # versions stay in the bucket for good.
-                tasks.create_task(context.versions.keep_current(holds=_is_ready)),
-                tasks.create_task(context.aliases.keep_current()),
+                tasks.create_task(context.versions.keep_current(context.nats, holds=_is_ready)),
+                tasks.create_task(context.aliases.keep_current(context.nats)),
             ]
             if settings.retention_sweep_every_s > 0:
                 policy = RetentionPolicy(

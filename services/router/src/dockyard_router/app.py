@@ -119,7 +119,6 @@ async def serve(
         background = [
             store.follow,
             store.watch_tables,
-            store.save_aliases,
             heartbeat.run,
             lambda: follow_endpoint_states(js, store),
             lambda: watch_alias_record(js, store.apply_alias, heartbeat.applied_through),
@@ -129,6 +128,8 @@ async def serve(
                 min(10.0, settings.client_idle_timeout_s / 2),
             ),
         ]
+        if saves_aliases:
+            background.append(store.save_aliases)
         async with asyncio.TaskGroup() as tasks:
             # Each cancellable for sure: a Redis command can swallow a cancellation.
             workers = [tasks.create_task(cancellable(work)) for work in background]

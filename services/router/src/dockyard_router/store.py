@@ -162,7 +162,7 @@ class RouteStore:
                         args=[key, alias.model_dump_json(), revision],
                     )
                     del batch[key]
-            except RedisError as exc:
+            except (RedisError, OSError) as exc:
                 log.warning("routes.aliases.save_failed", unsaved=len(batch), error=str(exc))
                 for key, change in batch.items():
                     self._unsaved.setdefault(key, change)  # unless a newer one came meanwhile

@@ -32,7 +32,6 @@ from dockyard_common import (
     AliasTarget,
     Conflict,
     EventType,
-    InvalidInput,
     Stored,
     TargetName,
     Version,
@@ -299,28 +298,22 @@ class _Plan:
 
 
 def _recent_plan(
-    context: ApiContext,
-    scope: tuple[str, str, str],
-    key: str,
-    decide: Callable[[Alias], Alias],
-    force: bool,
+    context: ApiContext, scope: tuple[str, str, str], key: str, decide: Callable[[Alias], Alias]
 ) -> _Plan | None:
     """The switch decided from what this process knows without a round trip (the buckets
-    it follows), when it knows all of it and all of it lets the switch through. None
-    otherwise: the state of record decides, and gives a refusal its reason."""
+    it follows), when it knows all of it and all of it lets the switch through, every
+    version ready. None otherwise: the state of record decides, and gives a refusal its
+    reason (a forced switch to a version not ready is decided there too)."""
     if context.deployments.recent(deployment_key(*scope)) is None:
         return None
     current = context.aliases.recent(key)
     if current is None:
         return None
-    try:
-        updated = decide(current.value)
-    except InvalidInput:
-        return None
+    updated = decide(current.value)
     held: dict[str, Stored[Version]] = {}
     for name in _version_names([updated.target, *updated.regions.values()]):
         stored = context.versions.recent(version_key(*scope, name))
-        if stored is None or not (force or stored.value.status is VersionStatus.READY):
+        if stored is None or stored.value.status is not VersionStatus.READY:
             return None
         held[name] = stored
     return _Plan(current=current, updated=updated, held=held)
@@ -336,7 +329,9 @@ async def _write_plan(
     """Write the switch planned from what this process knows. If there is no such plan, or
     the alias has moved on since (another API process switched it, or the follow was a
     write behind), plan it from the state of record and write that, as a switch that read
-    the record first would: a conflict then is a concurrent change, 409.
+    the record first would: a conflict then is a concurrent change, 409. Planning again is
+    for a switch to where the request says (a PUT): a rollback, relative to where the alias
+    points, comes here with no plan from memory.
 
     An alias switch waits on every round trip before its write, and there were three reads
     (deployment, versions, alias): planning from the followed buckets took that round trip,
@@ -422,7 +417,7 @@ async def put_alias(
 
     scope = (owner, project, deployment)
     # A conditional switch is decided on the state of record only.
-    recent = None if if_match else _recent_plan(context, scope, key, decide, body.force)
+    recent = None if if_match else _recent_plan(context, scope, key, decide)
     switch = await _write_plan(context, key, recent, plan_from_record, body.force)
     response.headers["ETag"] = etag(switch.revision)
     await _go_live(context, switch, response)
@@ -440,23 +435,22 @@ async def rollback_alias(
     context: Context,
     force: Annotated[bool, Query(description="Roll back to versions that are not ready.")] = False,
 ) -> Response:
-    """Point the alias back where it pointed before its current target."""
-    key = alias_key(owner, project, deployment, alias)
+    """Point the alias back where it pointed before its current target.
 
-    def decide(current: Alias) -> Alias:
-        return alias_after_rollback(current, _actor(caller))
+    Decided on the state of record only: a rollback is relative to where the alias points,
+    so one planned again after a concurrent rollback landed would undo that one."""
+    key = alias_key(owner, project, deployment, alias)
 
     async def plan_from_record() -> _Plan:
         current = await context.aliases.get(key)
         if current is None:
             raise Problem(404, "not-found", f"alias {alias!r} does not exist")
-        updated = decide(current.value)
+        updated = alias_after_rollback(current.value, _actor(caller))
         targets = [updated.target, *updated.regions.values()]
         held = await _check_versions(context, owner, project, deployment, targets, force)
         return _Plan(current=current, updated=updated, held=held)
 
-    recent = _recent_plan(context, (owner, project, deployment), key, decide, force)
-    switch = await _write_plan(context, key, recent, plan_from_record, force)
+    switch = await _write_plan(context, key, None, plan_from_record, force)
     response.headers["ETag"] = etag(switch.revision)
     await _go_live(context, switch, response)
     return _switched(switch.updated, response)
