@@ -20,13 +20,18 @@ from tests.harness.flows import (
 pytestmark = pytest.mark.e2e
 
 
-async def test_concurrent_alias_changes_each_win_or_get_409_and_none_is_lost(
-    api: httpx.AsyncClient, names: Names
-) -> None:
+async def _production_over_two_versions(api: httpx.AsyncClient, names: Names) -> str:
+    """v1 and v2 ready on a new deployment; the path of its ``production`` alias."""
     await put_deployment(api, names, ["local-eu"])
     for version in ("v1", "v2"):
         await deploy_ready(api, names, version)
-    alias = f"/v1/projects/{names.owner}/{names.project}/deployments/web/aliases/production"
+    return f"/v1/projects/{names.owner}/{names.project}/deployments/web/aliases/production"
+
+
+async def test_concurrent_alias_changes_each_win_or_get_409_and_none_is_lost(
+    api: httpx.AsyncClient, names: Names
+) -> None:
+    alias = await _production_over_two_versions(api, names)
     assert (await api.put(alias, json={"version": "v1"})).status_code == 200
 
     writes = [api.put(alias, json={"version": f"v{1 + i % 2}"}) for i in range(16)]
@@ -39,10 +44,7 @@ async def test_concurrent_alias_changes_each_win_or_get_409_and_none_is_lost(
 async def test_an_alias_switch_with_a_stale_if_match_is_refused(
     api: httpx.AsyncClient, names: Names
 ) -> None:
-    await put_deployment(api, names, ["local-eu"])
-    for version in ("v1", "v2"):
-        await deploy_ready(api, names, version)
-    alias = f"/v1/projects/{names.owner}/{names.project}/deployments/web/aliases/production"
+    alias = await _production_over_two_versions(api, names)
     first = await api.put(alias, json={"version": "v1"})
     second = await api.put(alias, json={"version": "v2"})
     assert first.status_code == second.status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +183,18 @@ async def _until_recent(
             await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _running(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """``work`` in a task of its own for the block (a store's follow), cancelled after."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_a_followed_store_knows_each_key_without_a_round_trip(
     js: JetStreamContext, nats_client: NatsClient, own_bucket: str
 ) -> None:
@@ -190,8 +202,7 @@ async def test_a_followed_store_knows_each_key_without_a_round_trip(
     elsewhere = await ResourceStore.open(js, own_bucket, Version)  # another process's store
     first = await elsewhere.create("a", a_version("acme"))
     assert versions.recent("a") is None, "not followed: ask the state of record"
-    follower = asyncio.create_task(versions.keep_current(nats_client))
-    try:
+    async with _running(versions.keep_current(nats_client)):
         known = await _until_recent(versions, "a", first)
         assert known is not None and known.value.owner == "acme"
         # Another process's writes and deletions come in as they are stored.
@@ -216,10 +227,6 @@ async def test_a_followed_store_knows_each_key_without_a_round_trip(
         assert versions.recent("c") is None
         with pytest.raises(ValidationError):
             await versions.get("c")
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
     assert versions.recent("a") is None, "no longer followed: it knows nothing"
 
 
@@ -229,10 +236,7 @@ async def test_a_followed_store_can_hold_only_what_it_is_told_to(
     versions = await ResourceStore.open(js, own_bucket, Version)
     elsewhere = await ResourceStore.open(js, own_bucket, Version)
     first = await elsewhere.create("a", a_version("acme"))
-    follower = asyncio.create_task(
-        versions.keep_current(nats_client, holds=lambda v: v.error is None)
-    )
-    try:
+    async with _running(versions.keep_current(nats_client, holds=lambda v: v.error is None)):
         await _until_recent(versions, "a", first)
         failed = a_version("acme").model_copy(update={"error": "x"})
         second = await elsewhere.update("a", failed, first)
@@ -240,10 +244,6 @@ async def test_a_followed_store_can_hold_only_what_it_is_told_to(
         assert (await versions.get("a")) == Stored(failed, second)
         third = await elsewhere.update("a", a_version("acme"), second)
         await _until_recent(versions, "a", third)
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
 
 
 async def test_a_followed_store_knows_nothing_from_a_lost_connection_until_caught_up(
@@ -258,22 +258,20 @@ async def test_a_followed_store_knows_nothing_from_a_lost_connection_until_caugh
         await provision_jetstream(nc.jetstream())
         versions = await ResourceStore.open(nc.jetstream(), VERSIONS_BUCKET, Version)
         first = await versions.create("a", a_version("acme"))
-        follower = asyncio.create_task(versions.keep_current(nc, again_after_s=0.2))
-        await _until_recent(versions, "a", first)
-        server.stop()
-        await _until_recent(versions, "a", None)  # away: it says it does not know
-        server = start_nats(tmp_path / "nats", port=port)
-        # Another process writes before this one's connection is back (it retries every
-        # half second), so the old follow never sees it.
-        clients.append(await connect_nats(server.url, name="elsewhere"))
-        elsewhere = await ResourceStore.open(clients[-1].jetstream(), VERSIONS_BUCKET, Version)
-        failed = a_version("acme").model_copy(update={"error": "x"})
-        second = await elsewhere.update("a", failed, first)
-        known = await _until_recent(versions, "a", second)
-        assert known is not None and known.value.error == "x"
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        async with _running(versions.keep_current(nc, again_after_s=0.2)):
+            await _until_recent(versions, "a", first)
+            server.stop()
+            await _until_recent(versions, "a", None)  # away: it says it does not know
+            server = start_nats(tmp_path / "nats", port=port)
+            # Another process writes before this one's connection is back (it retries every
+            # half second), so the old follow never sees it.
+            clients.append(await connect_nats(server.url, name="elsewhere"))
+            other = clients[-1].jetstream()
+            elsewhere = await ResourceStore.open(other, VERSIONS_BUCKET, Version)
+            failed = a_version("acme").model_copy(update={"error": "x"})
+            second = await elsewhere.update("a", failed, first)
+            known = await _until_recent(versions, "a", second)
+            assert known is not None and known.value.error == "x"
     finally:
         for client in clients:
             await client.close()
