@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from dockyard_common import (
     provision_jetstream,
     run_consumer,
 )
+from dockyard_common.lifecycle import in_background
 from dockyard_common.subjects import EVENTS_STREAM, SEQUENCES_BUCKET, VERSIONS_BUCKET
 
 
@@ -183,18 +183,6 @@ async def _until_recent(
             await asyncio.sleep(0.01)
 
 
-@contextlib.asynccontextmanager
-async def _running(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
-    """``work`` in a task of its own for the block (a store's follow), cancelled after."""
-    task = asyncio.create_task(work)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def test_a_followed_store_knows_each_key_without_a_round_trip(
     js: JetStreamContext, nats_client: NatsClient, own_bucket: str
 ) -> None:
@@ -202,7 +190,7 @@ async def test_a_followed_store_knows_each_key_without_a_round_trip(
     elsewhere = await ResourceStore.open(js, own_bucket, Version)  # another process's store
     first = await elsewhere.create("a", a_version("acme"))
     assert versions.recent("a") is None, "not followed: ask the state of record"
-    async with _running(versions.keep_current(nats_client)):
+    async with in_background(versions.keep_current(nats_client)):
         known = await _until_recent(versions, "a", first)
         assert known is not None and known.value.owner == "acme"
         # Another process's writes and deletions come in as they are stored.
@@ -236,7 +224,7 @@ async def test_a_followed_store_can_hold_only_what_it_is_told_to(
     versions = await ResourceStore.open(js, own_bucket, Version)
     elsewhere = await ResourceStore.open(js, own_bucket, Version)
     first = await elsewhere.create("a", a_version("acme"))
-    async with _running(versions.keep_current(nats_client, holds=lambda v: v.error is None)):
+    async with in_background(versions.keep_current(nats_client, holds=lambda v: v.error is None)):
         await _until_recent(versions, "a", first)
         failed = a_version("acme").model_copy(update={"error": "x"})
         second = await elsewhere.update("a", failed, first)
@@ -258,7 +246,7 @@ async def test_a_followed_store_knows_nothing_from_a_lost_connection_until_caugh
         await provision_jetstream(nc.jetstream())
         versions = await ResourceStore.open(nc.jetstream(), VERSIONS_BUCKET, Version)
         first = await versions.create("a", a_version("acme"))
-        async with _running(versions.keep_current(nc, again_after_s=0.2)):
+        async with in_background(versions.keep_current(nc, again_after_s=0.2)):
             await _until_recent(versions, "a", first)
             server.stop()
             await _until_recent(versions, "a", None)  # away: it says it does not know

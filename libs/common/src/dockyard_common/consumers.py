@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from dockyard_common.errors import PermanentError, TransientError
 from dockyard_common.events import CloudEvent
+from dockyard_common.lifecycle import in_background
 from dockyard_common.log import get_logger
 from dockyard_common.subjects import EVENTS_STREAM, event_type_filter
 
@@ -144,10 +145,5 @@ async def keep_alive(message: Msg, every_s: float = 5.0) -> AsyncIterator[None]:
             await asyncio.sleep(every_s)
             await message.in_progress()
 
-    task = asyncio.create_task(beat())
-    try:
+    async with in_background(beat()):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from nats.aio.client import Client as NatsClient
@@ -14,7 +14,7 @@ from dockyard_common.jetstream import connect_nats, provision_jetstream
 from dockyard_common.log import configure_logging, get_logger
 from dockyard_common.settings import CommonSettings
 
-__all__ = ["cancellable", "run_jetstream_service", "run_until_signalled"]
+__all__ = ["cancellable", "in_background", "run_jetstream_service", "run_until_signalled"]
 
 T = TypeVar("T")
 
@@ -105,3 +105,15 @@ def run_jetstream_service(
             await nc.drain()
 
     run_until_signalled(serve)
+
+
+@contextlib.asynccontextmanager
+async def in_background(work: Coroutine[Any, Any, object]) -> AsyncIterator[None]:
+    """Run ``work`` in a task of its own for the block; cancel it and wait for it after."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
