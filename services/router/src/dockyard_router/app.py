@@ -15,7 +15,6 @@ from dockyard_common import (
     Alias,
     Heartbeat,
     RouterHeartbeat,
-    TransientError,
     cancellable,
     configure_logging,
     connect_nats,
@@ -50,7 +49,8 @@ async def serve(
     settings: RouterSettings, stop: asyncio.Event, ready: Callable[[], None] | None = None
 ) -> None:
     """Serve until ``stop`` is set; in-flight requests finish before the process ends.
-    ``ready()`` once the port is open (with the tables loaded, or Redis found away)."""
+    ``ready()`` once the port is open, with the tables loaded from Redis or else from the
+    state of record (or neither answering: unresolved paths then get 503 until one does)."""
     configure_logging(service="router", log_format=settings.log_format, level=settings.log_level)
     if settings.router_worker is not None:
         bind_contextvars(worker=settings.router_worker)
@@ -60,7 +60,9 @@ async def serve(
     await provision_jetstream(js)
     metrics = RouterMetrics()
 
-    table = RouteTable()
+    # Unloaded until whole tables come (from Redis, else the state of record): a path it
+    # cannot resolve before then is answered 503, not 404.
+    table = RouteTable(loaded=False)
 
     def beat(process: str, applied_through: int) -> RouterHeartbeat:
         return RouterHeartbeat(
@@ -78,11 +80,7 @@ async def serve(
     store = RouteStore(
         redis, table, lambda: table_from_record(js), switched, saves_aliases=saves_aliases
     )
-    try:
-        await store.ensure_tables()
-        log.info("routes.loaded", routes=await store.load())
-    except TransientError as exc:
-        log.warning("routes.load.failed", error=str(exc))
+    await store.load_at_start()
     store.table.region_order = tuple(settings.region_order)
 
     async def metrics_page(_: web.Request) -> web.Response:

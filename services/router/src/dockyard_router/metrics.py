@@ -42,7 +42,8 @@ class RouterMetrics:
         )
         self.unrouted = Counter(
             "dockyard_router_unrouted",
-            "Requests for which nothing serves the path.",
+            "Requests for which nothing serves the path, by why (the problem type).",
+            ["reason"],
             registry=self.registry,
         )
 

@@ -110,7 +110,10 @@ def ops_routes(
         region = request.query.get("region") or settings.region
         resolution = store.table.resolve(path, region, draw=0.0)
         if resolution is None:
-            return _problem(404, "not-found", f"nothing serves {path}")
+            if not store.table.loaded:
+                return _problem(503, "no-table", "this router process has no route table yet")
+            miss = store.table.explain(path, region, draw=0.0)
+            return _problem(miss.status, miss.slug, miss.detail)
         return web.json_response(
             {
                 "path": path,

@@ -8,6 +8,9 @@ A request goes to a replica in the preferred region (the ``X-Dockyard-Region`` h
 the router's own), replicas taken in turn; it is retried once on the next candidate only
 when no connection could be made (nothing was sent), or when the connection dropped before
 an answer and the method is idempotent.
+
+A path that resolves to nothing is answered with why (:meth:`RouteTable.explain`), and with
+503 while this process has not loaded its tables yet.
 """
 
 from __future__ import annotations
@@ -58,9 +61,12 @@ INTERNAL_PREFIXES = ("/_ops/", "/_ops?", "/metrics", "/healthz")
 _REASONS = {
     400: ("Bad Request", "bad-request"),
     404: ("Not Found", "not-found"),
+    410: ("Gone", "gone"),
     502: ("Bad Gateway", "bad-gateway"),
+    503: ("Service Unavailable", "unavailable"),
     504: ("Gateway Timeout", "gateway-timeout"),
 }
+_NO_TABLE_RETRY = b"Retry-After: 1\r\n"
 
 
 def request_target(rest: str, query: bytes) -> bytes:
@@ -153,8 +159,7 @@ class Proxy:
         draw = client_draw(client.decode("latin-1")) if client else random.random()  # noqa: S311
         resolution = self._table.resolve(raw_path, region, draw)
         if resolution is None:
-            self._metrics.unrouted.inc()
-            return self._problem(exchange, 404, f"nothing serves {raw_path}")
+            return self._unrouted(exchange, raw_path, region, draw)
         forwarded = b"%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % (
             b"".join(kept),
             forwarded_for + b", " + exchange.front.peer if forwarded_for else exchange.front.peer,
@@ -165,6 +170,23 @@ class Proxy:
         if exchange.chunked_request:
             forwarded += b"Transfer-Encoding: chunked\r\n"
         await self._forward(exchange, resolution, request_target(resolution.rest, query), forwarded)
+
+    def _unrouted(self, exchange: Exchange, raw_path: str, region: str, draw: float) -> None:
+        """Answer a request whose path resolves to nothing, saying why."""
+        table = self._table
+        if not table.loaded:
+            self._metrics.unrouted.labels("no-table").inc()
+            return self._problem(
+                exchange,
+                503,
+                "this router process has not loaded its route table yet",
+                "no-table",
+                _NO_TABLE_RETRY,
+            )
+        miss = table.explain(raw_path, region, draw)
+        self._metrics.unrouted.labels(miss.slug).inc()
+        retry = b"Retry-After: %d\r\n" % miss.retry_after_s if miss.retry_after_s else b""
+        return self._problem(exchange, miss.status, miss.detail, miss.slug, retry)
 
     async def _forward(
         self, exchange: Exchange, resolution: Resolution, target: bytes, headers: bytes
@@ -306,9 +328,19 @@ class Proxy:
             head += b"X-Dockyard-Alias: %s\r\n" % resolution.alias.encode()
         return head
 
-    def _problem(self, exchange: Exchange, status: int, detail: str) -> None:
-        reason, slug = _REASONS[status]
-        exchange.answer(problem_bytes(status, reason, slug, detail, exchange.keep_alive), status)
+    def _problem(
+        self,
+        exchange: Exchange,
+        status: int,
+        detail: str,
+        slug: str | None = None,
+        headers: bytes = b"",
+    ) -> None:
+        reason, default_slug = _REASONS[status]
+        answer = problem_bytes(
+            status, reason, slug or default_slug, detail, exchange.keep_alive, headers
+        )
+        exchange.answer(answer, status)
 
     def _count_error(self, resolution: Resolution, region: str, kind: str) -> None:
         self._metrics.upstream_errors.labels(*resolution.labels(region), kind).inc()
