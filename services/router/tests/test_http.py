@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from dockyard_router.front import FrontConnection, close_idle_connections
+from dockyard_router.front import FrontConnection, sweep_connections
 from dockyard_router.metrics import RouterMetrics
 from dockyard_router.proxy import Proxy
 from dockyard_router.settings import RouterSettings
@@ -187,7 +187,7 @@ async def test_a_connection_idle_past_the_timeout_is_closed(router: str) -> None
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(f"GET {PREFIX}/x HTTP/1.1\r\nHost: r\r\n\r\n".encode())
     await reader.readuntil(b"\r\n\r\n")  # answered, kept alive
-    sweeper = asyncio.create_task(close_idle_connections(OPEN, idle_s=0.2, every_s=0.05))
+    sweeper = asyncio.create_task(sweep_connections(OPEN, idle_s=0.2, head_s=10.0, every_s=0.05))
     try:
         rest = await asyncio.wait_for(reader.read(), 5)  # the body, then the close
         assert rest.startswith(b"GET /x")  # read() returned: the router closed it

@@ -23,7 +23,7 @@ from dockyard_common import (
     provision_jetstream,
 )
 from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
-from dockyard_router.front import FrontConnection, close_idle_connections
+from dockyard_router.front import FrontConnection, front_factory, sweep_connections
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
 from dockyard_router.ops import ops_routes
 from dockyard_router.proxy import Proxy
@@ -108,7 +108,12 @@ async def serve(
         # The port first: a router that cannot have it ends here, before its background
         # work starts (which a failure inside the task group would have to cancel).
         server = await asyncio.get_running_loop().create_server(
-            lambda: FrontConnection(proxy.handle, connections),
+            front_factory(
+                proxy.handle,
+                connections,
+                settings.client_connections,
+                metrics.connections_refused.inc,
+            ),
             settings.router_host,
             settings.router_port,
             reuse_port=True,
@@ -120,10 +125,11 @@ async def serve(
             heartbeat.run,
             lambda: follow_endpoint_states(js, store),
             lambda: watch_alias_record(js, store.apply_alias, heartbeat.applied_through),
-            lambda: close_idle_connections(
+            lambda: sweep_connections(
                 connections,
                 settings.client_idle_timeout_s,
-                min(10.0, settings.client_idle_timeout_s / 2),
+                settings.client_head_timeout_s,
+                min(1.0, settings.client_head_timeout_s / 4, settings.client_idle_timeout_s / 2),
             ),
         ]
         if saves_aliases:

@@ -49,6 +49,11 @@ def problem_bytes(
 class Exchange:
     """One request from a client and the response going back to it."""
 
+    refusal: tuple[bytes, int] | None = None
+    """Set when the router answers this request itself without handling it (a protocol
+    upgrade, a malformed body, a request head that never completed): the answer and its
+    status. A class default: the request path sets nothing for it."""
+
     def __init__(
         self,
         front: FrontConnection,

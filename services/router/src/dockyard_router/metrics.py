@@ -46,6 +46,11 @@ class RouterMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.connections_refused = Counter(
+            "dockyard_router_connections_refused",
+            "Client connections answered 503 at once: the process held its maximum.",
+            registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format."""
