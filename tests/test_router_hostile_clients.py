@@ -310,3 +310,16 @@ async def test_a_valid_host_reaches_the_upstream_and_http_1_0_needs_none(routed:
     assert status_of(ipv6) == 200
     old = await raw_exchange(port, f"GET {routed.prefix}/ HTTP/1.0\r\n\r\n".encode())
     assert status_of(old) == 200 and old.endswith(b"\r\n\r\none")
+
+
+async def test_metrics_answer_only_to_the_admin_token(routed: Routed) -> None:
+    async with httpx.AsyncClient(base_url=routed.router.url) as client:
+        assert (await client.get(f"{routed.prefix}/")).status_code == 200
+        anonymous = await client.get("/metrics")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["Content-Type"].startswith("application/problem+json")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer not-it"})
+        assert wrong.status_code == 401
+        admin = await client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert admin.status_code == 200
+    assert "dockyard_router_requests_total{" in admin.text

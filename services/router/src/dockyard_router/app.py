@@ -25,7 +25,7 @@ from dockyard_common import (
 from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
 from dockyard_router.front import FrontConnection, front_factory, sweep_connections
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
-from dockyard_router.ops import ops_routes
+from dockyard_router.ops import admin_only, ops_routes
 from dockyard_router.proxy import Proxy
 from dockyard_router.record import table_from_record, watch_alias_record
 from dockyard_router.routing import follow_endpoint_states
@@ -82,8 +82,12 @@ async def serve(
     )
     await store.load_at_start()
     store.table.region_order = tuple(settings.region_order)
+    admin = admin_only(settings, "/metrics")
 
-    async def metrics_page(_: web.Request) -> web.Response:
+    async def metrics_page(request: web.Request) -> web.Response:
+        # Its labels name every owner's deployments, versions and aliases.
+        if (refusal := admin(request)) is not None:
+            return refusal
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     # The router's own pages run on aiohttp on a loopback port of this process; the data

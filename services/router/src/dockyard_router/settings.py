@@ -43,4 +43,5 @@ class RouterSettings(CommonSettings):
     upstream_connections: int = 256
     """Connections at most per upstream and router process (kept alive between requests)."""
     admin_token: SecretStr | None = None
-    """The platform admin token: the ops API (/_ops) answers only to it; off when unset."""
+    """The platform admin token: the ops API (/_ops) and /metrics answer only to it; both
+    are off when it is unset."""
