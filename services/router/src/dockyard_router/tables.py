@@ -159,13 +159,13 @@ class Miss:
     """Set when trying again soon may succeed (the endpoint is still being deployed)."""
 
 
-NOT_A_MODEL_PATH = (
+_NOT_A_MODEL_PATH = (
     "a model is called at /<owner>/<project>/<deployment>/<version or alias>/<endpoint>/..."
 )
 _STARTING = frozenset({WorkloadState.PENDING, WorkloadState.DEPLOYING})
 _RETRY_STARTING_S = 5
 
-EndpointStates = dict[str, dict[str, WorkloadState]]
+_EndpointStates = dict[str, dict[str, WorkloadState]]
 """endpoint → target → last reported state, of one version."""
 
 
@@ -182,7 +182,7 @@ class RouteTable:
     _by_key: dict[str, dict[str, Route]] = field(default_factory=dict)
     _idle: dict[str, Route] = field(default_factory=dict)
     """Routes known but not serving (deploying, failed, stopped), by field."""
-    _versions: dict[str, dict[str, EndpointStates]] = field(default_factory=dict)
+    _versions: dict[str, dict[str, _EndpointStates]] = field(default_factory=dict)
     """deployment → version → its endpoints' states: what :meth:`explain` reads."""
     _alias_deployments: set[str] = field(default_factory=set)
     _observed: dict[str, datetime] = field(default_factory=dict)
@@ -324,7 +324,7 @@ class RouteTable:
         """
         path = split_request_path(raw_path)
         if path is None:
-            return Miss(404, "not-found", f"{NOT_A_MODEL_PATH}; {raw_path} is not one")
+            return Miss(404, "not-found", f"{_NOT_A_MODEL_PATH}; {raw_path} is not one")
         deployment, name, endpoint = path.deployment, path.name, path.endpoint
         versions = self._versions.get(deployment)
         if versions is None and deployment not in self._alias_deployments:
