@@ -124,8 +124,9 @@ class FrontConnection(asyncio.Protocol):
             exchange, self._parsing = self._parsing, None
         if exchange is not None and self._queue and exchange is self._queue[0]:
             if exchange.refusal is None and self._current is not None:
-                # Being handled now (its body was cut short): what went upstream is dropped,
-                # and the client gets the error unless its answer has begun.
+                # First in line, its task made (maybe forwarding a body now cut short): what
+                # went upstream is dropped, and the client gets the error unless an answer
+                # has begun; closing cancels the task.
                 if exchange.upstream is not None:
                     exchange.upstream.abort()
                 if not exchange.started:
