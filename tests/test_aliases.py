@@ -127,7 +127,8 @@ async def test_stopping_an_aliased_version_is_refused_unless_forced(
     assert {s["state"] for s in stopped["endpoint_states"]} == {"stopped"}
     direct = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/v2/predict/"
     async with httpx.AsyncClient(timeout=10) as client:
-        assert (await client.get(direct)).status_code == 404
+        gone = await client.get(direct)  # the router knows it stopped: gone, not unknown
+        assert gone.status_code == 410 and "was stopped" in gone.json()["detail"], gone.text
 
     not_ready = await api.put(f"{aliases}/production", json={"version": "v2"})
     assert not_ready.status_code == 409 and "is stopped" in not_ready.json()["detail"]

@@ -62,7 +62,9 @@ async def test_draining_a_region_moves_traffic_without_a_failed_request(
         after_drain = regions[switched_at:]
         assert "us" in after_drain and after_drain[-1] in ("us", "eu")
 
-        metrics = (await router.get("/metrics")).text
+        # /metrics names every owner's deployments: it answers to the admin token only.
+        assert (await router.get("/metrics")).status_code == 401
+        metrics = (await router.get("/metrics", headers=admin)).text
         line = next(
             line
             for line in metrics.splitlines()

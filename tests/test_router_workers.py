@@ -19,14 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 
 from dockyard_cli.servers import free_port
-from dockyard_common import RouterHeartbeat
 from dockyard_common.processes import stop_with_parent
-from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
 from tests.harness.infrastructure import Infrastructure
-from tests.harness.procs import alive, descendants, parent_of, stat_fields
+from tests.harness.procs import alive, descendants, stat_fields
+from tests.harness.router import listen_for_routers, workers_of
 
 pytestmark = pytest.mark.e2e
 
@@ -70,31 +68,6 @@ async def gone(pid: int, within_s: float) -> None:
     while alive(pid):
         assert time.monotonic() < deadline, f"process {pid} still runs"
         await asyncio.sleep(0.05)
-
-
-async def listen_for_routers(nats_client: NatsClient) -> list[int]:
-    """Process ids of the router processes heard from from now on, in the order first heard
-    (the list grows as they beat)."""
-    heard: list[int] = []
-
-    async def on_beat(msg: Msg) -> None:
-        pid = int(RouterHeartbeat.model_validate_json(msg.data).process.rsplit("-", 1)[1])
-        if pid not in heard:
-            heard.append(pid)
-
-    await nats_client.subscribe(ROUTER_HEARTBEAT_SUBJECT, cb=on_beat)
-    return heard
-
-
-async def workers_of(parent: int, heard: list[int], count: int, within_s: float) -> list[int]:
-    """The first ``count`` live workers of ``parent`` heard from, waiting for them."""
-    deadline = time.monotonic() + within_s
-    while True:
-        workers = [pid for pid in heard if parent_of(pid) == parent and alive(pid)]
-        if len(workers) >= count:
-            return workers[:count]
-        assert time.monotonic() < deadline, f"workers heard: {workers}, all heard: {heard}"
-        await asyncio.sleep(0.1)
 
 
 async def fresh_get(url: str) -> httpx.Response:

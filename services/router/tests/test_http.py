@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from dockyard_router.front import FrontConnection, close_idle_connections
+from dockyard_router.front import FrontConnection, sweep_connections
 from dockyard_router.metrics import RouterMetrics
 from dockyard_router.proxy import Proxy
 from dockyard_router.settings import RouterSettings
@@ -164,7 +164,7 @@ async def test_unknown_paths_and_malformed_requests_get_problem_json(router: str
         missing = await client.get("/acme/demo/web/v9/predict/")
     assert missing.status_code == 404
     assert missing.headers["Content-Type"] == "application/problem+json"
-    assert missing.json()["detail"] == "nothing serves /acme/demo/web/v9/predict/"
+    assert missing.json()["detail"] == "deployment acme/demo/web has no version or alias named v9"
     host, port = router.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(b"NOT HTTP AT ALL\r\n\r\n")
@@ -187,7 +187,7 @@ async def test_a_connection_idle_past_the_timeout_is_closed(router: str) -> None
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(f"GET {PREFIX}/x HTTP/1.1\r\nHost: r\r\n\r\n".encode())
     await reader.readuntil(b"\r\n\r\n")  # answered, kept alive
-    sweeper = asyncio.create_task(close_idle_connections(OPEN, idle_s=0.2, every_s=0.05))
+    sweeper = asyncio.create_task(sweep_connections(OPEN, idle_s=0.2, head_s=10.0, every_s=0.05))
     try:
         rest = await asyncio.wait_for(reader.read(), 5)  # the body, then the close
         assert rest.startswith(b"GET /x")  # read() returned: the router closed it
@@ -245,3 +245,37 @@ async def test_a_keep_alive_connection_gone_stale_is_retried_on_the_same_upstrea
             server.close()
     # Every request after the first meets a stale connection: it stays in its region.
     assert served == ["eu"] * 5
+
+
+async def test_a_process_without_its_tables_yet_answers_503_with_retry_after() -> None:
+    origin = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    table = RouteTable(loaded=False)  # as a router process starts
+    proxy = Proxy(table, RouterSettings(region="eu"), RouterMetrics())
+    front = await asyncio.get_running_loop().create_server(
+        lambda: FrontConnection(proxy.handle, OPEN), "127.0.0.1", 0
+    )
+    base = f"http://127.0.0.1:{front.sockets[0].getsockname()[1]}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            early = await client.get(f"{PREFIX}/x")
+            assert early.status_code == 503
+            assert early.headers["Retry-After"] == "1"
+            assert early.headers["Content-Type"] == "application/problem+json"
+            assert early.json()["type"] == "https://dockyard.dev/problems/no-table"
+            loaded = RouteTable()
+            loaded.put(
+                Route(
+                    key="acme/demo/web/v1/predict",
+                    target="local-eu",
+                    region="eu",
+                    upstreams=[f"http://127.0.0.1:{origin.sockets[0].getsockname()[1]}"],
+                )
+            )
+            table.replace_with(loaded)  # the first load, from Redis or from the record
+            assert (await client.get(f"{PREFIX}/x")).status_code == 200
+            unknown = await client.get("/acme/demo/web/v9/predict/")
+            assert unknown.status_code == 404  # now a miss is a miss
+    finally:
+        front.close()
+        proxy.close()
+        origin.close()

@@ -197,3 +197,170 @@ def test_a_reload_from_an_older_copy_keeps_the_aliases_held_at_later_revisions()
     resolved = table.resolve("/acme/demo/web/production/predict/", "eu", draw=0.0)
     assert resolved is not None and resolved.version == "v2"
     assert table.alias_revisions["acme/demo/web/production"] == 9
+
+
+def endpoint_route(
+    version: str, endpoint: str, state: WorkloadState, target: str = "local-eu"
+) -> Route:
+    serving = state is WorkloadState.READY
+    return Route(
+        key=f"acme/demo/web/{version}/{endpoint}",
+        target=target,
+        region="eu",
+        upstreams=["http://127.0.1.1:9"] if serving else [],
+        state=state,
+    )
+
+
+def known_table() -> RouteTable:
+    """acme/demo/web: v1 ready (predict, explain), v0 stopped, v2 deploying, v3 failed;
+    alias production → v1, alias old → v0; and another owner's deployment."""
+    table = RouteTable()
+    for endpoint in ("predict", "explain"):
+        table.put(endpoint_route("v1", endpoint, WorkloadState.READY))
+        for target in ("local-eu", "local-us"):
+            table.put(endpoint_route("v0", endpoint, WorkloadState.STOPPED, target))
+    table.put(endpoint_route("v2", "predict", WorkloadState.DEPLOYING))
+    table.put(endpoint_route("v3", "predict", WorkloadState.FAILED))
+    table.put_alias(an_alias(AliasTarget(version="v1")))
+    table.put_alias(an_alias(AliasTarget(version="v0"), name="old"))
+    table.put(
+        Route(
+            key="rival/secret/model/v7/predict",
+            target="local-eu",
+            region="eu",
+            upstreams=["http://127.0.1.1:7"],
+        )
+    )
+    return table
+
+
+def why(table: RouteTable, path: str, points_to: str = "") -> tuple[int, str, str, int | None]:
+    assert table.resolve(path, "eu", draw=0.0) is None
+    miss = table.explain(path, "eu", draw=0.0)
+    # Nothing the caller did not name (but the version an alias it named points to, which
+    # every answer through the alias says in X-Dockyard-Version): not another owner's
+    # names, not another version or alias.
+    for hidden in ("rival", "secret", "v7", "production", "old", "v2", "v3"):
+        if hidden not in path and hidden != points_to:
+            assert hidden not in miss.detail, miss.detail
+    return miss.status, miss.slug, miss.detail, miss.retry_after_s
+
+
+def test_an_unknown_deployment_is_named_as_given() -> None:
+    assert why(known_table(), "/acme/demo/wbe/v1/predict/x") == (
+        404,
+        "unknown-deployment",
+        "no deployment acme/demo/wbe serves here: check the owner, project and deployment "
+        "in the path",
+        None,
+    )
+
+
+def test_a_path_too_short_says_what_a_model_path_is() -> None:
+    status, slug, detail, _ = why(known_table(), "/favicon.ico")
+    assert (status, slug) == (404, "not-found")
+    assert detail.startswith("a model is called at /<owner>/<project>/<deployment>/")
+
+
+def test_an_unknown_version_or_alias_is_told_apart_from_an_unknown_deployment() -> None:
+    assert why(known_table(), "/acme/demo/web/prodution/predict/x") == (
+        404,
+        "unknown-version",
+        "deployment acme/demo/web has no version or alias named prodution",
+        None,
+    )
+
+
+def test_a_typo_in_the_endpoint_lists_the_endpoints_of_the_version_named() -> None:
+    assert why(known_table(), "/acme/demo/web/v1/predcit/x") == (
+        404,
+        "unknown-endpoint",
+        "version v1 of acme/demo/web has no endpoint predcit (its endpoints: explain, predict)",
+        None,
+    )
+    assert why(known_table(), "/acme/demo/web/production/predcit/x", points_to="v1") == (
+        404,
+        "unknown-endpoint",
+        "alias production of acme/demo/web points to version v1, which has no endpoint "
+        "predcit (its endpoints: explain, predict)",
+        None,
+    )
+
+
+def test_a_stopped_version_is_gone_and_an_alias_to_it_is_unavailable() -> None:
+    assert why(known_table(), "/acme/demo/web/v0/predict/x") == (
+        410,
+        "version-stopped",
+        "version v0 of acme/demo/web was stopped and serves no more",
+        None,
+    )
+    # Even with a typo in the endpoint: that it was stopped is what matters.
+    assert why(known_table(), "/acme/demo/web/v0/predcit/x")[:2] == (410, "version-stopped")
+    assert why(known_table(), "/acme/demo/web/old/predict/x", points_to="v0") == (
+        503,
+        "version-stopped",
+        "alias old of acme/demo/web points to version v0, which was stopped",
+        None,
+    )
+
+
+def test_an_endpoint_without_a_ready_replica_is_unavailable_and_retried_while_starting() -> None:
+    assert why(known_table(), "/acme/demo/web/v2/predict/x") == (
+        503,
+        "not-ready",
+        "version v2 of acme/demo/web: endpoint predict has no ready replica (deploying)",
+        5,
+    )
+    assert why(known_table(), "/acme/demo/web/v3/predict/x") == (
+        503,
+        "not-ready",
+        "version v3 of acme/demo/web: endpoint predict has no ready replica (failed)",
+        None,
+    )
+    table = known_table()
+    table.put_alias(an_alias(AliasTarget(version="v2"), name="canary"))
+    assert why(table, "/acme/demo/web/canary/predict/x", points_to="v2") == (
+        503,
+        "not-ready",
+        "alias canary of acme/demo/web points to version v2, whose endpoint predict has no "
+        "ready replica (deploying)",
+        5,
+    )
+
+
+def test_an_alias_to_a_version_that_never_ran_here_does_not_serve() -> None:
+    table = known_table()
+    table.put_alias(an_alias(AliasTarget(version="v9"), name="next"))
+    assert why(table, "/acme/demo/web/next/predict/x") == (
+        503,
+        "not-serving",
+        "alias next of acme/demo/web points to version v9, which does not serve",
+        None,
+    )
+
+
+def test_a_deployment_known_only_by_its_alias_is_not_unknown() -> None:
+    table = RouteTable()
+    table.put_alias(an_alias(AliasTarget(version="v1")))
+    assert why(table, "/acme/demo/web/staging/predict/")[:2] == (404, "unknown-version")
+
+
+def test_a_route_that_stops_serving_is_still_known_and_serves_again_when_ready() -> None:
+    table = RouteTable()
+    table.put(endpoint_route("v1", "predict", WorkloadState.READY))
+    table.put(endpoint_route("v1", "predict", WorkloadState.FAILED))
+    assert table.routes == {}
+    assert [r.state for r in table.known_routes()] == [WorkloadState.FAILED]
+    table.put(endpoint_route("v1", "predict", WorkloadState.READY))
+    assert table.resolve("/acme/demo/web/v1/predict/", "eu", draw=0.0) is not None
+    assert len(table.known_routes()) == 1
+
+
+def test_a_table_is_loaded_once_it_takes_whole_tables() -> None:
+    table = RouteTable(loaded=False)
+    table.put(endpoint_route("v1", "predict", WorkloadState.READY))  # one event: not whole
+    assert not table.loaded
+    table.replace_with(known_table())
+    assert table.loaded
+    assert table.explain("/acme/demo/web/v0/predict/", "eu", 0.0).status == 410

@@ -15,7 +15,6 @@ from dockyard_common import (
     Alias,
     Heartbeat,
     RouterHeartbeat,
-    TransientError,
     cancellable,
     configure_logging,
     connect_nats,
@@ -24,9 +23,9 @@ from dockyard_common import (
     provision_jetstream,
 )
 from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
-from dockyard_router.front import FrontConnection, close_idle_connections
+from dockyard_router.front import FrontConnection, front_factory, sweep_connections
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
-from dockyard_router.ops import ops_routes
+from dockyard_router.ops import admin_only, ops_routes
 from dockyard_router.proxy import Proxy
 from dockyard_router.record import table_from_record, watch_alias_record
 from dockyard_router.routing import follow_endpoint_states
@@ -50,7 +49,8 @@ async def serve(
     settings: RouterSettings, stop: asyncio.Event, ready: Callable[[], None] | None = None
 ) -> None:
     """Serve until ``stop`` is set; in-flight requests finish before the process ends.
-    ``ready()`` once the port is open (with the tables loaded, or Redis found away)."""
+    ``ready()`` once the port is open, with the tables loaded from Redis or else from the
+    state of record (or neither answering: unresolved paths then get 503 until one does)."""
     configure_logging(service="router", log_format=settings.log_format, level=settings.log_level)
     if settings.router_worker is not None:
         bind_contextvars(worker=settings.router_worker)
@@ -60,7 +60,9 @@ async def serve(
     await provision_jetstream(js)
     metrics = RouterMetrics()
 
-    table = RouteTable()
+    # Unloaded until whole tables come (from Redis, else the state of record): a path it
+    # cannot resolve before then is answered 503, not 404.
+    table = RouteTable(loaded=False)
 
     def beat(process: str, applied_through: int) -> RouterHeartbeat:
         return RouterHeartbeat(
@@ -78,14 +80,14 @@ async def serve(
     store = RouteStore(
         redis, table, lambda: table_from_record(js), switched, saves_aliases=saves_aliases
     )
-    try:
-        await store.ensure_tables()
-        log.info("routes.loaded", routes=await store.load())
-    except TransientError as exc:
-        log.warning("routes.load.failed", error=str(exc))
+    await store.load_at_start()
     store.table.region_order = tuple(settings.region_order)
+    admin = admin_only(settings, "/metrics")
 
-    async def metrics_page(_: web.Request) -> web.Response:
+    async def metrics_page(request: web.Request) -> web.Response:
+        # Its labels name every owner's deployments, versions and aliases.
+        if (refusal := admin(request)) is not None:
+            return refusal
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     # The router's own pages run on aiohttp on a loopback port of this process; the data
@@ -110,7 +112,12 @@ async def serve(
         # The port first: a router that cannot have it ends here, before its background
         # work starts (which a failure inside the task group would have to cancel).
         server = await asyncio.get_running_loop().create_server(
-            lambda: FrontConnection(proxy.handle, connections),
+            front_factory(
+                proxy.handle,
+                connections,
+                settings.client_connections,
+                metrics.connections_refused.inc,
+            ),
             settings.router_host,
             settings.router_port,
             reuse_port=True,
@@ -122,10 +129,11 @@ async def serve(
             heartbeat.run,
             lambda: follow_endpoint_states(js, store),
             lambda: watch_alias_record(js, store.apply_alias, heartbeat.applied_through),
-            lambda: close_idle_connections(
+            lambda: sweep_connections(
                 connections,
                 settings.client_idle_timeout_s,
-                min(10.0, settings.client_idle_timeout_s / 2),
+                settings.client_head_timeout_s,
+                min(1.0, settings.client_head_timeout_s / 4, settings.client_idle_timeout_s / 2),
             ),
         ]
         if saves_aliases:

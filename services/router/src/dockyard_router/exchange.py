@@ -25,8 +25,11 @@ _BUFFER_LIMIT = 1024 * 1024
 _NO_BODY = frozenset({204, 304})
 
 
-def problem_bytes(status: int, reason: str, slug: str, detail: str, keep_alive: bool) -> bytes:
-    """A whole problem+json (RFC 9457) response."""
+def problem_bytes(
+    status: int, reason: str, slug: str, detail: str, keep_alive: bool, headers: bytes = b""
+) -> bytes:
+    """A whole problem+json (RFC 9457) response; ``headers`` are more header lines, each
+    ending with CRLF (``Retry-After: 1\\r\\n``)."""
     body = json.dumps(
         {
             "type": f"https://dockyard.dev/problems/{slug}",
@@ -38,13 +41,18 @@ def problem_bytes(status: int, reason: str, slug: str, detail: str, keep_alive: 
     connection = b"keep-alive" if keep_alive else b"close"
     return (
         b"HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\n"
-        b"Content-Length: %d\r\nConnection: %s\r\n\r\n%s"
-        % (status, reason.encode(), len(body), connection, body)
+        b"Content-Length: %d\r\n%sConnection: %s\r\n\r\n%s"
+        % (status, reason.encode(), len(body), headers, connection, body)
     )
 
 
 class Exchange:
     """One request from a client and the response going back to it."""
+
+    refusal: tuple[bytes, int] | None = None
+    """Set when the router answers this request itself without handling it (a protocol
+    upgrade, a malformed body, a request head that never completed): the answer and its
+    status. A class default: the request path sets nothing for it."""
 
     def __init__(
         self,

@@ -42,7 +42,13 @@ class RouterMetrics:
         )
         self.unrouted = Counter(
             "dockyard_router_unrouted",
-            "Requests for which nothing serves the path.",
+            "Requests for which nothing serves the path, by why (the problem type).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.connections_refused = Counter(
+            "dockyard_router_connections_refused",
+            "Client connections answered 503 at once: the process held its maximum.",
             registry=self.registry,
         )
 

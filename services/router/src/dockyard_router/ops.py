@@ -1,4 +1,7 @@
-"""The ops API under ``/_ops`` (platform admin token): regions, drain, route resolution."""
+"""The ops API under ``/_ops`` (platform admin token): regions, drain, route resolution.
+
+``/metrics`` answers to the same token: its labels name every deployment, version and
+alias the router has served, whoever owns them."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from dockyard_router.settings import RouterSettings
 from dockyard_router.store import RouteStore
 from dockyard_router.tables import split_request_path
 
-__all__ = ["ops_routes"]
+__all__ = ["admin_only", "ops_routes"]
 
 
 def _problem(status: int, slug: str, detail: str) -> web.Response:
@@ -28,21 +31,31 @@ def _problem(status: int, slug: str, detail: str) -> web.Response:
     )
 
 
+def admin_only(
+    settings: RouterSettings, what: str = "the ops API"
+) -> Callable[[web.Request], web.Response | None]:
+    """A check of the platform admin bearer token: the refusal to answer (404 when no admin
+    token is set, 401 when another is sent), or None for the admin."""
+    expected = settings.admin_token.get_secret_value().encode() if settings.admin_token else None
+
+    def refused(request: web.Request) -> web.Response | None:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if expected is None:
+            return _problem(404, "not-found", f"{what} is off: no admin token is set")
+        if not secrets.compare_digest(given.encode(), expected):
+            return _problem(401, "unauthenticated", "send the platform admin bearer token")
+        return None
+
+    return refused
+
+
 def ops_routes(
     store: RouteStore, settings: RouterSettings, healthy: Callable[[str], bool] = lambda _: True
 ) -> web.RouteTableDef:
     """The ops endpoints, bound to this process's tables; ``healthy`` says whether this
     process currently sends requests to an upstream (it sets aside failing ones)."""
     routes = web.RouteTableDef()
-
-    def refused(request: web.Request) -> web.Response | None:
-        expected = settings.admin_token.get_secret_value() if settings.admin_token else None
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if expected is None:
-            return _problem(404, "not-found", "the ops API is off: no admin token is set")
-        if not secrets.compare_digest(given.encode(), expected.encode()):
-            return _problem(401, "unauthenticated", "send the platform admin bearer token")
-        return None
+    refused = admin_only(settings)
 
     @routes.get("/_ops/regions")
     async def regions(request: web.Request) -> web.Response:
@@ -110,7 +123,10 @@ def ops_routes(
         region = request.query.get("region") or settings.region
         resolution = store.table.resolve(path, region, draw=0.0)
         if resolution is None:
-            return _problem(404, "not-found", f"nothing serves {path}")
+            if not store.table.loaded:
+                return _problem(503, "no-table", "this router process has no route table yet")
+            miss = store.table.explain(path, region, draw=0.0)
+            return _problem(miss.status, miss.slug, miss.detail)
         return web.json_response(
             {
                 "path": path,

@@ -8,6 +8,11 @@ A request goes to a replica in the preferred region (the ``X-Dockyard-Region`` h
 the router's own), replicas taken in turn; it is retried once on the next candidate only
 when no connection could be made (nothing was sent), or when the connection dropped before
 an answer and the method is idempotent.
+
+A request whose Host header is missing (HTTP/1.1), repeated or not a ``host[:port]`` is
+refused with 400 (RFC 9112 §3.2); a valid one reaches the upstream as X-Forwarded-Host. A
+path that resolves to nothing is answered with why (:meth:`RouteTable.explain`), and with
+503 while this process has not loaded its tables yet.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 import time
 
 import httptools
@@ -58,9 +64,15 @@ INTERNAL_PREFIXES = ("/_ops/", "/_ops?", "/metrics", "/healthz")
 _REASONS = {
     400: ("Bad Request", "bad-request"),
     404: ("Not Found", "not-found"),
+    410: ("Gone", "gone"),
     502: ("Bad Gateway", "bad-gateway"),
+    503: ("Service Unavailable", "unavailable"),
     504: ("Gateway Timeout", "gateway-timeout"),
 }
+_HOST = re.compile(rb"(?:\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?")
+"""RFC 9110's ``uri-host [ ":" port ]``: an IP literal or a registered name, no userinfo."""
+_HOSTS_CACHED = 1024
+_NO_TABLE_RETRY = b"Retry-After: 1\r\n"
 
 
 def request_target(rest: str, query: bytes) -> bytes:
@@ -98,6 +110,7 @@ class Proxy:
             settings.upstream_eject_s,
         )
         self._hosts: dict[str, bytes] = {}
+        self._good_hosts: set[bytes] = set()
         self._timeouts: dict[str, float] = {}
         self._children: dict[tuple[str, str, str, int], tuple[object, object]] = {}
         self._turn = itertools.count()
@@ -124,12 +137,9 @@ class Proxy:
                 return self._problem(exchange, 400, "the request target is not a URL")
             path, query = parsed.path or b"/", parsed.query or b""
         raw_path = path.decode("latin-1")
-        if self._internal is not None and raw_path.startswith(INTERNAL_PREFIXES):
-            target = path + (b"?" + query if query else b"")
-            return await self._forward_internal(exchange, target)
 
         region, client = self._region, None
-        forwarded_for, host, kept = b"", b"", []
+        forwarded_for, host, kept = b"", None, []
         connection_tokens: list[bytes] = []
         for name, value in exchange.headers:
             lower = name.lower()
@@ -137,6 +147,8 @@ class Proxy:
                 if lower == b"x-forwarded-for":
                     forwarded_for = value
                 elif lower == b"host":
+                    if host is not None:
+                        return self._problem(exchange, 400, "the request has more than one Host")
                     host = value
                 elif lower == b"connection":
                     connection_tokens += (t.strip().lower() for t in value.split(b","))
@@ -146,6 +158,15 @@ class Proxy:
             elif lower == b"x-dockyard-client-key":
                 client = value
             kept.append(b"%s: %s\r\n" % (name, value))
+        if host is None:
+            if exchange.http11:
+                return self._problem(exchange, 400, "an HTTP/1.1 request needs a Host header")
+        elif host not in self._good_hosts and not self._valid_host(host):
+            shown = host.decode("latin-1")[:100]
+            return self._problem(exchange, 400, f"the Host header {shown!r} is not host[:port]")
+        if self._internal is not None and raw_path.startswith(INTERNAL_PREFIXES):
+            target = path + (b"?" + query if query else b"")
+            return await self._forward_internal(exchange, target)
         if connection_tokens:  # headers named in Connection are hop-by-hop too (RFC 9110)
             named = {t for t in connection_tokens if t not in (b"keep-alive", b"close")}
             kept = [line for line in kept if line.split(b":", 1)[0].lower() not in named]
@@ -153,8 +174,7 @@ class Proxy:
         draw = client_draw(client.decode("latin-1")) if client else random.random()  # noqa: S311
         resolution = self._table.resolve(raw_path, region, draw)
         if resolution is None:
-            self._metrics.unrouted.inc()
-            return self._problem(exchange, 404, f"nothing serves {raw_path}")
+            return self._unrouted(exchange, raw_path, region, draw)
         forwarded = b"%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % (
             b"".join(kept),
             forwarded_for + b", " + exchange.front.peer if forwarded_for else exchange.front.peer,
@@ -165,6 +185,32 @@ class Proxy:
         if exchange.chunked_request:
             forwarded += b"Transfer-Encoding: chunked\r\n"
         await self._forward(exchange, resolution, request_target(resolution.rest, query), forwarded)
+
+    def _valid_host(self, host: bytes) -> bool:
+        """Whether a Host header holds ``host[:port]``; valid ones are remembered (bounded),
+        so a request path sees a few hosts checked once each."""
+        if _HOST.fullmatch(host) is None:
+            return False
+        if len(self._good_hosts) < _HOSTS_CACHED:
+            self._good_hosts.add(host)
+        return True
+
+    def _unrouted(self, exchange: Exchange, raw_path: str, region: str, draw: float) -> None:
+        """Answer a request whose path resolves to nothing, saying why."""
+        table = self._table
+        if not table.loaded:
+            self._metrics.unrouted.labels("no-table").inc()
+            return self._problem(
+                exchange,
+                503,
+                "this router process has not loaded its route table yet",
+                "no-table",
+                _NO_TABLE_RETRY,
+            )
+        miss = table.explain(raw_path, region, draw)
+        self._metrics.unrouted.labels(miss.slug).inc()
+        retry = b"Retry-After: %d\r\n" % miss.retry_after_s if miss.retry_after_s else b""
+        return self._problem(exchange, miss.status, miss.detail, miss.slug, retry)
 
     async def _forward(
         self, exchange: Exchange, resolution: Resolution, target: bytes, headers: bytes
@@ -306,9 +352,19 @@ class Proxy:
             head += b"X-Dockyard-Alias: %s\r\n" % resolution.alias.encode()
         return head
 
-    def _problem(self, exchange: Exchange, status: int, detail: str) -> None:
-        reason, slug = _REASONS[status]
-        exchange.answer(problem_bytes(status, reason, slug, detail, exchange.keep_alive), status)
+    def _problem(
+        self,
+        exchange: Exchange,
+        status: int,
+        detail: str,
+        slug: str | None = None,
+        headers: bytes = b"",
+    ) -> None:
+        reason, default_slug = _REASONS[status]
+        answer = problem_bytes(
+            status, reason, slug or default_slug, detail, exchange.keep_alive, headers
+        )
+        exchange.answer(answer, status)
 
     def _count_error(self, resolution: Resolution, region: str, kind: str) -> None:
         self._metrics.upstream_errors.labels(*resolution.labels(region), kind).inc()

@@ -21,12 +21,13 @@ import asyncio
 from collections.abc import Callable
 from datetime import datetime
 
+import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dockyard_common import Alias, AliasTarget, ResourceStore, Version, get_logger
+from dockyard_common import Alias, AliasTarget, ResourceStore, TransientError, Version, get_logger
 from dockyard_common.subjects import ALIASES_BUCKET, VERSIONS_BUCKET
 from dockyard_router.tables import RouteTable, route_from_state
 
@@ -61,20 +62,24 @@ class _AliasWrite(BaseModel):
 
 
 async def table_from_record(js: JetStreamContext) -> RouteTable:
-    """Every route and alias the state of record knows, as a fresh table (a record that
-    does not parse is logged and left out, as the alias watch does)."""
+    """Every route (serving or not) and alias the state of record knows, as a fresh table
+    (a record that does not parse is logged and left out, as the alias watch does);
+    :class:`TransientError` when NATS does not answer."""
 
     def unreadable(key: str, exc: ValidationError) -> None:
         log.error("routes.record.unreadable", key=key, error=str(exc))
 
     table = RouteTable()
-    versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
-    async for _, stored in versions.items(unreadable=unreadable):
-        for state in stored.value.endpoint_states:
-            table.put(route_from_state(state))
-    aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
-    async for _, alias in aliases.items(unreadable=unreadable):
-        table.put_alias(alias.value, alias.revision)
+    try:
+        versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
+        async for _, stored in versions.items(unreadable=unreadable):
+            for state in stored.value.endpoint_states:
+                table.put(route_from_state(state))
+        aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
+        async for _, alias in aliases.items(unreadable=unreadable):
+            table.put_alias(alias.value, alias.revision)
+    except (nats.errors.Error, TimeoutError) as exc:
+        raise TransientError(f"the state of record is unavailable: {exc!r}") from exc
     return table
 
 

@@ -34,7 +34,14 @@ class RouterSettings(CommonSettings):
     """How long an upstream that refused or dropped a connection gets no new requests."""
     client_idle_timeout_s: float = 75.0
     """A client connection that sends nothing this long, with no request under way, closes."""
+    client_head_timeout_s: float = Field(default=10.0, gt=0)
+    """A request line and headers not whole this long after their first byte (after the
+    connection opened, for its first request) are answered 408 and the connection closed."""
+    client_connections: int = Field(default=4096, ge=1)
+    """Client connections at most per router process; one more is answered 503 (with
+    Retry-After) and closed at once, without being read."""
     upstream_connections: int = 256
     """Connections at most per upstream and router process (kept alive between requests)."""
     admin_token: SecretStr | None = None
-    """The platform admin token: the ops API (/_ops) answers only to it; off when unset."""
+    """The platform admin token: the ops API (/_ops) and /metrics answer only to it; both
+    are off when it is unset."""

@@ -3,7 +3,10 @@
 Redis holds one hash field per route; a change is written to the hash and published,
 with the new value, on a channel every router process follows, and counted in a version
 key: a process that heard fewer changes than Redis counts (a lost message) reloads.
-Requests read only the in-process copy: while Redis is down, routing goes on from it.
+Requests read only the in-process copy: while Redis is down, routing goes on from it, and
+a process that starts then takes its copy from the state of record instead.
+Routes that do not serve (deploying, failed, stopped) are held too: they say why a path
+does not resolve.
 
 Aliases are held in Redis too, but reach each process through its own watch of the alias
 record (:mod:`.record`). One process of a router (``saves_aliases``: its first worker)
@@ -111,17 +114,39 @@ class RouteStore:
         self._base, self._heard = version, 0
         return len(fresh.routes)
 
+    async def load_from_record(self) -> int:
+        """Replace the in-process table with one built from the state of record (Redis is
+        away); returns the route count. Regions drained by an operator are kept in Redis
+        only: none is drained until Redis answers again."""
+        fresh = await self._source()
+        self.table.replace_with(fresh)
+        return len(fresh.routes)
+
+    async def load_at_start(self) -> None:
+        """Load the tables from Redis (rebuilt from the record first if it lost them), else
+        from the state of record; with neither, the table stays unloaded (requests that do
+        not resolve get 503) until :meth:`follow` manages one."""
+        try:
+            await self.ensure_tables()
+            log.info("routes.loaded", routes=await self.load())
+        except TransientError as exc:
+            log.warning("routes.load.failed", error=str(exc))
+            await self._load_from_record()
+
+    async def _load_from_record(self) -> None:
+        try:
+            log.info("routes.loaded_from_record", routes=await self.load_from_record())
+        except TransientError as exc:
+            log.warning("routes.record_load.failed", error=str(exc))
+
     async def write(self, route: Route) -> None:
-        """Store a route (remove it when it has no upstreams) and tell every process;
-        a report older than the one held changes nothing."""
+        """Store a route (one without upstreams too: it says why a path does not resolve)
+        and tell every process; a report older than the one held changes nothing."""
         if not self.table.put(route):
             return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                if route.upstreams:
-                    pipe.hset(ROUTES_HASH, route.field, route.model_dump_json())
-                else:
-                    pipe.hdel(ROUTES_HASH, route.field)
+                pipe.hset(ROUTES_HASH, route.field, route.model_dump_json())
                 pipe.incr(TABLES_VERSION)
                 pipe.publish(ROUTES_CHANNEL, json.dumps({"route": route.model_dump(mode="json")}))
                 await pipe.execute()
@@ -178,7 +203,7 @@ class RouteStore:
             # HSETNX: a field present now was written by an event after Redis lost its data,
             # so it is newer than this snapshot of the record and is kept.
             async with self._redis.pipeline(transaction=True) as pipe:
-                for route in fresh.routes.values():
+                for route in fresh.known_routes():
                     pipe.hsetnx(ROUTES_HASH, route.field, route.model_dump_json())
                 for key, alias in fresh.aliases.items():
                     pipe.hsetnx(ALIASES_HASH, key, alias.model_dump_json())
@@ -267,4 +292,6 @@ class RouteStore:
                             self._apply(change)
             except (RedisError, TransientError, OSError) as exc:
                 log.warning("routes.follow.interrupted", error=str(exc))
+                if not self.table.loaded:  # nothing loaded since start: the record may answer
+                    await self._load_from_record()
                 await asyncio.sleep(1.0)

@@ -3,6 +3,10 @@
 A route is one endpoint of one version on one target: ``owner/project/deployment/version/
 endpoint`` and the target's region and upstreams. The table is the union of them; a
 request resolves to the upstreams of its endpoint, those of the router's own region first.
+
+The table also remembers routes that do not serve (deploying, failed, stopped), so that a
+path that does not resolve can be told why (:meth:`RouteTable.explain`): which part of it
+is unknown, or that its version was stopped, or has no ready replica yet.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dockyard_common.models import Alias, AliasTarget, EndpointState, WorkloadSt
 from dockyard_common.subjects import route_key
 
 __all__ = [
+    "Miss",
     "RequestPath",
     "Resolution",
     "Route",
@@ -40,6 +45,9 @@ class Route(BaseModel):
     region: str
     upstreams: list[str]
     observed_at: datetime | None = None
+    state: WorkloadState | None = None
+    """What the scheduler last reported (None in routes stored before it was kept: those
+    were all ready ones)."""
 
     @property
     def field(self) -> str:
@@ -58,6 +66,7 @@ def route_from_state(state: EndpointState) -> Route:
         region=state.region,
         upstreams=list(state.upstreams) if state.state is WorkloadState.READY else [],
         observed_at=state.observed_at,
+        state=state.state,
     )
 
 
@@ -136,13 +145,46 @@ def client_draw(client_key: str) -> float:
     return int(hashlib.sha256(client_key.encode()).hexdigest()[:8], 16) / 2**32
 
 
+@dataclass(frozen=True)
+class Miss:
+    """Why a request path resolves to no upstream: the answer a client gets instead."""
+
+    status: int
+    """404 (a part of the path is unknown), 410 (the version was stopped), 503 (it has no
+    ready replica, or the alias named points to a version that does not serve)."""
+    slug: str
+    """The problem type (``https://dockyard.dev/problems/<slug>``)."""
+    detail: str
+    retry_after_s: int | None = None
+    """Set when trying again soon may succeed (the endpoint is still being deployed)."""
+
+
+_NOT_A_MODEL_PATH = (
+    "a model is called at /<owner>/<project>/<deployment>/<version or alias>/<endpoint>/..."
+)
+_STARTING = frozenset({WorkloadState.PENDING, WorkloadState.DEPLOYING})
+_RETRY_STARTING_S = 5
+
+_EndpointStates = dict[str, dict[str, WorkloadState]]
+"""endpoint → target → last reported state, of one version."""
+
+
 @dataclass
 class RouteTable:
     """The in-process copy of the route and alias tables; read per request."""
 
     routes: dict[str, Route] = field(default_factory=dict)
+    """The routes that serve (with upstreams), by field."""
     aliases: dict[str, Alias] = field(default_factory=dict)
+    loaded: bool = True
+    """False in a process that has not loaded whole tables yet (from Redis or the state of
+    record): a path it cannot resolve may then be one it would, and is answered 503."""
     _by_key: dict[str, dict[str, Route]] = field(default_factory=dict)
+    _idle: dict[str, Route] = field(default_factory=dict)
+    """Routes known but not serving (deploying, failed, stopped), by field."""
+    _versions: dict[str, dict[str, _EndpointStates]] = field(default_factory=dict)
+    """deployment → version → its endpoints' states: what :meth:`explain` reads."""
+    _alias_deployments: set[str] = field(default_factory=set)
     _observed: dict[str, datetime] = field(default_factory=dict)
     _drained: frozenset[str] = frozenset()
     alias_revisions: dict[str, int] = field(default_factory=dict)
@@ -162,6 +204,10 @@ class RouteTable:
         self._drained = regions
         self._ordered = {}
 
+    def known_routes(self) -> list[Route]:
+        """Every route held: those that serve and those that do not."""
+        return [*self.routes.values(), *self._idle.values()]
+
     def replace_with(self, fresh: RouteTable) -> None:
         """Take every table of ``fresh`` at once (a request sees old or new, never a mix),
         but for aliases held at a later revision than ``fresh`` has: the alias watch may be
@@ -171,14 +217,18 @@ class RouteTable:
             if revision > fresh.alias_revisions.get(key, 0):
                 fresh.aliases[key] = alias
                 fresh.alias_revisions[key] = revision
-        self.routes, self._by_key = fresh.routes, fresh._by_key
+                fresh._alias_deployments.add(key.rpartition("/")[0])
+        self.routes, self._by_key, self._idle = fresh.routes, fresh._by_key, fresh._idle
+        self._versions, self._alias_deployments = fresh._versions, fresh._alias_deployments
         self.aliases, self._observed = fresh.aliases, fresh._observed
         self.drained = fresh.drained
         self.alias_revisions = fresh.alias_revisions
+        self.loaded = True
 
     def put(self, route: Route) -> bool:
-        """Insert or replace one route (one without upstreams is removed); False, changing
-        nothing, when it was observed before the one held, as a late redelivery would be."""
+        """Insert or replace one route (one without upstreams is kept aside, known but not
+        serving); False, changing nothing, when it was observed before the one held, as a
+        late redelivery would be."""
         seen = self._observed.get(route.field)
         if seen is not None and route.observed_at is not None and route.observed_at < seen:
             return False
@@ -186,14 +236,20 @@ class RouteTable:
             self._observed[route.field] = route.observed_at
         self.remove(route.field)
         self._ordered = {}
+        deployment, version, endpoint = route.key.rsplit("/", 2)
+        state = route.state or (WorkloadState.READY if route.upstreams else WorkloadState.FAILED)
+        versions = self._versions.setdefault(deployment, {})
+        versions.setdefault(version, {}).setdefault(endpoint, {})[route.target] = state
         if not route.upstreams:
+            self._idle[route.field] = route
             return True
         self.routes[route.field] = route
         self._by_key.setdefault(route.key, {})[route.target] = route
         return True
 
     def remove(self, field_name: str) -> None:
-        """Forget one route by its field."""
+        """Forget one route by its field (whether it served or not)."""
+        self._idle.pop(field_name, None)
         route = self.routes.pop(field_name, None)
         if route is None:
             return
@@ -219,10 +275,12 @@ class RouteTable:
                 return False
         self.aliases[key] = alias
         self.alias_revisions[key] = revision or held_revision
+        self._alias_deployments.add(f"{alias.owner}/{alias.project}/{alias.deployment}")
         return True
 
     def resolve(self, raw_path: str, own_region: str, draw: float) -> Resolution | None:
-        """The upstreams for a request path, own region first; None when nothing serves it.
+        """The upstreams for a request path, own region first; None when nothing serves it
+        (:meth:`explain` says why).
 
         A version name is looked up directly; otherwise an alias of that name chooses the
         version (by its override for ``own_region``, and ``draw`` for a weighted split).
@@ -255,6 +313,61 @@ class RouteTable:
             rest=path.rest,
             prefix=path.prefix,
             alias=alias,
+        )
+
+    def explain(self, raw_path: str, own_region: str, draw: float) -> Miss:
+        """Why :meth:`resolve` found nothing for this path (called with the same arguments).
+
+        It names only what the path names, and the endpoints of a version the path names
+        (they are public in the URL space anyway): never another deployment, version or
+        alias, so a caller learns nothing about names it did not guess.
+        """
+        path = split_request_path(raw_path)
+        if path is None:
+            return Miss(404, "not-found", f"{_NOT_A_MODEL_PATH}; {raw_path} is not one")
+        deployment, name, endpoint = path.deployment, path.name, path.endpoint
+        versions = self._versions.get(deployment)
+        if versions is None and deployment not in self._alias_deployments:
+            return Miss(
+                404,
+                "unknown-deployment",
+                f"no deployment {deployment} serves here: check the owner, project and "
+                "deployment in the path",
+            )
+        versions = versions or {}
+        alias = None if name in versions else self.aliases.get(f"{deployment}/{name}")
+        if alias is not None:
+            version = pick_version(alias.target_in(own_region), draw)
+            subject = f"alias {name} of {deployment} points to version {version}, which"
+        elif name in versions:
+            version = name
+            subject = f"version {version} of {deployment}"
+        else:
+            return Miss(
+                404,
+                "unknown-version",
+                f"deployment {deployment} has no version or alias named {name}",
+            )
+        endpoints = versions.get(version)
+        if endpoints is None:  # an alias to a version that never ran here
+            return Miss(503, "not-serving", f"{subject} does not serve")
+        if all(s is WorkloadState.STOPPED for e in endpoints.values() for s in e.values()):
+            if alias is not None:
+                return Miss(503, "version-stopped", f"{subject} was stopped")
+            return Miss(410, "version-stopped", f"{subject} was stopped and serves no more")
+        states = endpoints.get(endpoint)
+        if states is None:
+            listed = ", ".join(sorted(endpoints))
+            return Miss(
+                404,
+                "unknown-endpoint",
+                f"{subject} has no endpoint {endpoint} (its endpoints: {listed})",
+            )
+        seen = ", ".join(sorted({state.value for state in states.values()}))
+        retry = _RETRY_STARTING_S if any(s in _STARTING for s in states.values()) else None
+        whose = f"{subject.removesuffix(' which')} whose" if alias else f"{subject}:"
+        return Miss(
+            503, "not-ready", f"{whose} endpoint {endpoint} has no ready replica ({seen})", retry
         )
 
     def _order(self, targets: dict[str, Route], preferred: str) -> list[tuple[str, str]]:
