@@ -131,7 +131,8 @@ async def create_version(
                 "no endpoint definitions: give 'endpoints' inline or 'valohai_yaml'"
                 + ("" if body.code.git else ", or put a valohai.yaml at the root of the code")
             )
-        endpoints = endpoints_from_valohai_yaml(text, names)
+        # Parsing and validating may take a second at the document bounds: not on the loop.
+        endpoints = await asyncio.to_thread(endpoints_from_valohai_yaml, text, names)
     endpoints = with_files(endpoints, {e: dict(f) for e, f in body.files.items()})
     endpoints = with_replicas(endpoints, dict(body.replicas))
     for spec in endpoints:
