@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import urllib.parse
 from typing import IO, Annotated
@@ -39,7 +40,7 @@ from dockyard_common import (
     utcnow,
 )
 from dockyard_common.addresses import UnsafeDestination, check_file_url
-from dockyard_common.archives import ArchiveLimits, scan_archive
+from dockyard_common.archives import ArchiveLimits, HostileArchive, scan_archive
 from dockyard_common.subjects import (
     alias_key,
     blob_object_name,
@@ -76,6 +77,9 @@ async def _code_valohai_yaml(
     name = blob_object_name(owner, project, digest)
     if name in context.checked_code:
         return context.checked_code.get(name)
+    refused = context.refused_blobs.reason(digest)
+    if refused is not None:
+        raise Problem(422, "hostile-archive", f"code blob {digest} was refused: {refused}")
     limits = ArchiveLimits(
         max_members=context.settings.max_archive_members,
         max_bytes=context.settings.max_upload_bytes,
@@ -91,9 +95,25 @@ async def _code_valohai_yaml(
                 f"PUT it to /v1/projects/{owner}/{project}/blobs/{digest} first",
             ) from None
         archive.seek(0)
-        valohai_yaml = await asyncio.to_thread(_check_code, archive, limits)
+        try:
+            valohai_yaml = await asyncio.to_thread(_check_code, archive, limits)
+        except HostileArchive as exc:
+            await _forget_hostile_blob(context, name, digest, str(exc))
+            raise Problem(
+                422, "hostile-archive", f"code blob {digest} was refused: {exc}"
+            ) from None
     context.checked_code.put(name, valohai_yaml)
     return valohai_yaml
+
+
+async def _forget_hostile_blob(context: ApiContext, name: str, digest: str, reason: str) -> None:
+    """Remember the digest as refused and delete the blob: it is not worth keeping, and
+    every reader of it (the builder too) would pay the same cost again."""
+    context.refused_blobs.refuse(digest, reason)
+    # A concurrent submission of the same blob may have deleted it first.
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await context.blobs.delete(name)
+    log.warning("blob.refused.hostile", blob=name, reason=reason)
 
 
 @router.post("", status_code=201)
