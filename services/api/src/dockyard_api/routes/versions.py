@@ -39,7 +39,7 @@ from dockyard_common import (
     get_logger,
     utcnow,
 )
-from dockyard_common.addresses import UnsafeDestination, check_file_url
+from dockyard_common.addresses import UnsafeDestination, check_file_url, checked_git_destination
 from dockyard_common.archives import ArchiveLimits, HostileArchive, scan_archive
 from dockyard_common.subjects import (
     alias_key,
@@ -165,6 +165,17 @@ async def create_version(
                     f"uploaded to {owner}/{project}; PUT it to "
                     f"/v1/projects/{owner}/{project}/blobs/{file.digest} first"
                 )
+    git = body.code.git
+    if (
+        git is not None
+        and not git.url.startswith("file://")
+        and not context.settings.git_allow_private_addresses
+    ):
+        # The builder checks again before it connects: a name may resolve elsewhere by then.
+        try:
+            await checked_git_destination(git.url, allow_private=False)
+        except UnsafeDestination as exc:
+            raise InvalidInput(f"git URL {git.url}: {exc}") from None
 
     if body.name is not None:
         version = new_version(body, stored_deployment.value, body.name, endpoints)
