@@ -35,12 +35,12 @@ HOSTILE_INPUTS: list[tuple[str, str, str]] = [
     (
         "valohai.yaml alias bomb",
         "valohai_yaml of 333 bytes: an endpoint description of six levels of ten nested aliases",
-        "422 naming the expanded-node bound, body under 4 KB; another owner served meanwhile",
+        "422 naming the expanded-node bound, body under 8 KB; another owner served meanwhile",
     ),
     (
         "valohai.yaml alias bomb in the code",
         "the same document as the root valohai.yaml of the code archive",
-        "422 naming the expanded-node bound, body under 4 KB",
+        "422 naming the expanded-node bound, body under 8 KB",
     ),
     (
         "valohai.yaml nested 50,000 deep",
@@ -65,6 +65,11 @@ HOSTILE_INPUTS: list[tuple[str, str, str]] = [
     ("git URL cloud metadata", "https://169.254.169.254/x.git", "422: a cloud metadata address"),
     ("git URL private network", "ssh://10.0.0.1:2222/x.git", "422: a private address"),
     (
+        "a huge invalid name echoed back",
+        "env with one 500,000-character invalid name, and 2,000 invalid names",
+        "422 under 8 KB naming env: the name and the list of errors shortened",
+    ),
+    (
         "names with control characters",
         "every name field and path part with \\n, \\r, \\t, \\x00, \\x7f, \\r\\n or a space",
         "422 naming the field, never a 5xx, nothing stored",
@@ -77,7 +82,7 @@ def _entry(name: str) -> tuple[str, str, str]:
     return next(entry for entry in HOSTILE_INPUTS if entry[0] == name)
 
 
-MAX_PROBLEM_BYTES = 4096
+MAX_PROBLEM_BYTES = 8192
 
 
 def small_problem(response: httpx.Response) -> dict[str, Any]:
@@ -415,6 +420,18 @@ async def test_every_name_with_a_control_character_is_refused_and_nothing_is_sto
     assert [d["name"] for d in deployments.json()["items"]] == [names.deployment]
     webhooks = await api.get(f"{project_path(names)}/webhooks")
     assert webhooks.json()["items"] == []
+
+
+async def test_what_an_error_echoes_back_is_shortened(api: httpx.AsyncClient, names: Names) -> None:
+    await put_deployment(api, names, ["local-eu"])
+    code = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP}))
+    inline = [{"name": "predict", "wsgi": "app:app"}]
+    for env in ({"A" * 500_000 + "-": "x"}, {f"{n}-bad": "x" for n in range(2000)}):
+        response = await create_version(
+            api, names, {"code": {"blob": code}, "endpoints": inline, "env": env}
+        )
+        body = small_problem(response)
+        assert body["detail"].startswith("body.env.")
 
 
 async def test_the_event_feed_refuses_a_name_with_a_newline(

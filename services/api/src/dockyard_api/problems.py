@@ -87,9 +87,9 @@ class Problem(Exception):
         self.extra = extra
 
 
-MAX_DETAIL_CHARS = 4000
+MAX_DETAIL_CHARS = 2000
 """An error echoes what it refuses; what a client sent may be megabytes."""
-MAX_FIELD_ERRORS = 50
+MAX_FIELD_ERRORS = 10
 
 
 def _capped(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
@@ -159,8 +159,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = [
             {
                 # A dict key is part of the location, and a client chooses its length.
-                "loc": [p if isinstance(p, int) else _capped(str(p), 100) for p in error["loc"]],
-                "msg": _capped(str(error.get("msg", "")).removeprefix("Value error, "), 300),
+                "loc": [p if isinstance(p, int) else _capped(str(p), 60) for p in error["loc"]],
+                "msg": _capped(str(error.get("msg", "")).removeprefix("Value error, "), 200),
                 "type": error.get("type", ""),
             }
             for error in every[:MAX_FIELD_ERRORS]
