@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-__all__ = ["GitHttpsServer", "make_repository", "run_git", "serve_git_https", "silent_listener"]
+__all__ = [
+    "GitHttpsServer",
+    "Listener",
+    "make_repository",
+    "run_git",
+    "serve_git_https",
+    "silent_listener",
+]
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
