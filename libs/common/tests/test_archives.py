@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from dockyard_common.archives import ArchiveLimits, extract_archive, scan_archive
+from dockyard_common.archives import (
+    ArchiveLimits,
+    HostileArchive,
+    extract_archive,
+    scan_archive,
+)
 from dockyard_common.errors import InvalidInput
 from tests.harness.archives import member, tar_gz
+from tests.harness.hostile import gzip_bomb
 
 
 def test_a_plain_archive_lists_its_files_with_normalised_names() -> None:
@@ -75,3 +82,50 @@ def test_a_truncated_archive_is_bad_input_but_a_failing_disk_is_not(tmp_path: Pa
     with pytest.raises(OSError) as caught:
         extract_archive(io.BytesIO(data), blocked, ArchiveLimits())
     assert not isinstance(caught.value, InvalidInput)
+
+
+def test_a_gzip_bomb_is_refused_as_hostile_on_its_ratio() -> None:
+    bomb = gzip_bomb(members=2)  # 200 MiB of zeros in ~200 KB: under every byte cap
+    with pytest.raises(HostileArchive, match="compression bomb") as caught:
+        scan_archive(io.BytesIO(bomb), ArchiveLimits())
+    assert "upload large files as blobs" in str(caught.value)
+
+
+def test_a_bomb_below_the_ratio_is_stopped_by_the_running_total() -> None:
+    bomb = gzip_bomb(members=3, member_bytes=4 * 1024**2)
+    limits = ArchiveLimits(max_bytes=10 * 1024**2, ratio_from_bytes=1024**3)
+    with pytest.raises(HostileArchive, match="more than 10485760 bytes"):
+        scan_archive(io.BytesIO(bomb), limits)
+
+
+def test_a_small_file_of_zeros_is_not_a_bomb() -> None:
+    # 1000:1, but 16 MiB: a high ratio alone is not hostile.
+    data = tar_gz({"app.py": b"print(1)", "empty.bin": bytes(16 * 1024**2)})
+    scanned = scan_archive(io.BytesIO(data), ArchiveLimits())
+    assert sorted(m.name for m in scanned.members) == ["app.py", "empty.bin"]
+
+
+def test_the_ratio_applies_only_past_its_size(tmp_path: Path) -> None:
+    data = tar_gz({"zeros.bin": bytes(3 * 1024**2)})
+    extract_archive(io.BytesIO(data), tmp_path / "ok", ArchiveLimits(ratio_from_bytes=4 * 1024**2))
+    with pytest.raises(HostileArchive, match="inflates more than 200:1"):
+        extract_archive(io.BytesIO(data), tmp_path / "no", ArchiveLimits(ratio_from_bytes=1024**2))
+
+
+def test_a_header_larger_than_any_member_declares_is_refused() -> None:
+    # tarfile reads a pax header whole into memory: it may not grow without bound.
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("app.py")
+        info.pax_headers = {"comment": "x" * (8 * 1024**2)}
+        archive.addfile(info, io.BytesIO(b""))
+    with pytest.raises(HostileArchive, match="more than its members declare"):
+        scan_archive(io.BytesIO(buffer.getvalue()), ArchiveLimits())
+
+
+def test_a_gzip_file_of_several_members_is_read_whole() -> None:
+    whole = tar_gz({"a.py": b"a" * 5000, "b.py": b"b" * 5000})
+    plain = gzip.decompress(whole)
+    split = gzip.compress(plain[:3000]) + gzip.compress(plain[3000:])
+    scanned = scan_archive(io.BytesIO(split), ArchiveLimits())
+    assert sorted(m.name for m in scanned.members) == ["a.py", "b.py"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from pydantic import BaseModel, ValidationError
 
@@ -12,6 +14,7 @@ from dockyard_common.names import (
     suggest_name,
     validate_dns_label,
     validate_endpoint_name,
+    validate_file_name,
     validate_version_name,
 )
 
@@ -77,3 +80,37 @@ def test_annotated_name_types_validate_inside_models() -> None:
     assert Thing(owner="acme", endpoint="predict").owner == "acme"
     with pytest.raises(ValidationError, match="owner name 'ACME'"):
         Thing(owner="ACME", endpoint="predict")
+
+
+CONTROL_SUFFIXES = ["\n", "\r", "\t", "\x00", "\x7f", " ", "\r\n"]
+
+
+@pytest.mark.parametrize("suffix", CONTROL_SUFFIXES)
+@pytest.mark.parametrize(
+    ("validate", "good"),
+    [
+        (validate_dns_label, "acme"),
+        (validate_endpoint_name, "predict"),
+        (validate_version_name, "20261125.1"),
+        (validate_file_name, "model.pkl"),
+    ],
+)
+def test_a_valid_name_with_a_control_character_or_space_after_it_is_refused(
+    validate: Callable[[str], str], good: str, suffix: str
+) -> None:
+    assert validate(good) == good
+    with pytest.raises(InvalidName):
+        validate(good + suffix)
+    with pytest.raises(InvalidName):
+        validate(good[:2] + suffix + good[2:])
+
+
+@pytest.mark.parametrize("name", ["model", "weights.pt", "Model_v2", "a", "x-1.bin"])
+def test_file_names_are_plain_file_names(name: str) -> None:
+    assert validate_file_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "my model", "a/b", ".hidden", "-x", "ü", "a" * 256])
+def test_file_names_with_spaces_slashes_or_odd_starts_are_refused(name: str) -> None:
+    with pytest.raises(InvalidName, match="file name"):
+        validate_file_name(name)

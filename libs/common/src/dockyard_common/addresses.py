@@ -1,10 +1,10 @@
 """Where the platform may send a request a user chose: no loopback, private, link-local or
-metadata addresses (webhook deliveries, model files downloaded from a URL).
+metadata addresses (webhook deliveries, model files downloaded from a URL, git code).
 
 A URL is checked when the user gives it and again just before it is called (a name may
 resolve elsewhere by then). Hosts, addresses or networks on an admin's allow-list pass.
-:func:`refusal` and :func:`allowed_by_list` are pure; :func:`checked_addresses` resolves
-the name.
+:func:`refusal`, :func:`allowed_by_list` and :func:`git_host` are pure;
+:func:`checked_addresses` and :func:`checked_git_destination` resolve the name.
 """
 
 from __future__ import annotations
@@ -13,15 +13,22 @@ import asyncio
 import ipaddress
 import socket
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 __all__ = [
+    "GIT_ALLOW_SETTING",
+    "GitDestination",
     "IPAddress",
+    "Resolver",
     "UnsafeDestination",
     "allowed_by_list",
     "check_file_url",
     "checked_addresses",
+    "checked_git_destination",
+    "git_host",
     "refusal",
+    "resolve_host",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -108,7 +115,9 @@ def _host_of(url: str) -> str:
     return parsed.hostname
 
 
-async def _resolve(host: str, port: int) -> list[IPAddress]:
+async def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """The addresses ``host`` resolves to (itself when it is an address); UnsafeDestination
+    when it does not resolve."""
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
@@ -138,7 +147,18 @@ async def checked_addresses(
     """
     host = _host_of(url)
     port = urllib.parse.urlsplit(url).port or (443 if url.lower().startswith("https") else 80)
-    addresses = await _resolve(host, port)
+    addresses = await resolve_host(host, port)
+    _check_each(host, addresses, allowed, refused_because, allow_setting)
+    return host, addresses
+
+
+def _check_each(
+    host: str,
+    addresses: Sequence[IPAddress],
+    allowed: Sequence[str],
+    refused_because: str,
+    allow_setting: str,
+) -> None:
     for address in addresses:
         reason = refusal(address)
         if reason is not None and not allowed_by_list(host, address, allowed):
@@ -146,7 +166,6 @@ async def checked_addresses(
                 f"{host} is {address}, {reason}; {refused_because} "
                 f"(an admin may allow it with {allow_setting})"
             )
-    return host, addresses
 
 
 async def check_file_url(url: str) -> None:
@@ -160,3 +179,59 @@ async def check_file_url(url: str) -> None:
         refused_because="model files are not downloaded from there",
         allow_setting="DOCKYARD_FILES_ALLOW_HTTP",
     )
+
+
+GIT_ALLOW_SETTING = "DOCKYARD_GIT_ALLOW_PRIVATE_ADDRESSES"
+
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+"""How a host name becomes addresses: :func:`resolve_host`, or a test's fixed answer."""
+
+
+@dataclass(frozen=True)
+class GitDestination:
+    """Where a git URL's code is fetched from: the host as written, and the addresses it
+    was checked at (the fetch must connect to these, not resolve the name again)."""
+
+    scheme: str
+    """``https`` or ``ssh`` (``git@host:path`` is ssh)."""
+    host: str
+    port: int
+    addresses: list[IPAddress]
+
+
+def git_host(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of an ``https://``, ``ssh://`` or ``git@host:path`` URL;
+    :class:`UnsafeDestination` for another form. Pure."""
+    if url.startswith("git@") and "://" not in url:
+        rest = url.removeprefix("git@")
+        host, colon, _ = rest[1:].partition("]:") if rest.startswith("[") else rest.partition(":")
+        if not colon or not host:
+            raise UnsafeDestination(f"{url} is not a git URL of the form git@host:path")
+        return "ssh", host, 22
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        port = parsed.port
+    except ValueError as exc:
+        raise UnsafeDestination(f"{url!r} is not a valid URL: {exc}") from exc
+    if parsed.scheme not in ("https", "ssh"):
+        raise UnsafeDestination(f"{url} is not an https://, ssh:// or git@host:path URL")
+    if not parsed.hostname:
+        raise UnsafeDestination(f"{url} names no host")
+    return parsed.scheme, parsed.hostname, port or (443 if parsed.scheme == "https" else 22)
+
+
+async def checked_git_destination(
+    url: str, *, allow_private: bool, resolve: Resolver = resolve_host
+) -> GitDestination:
+    """Resolve a git URL's host once and check every address like a model file's;
+    :class:`UnsafeDestination` naming the rule when one is refused (unless
+    ``allow_private``, for tests and closed networks)."""
+    scheme, host, port = git_host(url)
+    if not host.isascii() or host.startswith("-"):
+        raise UnsafeDestination(f"{host!r} is not a host name git may be pointed at")
+    addresses = await resolve(host, port)
+    if not addresses:
+        raise UnsafeDestination(f"host {host!r} resolves to no address")
+    if not allow_private:
+        _check_each(host, addresses, [], "code is not fetched from there", GIT_ALLOW_SETTING)
+    return GitDestination(scheme=scheme, host=host, port=port, addresses=addresses)

@@ -16,11 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from dockyard_common.archive_streams import (
+    METADATA_SLACK,
+    BoundedStream,
+    HostileArchive,
+    StreamLimits,
+)
 from dockyard_common.errors import InvalidInput
 
 __all__ = [
     "ArchiveLimits",
     "ArchiveMember",
+    "HostileArchive",
     "ScannedArchive",
     "check_member",
     "extract_archive",
@@ -30,11 +37,22 @@ __all__ = [
 
 @dataclass(frozen=True, kw_only=True)
 class ArchiveLimits:
-    """Caps on a code archive: member count and total uncompressed bytes."""
+    """Caps on a code archive: member count, total uncompressed bytes, and how far a
+    gzipped one may inflate (see :mod:`dockyard_common.archive_streams` for the why)."""
 
     max_members: int = 100_000
     max_bytes: int = 2 * 1024**3
     max_captured_bytes: int = 256 * 1024
+    max_ratio: int = 200
+    ratio_from_bytes: int = 128 * 1024**2
+
+    def stream_limits(self) -> StreamLimits:
+        """The bounds of the inflating stream: the byte cap plus a header or two a member."""
+        return StreamLimits(
+            max_total_bytes=self.max_bytes + METADATA_SLACK + 4096 * self.max_members,
+            max_ratio=self.max_ratio,
+            ratio_from_bytes=self.ratio_from_bytes,
+        )
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,8 @@ class ScannedArchive:
 
 
 _READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
+_READ_AHEAD = 1024 * 1024
+"""tarfile's read size: large reads keep skipping a member's data cheap."""
 
 
 class _Reader:
@@ -93,8 +113,9 @@ class _Reader:
     Errors writing what was read (a full disk, say) are not the user's and pass unchanged.
     """
 
-    def __init__(self, archive: tarfile.TarFile, kind: str) -> None:
+    def __init__(self, archive: tarfile.TarFile, stream: BoundedStream, kind: str) -> None:
         self.archive = archive
+        self._stream = stream
         self._kind = kind
 
     def _bad(self, exc: BaseException) -> InvalidInput:
@@ -130,9 +151,11 @@ class _Reader:
             count += 1
             total += checked.size
             if count > limits.max_members:
-                raise InvalidInput(f"archive holds more than {limits.max_members} members")
+                raise HostileArchive(f"archive holds more than {limits.max_members} members")
             if total > limits.max_bytes:
-                raise InvalidInput(f"archive unpacks to more than {limits.max_bytes} bytes")
+                raise HostileArchive(f"archive unpacks to more than {limits.max_bytes} bytes")
+            # Its data, padded to whole tar blocks, may now be read.
+            self._stream.allow(checked.size + (-checked.size % tarfile.BLOCKSIZE))
             yield info, checked
 
     def chunks(self, info: tarfile.TarInfo) -> Iterator[bytes]:
@@ -146,14 +169,16 @@ class _Reader:
 
 
 @contextlib.contextmanager
-def _reading(fileobj: IO[bytes], compressed: bool) -> Iterator[_Reader]:
+def _reading(fileobj: IO[bytes], compressed: bool, limits: ArchiveLimits) -> Iterator[_Reader]:
     kind = "tar.gz" if compressed else "tar"
+    # Inflated here rather than by tarfile, with bounds checked as the bytes come out.
+    stream = BoundedStream(fileobj, compressed=compressed, limits=limits.stream_limits())
     try:
-        archive = tarfile.open(fileobj=fileobj, mode="r|gz" if compressed else "r|")  # noqa: SIM115
+        archive = tarfile.open(fileobj=stream, mode="r|", bufsize=_READ_AHEAD)  # noqa: SIM115
     except _READ_ERRORS as exc:
         raise InvalidInput(f"archive is not a readable {kind} file: {exc}") from exc
     with archive:
-        yield _Reader(archive, kind)
+        yield _Reader(archive, stream, kind)
 
 
 def scan_archive(
@@ -166,7 +191,7 @@ def scan_archive(
     """
     members: list[ArchiveMember] = []
     captured: dict[str, bytes] = {}
-    with _reading(fileobj, compressed=True) as reader:
+    with _reading(fileobj, True, limits) as reader:
         for info, checked in reader.members(limits):
             members.append(checked)
             if checked.name in capture and not checked.is_dir:
@@ -187,7 +212,7 @@ def extract_archive(
     not, owners dropped. Blocking: call it from a worker thread.
     """
     files = 0
-    with _reading(fileobj, compressed) as reader:
+    with _reading(fileobj, compressed, limits) as reader:
         for info, member in reader.members(limits):
             target = dest / member.name
             if member.is_dir:

@@ -24,6 +24,7 @@ from dockyard_common.names import (
     AliasName,
     DeploymentName,
     EndpointName,
+    FileName,
     OwnerName,
     ProjectName,
     TargetName,
@@ -124,7 +125,7 @@ class Deployment(_Snapshot):
 class EndpointFile(_Snapshot):
     """A file an endpoint needs (a model, say), placed at ``path`` under the code root."""
 
-    name: str = Field(min_length=1, max_length=255)
+    name: FileName = Field(min_length=1, max_length=255)
     path: str = Field(min_length=1, max_length=1024)
     description: str | None = None
     digest: BlobDigest | None = Field(default=None, description="The uploaded blob to place.")
@@ -144,6 +145,8 @@ class EndpointFile(_Snapshot):
     @classmethod
     def _inside_the_code_root(cls, path: str) -> str:
         parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
+        if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
+            raise ValueError(f"file path {path!r} holds a control character")
         if path.startswith("/") or ".." in parts or not parts:
             raise ValueError(f"file path {path!r} must be relative, inside the code root")
         if any(part.startswith(".wh.") for part in parts):

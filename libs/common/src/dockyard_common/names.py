@@ -3,6 +3,9 @@
 Names end up in URLs, NATS subjects, KV keys, Kubernetes object names and loopback process
 labels, so they are lowercase DNS labels (RFC 1123, at most 63 characters). Endpoint names
 also follow the valohai.yaml rule ``^[a-z][a-z0-9-]+$``. Pure functions, no I/O.
+
+Every rule is applied with ``re.fullmatch``: Python's ``$`` also matches before a final
+newline, so ``match`` with ``$`` lets ``"predict\n"`` through to a NATS subject.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ __all__ = [
     "AliasName",
     "DeploymentName",
     "EndpointName",
+    "FileName",
     "InvalidName",
     "OwnerName",
     "ProjectName",
@@ -27,16 +31,22 @@ __all__ = [
     "suggest_name",
     "validate_dns_label",
     "validate_endpoint_name",
+    "validate_file_name",
     "validate_version_name",
 ]
 
 MAX_NAME_LENGTH = 63
 ENDPOINT_NAME_RULE = r"^[a-z][a-z0-9-]+$"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-_ENDPOINT = re.compile(ENDPOINT_NAME_RULE)
+MAX_FILE_NAME_LENGTH = 255
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+_ENDPOINT = re.compile(ENDPOINT_NAME_RULE.removeprefix("^").removesuffix("$"))
 # Versions are named YYYYMMDD.N by default, so a dot is allowed inside (never first or last).
-_VERSION = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+_VERSION = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
+# The symbolic name of an endpoint file (valohai.yaml leaves it free): it becomes a key of
+# ``files`` and a layer's role, so no spaces, slashes or control characters.
+_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class InvalidName(ValueError):
@@ -63,7 +73,7 @@ def _check_length(kind: str, value: str) -> None:
 def validate_dns_label(value: str, kind: str = "resource") -> str:
     """Return ``value`` if it is a lowercase DNS label, else raise :class:`InvalidName`."""
     _check_length(kind, value)
-    if not _DNS_LABEL.match(value):
+    if not _DNS_LABEL.fullmatch(value):
         raise InvalidName(
             f"{kind} name {value!r} is not a lowercase DNS label (letters a-z, digits and '-', "
             f"starting and ending with a letter or digit); try {suggest_name(value)!r}"
@@ -84,7 +94,7 @@ def suggest_endpoint_name(value: str) -> str:
 def validate_endpoint_name(value: str) -> str:
     """Return ``value`` if it is a valid endpoint name (the valohai.yaml rule and a DNS label)."""
     _check_length("endpoint", value)
-    if not _ENDPOINT.match(value) or not _DNS_LABEL.match(value):
+    if not _ENDPOINT.fullmatch(value) or not _DNS_LABEL.fullmatch(value):
         suggestion = suggest_endpoint_name(value)
         raise InvalidName(
             f"endpoint name {value!r} breaks the rule {ENDPOINT_NAME_RULE} "
@@ -96,10 +106,28 @@ def validate_endpoint_name(value: str) -> str:
 def validate_version_name(value: str) -> str:
     """Return ``value`` if it is a valid version name such as ``20261125.1`` or ``v2``."""
     _check_length("version", value)
-    if not _VERSION.match(value) or ".." in value:
+    if not _VERSION.fullmatch(value) or ".." in value:
         raise InvalidName(
             f"version name {value!r} may hold only a-z, 0-9, '-' and '.', "
             f"starting and ending with a letter or digit"
+        )
+    return value
+
+
+def validate_file_name(value: str) -> str:
+    """Return ``value`` if it is a valid endpoint file name such as ``model`` or ``weights.pt``."""
+    if not value:
+        raise InvalidName("file name must not be empty")
+    if len(value) > MAX_FILE_NAME_LENGTH:
+        raise InvalidName(
+            f"file name {value[:40]!r}... is {len(value)} characters long; "
+            f"at most {MAX_FILE_NAME_LENGTH} are allowed"
+        )
+    if not _FILE.fullmatch(value):
+        suggestion = re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip("-._") or "file"
+        raise InvalidName(
+            f"file name {value!r} may hold only letters, digits, '.', '_' and '-', starting "
+            f"with a letter or digit; try {suggestion!r}"
         )
     return value
 
@@ -115,3 +143,4 @@ AliasName = Annotated[str, _label("alias")]
 TargetName = Annotated[str, _label("target")]
 EndpointName = Annotated[str, AfterValidator(validate_endpoint_name)]
 VersionName = Annotated[str, AfterValidator(validate_version_name)]
+FileName = Annotated[str, AfterValidator(validate_file_name)]

@@ -24,7 +24,7 @@ from dockyard_common import (
     Version,
 )
 
-__all__ = ["ApiContext", "CheckedCode", "get_context"]
+__all__ = ["ApiContext", "CheckedCode", "RefusedBlobs", "get_context"]
 
 
 class CheckedCode:
@@ -46,6 +46,32 @@ class CheckedCode:
         """Remember a blob that passed."""
         self._entries[name] = valohai_yaml
         self._entries.move_to_end(name)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+
+class RefusedBlobs:
+    """Digests of archives refused as hostile (a compression bomb, say), with the reason:
+    a resubmission, or a new upload of the same bytes, is refused at once (bounded LRU).
+
+    Kept by digest alone, for every project: the same bytes are as hostile anywhere.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, str] = OrderedDict()
+
+    def reason(self, digest: str) -> str | None:
+        """Why ``digest`` (``sha256:<hex>``) was refused; None if it was not."""
+        reason = self._entries.get(digest)
+        if reason is not None:
+            self._entries.move_to_end(digest)
+        return reason
+
+    def refuse(self, digest: str, reason: str) -> None:
+        """Remember that ``digest`` was refused, and why."""
+        self._entries[digest] = reason
+        self._entries.move_to_end(digest)
         while len(self._entries) > self._capacity:
             self._entries.popitem(last=False)
 
@@ -73,6 +99,7 @@ class ApiContext:
     """The webhook dispatchers, applying subscription writes."""
     webhooks: ResourceStore[Webhook]
     checked_code: CheckedCode = field(default_factory=CheckedCode)
+    refused_blobs: RefusedBlobs = field(default_factory=RefusedBlobs)
 
 
 async def get_context(request: Request) -> ApiContext:

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from dockyard_common.models import BuildSpec, CodeRef, EndpointSpec, Replicas, TargetKind
-from dockyard_common.names import EndpointName, TargetName, VersionName
+from dockyard_common.names import EndpointName, FileName, TargetName, VersionName
 
 __all__ = ["DeploymentIn", "TargetIn", "VersionIn"]
 
@@ -60,6 +60,12 @@ FileSource = Annotated[
 ]
 
 
+# Environment variable names as POSIX shells and Kubernetes take them; a value may hold any
+# character but NUL, which no process environment can carry.
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=255)]
+EnvValue = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+
+
 def _endpoints_form(value: Any) -> str:
     """Names when every item is a string, inline definitions otherwise (one error list each)."""
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
@@ -85,12 +91,12 @@ class VersionIn(_Input):
     code: CodeRef
     valohai_yaml: str | None = Field(default=None, max_length=256 * 1024)
     endpoints: EndpointsIn | None = Field(default=None, min_length=1)
-    files: dict[EndpointName, dict[str, FileSource]] = Field(
+    files: dict[EndpointName, dict[FileName, FileSource]] = Field(
         default_factory=dict,
         description="Per endpoint: file name (as declared in its files) → an uploaded blob's "
         "digest, or an https:// URL the builder downloads it from.",
     )
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[EnvName, EnvValue] = Field(default_factory=dict)
     build: BuildSpec = Field(default_factory=BuildSpec)
     replicas: dict[EndpointName, Replicas] = Field(
         default_factory=dict,

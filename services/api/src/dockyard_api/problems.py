@@ -87,8 +87,24 @@ class Problem(Exception):
         self.extra = extra
 
 
+MAX_DETAIL_CHARS = 2000
+"""An error echoes what it refuses; what a client sent may be megabytes."""
+MAX_FIELD_ERRORS = 10
+
+
+def _capped(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def _response(status: int, slug: str, title: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
+    body = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": _capped(detail),
+    }
     body.update(extra)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
@@ -139,14 +155,20 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        every = exc.errors()
         errors = [
             {
-                "loc": list(error.get("loc", ())),
-                "msg": str(error.get("msg", "")).removeprefix("Value error, "),
+                # A dict key is part of the location, and a client chooses its length.
+                "loc": [p if isinstance(p, int) else _capped(str(p), 60) for p in error["loc"]],
+                "msg": _capped(str(error.get("msg", "")).removeprefix("Value error, "), 200),
                 "type": error.get("type", ""),
             }
-            for error in exc.errors()
+            for error in every[:MAX_FIELD_ERRORS]
         ]
+        if len(every) > MAX_FIELD_ERRORS:
+            errors.append(
+                {"loc": [], "msg": f"and {len(every) - MAX_FIELD_ERRORS} more", "type": ""}
+            )
         detail = "; ".join(
             f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in errors
         )

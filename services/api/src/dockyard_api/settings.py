@@ -31,6 +31,9 @@ class ApiSettings(WebhookSettings):
     closed networks only: otherwise a user could have the builder read internal services)."""
     git_allow_file_urls: bool = False
     """Accept ``file://`` git code (it reads the server's disk: tests and single users only)."""
+    git_allow_private_addresses: bool = False
+    """Accept git URLs on this machine or private networks (tests and closed networks only:
+    otherwise a user could have the builder probe internal services)."""
     logs_timeout_s: float = 2.0
     """How long the logs route waits for each target's scheduler to answer."""
     retention_alias_changes: int = Field(default=3, ge=1, le=HISTORY_LIMIT)

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 import valohai_yaml
 import yaml
 from pydantic import ValidationError
+from valohai_yaml.objs import Config
 
+from dockyard_api.yaml_bounds import load_bounded_yaml
 from dockyard_common import EndpointSpec, InvalidInput
 from dockyard_common.names import ENDPOINT_NAME_RULE, suggest_endpoint_name
 
@@ -18,12 +20,16 @@ UNSUPPORTED_FIELDS = ("workspace-volume", "shared-volumes")
 """Endpoint fields valohai.yaml allows that Dockyard cannot honour yet: refused, never dropped."""
 
 
-_RULE_BROKEN = re.compile(r"^'(?P<value>.*)' does not match '(?P<rule>.*)'$")
+_RULE_BROKEN = re.compile(r"'(?P<value>.*)' does not match '(?P<rule>.*)'", re.DOTALL)
+
+MAX_MESSAGE_CHARS = 300
+"""A validator message quotes the value it refuses, which may be the whole document."""
+MAX_MESSAGES = 10
 
 
 def _with_proposal(message: str) -> str:
     """A validator message, with a valid name proposed when an endpoint name broke the rule."""
-    broken = _RULE_BROKEN.match(message)
+    broken = _RULE_BROKEN.fullmatch(message)
     if broken is None or broken["rule"] != ENDPOINT_NAME_RULE:
         return message
     return (
@@ -32,17 +38,44 @@ def _with_proposal(message: str) -> str:
     )
 
 
+def _shortened(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
+
+
+def _validator_messages(errors: Sequence[object]) -> str:
+    """The validator's messages, each shortened, the first :data:`MAX_MESSAGES` of them."""
+    messages = [
+        _shortened(_with_proposal(str(getattr(error, "message", error))))
+        for error in errors[:MAX_MESSAGES]
+    ]
+    if len(errors) > MAX_MESSAGES:
+        messages.append(f"and {len(errors) - MAX_MESSAGES} more")
+    return "; ".join(messages)
+
+
 def endpoints_from_valohai_yaml(text: str, names: Sequence[str] | None) -> list[EndpointSpec]:
-    """The endpoints ``names`` (all when None) of a valohai.yaml document; InvalidInput if wrong."""
+    """The endpoints ``names`` (all when None) of a valohai.yaml document; InvalidInput if wrong.
+
+    The document is bounded (:mod:`dockyard_api.yaml_bounds`) before it is expanded.
+    Blocking (parsing and validating take up to a second or two at the bounds): call it
+    from a worker thread.
+    """
     try:
-        config = valohai_yaml.parse(text)
+        data = load_bounded_yaml(text)
+        if data is not None and not isinstance(data, list | dict):
+            # valohai_yaml.parse would read a string as another YAML document, unbounded.
+            raise InvalidInput(
+                f"the document is a {type(data).__name__}, not a list of steps and endpoints"
+            )
+        config = valohai_yaml.parse(data) if data is not None else Config()
+    except InvalidInput as exc:
+        raise InvalidInput(f"valohai.yaml is refused: {exc}") from exc
     except valohai_yaml.ValidationErrors as exc:
-        messages = "; ".join(
-            _with_proposal(getattr(error, "message", str(error))) for error in exc.errors
-        )
-        raise InvalidInput(f"valohai.yaml is not valid: {messages}") from exc
+        raise InvalidInput(f"valohai.yaml is not valid: {_validator_messages(exc.errors)}") from exc
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"valohai.yaml is not valid YAML: {exc}") from exc
+        raise InvalidInput(f"valohai.yaml is not valid YAML: {_shortened(str(exc))}") from exc
     available = dict(config.endpoints)
     if not available:
         raise InvalidInput("valohai.yaml defines no endpoints")
@@ -66,5 +99,7 @@ def endpoints_from_valohai_yaml(text: str, names: Sequence[str] | None) -> list[
         try:
             specs.append(EndpointSpec.model_validate(document))
         except ValidationError as exc:
-            raise InvalidInput(f"endpoint {name!r} in valohai.yaml: {exc}") from exc
+            raise InvalidInput(
+                f"endpoint {name!r} in valohai.yaml: {_shortened(str(exc))}"
+            ) from exc
     return specs

@@ -137,6 +137,7 @@ class Builder:
                     version.code.git,
                     code,
                     allow_file_urls=self._settings.git_allow_file_urls,
+                    allow_private=self._settings.git_allow_private_addresses,
                     timeout_s=self._settings.git_timeout_s,
                 )
             elif version.code.blob is not None:

@@ -31,6 +31,9 @@ class BuilderSettings(CommonSettings):
     the same name lets users give such URLs: tests and closed networks only)."""
     git_allow_file_urls: bool = False
     """Let versions name ``file://`` git repositories (tests and single-user set-ups only)."""
+    git_allow_private_addresses: bool = False
+    """Fetch git code from this machine or private networks too (the API's setting of the
+    same name lets users give such URLs: tests and closed networks only)."""
     git_timeout_s: float = 300.0
     pip_index_url: str | None = None
     """The package index of dependency layers (pip's default, PyPI, when unset)."""

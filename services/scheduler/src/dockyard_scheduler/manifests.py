@@ -82,7 +82,7 @@ def _dns_label(readable: str, identity: str) -> str:
     cleaned = re.sub(r"-{2,}", "-", cleaned).strip("-")
     if not cleaned or not cleaned[0].isalpha():
         cleaned = f"d-{cleaned}"
-    if cleaned == readable and len(cleaned) <= _MAX_NAME and _DNS_LABEL.match(cleaned):
+    if cleaned == readable and len(cleaned) <= _MAX_NAME and _DNS_LABEL.fullmatch(cleaned):
         return cleaned
     # Lossy or too long: a hash of the identity keeps distinct workloads distinct.
     head = cleaned[: _MAX_NAME - _HASH_LEN - 1].rstrip("-")
@@ -105,7 +105,7 @@ def object_name(workload: Workload) -> str:
 
 def label_value(value: str) -> str:
     """``value`` if it is a valid label value, else a readable prefix and a hash of it."""
-    if len(value) <= _MAX_NAME and _LABEL_VALUE.match(value):
+    if len(value) <= _MAX_NAME and _LABEL_VALUE.fullmatch(value):
         return value
     head = re.sub(r"[^A-Za-z0-9_.-]+", "-", value)[: _MAX_NAME - _HASH_LEN - 1]
     head = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", head)

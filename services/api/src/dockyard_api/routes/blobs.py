@@ -85,6 +85,10 @@ async def put_blob(
     """Stream an upload into the store; refused unless its sha256 matches the URL. Idempotent."""
     await existing_project(context, owner, project)
     digest = f"sha256:{hexdigest}"
+    refused = context.refused_blobs.reason(digest)
+    if refused is not None:
+        # Refused before a byte of the body is read: these bytes were found hostile.
+        raise Problem(422, "hostile-archive", f"blob {digest} was refused before: {refused}")
     if await blob_exists(context, owner, project, digest):
         response.status_code = 200
         return BlobStored(digest=digest, status="exists")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 import urllib.parse
 from typing import IO, Annotated
@@ -38,8 +39,8 @@ from dockyard_common import (
     get_logger,
     utcnow,
 )
-from dockyard_common.addresses import UnsafeDestination, check_file_url
-from dockyard_common.archives import ArchiveLimits, scan_archive
+from dockyard_common.addresses import UnsafeDestination, check_file_url, checked_git_destination
+from dockyard_common.archives import ArchiveLimits, HostileArchive, scan_archive
 from dockyard_common.subjects import (
     alias_key,
     blob_object_name,
@@ -76,6 +77,9 @@ async def _code_valohai_yaml(
     name = blob_object_name(owner, project, digest)
     if name in context.checked_code:
         return context.checked_code.get(name)
+    refused = context.refused_blobs.reason(digest)
+    if refused is not None:
+        raise Problem(422, "hostile-archive", f"code blob {digest} was refused: {refused}")
     limits = ArchiveLimits(
         max_members=context.settings.max_archive_members,
         max_bytes=context.settings.max_upload_bytes,
@@ -91,9 +95,25 @@ async def _code_valohai_yaml(
                 f"PUT it to /v1/projects/{owner}/{project}/blobs/{digest} first",
             ) from None
         archive.seek(0)
-        valohai_yaml = await asyncio.to_thread(_check_code, archive, limits)
+        try:
+            valohai_yaml = await asyncio.to_thread(_check_code, archive, limits)
+        except HostileArchive as exc:
+            await _forget_hostile_blob(context, name, digest, str(exc))
+            raise Problem(
+                422, "hostile-archive", f"code blob {digest} was refused: {exc}"
+            ) from None
     context.checked_code.put(name, valohai_yaml)
     return valohai_yaml
+
+
+async def _forget_hostile_blob(context: ApiContext, name: str, digest: str, reason: str) -> None:
+    """Remember the digest as refused and delete the blob: it is not worth keeping, and
+    every reader of it (the builder too) would pay the same cost again."""
+    context.refused_blobs.refuse(digest, reason)
+    # A concurrent submission of the same blob may have deleted it first.
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await context.blobs.delete(name)
+    log.warning("blob.refused.hostile", blob=name, reason=reason)
 
 
 @router.post("", status_code=201)
@@ -131,7 +151,8 @@ async def create_version(
                 "no endpoint definitions: give 'endpoints' inline or 'valohai_yaml'"
                 + ("" if body.code.git else ", or put a valohai.yaml at the root of the code")
             )
-        endpoints = endpoints_from_valohai_yaml(text, names)
+        # Parsing and validating may take a second at the document bounds: not on the loop.
+        endpoints = await asyncio.to_thread(endpoints_from_valohai_yaml, text, names)
     endpoints = with_files(endpoints, {e: dict(f) for e, f in body.files.items()})
     endpoints = with_replicas(endpoints, dict(body.replicas))
     for spec in endpoints:
@@ -144,6 +165,17 @@ async def create_version(
                     f"uploaded to {owner}/{project}; PUT it to "
                     f"/v1/projects/{owner}/{project}/blobs/{file.digest} first"
                 )
+    git = body.code.git
+    if (
+        git is not None
+        and not git.url.startswith("file://")
+        and not context.settings.git_allow_private_addresses
+    ):
+        # The builder checks again before it connects: a name may resolve elsewhere by then.
+        try:
+            await checked_git_destination(git.url, allow_private=False)
+        except UnsafeDestination as exc:
+            raise InvalidInput(f"git URL {git.url}: {exc}") from None
 
     if body.name is not None:
         version = new_version(body, stored_deployment.value, body.name, endpoints)

@@ -36,7 +36,7 @@ _PATTERN = re.compile(r"^[a-z*][a-z0-9.*-]*$")
 
 
 def _event_pattern(value: str) -> str:
-    if not _PATTERN.match(value) or len(value) > 100:
+    if not _PATTERN.fullmatch(value) or len(value) > 100:
         raise ValueError(
             f"{value!r} is not an event type pattern: dotted lowercase names with * wildcards "
             "(version.ready, version.*, *)"
