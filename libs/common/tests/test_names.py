@@ -101,16 +101,20 @@ def test_a_valid_name_with_a_control_character_or_space_after_it_is_refused(
     assert validate(good) == good
     with pytest.raises(InvalidName):
         validate(good + suffix)
+    if validate is validate_file_name and suffix == " ":
+        return  # a file name may hold a space inside ("model weights"), as valohai.yaml allows
     with pytest.raises(InvalidName):
         validate(good[:2] + suffix + good[2:])
 
 
-@pytest.mark.parametrize("name", ["model", "weights.pt", "Model_v2", "a", "x-1.bin"])
-def test_file_names_are_plain_file_names(name: str) -> None:
+@pytest.mark.parametrize(
+    "name", ["model", "weights.pt", "Model_v2", "a", "x-1.bin", "my model", ".hidden", "ü"]
+)
+def test_file_names_are_what_valohai_yaml_allows(name: str) -> None:
     assert validate_file_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "my model", "a/b", ".hidden", "-x", "ü", "a" * 256])
-def test_file_names_with_spaces_slashes_or_odd_starts_are_refused(name: str) -> None:
+@pytest.mark.parametrize("name", ["", "a/b", "a\\b", " x", "x ", "a" * 256])
+def test_file_names_with_slashes_edge_spaces_or_too_long_are_refused(name: str) -> None:
     with pytest.raises(InvalidName, match="file name"):
         validate_file_name(name)

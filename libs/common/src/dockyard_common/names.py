@@ -44,9 +44,10 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
 _ENDPOINT = re.compile(ENDPOINT_NAME_RULE.removeprefix("^").removesuffix("$"))
 # Versions are named YYYYMMDD.N by default, so a dot is allowed inside (never first or last).
 _VERSION = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?")
-# The symbolic name of an endpoint file (valohai.yaml leaves it free): it becomes a key of
-# ``files`` and a layer's role, so no spaces, slashes or control characters.
-_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# The symbolic name of an endpoint file. valohai.yaml leaves it free and real projects use
+# what they like ("model", "Model weights.pt"), so only what cannot be a key of ``files``
+# and a layer's role is refused: control characters, slashes, and edge spaces.
+_FILE = re.compile(r"[^\x00-\x1f\x7f/\\\s]([^\x00-\x1f\x7f/\\]*[^\x00-\x1f\x7f/\\\s])?")
 
 
 class InvalidName(ValueError):
@@ -124,10 +125,10 @@ def validate_file_name(value: str) -> str:
             f"at most {MAX_FILE_NAME_LENGTH} are allowed"
         )
     if not _FILE.fullmatch(value):
-        suggestion = re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip("-._") or "file"
+        suggestion = re.sub(r"[\x00-\x1f\x7f/\\]+", "-", value).strip() or "file"
         raise InvalidName(
-            f"file name {value!r} may hold only letters, digits, '.', '_' and '-', starting "
-            f"with a letter or digit; try {suggestion!r}"
+            f"file name {value!r} may not hold control characters or slashes, nor start or "
+            f"end with a space; try {suggestion!r}"
         )
     return value
 
