@@ -275,6 +275,9 @@ async def _serve(settings: EmbeddedSettings, signalled: list[int]) -> int:
     except (PortTaken, AdminTokenUnreadable, ServerNotFound) as exc:
         print(f"dockyard: {exc}", file=sys.stderr, flush=True)
         return 1
+    except OSError as exc:  # a port it may not bind, a data directory it may not write
+        print(f"dockyard: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 1
     tasks = [
         asyncio.ensure_future(platform.announcer.run()),
         watching := asyncio.ensure_future(platform.supervisor.watch()),
