@@ -3,6 +3,7 @@
 #   make test   install, lint, then run every test against real servers
 #   make lint   ruff, mypy --strict, import-linter contracts
 #   make bench  the benchmarks (bench/), each printing its figures and a JSON line
+#   make reliability  the fault suite's figures as docs/reliability.md
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,7 +16,7 @@ UV := $(shell command -v uv 2>/dev/null \
 RUN := $(UV) run --frozen --all-packages
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format pytest uv bench system-deps
+.PHONY: install run test lint format pytest uv bench system-deps reliability
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
@@ -60,3 +61,10 @@ bench: install
 	$(RUN) python bench/router.py
 	$(RUN) python bench/scheduler.py
 	$(RUN) python bench/container_target.py
+
+# kill -9 of each platform process under load (tests/faults), rendered as docs/reliability.md
+# with the hostile inputs tests/test_hostile_inputs.py sends.
+reliability: install
+	results=$$(mktemp) && trap 'rm -f "$$results"' EXIT \
+		&& DOCKYARD_FAULTS_RESULTS=$$results $(RUN) pytest tests/faults/test_faults.py -q \
+		&& $(RUN) python -m tests.faults.report --results "$$results" --output docs/reliability.md

@@ -74,7 +74,7 @@ REQUIRED: dict[tuple[str, str], str] = {
     ("POST", "/v1/projects/{owner}/{project}/webhooks/{webhook_id}/test"): "deployer",
 }
 
-UNAUTHENTICATED_PATHS = {"/healthz", "/readyz"}
+UNAUTHENTICATED_PATHS = {"/healthz", "/readyz", "/readyz/platform"}
 
 
 @dataclass(frozen=True)

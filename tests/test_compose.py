@@ -179,3 +179,34 @@ def test_builder_and_scheduler_share_the_volume_holding_image_layouts() -> None:
 
     assert data_volume("builder") is not None, "the builder's /data is not a volume"
     assert data_volume("builder") == data_volume("scheduler")
+
+
+# The consumer services (no HTTP port of their own): their liveness is a file the event loop
+# touches (DOCKYARD_LIVENESS_FILE, dockyard_common.lifecycle.run_jetstream_service).
+CONSUMER_MODULES = {"dockyard_builder", "dockyard_scheduler", "dockyard_api.webhooks"}
+
+
+def test_every_service_is_restarted_when_it_exits_and_has_a_healthcheck() -> None:
+    services: dict[str, dict[str, Any]] = load_compose()["services"]
+    unrestarted = [
+        n for n, s in services.items() if s.get("restart") not in ("always", "unless-stopped")
+    ]
+    unchecked = [n for n, s in services.items() if not s.get("healthcheck", {}).get("test")]
+    assert unrestarted == [], f"services not restarted when they exit: {unrestarted}"
+    assert unchecked == [], f"services without a healthcheck: {unchecked}"
+
+
+def test_a_consumer_service_s_healthcheck_reads_the_file_it_is_told_to_touch() -> None:
+    for name, service in built_services().items():
+        check = " ".join(service["healthcheck"]["test"])
+        liveness = service["environment"].get("DOCKYARD_LIVENESS_FILE")
+        if module_run_by(service) in CONSUMER_MODULES:
+            assert liveness and liveness in check, f"{name}: checks {check!r}, touches {liveness}"
+        else:
+            assert liveness is None, f"{name} does not touch a liveness file"
+
+
+def test_every_service_waits_for_a_healthy_nats() -> None:
+    for name, service in built_services().items():
+        condition = service.get("depends_on", {}).get("nats", {}).get("condition")
+        assert condition == "service_healthy", f"{name} starts before NATS is healthy"

@@ -20,6 +20,8 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from dockyard_cli.embedded import SERVICES
+
 KUSTOMIZE = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
 SCHEMAS = (
     Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema" / "v1.30.0-local-strict"
@@ -121,3 +123,60 @@ def test_names_selectors_and_references_hold_together() -> None:
             if not any(selector.items() <= labels.items() for labels in pod_labels):
                 problems.append(f"{label}: selects no workload ({selector})")
     assert problems == [], "\n".join(problems)
+
+
+LIVENESS_FILE = "DOCKYARD_LIVENESS_FILE"
+
+
+def _containers() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(workload name, pod spec, container) of every container of every workload."""
+    return [
+        (obj["metadata"]["name"], obj["spec"]["template"]["spec"], container)
+        for obj in _objects()
+        if obj["kind"] in WORKLOADS
+        for container in obj["spec"]["template"]["spec"]["containers"]
+    ]
+
+
+def test_every_container_is_restarted_when_it_exits_and_probed_for_liveness() -> None:
+    problems = []
+    for name, pod, container in _containers():
+        if pod.get("restartPolicy") != "Always":
+            problems.append(f"{name}: restartPolicy is not Always")
+        if "livenessProbe" not in container:
+            problems.append(f"{name}/{container['name']}: no livenessProbe")
+    assert problems == [], "\n".join(problems)
+
+
+def test_every_container_a_service_sends_traffic_to_is_probed_for_readiness() -> None:
+    served = set()
+    for obj in _objects():
+        if obj["kind"] == "Service":
+            served |= set(obj["spec"]["selector"].items())
+    unprobed = [
+        name
+        for name, _, container in _containers()
+        if ("app.kubernetes.io/name", name) in served and "readinessProbe" not in container
+    ]
+    assert unprobed == [], f"Services send traffic to containers never checked ready: {unprobed}"
+
+
+def test_a_liveness_file_probe_reads_the_file_the_container_is_told_to_touch() -> None:
+    for name, _, container in _containers():
+        command = " ".join(container["livenessProbe"].get("exec", {}).get("command", []))
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        if LIVENESS_FILE in env:
+            assert env[LIVENESS_FILE] in command, f"{name} checks {command!r}"
+        assert "dockyard-alive" not in command or LIVENESS_FILE in env, f"{name} touches none"
+
+
+def test_every_process_dockyard_up_starts_runs_in_the_cluster_too() -> None:
+    modules = set()
+    for _, _, container in _containers():
+        command = container.get("command", [])
+        if "-m" in command:
+            modules.add(command[command.index("-m") + 1])
+        elif container["image"].startswith("dockyard/"):
+            modules.add("dockyard_" + container["image"].removeprefix("dockyard/"))
+    expected = {f"dockyard_{s}" for s in SERVICES} | {"dockyard_api.webhooks"}
+    assert expected <= modules, f"not run in the cluster: {expected - modules}"

@@ -1,20 +1,28 @@
-"""``make run``'s launcher: starts its own NATS and Redis, serves, and leaves nothing behind."""
+"""``make run``'s launcher: starts its own NATS and Redis, serves, and leaves nothing behind;
+says it is ready only when it is, refuses ports another holds, keeps its admin token, and
+stops on a crash loop saying why."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import secrets
 import shlex
 import signal
+import stat
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.harness.fixtures import Names, start_platform_process
+from dockyard_cli.servers import free_port
+from tests.faults.processes import service_pid
+from tests.harness.fixtures import Names, RunningPlatform, admin_client, start_platform_process
 from tests.harness.flows import (
     deploy_ready,
     put_deployment,
@@ -90,3 +98,141 @@ def test_a_burst_of_signals_still_stops_the_platform(tmp_path: Path) -> None:
 
 def stopped(output: list[str]) -> bool:
     return "Dockyard stopped.\n" in output
+
+
+def test_a_script_waiting_on_platform_readiness_then_finds_the_targets_and_the_router(
+    tmp_path: Path,
+) -> None:
+    # /readyz answered 200 seconds before the targets were registered and the router
+    # listened: a script waiting on it found no targets.
+    api_port, router_port = free_port(), free_port()
+    token = secrets.token_urlsafe(16)
+    seen: dict[str, object] = {}
+    done = threading.Event()
+
+    def script() -> None:
+        """Wait for /readyz/platform like a script, then use the platform at once."""
+        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=2) as api:
+            while not done.is_set():
+                try:
+                    ready = api.get("/readyz/platform")
+                except httpx.TransportError:
+                    time.sleep(0.02)
+                    continue
+                if ready.status_code == 200:
+                    targets = api.get("/v1/targets", headers={"Authorization": f"Bearer {token}"})
+                    router = httpx.get(f"http://127.0.0.1:{router_port}/healthz", timeout=2)
+                    seen.update(
+                        body=ready.json(), targets=targets.json(), router=router.status_code
+                    )
+                    return
+                seen["waiting"] = ready.json()
+                time.sleep(0.02)
+
+    waiter = threading.Thread(target=script, daemon=True)
+    waiter.start()
+    try:
+        platform = start_platform_process(
+            tmp_path / "data", {"DOCKYARD_ADMIN_TOKEN": token}, ports=(api_port, router_port)
+        )
+        waiter.join(30)
+        assert "body" in seen, f"/readyz/platform never answered 200; last: {seen}"
+        assert {t["name"] for t in seen["targets"]["items"]} == {"local-eu", "local-us"}  # type: ignore[index]
+        assert seen["router"] == 200
+        body = seen["body"]
+        assert isinstance(body, dict) and body["ready"] is True
+        assert [part["name"] for part in body["parts"]] == ["api", "router", "targets"]
+        banner = "".join(platform.output)
+        assert f"Ready:   http://127.0.0.1:{api_port}/readyz/platform" in banner
+    finally:
+        done.set()
+        waiter.join()
+        if "platform" in locals():
+            platform.stop()
+
+
+def test_a_second_dockyard_up_on_busy_ports_names_who_holds_them_and_starts_nothing(
+    platform: RunningPlatform, tmp_path: Path
+) -> None:
+    api_port = int(platform.api_url.rpartition(":")[2])
+    router_port = int(platform.router_url.rpartition(":")[2])
+    before = httpx.get(f"{platform.api_url}/readyz/platform", timeout=5).json()
+    second = subprocess.run(
+        [sys.executable, "-m", "dockyard_cli", "up"],
+        env={
+            **os.environ,
+            "DOCKYARD_API_PORT": str(api_port),
+            "DOCKYARD_ROUTER_PORT": str(router_port),
+            "DOCKYARD_DATA_DIR": str(tmp_path / "second"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    said = second.stdout + second.stderr
+    assert second.returncode == 1, said
+    assert f"127.0.0.1:{router_port} is already in use by" in said
+    assert "dockyard_router (pid" in said, said
+    assert "Dockyard is running" not in said and "Admin token" not in said
+    assert not (tmp_path / "second" / "nats").exists(), "it started servers anyway"
+    after = httpx.get(f"{platform.api_url}/readyz/platform", timeout=5)
+    assert after.status_code == 200 and after.json()["instance_id"] == before["instance_id"]
+
+
+async def test_a_restart_keeps_the_generated_admin_token_in_the_data_directory(
+    tmp_path: Path,
+) -> None:
+    # A new token on every start broke every saved login while the data survived.
+    data_dir = tmp_path / "data"
+    lighter = {"DOCKYARD_WITHOUT": '["builder", "scheduler"]'}
+    first = start_platform_process(data_dir, lighter, kept_token=True)
+    try:
+        token = first.admin_token
+        kept = data_dir / "admin-token"
+        assert kept.read_text().strip() == token
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+        assert f"kept in {kept}" in "".join(first.output)
+    finally:
+        assert first.stop() == 0
+    second = start_platform_process(data_dir, lighter, kept_token=True)
+    try:
+        assert second.admin_token == token
+        async with admin_client(second) as api:
+            assert (await api.get("/v1/targets")).status_code == 200
+    finally:
+        assert second.stop() == 0
+
+
+def test_a_crash_loop_stops_the_platform_naming_the_service_and_its_last_lines(
+    tmp_path: Path,
+) -> None:
+    platform = start_platform_process(
+        tmp_path / "data",
+        {"DOCKYARD_CRASH_LOOP_RESTARTS": "2", "DOCKYARD_WITHOUT": '["scheduler"]'},
+    )
+    started = descendants(platform.process.pid)
+    try:
+        killed: set[int] = set()
+        deadline = time.monotonic() + 60
+        # Killed three times: restarted twice, given up on the third.
+        while len(killed) < 3 and platform.process.poll() is None:
+            assert time.monotonic() < deadline, "".join(platform.output)
+            pid = service_pid(platform.process.pid, "builder")
+            if pid is None or pid in killed:
+                time.sleep(0.02)
+                continue
+            os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        code = platform.process.wait(60)
+    finally:
+        if platform.process.poll() is None:
+            platform.process.kill()
+            platform.process.wait()
+    said = "".join(platform.output)
+    assert code == 1, said
+    assert "builder killed by SIGKILL; it ended 3 times within 60 s" in said, said
+    assert "crash loop. Its last log lines:" in said and "service.started" in said
+    assert said.count("platform.service.restarted") == 2
+    assert "Dockyard stopped." in said
+    assert [pid for pid in started if alive(pid)] == []

@@ -135,19 +135,29 @@ class RunningPlatform:
 
 
 def start_platform_process(
-    data_dir: Path, extra_env: dict[str, str], timeout: float = 90.0
+    data_dir: Path,
+    extra_env: dict[str, str],
+    timeout: float = 90.0,
+    *,
+    ports: tuple[int, int] | None = None,
+    kept_token: bool = False,
 ) -> RunningPlatform:
-    """Run ``python -m dockyard_cli up`` and return once it says it is running."""
-    api_port, router_port = free_port(), free_port()
-    token = secrets.token_urlsafe(16)
-    env = dict(
-        os.environ,
-        DOCKYARD_API_PORT=str(api_port),
-        DOCKYARD_ROUTER_PORT=str(router_port),
-        DOCKYARD_ADMIN_TOKEN=token,
-        DOCKYARD_DATA_DIR=str(data_dir),
+    """Run ``python -m dockyard_cli up`` and return once it says it is running: on free
+    ports unless ``ports`` (API, router) are given, with an admin token of the test's own
+    (or ``extra_env``'s) unless ``kept_token`` (then the one the platform keeps in its data
+    directory)."""
+    api_port, router_port = ports or (free_port(), free_port())
+    token = extra_env.get("DOCKYARD_ADMIN_TOKEN") or secrets.token_urlsafe(16)
+    env = {
+        **os.environ,
+        "DOCKYARD_API_PORT": str(api_port),
+        "DOCKYARD_ROUTER_PORT": str(router_port),
+        "DOCKYARD_ADMIN_TOKEN": token,
+        "DOCKYARD_DATA_DIR": str(data_dir),
         **extra_env,
-    )
+    }
+    if kept_token:
+        del env["DOCKYARD_ADMIN_TOKEN"]
     process = subprocess.Popen(
         [sys.executable, "-m", "dockyard_cli", "up"],
         env=env,
@@ -172,6 +182,9 @@ def start_platform_process(
         process.wait()
         logs = "".join(output)
         raise AssertionError(f"the platform did not start within {timeout} s; it printed:\n{logs}")
+    if kept_token:
+        [line] = [line for line in output if line.lstrip().startswith("Admin token")]
+        token = line.rpartition(": ")[2].strip()
     return RunningPlatform(
         process=process,
         api_url=f"http://127.0.0.1:{api_port}",

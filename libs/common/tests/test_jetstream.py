@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from dockyard_common import (
     EventPublisher,
     EventType,
     ResourceStore,
+    ServiceRestart,
     Stored,
     TransientError,
     Version,
@@ -55,7 +57,8 @@ async def test_provisioning_twice_changes_nothing(js: JetStreamContext) -> None:
     before = await js.stream_info(EVENTS_STREAM)
     await provision_jetstream(js)
     after = await js.stream_info(EVENTS_STREAM)
-    assert after.config.subjects == before.config.subjects == ["dockyard.events.>"]
+    assert after.config.subjects == before.config.subjects
+    assert after.config.subjects == ["dockyard.events.>", "dockyard.platform.>"]
     assert after.config.duplicate_window == 120.0
 
 
@@ -286,6 +289,41 @@ async def test_publishing_the_same_change_twice_stores_it_once(js: JetStreamCont
     with pytest.raises(TimeoutError):
         await subscription.next_msg(timeout=0.3)
     await subscription.unsubscribe()
+
+
+async def test_a_platform_event_goes_to_the_platform_subject_once(js: JetStreamContext) -> None:
+    instance = secrets.token_hex(4)
+    subscription = await js.subscribe("dockyard.platform.>", ordered_consumer=True)
+    restart = ServiceRestart(
+        instance=instance,
+        host="here",
+        service="builder",
+        exited_pid=10,
+        pid=11,
+        signal="SIGKILL",
+        ran_s=3.5,
+        restarts=1,
+    )
+    publisher = EventPublisher(js, source="dockyard/supervisor")
+    for _ in range(2):  # a retried publish of the same restart
+        await publisher.publish(
+            EventType.PLATFORM_SERVICE_RESTARTED,
+            restart,
+            resource_key=restart.key,
+            revision=restart.restarts,
+        )
+    seen = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            message = await subscription.next_msg(timeout=0.5)
+            event = CloudEvent.model_validate_json(message.data)
+            if event.data["instance"] == instance:  # other tests' platforms restart too
+                seen.append((message.subject, event))
+    await subscription.unsubscribe()
+    assert [subject for subject, _ in seen] == ["dockyard.platform.service.restarted"]
+    event = seen[0][1]
+    assert event.type == "platform.service.restarted"
+    assert event.parsed_data() == restart
 
 
 async def test_a_stale_write_loses_with_conflict(js: JetStreamContext) -> None:

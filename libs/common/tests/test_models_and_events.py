@@ -17,7 +17,12 @@ from dockyard_common.models import (
     VersionStatus,
     WorkloadState,
 )
-from dockyard_common.subjects import event_subject, event_type_filter, message_id
+from dockyard_common.subjects import (
+    event_subject,
+    event_type_filter,
+    message_id,
+    platform_event_subject,
+)
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -121,6 +126,14 @@ def test_subjects_follow_the_architecture_naming() -> None:
         == "dockyard.events.acme.demo.web.version.build.started"
     )
     assert event_type_filter("version.created") == "dockyard.events.*.*.*.version.created"
+
+
+def test_platform_events_have_a_subject_of_their_own_outside_every_deployment() -> None:
+    subject = platform_event_subject(EventType.PLATFORM_SERVICE_RESTARTED)
+    assert subject == "dockyard.platform.service.restarted"
+    assert not subject.startswith("dockyard.events.")  # no deployment's filter matches it
+    with pytest.raises(ValueError, match="not a platform event"):
+        platform_event_subject(EventType.VERSION_CREATED)
 
 
 def test_message_ids_are_the_same_for_the_same_change_only() -> None:

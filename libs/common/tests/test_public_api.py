@@ -13,6 +13,7 @@ EXPECTED = {
     "Replicas",
     "ProcessHeartbeat",
     "RouterHeartbeat",
+    "ServiceRestart",
     "AliasName",
     "BlobDigest",
     "BuildProgress",

@@ -230,6 +230,28 @@ async def test_a_restarted_scheduler_adopts_the_running_replicas_instead_of_star
     assert records(settings) == []
 
 
+async def test_adopted_replicas_serving_are_never_reported_as_deploying(
+    tmp_path: Path, settings: SchedulerSettings
+) -> None:
+    # A "deploying" report takes the endpoint's routes away until the next "ready": a
+    # restarted scheduler made the router answer 404 for replicas that never stopped.
+    workload = a_workload(tmp_path, replicas=2)
+    keep = settings.model_copy(update={"keep_replicas_on_exit": True})
+    first_reports = Reports()
+    first = LocalDriver(keep, first_reports)
+    await first.ensure(workload)
+    await first_reports.wait_for("ready", ready_with(2))
+    await first.close()
+    reports = Reports()
+    second = LocalDriver(settings, reports)
+    try:
+        await second.ensure(workload)
+        await reports.wait_for("adopted replicas ready", ready_with(2))
+        assert [s.state for s in reports.seen] == [WorkloadState.READY], reports.seen
+    finally:
+        await second.close()
+
+
 async def test_leftovers_nobody_wants_are_reaped_but_strangers_are_left_alone(
     tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
 ) -> None:

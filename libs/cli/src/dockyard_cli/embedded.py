@@ -1,37 +1,54 @@
 """The embedded platform: NATS, Redis, the four services and webhook delivery, no Docker.
 
 Started by ``make run`` (``dockyard up``). Servers given by ``DOCKYARD_NATS_URL`` or
-``DOCKYARD_REDIS_URL`` are used instead of starting our own. Ctrl-C (or SIGTERM) stops
-the services first, then the servers, and waits until every process has exited.
+``DOCKYARD_REDIS_URL`` are used instead of starting our own. Before anything starts, the
+API and router ports are checked (the router's is bound here and handed to the router, so
+that connections wait while it restarts). Every process is supervised: one that ends on
+its own is started again (:mod:`dockyard_cli.supervision`), announced on the event stream,
+and only a crash loop stops the platform. The banner comes once ``/readyz/platform`` of
+this platform's own API says every part is ready. Ctrl-C (or SIGTERM) stops the services
+first, then the servers, and waits until every process has exited.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import json
+import logging
 import secrets
 import signal
-import subprocess
+import socket
 import sys
-import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
-from typing import Literal
+from typing import Any, Literal
 
-import httpx
 from pydantic import Field, SecretStr
 
-from dockyard_cli.servers import (
-    ServerProcess,
-    environment_with,
-    start_nats,
-    start_redis,
-    wait_for_port,
+from dockyard_cli.admin_token import AdminTokenUnreadable, admin_token_path, kept_admin_token
+from dockyard_cli.ports import (
+    PortTaken,
+    check_port_free,
+    claim_listening_socket,
+    wait_until_accepting,
 )
-from dockyard_common import CommonSettings
-from dockyard_common.processes import stop_with_parent
+from dockyard_cli.readiness import StartFailed, wait_until_platform_ready
+from dockyard_cli.restart_events import RestartAnnouncer
+from dockyard_cli.servers import (
+    ServerNotFound,
+    environment_with,
+    free_port,
+    nats_command,
+    redis_command,
+)
+from dockyard_cli.supervision import RestartPolicy
+from dockyard_cli.supervisor import CrashLoop, ProcessSpec, Supervisor
+from dockyard_common import CommonSettings, configure_logging
 
 __all__ = [
     "EMBEDDED_TARGETS",
+    "SERVICES",
     "EmbeddedPlatform",
     "EmbeddedSettings",
     "login_command",
@@ -46,6 +63,8 @@ EMBEDDED_TARGETS = (
 )
 """The two local targets the embedded platform registers, each on its own loopback address."""
 
+START_TIMEOUT_S = 60.0
+
 
 class EmbeddedSettings(CommonSettings):
     """What ``make run`` honours; ``nats_url``/``redis_url`` count only when set explicitly."""
@@ -56,21 +75,31 @@ class EmbeddedSettings(CommonSettings):
     admin_token: SecretStr | None = None
     region: str = "eu"
     router_workers: int = Field(default=2, ge=1, le=64)
-    """Router worker processes sharing the router port (SO_REUSEPORT), under one parent."""
+    """Router worker processes accepting on the router's socket, under one parent."""
     without: list[Literal["builder", "scheduler"]] = Field(default_factory=list)
     """Services not to start (``DOCKYARD_WITHOUT='["scheduler"]'``): a test runs its own."""
+    crash_loop_restarts: int = Field(default=5, ge=1)
+    """A process restarted this many times within ``crash_loop_window_s`` that ends again
+    stops the platform."""
+    crash_loop_window_s: float = Field(default=60.0, gt=0)
 
 
 @dataclass
 class EmbeddedPlatform:
-    """The running processes of the embedded platform, stopped in reverse order."""
+    """The embedded platform's processes under one supervisor, and how to reach it."""
 
     settings: EmbeddedSettings
     admin_token: str
+    token_origin: str
+    """How the banner names where the token came from."""
+    instance_id: str
+    router_socket: socket.socket
+    supervisor: Supervisor
+    announcer: RestartAnnouncer
     nats_url: str
     redis_url: str
-    servers: list[ServerProcess] = field(default_factory=list)
-    services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    servers: dict[str, ProcessSpec] = field(default_factory=dict)
+    """The servers this platform starts (none when their URLs are given), by name."""
 
     @property
     def api_url(self) -> str:
@@ -80,15 +109,20 @@ class EmbeddedPlatform:
     def router_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.router_port}"
 
-    def start(self, timeout: float = 60.0) -> None:
-        """Start the servers we own, then the services; returns when all four answer."""
-        data_dir = self.settings.data_dir.resolve()
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir.resolve()
+
+    def service_specs(self) -> list[ProcessSpec]:
+        """The services' processes: builder, scheduler, api, webhooks, router."""
         env = environment_with(
             {
                 "DOCKYARD_NATS_URL": self.nats_url,
                 "DOCKYARD_REDIS_URL": self.redis_url,
-                "DOCKYARD_DATA_DIR": str(data_dir),
+                "DOCKYARD_DATA_DIR": str(self.data_dir),
                 "DOCKYARD_ADMIN_TOKEN": self.admin_token,
+                "DOCKYARD_INSTANCE_ID": self.instance_id,
+                "DOCKYARD_READY_TARGETS": json.dumps([t["name"] for t in EMBEDDED_TARGETS]),
                 "DOCKYARD_API_HOST": self.settings.host,
                 "DOCKYARD_API_PORT": str(self.settings.api_port),
                 "DOCKYARD_ROUTER_HOST": self.settings.host,
@@ -98,118 +132,104 @@ class EmbeddedPlatform:
                 "DOCKYARD_LOG_FORMAT": self.settings.log_format,
             }
         )
-        logs = data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        wanted = [service for service in SERVICES if service not in self.settings.without]
-        processes = [(service, f"dockyard_{service}") for service in wanted if service != "router"]
+        logs = self.data_dir / "logs"
+        wanted = [s for s in SERVICES if s not in self.settings.without and s != "router"]
+        modules = [(service, f"dockyard_{service}") for service in wanted]
         # Webhook delivery runs apart from the API so that it can fail and scale on its own.
-        processes.append(("webhooks", "dockyard_api.webhooks"))
-        processes.append(("router", "dockyard_router"))
-        for name, module in processes:
-            with (logs / f"{name}.log").open("ab") as log:
-                self.services[name] = subprocess.Popen(  # noqa: S603 - our own modules
-                    [sys.executable, "-m", module],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    preexec_fn=stop_with_parent,
-                    start_new_session=True,
-                )
-        self._wait_until_serving(timeout)
-        self._register_targets()
+        modules.append(("webhooks", "dockyard_api.webhooks"))
+        specs = [
+            ProcessSpec(name, [sys.executable, "-m", module], logs / f"{name}.log", env)
+            for name, module in modules
+        ]
+        listen_fd = self.router_socket.fileno()
+        specs.append(
+            ProcessSpec(
+                "router",
+                [sys.executable, "-m", "dockyard_router"],
+                logs / "router.log",
+                {**env, "DOCKYARD_ROUTER_LISTEN_FD": str(listen_fd)},
+                pass_fds=(listen_fd,),
+            )
+        )
+        return specs
 
-    def _wait_until_serving(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        wait_for_port(self.settings.host, self.settings.api_port, timeout, self.services["api"])
-        with httpx.Client(base_url=self.api_url, timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                self.check_alive()
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
-            else:
-                raise TimeoutError(f"the API at {self.api_url} was not ready within {timeout} s")
-        wait_for_port(
-            self.settings.host,
-            self.settings.router_port,
-            max(1.0, deadline - time.monotonic()),
-            self.services["router"],
+    async def start(self) -> None:
+        """Start the servers, then the services; return once the platform is ready."""
+        for name, spec in self.servers.items():
+            self.supervisor.start(spec)
+            host, port = _host_port(self.nats_url if name == "nats" else self.redis_url)
+            if not await wait_until_accepting(host, port, START_TIMEOUT_S, lambda: True):
+                raise StartFailed(f"{name} did not accept connections within {START_TIMEOUT_S} s")
+        for spec in self.service_specs():
+            self.supervisor.start(spec)
+        await wait_until_platform_ready(
+            self.api_url,
+            self.instance_id,
+            self.admin_token,
+            EMBEDDED_TARGETS,
+            START_TIMEOUT_S,
         )
 
-    def _register_targets(self) -> None:
-        headers = {"Authorization": f"Bearer {self.admin_token}"}
-        with httpx.Client(base_url=self.api_url, headers=headers, timeout=5.0) as client:
-            for target in EMBEDDED_TARGETS:
-                if client.get(f"/v1/targets/{target['name']}").status_code == 404:
-                    body = {k: v for k, v in target.items() if k != "name"}
-                    client.put(f"/v1/targets/{target['name']}", json=body).raise_for_status()
+    async def stop(self) -> None:
+        """Stop the services (they drain, a second SIGTERM hurries them), then the servers."""
+        services = [name for name in self.supervisor.processes() if name not in self.servers]
+        await self.supervisor.stop(services, grace_s=10.0, forced_grace_s=8.0)
+        await self.supervisor.stop(reversed(self.servers), grace_s=5.0)
+        self.router_socket.close()
 
-    def check_alive(self) -> None:
-        """RuntimeError naming the first process that exited on its own."""
-        for name, process in self.services.items():
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{name} exited with code {process.returncode}; see "
-                    f"{self.settings.data_dir / 'logs' / (name + '.log')}"
-                )
-        for server in self.servers:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"{server.name} exited; see {server.log_path}")
 
-    def stop(self, grace: float = 10.0, forced_grace: float = 8.0) -> None:
-        """SIGTERM every service and wait; SIGTERM again the ones still draining (a service
-        stops at once on a second signal; the router's parent then ends its workers); kill
-        what is left; then stop the servers."""
-        running = list(self.services.values())
-
-        def signal_and_wait(wait_s: float) -> None:
-            for process in running:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + wait_s
-            for process in running:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(max(0.1, deadline - time.monotonic()))
-
-        signal_and_wait(grace)
-        signal_and_wait(forced_grace)
-        for process in running:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        for server in reversed(self.servers):
-            server.stop()
+def _host_port(url: str) -> tuple[str, int]:
+    host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+    return host, int(port)
 
 
 def open_platform(settings: EmbeddedSettings) -> EmbeddedPlatform:
-    """Start the servers the settings do not point at elsewhere, and describe the platform."""
+    """Check the ports, settle the admin token, and describe the platform (nothing runs
+    yet). PortTaken, AdminTokenUnreadable or ServerNotFound say what stands in the way."""
     data_dir = settings.data_dir.resolve()
-    token = (
-        settings.admin_token.get_secret_value()
-        if settings.admin_token
-        else secrets.token_urlsafe(24)
+    router_socket = claim_listening_socket(
+        settings.host, settings.router_port, "DOCKYARD_ROUTER_PORT"
     )
-    servers: list[ServerProcess] = []
     try:
-        nats_url = settings.nats_url
+        check_port_free(settings.host, settings.api_port, "DOCKYARD_API_PORT")
+        if settings.admin_token is not None:
+            token, origin = settings.admin_token.get_secret_value(), ""
+        else:
+            token, made = kept_admin_token(data_dir)
+            where = admin_token_path(data_dir)
+            origin = f" (generated, kept in {where})" if made else f" (kept in {where})"
+        servers: dict[str, ProcessSpec] = {}
+        nats_url, redis_url = settings.nats_url, settings.redis_url
+        logs = data_dir / "logs"
         if "nats_url" not in settings.model_fields_set:
-            servers.append(start_nats(data_dir))
-            nats_url = servers[-1].url
-        redis_url = settings.redis_url
+            port = free_port(settings.host)
+            nats_url = f"nats://{settings.host}:{port}"
+            command = nats_command(data_dir, settings.host, port)
+            servers["nats"] = ProcessSpec("nats", command, logs / "nats.log")
         if "redis_url" not in settings.model_fields_set:
-            servers.append(start_redis(data_dir / "redis"))
-            redis_url = servers[-1].url
+            port = free_port(settings.host)
+            redis_url = f"redis://{settings.host}:{port}/0"
+            command = redis_command(data_dir / "redis", settings.host, port)
+            servers["redis"] = ProcessSpec("redis", command, logs / "redis.log")
     except BaseException:
-        for server in servers:
-            server.stop()
+        router_socket.close()
         raise
+    instance_id = secrets.token_hex(8)
+    announcer = RestartAnnouncer(
+        nats_url, instance_id, source=f"{settings.event_source}/supervisor"
+    )
+    policy = RestartPolicy(
+        crash_loop_restarts=settings.crash_loop_restarts,
+        crash_loop_window_s=settings.crash_loop_window_s,
+    )
     return EmbeddedPlatform(
         settings=settings,
         admin_token=token,
+        token_origin=origin,
+        instance_id=instance_id,
+        router_socket=router_socket,
+        supervisor=Supervisor(policy, announcer.announce),
+        announcer=announcer,
         nats_url=nats_url,
         redis_url=redis_url,
         servers=servers,
@@ -224,41 +244,87 @@ def login_command(platform: EmbeddedPlatform) -> str:
     )
 
 
-def run_embedded(settings: EmbeddedSettings) -> int:
-    """Run the platform in the foreground until Ctrl-C or SIGTERM; the process exit code."""
-    # A list, not a threading.Event: a handler runs between any two bytecodes of the main
-    # thread, another signal can interrupt it, and Event.set takes a lock that the
-    # interrupted handler may hold (seen: `dockyard up` hung there, everything running).
-    stopping: list[int] = []
+def _banner(platform: EmbeddedPlatform) -> str:
+    return (
+        "Dockyard is running.\n"
+        f"  API:     {platform.api_url}   (docs at {platform.api_url}/docs)\n"
+        f"  Router:  {platform.router_url}\n"
+        f"  Targets: local-eu (127.0.1.1), local-us (127.0.2.1)\n"
+        f"  Ready:   {platform.api_url}/readyz/platform\n"
+        f"  Data:    {platform.data_dir}\n"
+        f"  Admin token{platform.token_origin}: {platform.admin_token}\n"
+        "Log in from another terminal, in this folder, after source .venv/bin/activate:\n"
+        f"  {login_command(platform)}\n"
+        "Press Ctrl-C to stop."
+    )
 
-    def on_signal(signum: int, _: FrameType | None) -> None:
-        stopping.append(signum)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    platform = open_platform(settings)
+async def _first(*awaitables: asyncio.Future[Any]) -> None:
+    await asyncio.wait(awaitables, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def _serve(settings: EmbeddedSettings, signalled: list[int]) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    if signalled:  # came before the loop's handlers took over
+        stopping.set()
     try:
-        platform.start()
-        generated = settings.admin_token is None
-        print(
-            "Dockyard is running.\n"
-            f"  API:     {platform.api_url}   (docs at {platform.api_url}/docs)\n"
-            f"  Router:  {platform.router_url}\n"
-            f"  Targets: local-eu (127.0.1.1), local-us (127.0.2.1)\n"
-            f"  Data:    {settings.data_dir.resolve()}\n"
-            f"  Admin token{' (generated)' if generated else ''}: {platform.admin_token}\n"
-            "Log in from another terminal, in this folder, after source .venv/bin/activate:\n"
-            f"  {login_command(platform)}\n"
-            "Press Ctrl-C to stop.",
-            flush=True,
-        )
-        while not stopping:
-            platform.check_alive()
-            time.sleep(0.5)
-    except RuntimeError as exc:
+        platform = open_platform(settings)
+    except (PortTaken, AdminTokenUnreadable, ServerNotFound) as exc:
+        print(f"dockyard: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except OSError as exc:  # a port it may not bind, a data directory it may not write
+        print(f"dockyard: cannot start: {exc}", file=sys.stderr, flush=True)
+        return 1
+    tasks = [
+        asyncio.ensure_future(platform.announcer.run()),
+        watching := asyncio.ensure_future(platform.supervisor.watch()),
+        starting := asyncio.ensure_future(platform.start()),
+        signal_seen := asyncio.ensure_future(stopping.wait()),
+    ]
+    try:
+        await _first(watching, starting, signal_seen)
+        if not signal_seen.done() and starting.done():
+            if (error := starting.exception()) is not None:
+                raise error
+            print(_banner(platform), flush=True)
+            await _first(watching, signal_seen)
+        if watching.done() and not signal_seen.done():
+            crash: CrashLoop = watching.result()
+            print(
+                f"dockyard: stopping the platform: {crash.describe()}", file=sys.stderr, flush=True
+            )
+            return 1
+        return 0
+    except StartFailed as exc:
         print(f"dockyard: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        platform.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await platform.stop()
         print("Dockyard stopped.", flush=True)
-    return 0
+
+
+def run_embedded(settings: EmbeddedSettings) -> int:
+    """Run the platform in the foreground until Ctrl-C or SIGTERM; the process exit code."""
+    # Until the event loop's handlers take over: a list, not a threading.Event (a handler
+    # runs between any two bytecodes, another signal can interrupt it, and Event.set takes
+    # a lock the interrupted handler may hold: `dockyard up` once hung there).
+    signalled: list[int] = []
+
+    def on_signal(signum: int, _: FrameType | None) -> None:
+        signalled.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    configure_logging(
+        service="supervisor", log_format=settings.log_format, level=settings.log_level
+    )
+    # The NATS client logs every lost connection with a traceback; when NATS restarts, the
+    # supervisor's own lines say what happened, once.
+    logging.getLogger("nats").setLevel(logging.CRITICAL)
+    return asyncio.run(_serve(settings, signalled))

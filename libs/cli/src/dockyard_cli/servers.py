@@ -24,6 +24,8 @@ __all__ = [
     "find_nats_server",
     "find_redis_server",
     "free_port",
+    "nats_command",
+    "redis_command",
     "start_nats",
     "start_redis",
     "wait_for_port",
@@ -113,14 +115,12 @@ def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def start_nats(
-    data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 15.0
-) -> ServerProcess:
-    """A nats-server with JetStream storing under ``data_dir``; returns once it accepts clients."""
-    port = port or free_port(host)
+def nats_command(data_dir: Path, host: str, port: int) -> list[str]:
+    """A nats-server with JetStream storing under ``data_dir/nats`` (made if missing); the
+    same command serves a restart on the same port and store."""
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
-    command = [
+    return [
         find_nats_server(),
         "-a",
         host,
@@ -132,7 +132,32 @@ def start_nats(
         "-n",
         f"dockyard-{port}",
     ]
-    process = _spawn(command, data_dir / "logs" / "nats.log")
+
+
+def redis_command(data_dir: Path, host: str, port: int) -> list[str]:
+    """A redis-server without persistence, working in ``data_dir`` (made if missing)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        find_redis_server(),
+        "--port",
+        str(port),
+        "--bind",
+        host,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(data_dir),
+    ]
+
+
+def start_nats(
+    data_dir: Path, *, host: str = "127.0.0.1", port: int | None = None, timeout: float = 15.0
+) -> ServerProcess:
+    """A nats-server with JetStream storing under ``data_dir``; returns once it accepts clients."""
+    port = port or free_port(host)
+    process = _spawn(nats_command(data_dir, host, port), data_dir / "logs" / "nats.log")
     server = ServerProcess("nats", f"nats://{host}:{port}", process, data_dir / "logs" / "nats.log")
     try:
         wait_for_port(host, port, timeout, process)
@@ -147,21 +172,7 @@ def start_redis(
 ) -> ServerProcess:
     """A redis-server without persistence (its data is derived); returns once it answers."""
     port = port or free_port(host)
-    command = [
-        find_redis_server(),
-        "--port",
-        str(port),
-        "--bind",
-        host,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(data_dir),
-    ]
-    data_dir.mkdir(parents=True, exist_ok=True)
-    process = _spawn(command, data_dir / "logs" / "redis.log")
+    process = _spawn(redis_command(data_dir, host, port), data_dir / "logs" / "redis.log")
     server = ServerProcess(
         "redis", f"redis://{host}:{port}/0", process, data_dir / "logs" / "redis.log"
     )

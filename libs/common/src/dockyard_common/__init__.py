@@ -41,6 +41,7 @@ from dockyard_common.names import (
     TargetName,
     VersionName,
 )
+from dockyard_common.platform_facts import ServiceRestart
 from dockyard_common.redis_client import connect_redis
 from dockyard_common.settings import CommonSettings
 from dockyard_common.state import Conflict, Counter, Record, ResourceStore, Stored, Written
@@ -83,6 +84,7 @@ __all__ = [
     "Replicas",
     "ResourceStore",
     "RouterHeartbeat",
+    "ServiceRestart",
     "Stored",
     "Target",
     "TargetKind",

@@ -21,13 +21,30 @@ from dockyard_common.catalogue_markdown import render_markdown
 from dockyard_common.event_versions import EVENT_SUMMARIES, dataschema_uri, schema_version
 from dockyard_common.events import EVENT_DATA, CloudEvent
 from dockyard_common.schema_lock import lock_problems, read_lock, updated_lock, write_lock
-from dockyard_common.subjects import EVENT_SUBJECT_PREFIX
+from dockyard_common.subjects import (
+    EVENT_SUBJECT_PREFIX,
+    is_platform_event,
+    platform_event_subject,
+)
 
 __all__ = ["asyncapi_document", "main"]
 
 
 def _channel_id(event_type: str) -> str:
     return event_type.replace(".", "_")
+
+
+def _address(event_type: str) -> dict[str, Any]:
+    """A channel's address (and its parameters): a deployment's subject, or the platform's."""
+    if is_platform_event(event_type):
+        return {"address": platform_event_subject(event_type)}
+    return {
+        "address": f"{EVENT_SUBJECT_PREFIX}.{{owner}}.{{project}}.{{deployment}}.{event_type}",
+        "parameters": {
+            name: {"description": f"The {name} name."}
+            for name in ("owner", "project", "deployment")
+        },
+    }
 
 
 def asyncapi_document(version: str) -> dict[str, Any]:
@@ -65,11 +82,7 @@ def asyncapi_document(version: str) -> dict[str, Any]:
             },
         }
         channels[channel] = {
-            "address": f"{EVENT_SUBJECT_PREFIX}.{{owner}}.{{project}}.{{deployment}}.{event_type}",
-            "parameters": {
-                name: {"description": f"The {name} name."}
-                for name in ("owner", "project", "deployment")
-            },
+            **_address(event_type),
             "messages": {channel: {"$ref": f"#/components/messages/{channel}"}},
         }
         operations[f"on_{channel}"] = {

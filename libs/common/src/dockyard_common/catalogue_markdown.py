@@ -12,7 +12,7 @@ from pydantic.json_schema import models_json_schema
 
 from dockyard_common.event_versions import EVENT_SUMMARIES, dataschema_uri, schema_version
 from dockyard_common.events import EVENT_DATA, CloudEvent
-from dockyard_common.subjects import EVENT_SUBJECT_PREFIX, EVENTS_STREAM
+from dockyard_common.subjects import EVENT_SUBJECT_PREFIX, EVENTS_STREAM, PLATFORM_SUBJECT_PREFIX
 
 __all__ = ["render_markdown"]
 
@@ -34,6 +34,11 @@ so a subscriber never needs to call back. The same events reach you three ways:
   [webhooks.md](webhooks.md). Example receiver that verifies signatures:
   [`examples/subscribers/webhook_receiver.py`](../examples/subscribers/webhook_receiver.py).
 - **Server-Sent Events**: `GET /v1/events` (resumable with `Last-Event-ID`).
+
+Events about the platform itself (`platform.*` types, e.g. a service that crashed and was
+restarted) belong to no deployment: they are in the same stream under
+`{PLATFORM_SUBJECT_PREFIX}.<type without platform.>` (filter `{PLATFORM_SUBJECT_PREFIX}.>`), for
+operators; webhooks and the per-owner feed do not carry them.
 
 The machine-readable catalogue is the AsyncAPI 3.0 document at `GET /asyncapi`.
 

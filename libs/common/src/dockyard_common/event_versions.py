@@ -34,6 +34,7 @@ EVENT_SCHEMA_VERSIONS: dict[str, int] = {
     "endpoint.scaled": 1,
     "endpoint.stopped": 1,
     "deployment.changed": 1,
+    "platform.service.restarted": 1,
     "alias.changed": 2,  # 2: a history entry's action is 'set' or 'rollback', not any string
 }
 """Bump a type's number when its data changes shape (a type not listed is at version 1)."""
@@ -55,6 +56,10 @@ EVENT_SUMMARIES: dict[str, str] = {
     "endpoint.stopped": "An endpoint of a version was stopped on a target.",
     "deployment.changed": "A deployment was created or its targets changed.",
     "alias.changed": "An alias now points at another version (or split between two).",
+    "platform.service.restarted": (
+        "A platform process (api, builder, scheduler, router, webhooks, nats, redis) ended on "
+        "its own and was started again; `exit_code` or `signal` says how it ended."
+    ),
 }
 """One line per type for the catalogue (docs/events.md and the AsyncAPI document)."""
 

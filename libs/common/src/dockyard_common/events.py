@@ -22,6 +22,7 @@ from dockyard_common.models import (
     Version,
     utcnow,
 )
+from dockyard_common.platform_facts import ServiceRestart
 
 __all__ = [
     "EVENT_DATA",
@@ -55,6 +56,8 @@ class EventType:
     """A ready endpoint now serves from a different number of replicas (its upstreams)."""
     DEPLOYMENT_CHANGED = "deployment.changed"
     ALIAS_CHANGED = "alias.changed"
+    PLATFORM_SERVICE_RESTARTED = "platform.service.restarted"
+    """A process of the platform ended on its own; its supervisor started it again."""
 
 
 EVENT_DATA: dict[str, type[BaseModel]] = {
@@ -74,6 +77,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     EventType.ENDPOINT_SCALED: EndpointState,
     EventType.DEPLOYMENT_CHANGED: Deployment,
     EventType.ALIAS_CHANGED: Alias,
+    EventType.PLATFORM_SERVICE_RESTARTED: ServiceRestart,
 }
 """Which resource each event type carries as its ``data``."""
 

@@ -27,12 +27,15 @@ from dockyard_common.subjects import (
     EVENT_SUBJECT_PREFIX,
     EVENTS_STREAM,
     KV_BUCKETS,
+    PLATFORM_SUBJECT_PREFIX,
     WEBHOOK_DELIVERIES_STREAM,
     WEBHOOK_DELIVERY_PREFIX,
     WEBHOOK_LOG_PREFIX,
     WEBHOOK_LOG_STREAM,
     event_subject,
+    is_platform_event,
     message_id,
+    platform_event_subject,
 )
 
 __all__ = ["EventPublisher", "connect_nats", "provision_jetstream"]
@@ -96,7 +99,8 @@ async def provision_jetstream(js: JetStreamContext) -> None:
     streams = (
         StreamConfig(
             name=EVENTS_STREAM,
-            subjects=[f"{EVENT_SUBJECT_PREFIX}.>"],
+            # Deployments' events, and the platform's own (a service restarted).
+            subjects=[f"{EVENT_SUBJECT_PREFIX}.>", f"{PLATFORM_SUBJECT_PREFIX}.>"],
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
             max_age=EVENT_RETENTION_S,
@@ -128,13 +132,16 @@ async def provision_jetstream(js: JetStreamContext) -> None:
     await js.create_object_store(BLOB_BUCKET, ObjectStoreConfig(storage=StorageType.FILE))
 
 
-def _scope_of(data: BaseModel) -> tuple[str, str, str]:
-    """(owner, project, deployment) of an event's resource: every event data model has it."""
+def _subject_of(event_type: str, data: BaseModel) -> str:
+    """Where an event goes: a platform event under the platform's subject, any other under
+    its resource's owner, project and deployment (every other event data model has them)."""
+    if is_platform_event(event_type):
+        return platform_event_subject(event_type)
     scope = getattr(data, "scope", None)
     if scope is None:
         raise TypeError(f"{type(data).__name__} has no scope to publish its events under")
     owner, project, deployment = scope
-    return str(owner), str(project), str(deployment)
+    return event_subject(str(owner), str(project), str(deployment), event_type)
 
 
 class EventPublisher:
@@ -154,7 +161,8 @@ class EventPublisher:
         revision: int | str,
     ) -> CloudEvent:
         """Publish ``data`` as an ``event_type`` event under its resource's owner, project
-        and deployment (its ``scope``); the same key and revision publish once.
+        and deployment (its ``scope``), or a platform event under the platform's subject;
+        the same key and revision publish once.
 
         A publish whose ack is lost may still have been stored, so it is retried with the
         same ``Nats-Msg-Id`` and JetStream drops the duplicate.
@@ -168,7 +176,7 @@ class EventPublisher:
             subject=resource_key,
             revision=revision,
         )
-        subject = event_subject(*_scope_of(data), event_type)
+        subject = _subject_of(event_type, data)
         payload = event.model_dump_json().encode()
         delay = 0.1
         for attempt in range(1, self._attempts + 1):

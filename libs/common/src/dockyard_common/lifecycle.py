@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from nats.aio.client import Client as NatsClient
@@ -14,11 +15,21 @@ from dockyard_common.jetstream import connect_nats, provision_jetstream
 from dockyard_common.log import configure_logging, get_logger
 from dockyard_common.settings import CommonSettings
 
-__all__ = ["cancellable", "in_background", "run_jetstream_service", "run_until_signalled"]
+__all__ = [
+    "LIVENESS_EVERY_S",
+    "cancellable",
+    "in_background",
+    "keep_touching",
+    "run_jetstream_service",
+    "run_until_signalled",
+]
 
 T = TypeVar("T")
 
 log = get_logger(__name__)
+
+LIVENESS_EVERY_S = 5.0
+"""How often a consumer service touches its liveness file: probes allow several times that."""
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -97,14 +108,25 @@ def run_jetstream_service(
         try:
             await provision_jetstream(nc.jetstream())
             async with asyncio.TaskGroup() as tasks:
-                worker = tasks.create_task(work(nc))
+                workers = [tasks.create_task(work(nc))]
+                if settings.liveness_file is not None:
+                    workers.append(tasks.create_task(keep_touching(settings.liveness_file)))
                 log.info("service.started", data_dir=str(settings.data_dir))
                 await stop.wait()
-                worker.cancel()
+                for worker in workers:
+                    worker.cancel()
         finally:
             await nc.drain()
 
     run_until_signalled(serve)
+
+
+async def keep_touching(path: Path, every_s: float = LIVENESS_EVERY_S) -> None:
+    """Touch ``path`` every ``every_s`` until cancelled: the event loop still turns. (The
+    write itself goes to a thread: a stalled disk is not a stuck process.)"""
+    while True:
+        await asyncio.to_thread(path.touch)
+        await asyncio.sleep(every_s)
 
 
 @contextlib.asynccontextmanager

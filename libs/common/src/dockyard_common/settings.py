@@ -24,3 +24,6 @@ class CommonSettings(BaseSettings):
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     event_source: str = "dockyard"
+    liveness_file: Path | None = None
+    """Touched every few seconds by a consumer service's event loop (builder, scheduler,
+    webhook delivery): a liveness probe finding it stale finds the process stuck."""

@@ -15,6 +15,8 @@ __all__ = [
     "KV_BUCKETS",
     "LOGS_SUBJECT_PREFIX",
     "OWNERS_BUCKET",
+    "PLATFORM_EVENT_PREFIX",
+    "PLATFORM_SUBJECT_PREFIX",
     "PROJECTS_BUCKET",
     "ROUTER_HEARTBEAT_SUBJECT",
     "SEQUENCES_BUCKET",
@@ -33,8 +35,10 @@ __all__ = [
     "deployment_key",
     "event_subject",
     "event_type_filter",
+    "is_platform_event",
     "logs_subject",
     "message_id",
+    "platform_event_subject",
     "project_key",
     "route_key",
     "version_key",
@@ -51,6 +55,10 @@ WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT = "dockyard.webhooks.heartbeat"
 """Core NATS: each webhook dispatcher says it is alive and how far it has applied the
 subscriptions."""
 EVENT_SUBJECT_PREFIX = "dockyard.events"
+PLATFORM_EVENT_PREFIX = "platform."
+"""Event types about the platform itself (``platform.service.restarted``): no owner's scope."""
+PLATFORM_SUBJECT_PREFIX = "dockyard.platform"
+"""Where platform events go, in the events stream: ``dockyard.platform.service.restarted``."""
 LOGS_SUBJECT_PREFIX = "dockyard.logs"
 """Core NATS request/reply: the scheduler running a target answers for its endpoints' logs."""
 
@@ -87,6 +95,18 @@ WEBHOOK_LOG_PREFIX = "dockyard.webhooks.log"
 def event_subject(owner: str, project: str, deployment: str, event_type: str) -> str:
     """``dockyard.events.<owner>.<project>.<deployment>.<type>`` (the type keeps its dots)."""
     return f"{EVENT_SUBJECT_PREFIX}.{owner}.{project}.{deployment}.{event_type}"
+
+
+def is_platform_event(event_type: str) -> bool:
+    """Whether ``event_type`` speaks of the platform itself rather than a deployment."""
+    return event_type.startswith(PLATFORM_EVENT_PREFIX)
+
+
+def platform_event_subject(event_type: str) -> str:
+    """``dockyard.platform.<rest of the type>`` for a ``platform.<rest>`` event type."""
+    if not is_platform_event(event_type):
+        raise ValueError(f"{event_type!r} is not a platform event type")
+    return f"{PLATFORM_SUBJECT_PREFIX}.{event_type.removeprefix(PLATFORM_EVENT_PREFIX)}"
 
 
 def event_type_filter(event_type: str) -> str:

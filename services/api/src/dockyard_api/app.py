@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -101,6 +102,8 @@ def _is_ready(version: Version) -> bool:
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """The API application; connections open and consumers start in its lifespan."""
+    if settings.instance_id is None:
+        settings = settings.model_copy(update={"instance_id": secrets.token_hex(8)})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -92,6 +92,10 @@ class AppliedWatch:
             del self._seen[gone]
         return len(live), sorted(p for p, b in live.items() if b.applied_through < revision)
 
+    def live(self) -> int:
+        """How many processes have beaten lately."""
+        return self._lagging(0, time.monotonic())[0]
+
     async def wait_applied(self, revision: int, within_s: float) -> Outcome:
         """Wait until every live process applied the write at ``revision`` (or the bound)."""
         started = time.monotonic()

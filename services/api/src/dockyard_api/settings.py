@@ -43,3 +43,10 @@ class ApiSettings(WebhookSettings):
     """Other versions (but a deployment's newest) stop this long after leaving that window."""
     retention_sweep_every_s: float = 60.0
     """How often the API looks for versions to stop; 0 turns retention off."""
+    instance_id: str | None = None
+    """Names the platform this process belongs to in ``/readyz/platform``'s answer (a
+    launcher sets it to tell its own platform from another on the same port); random when
+    unset."""
+    ready_targets: list[str] = Field(default_factory=list)
+    """Targets that must be registered before ``/readyz/platform`` answers 200; when empty,
+    any one will do."""

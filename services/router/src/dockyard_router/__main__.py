@@ -21,7 +21,7 @@ def main() -> None:
         configure_logging(
             service="router", log_format=settings.log_format, level=settings.log_level
         )
-        sys.exit(asyncio.run(supervise(settings.router_workers)))
+        sys.exit(asyncio.run(supervise(settings.router_workers, settings.router_listen_fd)))
     try:
         import uvloop
 

@@ -111,17 +111,14 @@ async def serve(
     try:
         # The port first: a router that cannot have it ends here, before its background
         # work starts (which a failure inside the task group would have to cancel).
-        server = await asyncio.get_running_loop().create_server(
+        server = await _listen(
+            settings,
             front_factory(
                 proxy.handle,
                 connections,
                 settings.client_connections,
                 metrics.connections_refused.inc,
             ),
-            settings.router_host,
-            settings.router_port,
-            reuse_port=True,
-            backlog=1024,
         )
         background = [
             store.follow,
@@ -164,6 +161,20 @@ async def serve(
         await runner.cleanup()
         await nc.drain()
         await redis.aclose()
+
+
+async def _listen(
+    settings: RouterSettings, connection: Callable[[], asyncio.Protocol]
+) -> asyncio.Server:
+    """Serve on the socket the supervisor handed over, or bind the port (shared by the
+    router's workers through SO_REUSEPORT)."""
+    loop = asyncio.get_running_loop()
+    if settings.router_listen_fd is not None:
+        inherited = socket.socket(fileno=settings.router_listen_fd)
+        return await loop.create_server(connection, sock=inherited, backlog=1024)
+    return await loop.create_server(
+        connection, settings.router_host, settings.router_port, reuse_port=True, backlog=1024
+    )
 
 
 async def _drain(server: asyncio.Server, connections: set[FrontConnection]) -> None:

@@ -20,6 +20,10 @@ class RouterSettings(CommonSettings):
     """Set by that parent in each worker's environment: the worker's index (in its logs)."""
     router_ready_fd: int | None = None
     """Set by that parent too: a pipe the worker writes to once it serves."""
+    router_listen_fd: int | None = None
+    """A listening socket the process inherits and serves on instead of binding the port
+    itself (every worker accepts on it): set by a supervisor that holds the socket, so that
+    connections wait in its backlog while the router restarts instead of being refused."""
     region: str = "eu"
     region_order: list[str] = Field(default_factory=list)
     """Other regions nearest first (JSON list): where requests fail over when the preferred

@@ -58,8 +58,9 @@ def restart_delay(
     return min(last_delay_s * 2, MAX_DELAY_S)
 
 
-async def supervise(count: int) -> int:
-    """Run ``count`` workers until SIGTERM or SIGINT; the router's exit code."""
+async def supervise(count: int, listen_fd: int | None = None) -> int:
+    """Run ``count`` workers until SIGTERM or SIGINT; the router's exit code. Each worker
+    inherits ``listen_fd``, the listening socket this process was handed, if any."""
     loop = asyncio.get_running_loop()
     stopping, forced = asyncio.Event(), asyncio.Event()
     workers: dict[int, asyncio.subprocess.Process] = {}
@@ -79,7 +80,7 @@ async def supervise(count: int) -> int:
     async def keep_running(index: int) -> None:
         first_run, delay = True, None
         while not stopping.is_set():
-            process, served = await _start_worker(index)
+            process, served = await _start_worker(index, listen_fd)
             workers[index] = process
             if stopping.is_set():  # the signal came while the process was being made
                 process.terminate()
@@ -123,7 +124,9 @@ async def supervise(count: int) -> int:
     return failed[0] if failed else 0
 
 
-async def _start_worker(index: int) -> tuple[asyncio.subprocess.Process, asyncio.Future[bool]]:
+async def _start_worker(
+    index: int, listen_fd: int | None
+) -> tuple[asyncio.subprocess.Process, asyncio.Future[bool]]:
     """Start worker ``index``; the future says True once the worker serves, False if it
     ended before."""
     loop = asyncio.get_running_loop()
@@ -149,7 +152,7 @@ async def _start_worker(index: int) -> tuple[asyncio.subprocess.Process, asyncio
                 WORKER_ENV: str(index),
                 READY_FD_ENV: str(write_end),
             },
-            pass_fds=(write_end,),
+            pass_fds=(write_end,) if listen_fd is None else (write_end, listen_fd),
             preexec_fn=stop_with_parent,
             # A group of its own: a terminal's Ctrl-C reaches the parent, which passes it
             # on once (a second signal would cut the worker's drain short).

@@ -126,10 +126,13 @@ class LocalDriver:
                 record_path=self._records / _file_name(workload.key, index, "json"),
                 pid=record.pid if record else None,
                 started=record.started if record else None,
+                # An adopted replica serves already: were it reported "deploying", the
+                # router would lose its route until the check below finds it ready.
+                state=WorkloadState.READY if record else WorkloadState.DEPLOYING,
             )
             replicas.append(replica)
             adopted.append(record is not None)
-        running = _Running(workload, replicas)
+        running = _Running(workload, replicas, was_ready=any(adopted))
         self._running[workload.key] = running
         running.task = asyncio.create_task(
             self._run(running, adopted), name=f"workload {workload.key}"
