@@ -14,11 +14,11 @@ import pytest
 
 from dockyard_cli.aliases import alias_body
 from dockyard_cli.calls import call_path, request_body, served_line
-from dockyard_cli.client import Scope
 from dockyard_cli.config import Login, load_login, save_login
 from dockyard_cli.deploying import parse_file_options
 from dockyard_cli.logs import new_lines, render_logs
 from dockyard_cli.packing import pack, packed_files
+from dockyard_cli.scope import Scope
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:

@@ -9,14 +9,13 @@ import typer
 from dockyard_cli.accounts import owners_app
 from dockyard_cli.aliases import alias_app
 from dockyard_cli.calls import predict_command
-from dockyard_cli.client import ApiClient
-from dockyard_cli.config import Login, save_login
 from dockyard_cli.console import failures_exit
 from dockyard_cli.events import events_command
 from dockyard_cli.logs import logs_command
 from dockyard_cli.ops import regions_app, targets_command
 from dockyard_cli.versions import (
     deploy_command,
+    start_command,
     status_command,
     stop_command,
     versions_command,
@@ -27,6 +26,9 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["--help", "-h"]},
     pretty_exceptions_enable=False,
+    # Plain help text: rendering it with rich imports rich, markdown-it and pygments, which
+    # took longer than everything else `dockyard --help` does.
+    rich_markup_mode=None,
 )
 
 
@@ -54,6 +56,9 @@ def login(
     """Remember the API, a token, the router and default scopes (file mode 0600)."""
     if project is not None and project.count("/") != 1:
         raise typer.BadParameter("write it as OWNER/PROJECT", param_hint="--project")
+    from dockyard_cli.client import ApiClient
+    from dockyard_cli.config import Login, save_login
+
     stored = Login.model_validate(
         {
             "url": url,
@@ -74,6 +79,7 @@ app.command("deploy")(deploy_command)
 app.command("versions")(versions_command)
 app.command("status")(status_command)
 app.command("stop")(stop_command)
+app.command("start")(start_command)
 app.command("logs")(logs_command)
 app.command("predict")(predict_command)
 app.command("events")(events_command)

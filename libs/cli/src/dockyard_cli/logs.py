@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from dockyard_cli.client import Scope
 from dockyard_cli.console import (
     DeploymentOption,
     Output,
@@ -21,6 +20,7 @@ from dockyard_cli.console import (
     emit,
     session,
 )
+from dockyard_cli.scope import Scope
 
 __all__ = ["logs_command", "new_lines", "render_logs"]
 
