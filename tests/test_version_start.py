@@ -4,20 +4,25 @@ it, on the embedded platform.
 Deploy two versions, stop one; a switch (and a rollback) onto it is refused, forced or not,
 with the command that starts it; ``dockyard start --wait`` brings it back to ready from its
 image; then the switch goes through and calls through the alias answer from it.
+
+The platform is the test's own, its scheduler's periodic full pass an hour apart: a start
+must reach the scheduler as the ``version.starting`` event, not wait for a pass to find it.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from dockyard_cli.servers import start_nats
 from tests.harness.cli import Cli, logged_in_cli
-from tests.harness.fixtures import Names, RunningPlatform
+from tests.harness.fixtures import Names, RunningPlatform, start_platform_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -38,6 +43,22 @@ def app(environ, start_response):
     version = os.environ["VH_DEFAULT_PREFIX"].strip("/").split("/")[3]
     return [('{"version": "%s"}' % version).encode()]
 """
+
+
+@pytest.fixture
+def platform(tmp_path: Path) -> Iterator[RunningPlatform]:
+    """A platform of the test's own (NATS too: two platforms on one NATS would share the
+    services' durable consumers) whose scheduler makes no periodic pass after its first."""
+    nats = start_nats(tmp_path / "nats")
+    running = start_platform_process(
+        tmp_path / "platform",
+        {"DOCKYARD_NATS_URL": nats.url, "DOCKYARD_FULL_PASS_EVERY_S": "3600"},
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+        nats.stop()
 
 
 def code_folder(tmp_path: Path) -> Path:
@@ -118,8 +139,10 @@ def test_a_stopped_version_is_started_again_instead_of_being_forced_onto(
     )
     assert served_by(cli, "production/predict") == {"v1": 5}, "production moved off v1"
 
-    started = cli.json("start", "v2", "--wait")
+    asked = time.monotonic()
+    started = cli.json("start", "v2", "--wait", "--timeout", "60")
     assert started["status"] == "ready", started
+    print(f"\ndockyard start v2 --wait: ready {time.monotonic() - asked:.1f} s after it was run")
     assert started["urls"]["v2/predict"].endswith(f"/{names.owner}/demo/web/v2/predict/")
     cli.run("alias", "set", "production", "v2")
     assert served_by(cli, "production/predict") == {"v2": 5}
@@ -131,7 +154,7 @@ def test_a_stopped_version_is_started_again_instead_of_being_forced_onto(
     stop(cli, platform, names, "v1")
     refused = cli.run("alias", "rollback", "production", expect=1)
     assert "dockyard start v1 --wait" in refused.stderr, refused.stderr
-    cli.run("start", "v1", "--wait")
+    cli.run("start", "v1", "--wait", "--timeout", "60")
     rolled = cli.json("alias", "rollback", "production")
     assert rolled["target"]["version"] == "v1", rolled
     assert served_by(cli, "production/predict") == {"v1": 5}

@@ -11,7 +11,7 @@ import hashlib
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,9 +182,7 @@ def follow_rollout(
     wanted = {(e["name"], t) for e in version["endpoints"] for t in version["targets"]}
     ready: set[tuple[str, str]] = set()
     deadline = time.monotonic() + timeout_s
-    for event in read_feed(feed.iter_lines()):
-        if time.monotonic() > deadline:
-            break
+    for event in read_feed(lines_until(feed.iter_lines(), deadline)):
         if not _is_ours(event, version["name"]):
             continue
         say("  " + describe(event))
@@ -198,6 +196,15 @@ def follow_rollout(
         f"version {version['name']} was not ready within {timeout_s:g} s; "
         f"see dockyard status {version['name']}"
     )
+
+
+def lines_until(lines: Iterable[str], deadline: float) -> Iterator[str]:
+    """The lines until ``deadline`` (``time.monotonic()``) has passed. The feed's keep-alive
+    comments (every 15 s) bring a quiet feed back here to look at the clock."""
+    for line in lines:
+        if time.monotonic() > deadline:
+            return
+        yield line
 
 
 @contextmanager
