@@ -108,6 +108,18 @@ def test_a_switch_onto_a_stopped_version_offers_the_start() -> None:
     assert "dockyard start v2 --wait" in text and "not even with --force" in text
 
 
+def test_a_start_of_a_version_never_built_says_to_deploy_again() -> None:
+    error = refused(
+        409,
+        "version-not-built",
+        "version 'v1' was stopped before its build finished: it has no image to start; "
+        "submit the code again as a new version",
+    )
+    assert said(error).endswith(
+        "it has no image to start; deploy the code again as a new version (dockyard deploy)"
+    )
+
+
 def test_a_switch_onto_a_version_not_ready_says_wait_or_force() -> None:
     error = refused(
         409,

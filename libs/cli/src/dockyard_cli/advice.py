@@ -174,6 +174,13 @@ def _version_stopped(error: ApiError, problem: dict[str, Any], where: Where) -> 
     )
 
 
+def _version_not_built(error: ApiError, problem: dict[str, Any], where: Where) -> str | None:
+    if _slug(problem) != "version-not-built":
+        return None
+    detail = str(problem.get("detail") or "").split(";")[0]
+    return f"{detail}; deploy the code again as a new version (dockyard deploy)"
+
+
 def _version_not_ready(error: ApiError, problem: dict[str, Any], where: Where) -> str | None:
     if _slug(problem) != "version-not-ready":
         return None
@@ -273,6 +280,7 @@ _RULES: tuple[Callable[[ApiError, dict[str, Any], Where], str | None], ...] = (
     _forbidden,
     _not_found,
     _version_stopped,
+    _version_not_built,
     _version_not_ready,
     _version_in_use,
     _version_exists,
