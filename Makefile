@@ -1,6 +1,7 @@
 # The interface to the project: CI calls the same targets a person does.
-#   make run    install, then run the embedded platform (NATS, Redis, four services)
-#   make test   install, lint, then run every test against real servers
+#   make run    install what running needs, then run the embedded platform (NATS, Redis,
+#               four services); the development tools are left out
+#   make test   install everything, lint, then run every test against real servers
 #   make lint   ruff, mypy --strict, import-linter contracts
 #   make bench  the benchmarks (bench/), each printing its figures and a JSON line
 #   make reliability  the fault suite's figures as docs/reliability.md
@@ -16,7 +17,7 @@ UV := $(shell command -v uv 2>/dev/null \
 RUN := $(UV) run --frozen --all-packages
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format pytest uv bench system-deps reliability
+.PHONY: install install-run run test lint format pytest uv bench system-deps reliability
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
@@ -25,11 +26,19 @@ uv:
 		|| { echo "make: cannot install uv with $(PYTHON) -m pip; install pip" \
 			"(apt-get install python3-pip) or uv (https://docs.astral.sh/uv/)" >&2; exit 1; }
 
+# Everything: the platform and the development tools (the dependency group `dev`).
 install: uv
-	$(UV) sync --frozen --all-packages
+	$(UV) sync --frozen --all-packages --quiet
 
-run: install
-	$(RUN) dockyard up
+# What running needs: the workspace's packages, and scikit-learn for the examples' training
+# (the README's walk-through). --inexact keeps the development tools of an earlier
+# `make install`, so that switching between `make run` and `make test` removes nothing.
+install-run: uv
+	$(UV) sync --frozen --all-packages --no-dev --group examples --inexact --quiet
+
+# --no-sync: `uv run` would otherwise install the default group (the development tools).
+run: install-run
+	$(UV) run --frozen --no-sync dockyard up
 
 lint: install
 	$(RUN) ruff check .
@@ -61,6 +70,8 @@ bench: install
 	$(RUN) python bench/router.py
 	$(RUN) python bench/scheduler.py
 	$(RUN) python bench/container_target.py
+	$(RUN) python bench/cli_startup.py
+	UV="$(UV)" $(RUN) python bench/install_size.py
 
 # kill -9 of each platform process under load (tests/faults), rendered as docs/reliability.md
 # with the hostile inputs tests/test_hostile_inputs.py sends.

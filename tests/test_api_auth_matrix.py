@@ -52,6 +52,9 @@ REQUIRED: dict[tuple[str, str], str] = {
     ("DELETE", "/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version}"): (
         "deployer"
     ),
+    ("POST", "/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version}/start"): (
+        "deployer"
+    ),
     (
         "GET",
         "/v1/projects/{owner}/{project}/deployments/{deployment}/versions/{version}/endpoints/"

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import secrets
 import shlex
+import shutil
 import signal
 import stat
 import subprocess
@@ -236,3 +238,112 @@ def test_a_crash_loop_stops_the_platform_naming_the_service_and_its_last_lines(
     assert said.count("platform.service.restarted") == 2
     assert "Dockyard stopped." in said
     assert [pid for pid in started if alive(pid)] == []
+
+
+REPO = Path(__file__).resolve().parents[1]
+DEVELOPMENT_TOOLS = ("pytest", "mypy", "ruff", "schemathesis", "kubernetes_validate")
+
+
+def uv_for_make() -> str | None:
+    """The uv the Makefile would use: on PATH, or the one `make uv` put in .tools/."""
+    found = shutil.which("uv") or REPO / ".tools" / "bin" / "uv"
+    return str(found) if Path(found).exists() else None
+
+
+def fresh_clone(into: Path) -> Path:
+    """The repository's files as a clone has them (tracked and new, nothing ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            (into / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, into / name)
+    return into
+
+
+def disk_bytes(root: Path) -> int:
+    """Bytes allocated to the files under ``root``, each hard-linked inode once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            info = os.lstat(os.path.join(folder, name))
+            if (info.st_dev, info.st_ino) not in seen:
+                seen.add((info.st_dev, info.st_ino))
+                total += info.st_blocks * 512
+    return total
+
+
+@pytest.mark.timeout(400)
+def test_make_run_in_a_fresh_clone_installs_only_what_running_needs_and_says_little(
+    tmp_path: Path,
+) -> None:
+    uv = uv_for_make()
+    if uv is None:
+        pytest.skip("no uv on PATH nor in .tools/ (make uv installs it): make run needs one")
+    clone = fresh_clone(tmp_path / "dockyard")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DOCKYARD_", "UV_PROJECT", "VIRTUAL_ENV"))
+    }
+    env["PATH"] = f"{Path(uv).parent}{os.pathsep}{env['PATH']}"
+    env["DOCKYARD_API_PORT"] = str(free_port())
+    env["DOCKYARD_ROUTER_PORT"] = str(free_port())
+    make = subprocess.Popen(
+        ["make", "run"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,  # Ctrl-C reaches the whole group, as in a terminal
+    )
+    output: list[str] = []
+    running = threading.Event()
+
+    def read() -> None:
+        assert make.stdout is not None
+        for line in make.stdout:
+            output.append(line)
+            if line.startswith("Press Ctrl-C"):
+                running.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    started = time.monotonic()
+    try:
+        assert running.wait(300), f"make run did not start the platform:\n{''.join(output)}"
+        took = time.monotonic() - started
+        before = output[: next(i for i, line in enumerate(output) if "Dockyard is running" in line)]
+        venv = clone / ".venv"
+        [site] = list(venv.glob("lib/python*/site-packages"))
+        print(
+            f"\nmake run in a fresh clone: the platform ran {took:.1f} s after the start; "
+            f".venv {disk_bytes(venv) / 1024**2:.0f} MiB on disk; "
+            f"{len(before)} lines before the banner:\n{''.join(before)}"
+        )
+        installed = [tool for tool in DEVELOPMENT_TOOLS if (site / tool).exists()]
+        assert installed == [], f"make run installed development tools: {installed}"
+        assert (site / "dockyard_cli").exists() or any(site.glob("*dockyard_cli*"))
+        assert (site / "sklearn").exists(), "the README's training needs scikit-learn"
+        package_lines = [line for line in before if re.match(r"\s*[+-] [\w.-]+==", line)]
+        assert package_lines == [], f"make run listed packages:\n{''.join(package_lines)}"
+        assert len(before) <= 6, f"make run said too much before its banner:\n{''.join(before)}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(make.pid, signal.SIGINT)
+        try:
+            make.wait(60)
+        finally:
+            if make.poll() is None:
+                os.killpg(make.pid, signal.SIGKILL)
+                make.wait()
+        reader.join(10)
+    assert "Dockyard stopped." in "".join(output), "".join(output)

@@ -8,17 +8,18 @@ import io
 import os
 import stat
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
 
 from dockyard_cli.aliases import alias_body
 from dockyard_cli.calls import call_path, request_body, served_line
-from dockyard_cli.client import Scope
 from dockyard_cli.config import Login, load_login, save_login
-from dockyard_cli.deploying import parse_file_options
+from dockyard_cli.deploying import lines_until, parse_file_options
 from dockyard_cli.logs import new_lines, render_logs
 from dockyard_cli.packing import pack, packed_files
+from dockyard_cli.scope import Scope
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:
@@ -163,3 +164,10 @@ def test_a_call_nothing_serves_names_no_version() -> None:
     assert "HTTP 404 from the router" in served_line(unserved)
     served = {"status": 200, "version": "v1", "region": "eu", "alias": "production", "body": {}}
     assert served_line(served) == "served by version v1 in region eu (alias production)"
+
+
+def test_following_a_quiet_feed_stops_at_the_deadline() -> None:
+    # --wait --timeout: a feed that only sends keep-alives must not hold the command for ever.
+    keep_alives = (": keep-alive" for _ in range(10**9))
+    assert list(lines_until(keep_alives, time.monotonic() - 1)) == []
+    assert list(lines_until(iter(["a", "b"]), time.monotonic() + 60)) == ["a", "b"]

@@ -147,10 +147,13 @@ class RoutersBehindOn:
         return Outcome(seconds=0.0, processes=2, lagging=[])
 
 
+@pytest.mark.parametrize("forced", [False, True])
 @pytest.mark.parametrize("old_one_stopped_too", [False, True])
 async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
-    private_js: JetStreamContext, old_one_stopped_too: bool
+    private_js: JetStreamContext, old_one_stopped_too: bool, forced: bool
 ) -> None:
+    # A forced switch takes a version in any status but stopped: pointed at one, every
+    # call would answer 404 until the version is started again.
     versions, owner, key = await ready_version(private_js)
     _, _, old_key = await ready_version(private_js, owner, "v0")
     aliases = await ResourceStore.open(private_js, ALIASES_BUCKET, Alias)
@@ -198,7 +201,7 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
                 revision=revision,
                 before=before,
                 held={"v1": read},
-                force=False,
+                force=forced,
             ),
             Response(),
         )

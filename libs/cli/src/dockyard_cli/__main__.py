@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -9,14 +10,13 @@ import typer
 from dockyard_cli.accounts import owners_app
 from dockyard_cli.aliases import alias_app
 from dockyard_cli.calls import predict_command
-from dockyard_cli.client import ApiClient
-from dockyard_cli.config import Login, save_login
 from dockyard_cli.console import failures_exit
 from dockyard_cli.events import events_command
 from dockyard_cli.logs import logs_command
 from dockyard_cli.ops import regions_app, targets_command
 from dockyard_cli.versions import (
     deploy_command,
+    start_command,
     status_command,
     stop_command,
     versions_command,
@@ -27,6 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["--help", "-h"]},
     pretty_exceptions_enable=False,
+    # Plain help text: rendering it with rich imports rich, markdown-it and pygments, which
+    # took longer than everything else `dockyard --help` does.
+    rich_markup_mode=None,
 )
 
 
@@ -54,6 +57,9 @@ def login(
     """Remember the API, a token, the router and default scopes (file mode 0600)."""
     if project is not None and project.count("/") != 1:
         raise typer.BadParameter("write it as OWNER/PROJECT", param_hint="--project")
+    from dockyard_cli.client import ApiClient
+    from dockyard_cli.config import Login, save_login
+
     stored = Login.model_validate(
         {
             "url": url,
@@ -74,6 +80,7 @@ app.command("deploy")(deploy_command)
 app.command("versions")(versions_command)
 app.command("status")(status_command)
 app.command("stop")(stop_command)
+app.command("start")(start_command)
 app.command("logs")(logs_command)
 app.command("predict")(predict_command)
 app.command("events")(events_command)
@@ -90,6 +97,10 @@ def _root() -> None:
 
 def main() -> None:
     """Console entry point."""
+    # Importing httpx imports its own command line (httpx._main), and that imports click,
+    # rich and pygments: a fifth of a second of every command that calls the API, for code
+    # nothing here runs. A None entry makes that import fail; httpx then goes without it.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     app()
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import time
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 
-from dockyard_cli.client import Scope
 from dockyard_cli.console import (
     DeploymentOption,
     Output,
@@ -20,8 +19,12 @@ from dockyard_cli.console import (
     table,
 )
 from dockyard_cli.events import alias_target_text
+from dockyard_cli.scope import Scope
 
-__all__ = ["alias_app", "alias_body"]
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["alias_app", "alias_body", "switched_text"]
 
 alias_app = typer.Typer(
     help="Aliases (staging, production): switch, canary, roll back.", no_args_is_help=True
@@ -64,18 +67,33 @@ def alias_body(
     return {**main, "regions": {**current.get("regions", {}), region: target}}
 
 
-def _switched(response: httpx.Response, alias: dict[str, Any], output: Output) -> None:
-    lagging = response.headers.get("X-Dockyard-Lagging")
-    if lagging:
-        say(f"warning: stored, but these router processes had not applied it yet: {lagging}")
+def switched_text(alias: dict[str, Any], headers: dict[str, str], round_trip_s: float) -> str:
+    """Where the alias points now and how fast that went live. Pure.
+
+    The time is the switch's whole round trip, from sending it to its answer: the API
+    answers only once every live router process serves the change (the routers it waited
+    for are counted in ``X-Dockyard-Routers``), so that is when calls got the new version."""
     text = f"{alias['name']} → {alias_target_text(alias['target'])}"
     for region, target in sorted((alias.get("regions") or {}).items()):
         text += f"; {region}: {alias_target_text(target)}"
-    took = response.headers.get("X-Dockyard-Switch-Ms")
-    if took:
-        routers = response.headers.get("X-Dockyard-Routers", "?")
-        text += f"  (live on {routers} router processes in {took} ms)"
-    emit(output, alias, text)
+    routers = headers.get("x-dockyard-routers")
+    if routers:
+        lagging = " (some lag: see the warning)" if headers.get("x-dockyard-lagging") else ""
+        text += (
+            f"  (answered {round_trip_s * 1000:.1f} ms after it was sent, once {routers} "
+            f"router processes served it{lagging})"
+        )
+    return text
+
+
+def _switched(
+    response: httpx.Response, alias: dict[str, Any], output: Output, round_trip_s: float
+) -> None:
+    lagging = response.headers.get("X-Dockyard-Lagging")
+    if lagging:
+        say(f"warning: stored, but these router processes had not applied it yet: {lagging}")
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    emit(output, alias, switched_text(alias, headers, round_trip_s))
 
 
 def _path(scope: Scope | None, alias: str) -> str:
@@ -94,7 +112,10 @@ def set_alias(
         ),
     ] = None,
     region: Annotated[str | None, typer.Option(help="Change only this region's override.")] = None,
-    force: Annotated[bool, typer.Option(help="Point at a version that is not ready.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(help="Point at a version still on its way to ready (never a stopped one)."),
+    ] = False,
     project: ProjectOption = None,
     deployment: DeploymentOption = None,
     output: OutputOption = Output.TABLE,
@@ -106,18 +127,25 @@ def set_alias(
         current = found.json() if found.status_code == 200 else None
         try:
             body = alias_body(current, version, weight, region)
-        except ValueError as exc:
-            raise fail(str(exc), 2) from None
+        except ValueError as exc:  # refused for where the alias points now: not a usage error
+            raise fail(str(exc), 1) from None
         if force:
             body["force"] = True
+        sent = time.perf_counter()
         response = client.call("PUT", path, json=body)
-    _switched(response, response.json(), output)
+        took = time.perf_counter() - sent
+    _switched(response, response.json(), output, took)
 
 
 @alias_app.command("rollback")
 def rollback(
     alias: Annotated[str, typer.Argument(help="Alias name.")],
-    force: Annotated[bool, typer.Option(help="Roll back to a version that is not ready.")] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Roll back to a version still on its way to ready (never a stopped one)."
+        ),
+    ] = False,
     project: ProjectOption = None,
     deployment: DeploymentOption = None,
     output: OutputOption = Output.TABLE,
@@ -125,8 +153,10 @@ def rollback(
     """Point ALIAS back where it pointed before its current target."""
     with session(project, deployment) as (client, scope):
         params = {"force": "true"} if force else {}
+        sent = time.perf_counter()
         response = client.call("POST", f"{_path(scope, alias)}/rollback", params=params)
-    _switched(response, response.json(), output)
+        took = time.perf_counter() - sent
+    _switched(response, response.json(), output, took)
 
 
 @alias_app.command("history")

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import httpx
 import typer
 
-from dockyard_cli.client import ApiError, Scope
-from dockyard_cli.config import load_login
 from dockyard_cli.console import (
     DeploymentOption,
     Output,
@@ -23,6 +20,11 @@ from dockyard_cli.console import (
     say,
     table,
 )
+from dockyard_cli.errors import ApiError
+from dockyard_cli.scope import Scope
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["call_path", "predict_command", "request_body", "served_line"]
 
@@ -109,6 +111,10 @@ def predict_command(
         body = request_body(json_body)
     except (ValueError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--json") from None
+    import httpx
+
+    from dockyard_cli.config import load_login
+
     with failures_exit():
         if target.startswith(("http://", "https://")):
             url = target

@@ -1,7 +1,8 @@
 """The one HTTP seam of the CLI: the platform's API (and the router's ops API) over httpx.
 
 Every failure becomes an :class:`ApiError` carrying what a person needs: the HTTP status
-and the ``detail`` of the RFC 9457 problem the server answered, or why no answer came.
+and the RFC 9457 problem the server answered, or why no answer came. Commands import this
+module when they run, not when the CLI starts: httpx alone costs a quarter of a second.
 """
 
 from __future__ import annotations
@@ -12,26 +13,32 @@ from typing import Any
 
 import httpx
 
-from dockyard_cli.config import ConfigError, Login
+from dockyard_cli.config import Login
+from dockyard_cli.errors import ApiError, ConfigError
 
-__all__ = ["ApiClient", "ApiError", "Scope", "problem_text"]
+__all__ = ["ApiClient", "ApiError", "problem_of", "problem_text", "refusal"]
 
 
-class ApiError(RuntimeError):
-    """The server refused a call (``status`` set) or could not be reached (``status`` None)."""
+def problem_of(response: httpx.Response) -> dict[str, Any] | None:
+    """The RFC 9457 problem a refusal carries, if its body is one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if isinstance(body, dict) and ("detail" in body or "title" in body):
+        return body
+    return None
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+
+def refusal(response: httpx.Response, login: Login | None = None) -> ApiError:
+    """The :class:`ApiError` of a refused call (``login``: what the call was sent with)."""
+    return ApiError(problem_text(response), response.status_code, problem_of(response), login)
 
 
 def problem_text(response: httpx.Response) -> str:
     """One line for a refused call: the problem's title and detail, else the body."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and ("detail" in body or "title" in body):
+    body = problem_of(response)
+    if body is not None:
         title = body.get("title") or body.get("type", "")
         detail = body.get("detail")
         if isinstance(detail, list):  # FastAPI's own 422 lists every field error
@@ -47,44 +54,6 @@ def problem_text(response: httpx.Response) -> str:
         )
     text = response.text.strip()[:300]
     return f"{response.status_code} {response.reason_phrase}" + (f": {text}" if text else "")
-
-
-class Scope:
-    """The ``owner/project`` and deployment a command works on, and their API paths."""
-
-    def __init__(self, project: str | None, deployment: str | None) -> None:
-        if not project or project.count("/") != 1:
-            raise ConfigError(
-                "give the project as --project OWNER/PROJECT (or DOCKYARD_PROJECT, "
-                "or dockyard login --project)"
-            )
-        self.owner, self.project = project.split("/")
-        self.deployment = deployment
-
-    def needs_deployment(self) -> str:
-        """The deployment name; ConfigError when none was given."""
-        if not self.deployment:
-            raise ConfigError(
-                "give the deployment as --deployment NAME (or DOCKYARD_DEPLOYMENT, "
-                "or dockyard login --deployment)"
-            )
-        return self.deployment
-
-    @property
-    def project_path(self) -> str:
-        """``/v1/projects/<owner>/<project>``."""
-        return f"/v1/projects/{self.owner}/{self.project}"
-
-    @property
-    def deployment_path(self) -> str:
-        """``/v1/projects/<owner>/<project>/deployments/<deployment>``."""
-        return f"{self.project_path}/deployments/{self.needs_deployment()}"
-
-    def route(self, version_or_alias: str, endpoint: str) -> str:
-        """The router path of an endpoint: ``/<owner>/<project>/<deployment>/<v>/<e>/``."""
-        return (
-            f"/{self.owner}/{self.project}/{self.needs_deployment()}/{version_or_alias}/{endpoint}/"
-        )
 
 
 class ApiClient:
@@ -117,7 +86,7 @@ class ApiClient:
             raise ApiError(f"cannot reach the API at {self.login.url}: {exc}") from exc
         if response.is_success or response.status_code in expect:
             return response
-        raise ApiError(problem_text(response), response.status_code)
+        raise refusal(response, self.login)
 
     def get(self, path: str, **kwargs: Any) -> Any:
         """GET and decode the JSON answer."""
@@ -154,7 +123,7 @@ class ApiClient:
             with self.http.stream("GET", path, params=params, timeout=timeout) as response:
                 if not response.is_success:
                     response.read()
-                    raise ApiError(problem_text(response), response.status_code)
+                    raise refusal(response, self.login)
                 yield response
         except httpx.ReadTimeout:
             raise

@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-__all__ = ["ConfigError", "Login", "config_path", "load_login", "save_login"]
+from dockyard_cli.errors import ConfigError
+
+__all__ = ["ConfigError", "Login", "TokenSource", "config_path", "load_login", "save_login"]
 
 CONFIG_FILE = "login.json"
 
-
-class ConfigError(RuntimeError):
-    """The stored login is missing a value a command needs, or cannot be read."""
+TokenSource = Literal["option", "environment", "file"]
+"""Where a command's token came from: ``--token``, ``DOCKYARD_TOKEN`` or the login file."""
 
 
 class Login(BaseModel):
@@ -37,6 +39,9 @@ class Login(BaseModel):
     )
     project: str | None = Field(default=None, description="Default owner/project.")
     deployment: str | None = Field(default=None, description="Default deployment.")
+    token_from: TokenSource = Field(
+        default="option", exclude=True, description="Where the token came from; not stored."
+    )
 
     def dumped(self) -> dict[str, str | None]:
         """The stored form, the token in clear (the file is the owner's only)."""
@@ -102,12 +107,15 @@ def load_login(
         "project": project or environ.get("DOCKYARD_PROJECT") or stored.get("project"),
         "deployment": deployment or environ.get("DOCKYARD_DEPLOYMENT") or stored.get("deployment"),
     }
+    token_from: TokenSource = (
+        "option" if token else "environment" if environ.get("DOCKYARD_TOKEN") else "file"
+    )
     if not merged["url"] or not merged["token"]:
         raise ConfigError(
             "not logged in: run dockyard login --url <API URL> --token <token> "
             "(dockyard up prints both), or set DOCKYARD_URL and DOCKYARD_TOKEN"
         )
     try:
-        return Login.model_validate(merged)
+        return Login.model_validate({**merged, "token_from": token_from})
     except ValidationError as exc:
         raise ConfigError(f"the login in {config_path()} is not valid: {exc}") from exc

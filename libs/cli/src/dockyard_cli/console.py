@@ -2,21 +2,29 @@
 
 Exit codes: 0 done, 1 the operation failed (the server refused, or could not be reached),
 2 the command was used wrongly (click's usage errors, and a missing login or project).
+
+Light to import: every command module imports this one when ``dockyard`` starts, so the
+HTTP client and the login's pydantic model are imported by :func:`session`, when a command
+runs (``dockyard --help`` needs neither).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dockyard_cli.client import ApiClient, ApiError, Scope
-from dockyard_cli.config import ConfigError, load_login
+from dockyard_cli.errors import ApiError, ConfigError
+from dockyard_cli.scope import Scope
+
+if TYPE_CHECKING:
+    from dockyard_cli.client import ApiClient
 
 __all__ = [
     "DeploymentOption",
@@ -24,6 +32,7 @@ __all__ = [
     "OutputOption",
     "ProjectOption",
     "emit",
+    "explain",
     "fail",
     "failures_exit",
     "say",
@@ -69,6 +78,18 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def explain(error: ApiError) -> str:
+    """What to say about a failed operation: :func:`dockyard_cli.advice.advise` given where
+    this machine keeps the login and the platform's data."""
+    from dockyard_cli.advice import Where, advise
+    from dockyard_cli.config import config_path
+
+    where = Where(
+        login_file=str(config_path()), data_dir=os.environ.get("DOCKYARD_DATA_DIR", ".dockyard")
+    )
+    return advise(error, where)
+
+
 @contextmanager
 def failures_exit() -> Iterator[None]:
     """Turn the CLI's known failures into a message and an exit code (see module doc)."""
@@ -77,7 +98,7 @@ def failures_exit() -> Iterator[None]:
     except ConfigError as exc:
         raise fail(str(exc), 2) from None
     except ApiError as exc:
-        raise fail(str(exc), 1) from None
+        raise fail(explain(exc), 1) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
 
@@ -89,6 +110,9 @@ def session(
     """An API client as the logged-in token and the scope the options name; exits on the
     known failures."""
     with failures_exit():
+        from dockyard_cli.client import ApiClient
+        from dockyard_cli.config import load_login
+
         login = load_login(project=project, deployment=deployment)
         scope = Scope(login.project, login.deployment) if scoped else None
         with ApiClient(login) as client:

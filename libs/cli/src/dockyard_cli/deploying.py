@@ -1,34 +1,47 @@
-"""``dockyard deploy``: pack the code, upload what the server lacks, submit, follow to ready.
+"""``dockyard deploy`` and ``dockyard start``: put a version on its targets, follow it to ready.
 
-The event feed is opened *before* the version is submitted, so no event of its build or
-rollout can slip by between the submission and the first read.
+``deploy`` packs the code, uploads what the server lacks and submits a version; ``start``
+asks for a stopped version to run again. Either way the event feed is opened *before* the
+request, so no event of the build or rollout can slip by between it and the first read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from dockyard_cli.client import ApiClient, ApiError, Scope
+from dockyard_cli.errors import ApiError
 from dockyard_cli.events import FeedEvent, describe, mebibytes, read_feed
-from dockyard_cli.packing import pack
+from dockyard_cli.packing import pack, packed_files
+from dockyard_cli.scope import Scope
+
+if TYPE_CHECKING:
+    import httpx
+
+    from dockyard_cli.client import ApiClient
 
 __all__ = [
+    "VALOHAI_YAML",
     "DeployRequest",
     "Deployed",
     "deploy",
     "endpoint_urls",
     "ensure_deployment",
+    "missing_endpoint_definitions",
     "parse_file_options",
+    "start",
     "upload_blob",
 ]
+
+VALOHAI_YAML = "valohai.yaml"
+_ENDPOINT_ITEM = re.compile(r"^\s*-?\s*endpoint\s*:", re.MULTILINE)
 
 Say = Callable[[str], None]
 
@@ -74,6 +87,25 @@ def parse_file_options(values: list[str]) -> dict[str, dict[str, Path]]:
     return files
 
 
+def missing_endpoint_definitions(folder: Path) -> str | None:
+    """Why ``folder`` cannot be deployed as it is (None: it can): the server reads the
+    endpoints from the ``valohai.yaml`` at the root of the code it gets."""
+    path = folder / VALOHAI_YAML
+    if not path.is_file():
+        return (
+            f"{folder} has no {VALOHAI_YAML} at its root: deploy the folder that holds the "
+            "endpoint definitions (see examples/digits-wsgi)"
+        )
+    if VALOHAI_YAML not in packed_files(folder):
+        return f"{path} is left out by .gitignore or .dockyardignore: the server would not get it"
+    if not _ENDPOINT_ITEM.search(path.read_text(errors="replace")):
+        return (
+            f"{path} defines no endpoint (an '- endpoint:' item with a name, and wsgi or "
+            "server-command)"
+        )
+    return None
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -86,6 +118,8 @@ def upload_blob(
     client: ApiClient, scope: Scope, path: Path, digest: str | None = None
 ) -> tuple[str, bool]:
     """Upload ``path`` unless the project holds it already (HEAD first): (digest, uploaded)."""
+    import httpx
+
     digest = digest or _sha256(path)
     url = f"{scope.project_path}/blobs/{digest}"
     if client.call("HEAD", url, expect=(404,)).status_code == 200:
@@ -135,21 +169,20 @@ def _settled(client: ApiClient, path: str, within_s: float) -> dict[str, Any]:
     return version
 
 
-def _follow(
+def follow_rollout(
     client: ApiClient,
     feed: httpx.Response,
     version: dict[str, Any],
-    request: DeployRequest,
+    scope: Scope,
+    timeout_s: float,
     say: Say,
 ) -> dict[str, Any]:
     """Read the feed until every endpoint is ready on every target, or something failed."""
-    path = f"{request.scope.deployment_path}/versions/{version['name']}"
+    path = scope.version_path(version["name"])
     wanted = {(e["name"], t) for e in version["endpoints"] for t in version["targets"]}
     ready: set[tuple[str, str]] = set()
-    deadline = time.monotonic() + request.timeout_s
-    for event in read_feed(feed.iter_lines()):
-        if time.monotonic() > deadline:
-            break
+    deadline = time.monotonic() + timeout_s
+    for event in read_feed(lines_until(feed.iter_lines(), deadline)):
         if not _is_ours(event, version["name"]):
             continue
         say("  " + describe(event))
@@ -160,9 +193,28 @@ def _follow(
             if ready >= wanted:
                 return _settled(client, path, 10.0)
     raise ApiError(
-        f"version {version['name']} was not ready within {request.timeout_s:g} s; "
+        f"version {version['name']} was not ready within {timeout_s:g} s; "
         f"see dockyard status {version['name']}"
     )
+
+
+def lines_until(lines: Iterable[str], deadline: float) -> Iterator[str]:
+    """The lines until ``deadline`` (``time.monotonic()``) has passed. The feed's keep-alive
+    comments (every 15 s) bring a quiet feed back here to look at the clock."""
+    for line in lines:
+        if time.monotonic() > deadline:
+            return
+        yield line
+
+
+@contextmanager
+def _feed(client: ApiClient, scope: Scope) -> Iterator[httpx.Response]:
+    """The deployment's version and endpoint events from now on."""
+    feed_scope = {"owner": scope.owner, "project": scope.project, "deployment": scope.deployment}
+    with client.stream(
+        "/v1/events", types="version.*,endpoint.*", **feed_scope, idle_s=None
+    ) as feed:
+        yield feed
 
 
 def _is_ours(event: FeedEvent, name: str) -> bool:
@@ -202,13 +254,10 @@ def deploy(client: ApiClient, request: DeployRequest, say: Say) -> Deployed:
         version = client.post(f"{scope.deployment_path}/versions", body)
         say(f"submitted version {version['name']}")
         return Deployed(version, uploaded)
-    feed_scope = {"owner": scope.owner, "project": scope.project, "deployment": scope.deployment}
-    with client.stream(
-        "/v1/events", types="version.*,endpoint.*", **feed_scope, idle_s=None
-    ) as feed:
+    with _feed(client, scope) as feed:
         version = client.post(f"{scope.deployment_path}/versions", body)
         say(f"submitted version {version['name']}; following its build and rollout")
-        version = _follow(client, feed, version, request, say)
+        version = follow_rollout(client, feed, version, scope, request.timeout_s, say)
     if version.get("status") != "ready":
         return Deployed(version, uploaded)
     if request.alias:
@@ -217,3 +266,33 @@ def deploy(client: ApiClient, request: DeployRequest, say: Say) -> Deployed:
     return Deployed(
         version, uploaded, endpoint_urls(client.login.router_url, scope, version, request.alias)
     )
+
+
+def start(
+    client: ApiClient, scope: Scope, name: str, *, wait: bool, timeout_s: float, say: Say
+) -> Deployed:
+    """Ask for the stopped version ``name`` to run again; with ``wait``, follow it to ready.
+
+    A version that is not stopped is left as it is (the answer says where it stands)."""
+    path = scope.version_path(name)
+    if not wait:
+        response = client.call("POST", f"{path}/start")
+        version = response.json()
+        say(_start_said(name, response.status_code, version))
+        return Deployed(version, [])
+    with _feed(client, scope) as feed:
+        response = client.call("POST", f"{path}/start")
+        version = response.json()
+        say(_start_said(name, response.status_code, version))
+        if response.status_code == 202:
+            version = follow_rollout(client, feed, version, scope, timeout_s, say)
+    if response.status_code != 202:  # running already: it may still be on its way to ready
+        version = _settled(client, path, timeout_s)
+    urls = endpoint_urls(client.login.router_url, scope, version, None)
+    return Deployed(version, [], urls if version.get("status") == "ready" else {})
+
+
+def _start_said(name: str, status_code: int, version: dict[str, Any]) -> str:
+    if status_code == 202:
+        return f"starting version {name} on {', '.join(version.get('targets', []))}"
+    return f"version {name} is not stopped (it is {version.get('status')}): nothing to start"

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import httpx
 import typer
 
 from dockyard_cli.console import (
@@ -127,6 +126,8 @@ def events_command(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """The event feed, one line per event (with -o json, one CloudEvent per line)."""
+    import httpx
+
     with session(project, deployment, scoped=False) as (client, _):
         login = client.login
         params: dict[str, str | int] = {}

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from dockyard_cli.client import Scope
 from dockyard_cli.console import (
     DeploymentOption,
     Output,
@@ -21,6 +20,7 @@ from dockyard_cli.console import (
     emit,
     session,
 )
+from dockyard_cli.scope import Scope
 
 __all__ = ["logs_command", "new_lines", "render_logs"]
 
@@ -64,7 +64,7 @@ def render_logs(answer: dict[str, Any], seen: Seen | None = None) -> list[str]:
                 seen[key] = lines
             out += [f"{name}/{key[1]} | {line}" for line in shown]
             if seen is None and not lines:
-                # A quiet server (the WSGI runner logs no requests) is not a broken command.
+                # A replica that has written nothing yet is not a broken command.
                 out.append(f"{name}/{key[1]} | (no output yet)")
     return out
 

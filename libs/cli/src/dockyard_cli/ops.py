@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import httpx
 import typer
 
-from dockyard_cli.client import ApiError, problem_text
 from dockyard_cli.console import Output, OutputOption, emit, session, table
+from dockyard_cli.errors import ApiError
 
 __all__ = ["regions_app", "targets_command"]
 
@@ -37,13 +36,17 @@ def targets_command(output: OutputOption = Output.TABLE) -> None:
 
 def _ops(method: str, path: str) -> Any:
     """One call to the router's ``/_ops`` API as the logged-in (admin) token."""
+    import httpx
+
+    from dockyard_cli.client import refusal
+
     with session(scoped=False) as (client, _), client.router(admin=True) as router:
         try:
             response = router.request(method, path)
         except httpx.HTTPError as exc:
             raise ApiError(f"cannot reach the router at {client.login.router_url}: {exc}") from exc
         if not response.is_success:
-            raise ApiError(problem_text(response), response.status_code)
+            raise refusal(response, client.login)
         return response.json()
 
 

@@ -1,4 +1,4 @@
-"""Commands on versions: ``deploy``, ``versions``, ``status``, ``stop``."""
+"""Commands on versions: ``deploy``, ``versions``, ``status``, ``stop``, ``start``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from dockyard_cli.client import Scope
 from dockyard_cli.console import (
     DeploymentOption,
     Output,
@@ -19,10 +18,25 @@ from dockyard_cli.console import (
     session,
     table,
 )
-from dockyard_cli.deploying import DeployRequest, deploy, endpoint_urls, parse_file_options
+from dockyard_cli.deploying import (
+    Deployed,
+    DeployRequest,
+    deploy,
+    endpoint_urls,
+    missing_endpoint_definitions,
+    parse_file_options,
+    start,
+)
 from dockyard_cli.events import mebibytes
+from dockyard_cli.scope import Scope
 
-__all__ = ["deploy_command", "status_command", "stop_command", "versions_command"]
+__all__ = [
+    "deploy_command",
+    "start_command",
+    "status_command",
+    "stop_command",
+    "versions_command",
+]
 
 
 def _scope(scope: Scope | None) -> Scope:
@@ -65,6 +79,9 @@ def deploy_command(
     output: OutputOption = Output.TABLE,
 ) -> None:
     """Pack the code, upload what the server lacks, and submit it as a new version."""
+    missing = missing_endpoint_definitions(folder)
+    if missing is not None:  # said before anything is created or uploaded
+        raise typer.BadParameter(missing, param_hint="FOLDER")
     try:
         files = parse_file_options(file or [])
     except ValueError as exc:
@@ -89,6 +106,12 @@ def deploy_command(
             timeout_s=timeout,
         )
         outcome = deploy(client, request, say)
+    _answer(outcome, output)
+
+
+def _answer(outcome: Deployed, output: Output) -> None:
+    """What ``deploy`` and ``start`` print: the version's status, error and URLs; exit 1
+    when it did not end where it should."""
     version = outcome.version
     lines = [f"version {version['name']}: {version['status']}"]
     if version.get("error"):
@@ -201,3 +224,18 @@ def stop_command(
     if stopped.get("status") not in ("stopping", "stopped"):
         raise fail(f"version {version} is {stopped.get('status')}, not stopping")
     print(f"version {version}: {stopped['status']}")
+
+
+def start_command(
+    version: Annotated[str, typer.Argument(help="Version name.")],
+    wait: Annotated[bool, typer.Option(help="Follow the rollout until ready.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 600.0,
+    project: ProjectOption = None,
+    deployment: DeploymentOption = None,
+    output: OutputOption = Output.TABLE,
+) -> None:
+    """Run a stopped version again on every target (from its built image); an alias can
+    then point at it."""
+    with session(project, deployment) as (client, scope):
+        outcome = start(client, _scope(scope), version, wait=wait, timeout_s=timeout, say=say)
+    _answer(outcome, output)

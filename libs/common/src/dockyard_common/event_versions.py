@@ -18,16 +18,18 @@ __all__ = [
 
 DATASCHEMA_PREFIX = "urn:dockyard:event-schema:"
 
+# A version's 2: it carries ``started_at``, when it was last started again after a stop.
 EVENT_SCHEMA_VERSIONS: dict[str, int] = {
-    "version.created": 1,
-    "version.stopping": 1,
-    "version.stopped": 1,
-    "version.build.started": 1,
+    "version.created": 2,
+    "version.stopping": 2,
+    "version.stopped": 2,
+    "version.starting": 1,
+    "version.build.started": 2,
     "version.build.progress": 1,
-    "version.built": 1,
-    "version.build.failed": 1,
-    "version.ready": 1,
-    "version.degraded": 1,
+    "version.built": 2,
+    "version.build.failed": 2,
+    "version.ready": 2,
+    "version.degraded": 2,
     "endpoint.deploying": 1,
     "endpoint.ready": 1,
     "endpoint.failed": 1,
@@ -43,6 +45,7 @@ EVENT_SUMMARIES: dict[str, str] = {
     "version.created": "A version was submitted; the builder will build it.",
     "version.stopping": "A version is being stopped (its endpoints are being removed).",
     "version.stopped": "A version is stopped: none of its endpoints run any more.",
+    "version.starting": "A stopped version is started again from its image (`started_at`).",
     "version.build.started": "The builder started building the version's image.",
     "version.build.progress": "Bytes done of bytes to do, per build phase (layers, push).",
     "version.built": "The version's image is built; `image` holds its digest.",

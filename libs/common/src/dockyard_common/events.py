@@ -40,6 +40,8 @@ class EventType:
     VERSION_CREATED = "version.created"
     VERSION_STOPPING = "version.stopping"
     VERSION_STOPPED = "version.stopped"
+    VERSION_STARTING = "version.starting"
+    """A stopped version is to run again: its endpoints are being started from its image."""
     VERSION_BUILD_STARTED = "version.build.started"
     VERSION_BUILD_PROGRESS = "version.build.progress"
     VERSION_BUILT = "version.built"
@@ -64,6 +66,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     EventType.VERSION_CREATED: Version,
     EventType.VERSION_STOPPING: Version,
     EventType.VERSION_STOPPED: Version,
+    EventType.VERSION_STARTING: Version,
     EventType.VERSION_BUILD_STARTED: Version,
     EventType.VERSION_BUILD_PROGRESS: BuildProgress,
     EventType.VERSION_BUILT: Version,

@@ -393,6 +393,11 @@ class Version(_Snapshot):
     error: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = Field(
+        default=None,
+        description="When it was last started again after a stop (retention counts its "
+        "grace from then too); None if never.",
+    )
 
     @property
     def scope(self) -> tuple[str, str, str]:

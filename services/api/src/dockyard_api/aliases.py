@@ -13,6 +13,7 @@ __all__ = [
     "alias_after_rollback",
     "alias_after_set",
     "alias_pointed_back",
+    "stopped_versions",
     "unready_versions",
 ]
 
@@ -39,6 +40,24 @@ def unready_versions(
             elif version.status is not VersionStatus.READY:
                 problems[name] = f"is {version.status.value}"
     return problems
+
+
+_STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
+
+
+def stopped_versions(
+    targets: list[AliasTarget], versions: Mapping[str, Version | None]
+) -> list[str]:
+    """The versions the targets name that are stopped or stopping, sorted. An alias never
+    points at one, forced or not: it would answer 404 until the version is started again."""
+    return sorted(
+        {
+            name
+            for target in targets
+            for name in target.versions
+            if (version := versions.get(name)) is not None and version.status in _STOPPED
+        }
+    )
 
 
 def _with_change(alias: Alias, change: AliasChange) -> Alias:

@@ -58,8 +58,9 @@ def retained_versions(aliases: list[Alias], keep_changes: int) -> set[str]:
 
 def _left_window_at(version: Version, aliases: list[Alias], keep_changes: int) -> datetime:
     """When the version stopped being retained: the change that pushed its last mention
-    out of an alias's window (the latest such moment over all aliases), else its creation."""
-    left = version.created_at
+    out of an alias's window (the latest such moment over all aliases), else its creation;
+    never before it was last started again (a start asks for it to run)."""
+    left = max(version.created_at, version.started_at or version.created_at)
     for alias in aliases:
         changes = _newest_first(alias)
         for position, change in enumerate(changes):

@@ -39,7 +39,9 @@ __all__ = ["SCHEDULE_CONSUMER", "Scheduler"]
 log = get_logger(__name__)
 
 SCHEDULE_CONSUMER = ConsumerSpec(
-    durable="scheduler", event_types=[EventType.VERSION_BUILT, EventType.VERSION_STOPPING]
+    durable="scheduler",
+    # version.starting: a stopped version is to run again, as after its build.
+    event_types=[EventType.VERSION_BUILT, EventType.VERSION_STOPPING, EventType.VERSION_STARTING],
 )
 
 _UNSUPPORTED_HINTS = {
@@ -77,8 +79,9 @@ class Scheduler:
         """The last state reported per workload key (to tell ``endpoint.scaled`` apart)."""
 
     async def run(self, full_pass_every_s: float = 30.0) -> None:
-        """Consume ``version.built``, run a full pass periodically and answer logs requests,
-        until cancelled. What a previous scheduler left running is adopted by the first pass."""
+        """Consume ``version.built`` (and ``version.starting``), run a full pass periodically
+        and answer logs requests, until cancelled. What a previous scheduler left running is
+        adopted by the first pass."""
         nc: NatsClient = self._js._nc  # the connection JetStream runs on
         logs = await serve_logs(
             nc, self._drivers, self._targets, within_s=self._settings.logs_deadline_s
@@ -101,7 +104,7 @@ class Scheduler:
             versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
             current = await versions.get(key)
             if current is not None and current.value.status in _STOPPED:
-                return  # stopped while it was building: nothing may start
+                return  # stopped while it was building (or again since its start)
             await self._apply(version, await self._targets(), report_unsupported=True)
 
     async def _stop(self, version: Version, key: str, revision: str) -> None:

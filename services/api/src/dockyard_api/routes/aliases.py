@@ -16,6 +16,7 @@ from dockyard_api.aliases import (
     alias_after_rollback,
     alias_after_set,
     alias_pointed_back,
+    stopped_versions,
     unready_versions,
 )
 from dockyard_api.auth import Deployer, Viewer
@@ -60,7 +61,11 @@ class AliasIn(BaseModel):
     regions: dict[TargetName, AliasTarget] = Field(
         default_factory=dict, description="Per-region overrides: region → version or weights."
     )
-    force: bool = Field(default=False, description="Point at versions that are not ready.")
+    force: bool = Field(
+        default=False,
+        description="Point at versions not ready yet (building, deploying, failed); never at "
+        "a stopped one.",
+    )
 
     @model_validator(mode="after")
     def _valid_target(self) -> AliasIn:
@@ -109,19 +114,35 @@ async def _check_versions(
     targets: list[AliasTarget],
     force: bool,
 ) -> dict[str, Stored[Version]]:
-    """Check the versions the targets name (404 missing, 409 not ready unless forced); the
-    records read, for :func:`_hold_versions` once the alias is written."""
+    """Check the versions the targets name (404 missing, 409 stopped, 409 not ready unless
+    forced); the records read, for :func:`_hold_versions` once the alias is written.
+
+    A stopped version never becomes ready by waiting, and a forced switch to it would send
+    every call to a 404: the refusal names the call that starts it again."""
     reads = await _read_versions(context, owner, project, deployment, targets)
     found = {name: stored.value if stored else None for name, stored in reads.items()}
     problems = unready_versions(targets, found)
     missing = {n: why for n, why in problems.items() if why == "does not exist"}
     if missing:
         raise Problem(404, "not-found", _reasons(missing))
+    stopped = stopped_versions(targets, found)
+    if stopped:
+        versions = f"/v1/projects/{owner}/{project}/deployments/{deployment}/versions"
+        starts = " and ".join(f"POST {versions}/{name}/start" for name in stopped)
+        raise Problem(
+            409,
+            "version-stopped",
+            _reasons({name: problems[name] for name in stopped})
+            + f": an alias never points at a stopped version, forced or not. Start it again "
+            f"({starts}) and switch once it is ready",
+            stopped=stopped,
+        )
     if problems and not force:
         raise Problem(
             409,
             "version-not-ready",
-            _reasons(problems) + ": wait until it is ready, or pass force",
+            _reasons(problems) + ": wait until it is ready, or set force to point at it anyway",
+            versions={name: why.removeprefix("is ") for name, why in problems.items()},
         )
     return {name: stored for name, stored in reads.items() if stored}
 
@@ -231,7 +252,8 @@ async def _go_live(context: ApiContext, switch: _Switch, response: Response) -> 
     processes, so they overlap). If a version could not be held, point the alias back at
     once, wait for that instead, and answer 409."""
     live = asyncio.create_task(_answer_when_live(context, switch.revision, response))
-    accepted = _ANY if switch.force else _READY
+    # Forced or not, a version stopped meanwhile is not held: the alias is pointed back.
+    accepted = _ANY - _STOPPED if switch.force else _READY
     try:
         lost = await _hold_versions(context, *switch.updated.scope, switch.held, accepted)
     except BaseException:
@@ -433,7 +455,9 @@ async def rollback_alias(
     response: Response,
     caller: Deployer,
     context: Context,
-    force: Annotated[bool, Query(description="Roll back to versions that are not ready.")] = False,
+    force: Annotated[
+        bool, Query(description="Roll back to versions not ready yet; never to a stopped one.")
+    ] = False,
 ) -> Response:
     """Point the alias back where it pointed before its current target.
 

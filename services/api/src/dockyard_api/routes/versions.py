@@ -318,6 +318,8 @@ async def stop_version(
                 "version-in-use",
                 f"alias {', '.join(map(repr, users))} points to {version!r}: move it first, "
                 "or pass force=true",
+                aliases=users,
+                version=version,
             )
         stopping = stored.value.model_copy(
             update={"status": VersionStatus.STOPPING, "updated_at": utcnow()}

@@ -739,7 +739,12 @@ class Server:
         except (BadRequest, ClientGone):
             raise
         except Exception:
-            traceback.print_exc(file=sys.stderr)
+            # One write, so that another thread's lines never land inside the traceback.
+            request_id = environ.get("HTTP_X_REQUEST_ID", "-")
+            sys.stderr.write(
+                f"dockyard_runner: request {request_id} ({environ['REQUEST_METHOD']} "
+                f"{environ['RAW_URI']}) failed:\n{traceback.format_exc()}"
+            )
             if exchange.head_sent:  # part of the answer left: all the client can learn is a cut
                 raise ClientGone("the app failed after its answer started") from None
             exchange.keep_alive = False
@@ -794,16 +799,32 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: WsgiApp, host: str, port: int, max_requests: int) -> int:
-    """Serve until SIGTERM or SIGINT, then let running requests finish; exit code 0."""
+def _stderr_line(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def serve(
+    app: WsgiApp,
+    host: str,
+    port: int,
+    max_requests: int,
+    log: Callable[[str], None] = _stderr_line,
+) -> int:
+    """Serve until SIGTERM or SIGINT, then let running requests finish; exit code 0.
+
+    ``log`` gets a line when the server listens, when it stops and when it is done."""
     server = Server(app, listen(host, port), max_requests)
     signals: list[int] = []
     # Append only: a handler that took a lock could deadlock on a second signal.
     signal.signal(signal.SIGTERM, lambda signum, _frame: signals.append(signum))
     signal.signal(signal.SIGINT, lambda signum, _frame: signals.append(signum))
     threading.Thread(target=server.serve_forever, name="accept", daemon=True).start()
+    address = server.address
+    log(f"dockyard_runner: listening on {address[0]}:{address[1]}, {max_requests} requests at once")
     while not signals:
         time.sleep(0.2)
+    log(f"dockyard_runner: {signal.Signals(signals[0]).name}: finishing running requests")
     if not server.stop():
-        sys.stderr.write(f"dockyard_runner: requests still running after {STOP_GRACE_S:.0f} s\n")
+        log(f"dockyard_runner: requests still running after {STOP_GRACE_S:.0f} s")
+    log("dockyard_runner: stopped")
     return 0
