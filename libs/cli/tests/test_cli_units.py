@@ -162,6 +162,8 @@ def test_a_call_nothing_serves_names_no_version() -> None:
     unserved = {"status": 404, "version": None, "region": None, "alias": None, "body": {}}
     assert "None" not in served_line(unserved)
     assert "HTTP 404 from the router" in served_line(unserved)
+    typo = {**unserved, "body": {"detail": "version v1 of acme/demo/web has no endpoint predcit"}}
+    assert served_line(typo).endswith("has no endpoint predcit")  # the router's reason, as said
     served = {"status": 200, "version": "v1", "region": "eu", "alias": "production", "body": {}}
     assert served_line(served) == "served by version v1 in region eu (alias production)"
 

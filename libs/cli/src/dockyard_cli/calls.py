@@ -67,13 +67,17 @@ def _served(response: httpx.Response) -> dict[str, Any]:
 def served_line(served: dict[str, Any]) -> str:
     """Who answered a call, for a person. Pure.
 
-    Without a version header the router itself answered: nothing serves that path (a
-    version or alias of another deployment than the login's, say), so no version is named.
+    Without a version header the router itself answered: nothing serves that path, and its
+    problem document says which part it does not know (deployment, version or alias,
+    endpoint) or that the version is stopped.
     """
     if served["version"] is None:
-        return (
-            f"HTTP {served['status']} from the router: no version serves this path "
-            "(check the version or alias, and --deployment)"
+        body = served["body"]
+        detail = body.get("detail") if isinstance(body, dict) else None
+        return f"HTTP {served['status']} from the router: " + (
+            str(detail)
+            if detail
+            else "nothing serves this path (check the version or alias, and --deployment)"
         )
     return (
         f"served by version {served['version']} in region {served['region']}"
