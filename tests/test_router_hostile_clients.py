@@ -172,89 +172,136 @@ HOST = b"Host: router.example:8081\r\n"
 CLOSE = b"Connection: close\r\n"
 
 
+HOSTILE_REQUESTS: list[tuple[str, bytes, int, str]] = [
+    (
+        "connect",
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        501,
+        "not-implemented",
+    ),
+    (
+        "websocket",
+        b"GET %s/ HTTP/1.1\r\n" + HOST + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        501,
+        "not-implemented",
+    ),
+    (
+        "h2c-upgrade",
+        b"GET %s/ HTTP/1.1\r\n" + HOST + b"Connection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
+        501,
+        "not-implemented",
+    ),
+    (
+        "http2-request-line",
+        b"GET %s/ HTTP/2.0\r\n" + HOST + b"\r\n",
+        505,
+        "http-version-not-supported",
+    ),
+    ("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "bad-request"),
+    (
+        "chunk-size-not-hex",
+        b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+        400,
+        "bad-request",
+    ),
+    (
+        "chunk-size-overflow",
+        b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
+        b"fffffffffffffffffff\r\n",
+        400,
+        "bad-request",
+    ),
+    (
+        "chunk-longer-than-said",
+        b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n",
+        400,
+        "bad-request",
+    ),
+    (
+        "transfer-coding-not-chunked",
+        b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n",
+        501,
+        "not-implemented",
+    ),
+    (
+        "length-and-chunked",
+        b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n"
+        b"\r\n3\r\nabc\r\n0\r\n\r\n",
+        400,
+        "bad-request",
+    ),
+    (
+        "two-lengths",
+        b"POST %s/ HTTP/1.1\r\n" + HOST + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+        "bad-request",
+    ),
+    ("no-host", b"GET %s/ HTTP/1.1\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
+    ("two-hosts", b"GET %s/ HTTP/1.1\r\n" + HOST + HOST + CLOSE + b"\r\n", 400, "bad-request"),
+    (
+        "host-with-path",
+        b"GET %s/ HTTP/1.1\r\nHost: evil.example/x\r\n" + CLOSE + b"\r\n",
+        400,
+        "bad-request",
+    ),
+    (
+        "host-with-userinfo",
+        b"GET %s/ HTTP/1.1\r\nHost: user@evil.example\r\n" + CLOSE + b"\r\n",
+        400,
+        "bad-request",
+    ),
+    ("host-with-space", b"GET %s/ HTTP/1.1\r\nHost: a b\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
+    ("empty-host", b"GET %s/ HTTP/1.1\r\nHost:\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
+    ("no-host-on-ops", b"GET /_ops/regions HTTP/1.1\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
+]
+"""Requests the router refuses: (name, the request as sent, its status, its problem type);
+``%s`` stands for the path of a routed version."""
+
+
+HOSTILE_INPUTS: list[tuple[str, str, str]] = [
+    (
+        f"router: {name}",
+        repr(request.replace(b"%s", b"/o/p/d/v1/predict")),
+        f"{status} {slug}, then the connection closes",
+    )
+    for name, request, status, slug in HOSTILE_REQUESTS
+] + [
+    (
+        "router: slow request heads",
+        "20 connections sending a header byte every 0.2 s, and one sending nothing",
+        "408 request-timeout at the head timeout (counted from the first byte); others served",
+    ),
+    (
+        "router: connections past the cap",
+        "one connection more than DOCKYARD_CLIENT_CONNECTIONS",
+        "503 too-many-connections with Retry-After: 1, at once; the others still served",
+    ),
+    (
+        "router: chunked body malformed midway",
+        "a good chunk, then a chunk size 'zz' after the request went upstream",
+        "400 bad-request naming the malformed body",
+    ),
+    (
+        "router: a refusal pipelined after a request",
+        "GET then CONNECT in one write",
+        "200 for the GET, then 501 for the CONNECT, in order",
+    ),
+    (
+        "router: /metrics without the admin token",
+        "GET /metrics, with no token and with a wrong one",
+        "401 problem+json; 200 only with the platform admin token",
+    ),
+]
+"""Every hostile request these tests send, as docs/reliability.md lists them."""
+
+
 @pytest.mark.parametrize(
     ("request_head", "status", "slug"),
-    [
-        (
-            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
-            501,
-            "not-implemented",
-        ),
-        (
-            b"GET %s/ HTTP/1.1\r\n" + HOST + b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            501,
-            "not-implemented",
-        ),
-        (
-            b"GET %s/ HTTP/1.1\r\n" + HOST + b"Connection: Upgrade, HTTP2-Settings\r\n"
-            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
-            501,
-            "not-implemented",
-        ),
-        (b"GET %s/ HTTP/2.0\r\n" + HOST + b"\r\n", 505, "http-version-not-supported"),
-        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400, "bad-request"),
-        (
-            b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
-            400,
-            "bad-request",
-        ),
-        (
-            b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n"
-            b"fffffffffffffffffff\r\n",
-            400,
-            "bad-request",
-        ),
-        (
-            b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcdef\r\n",
-            400,
-            "bad-request",
-        ),
-        (
-            b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: gzip, chunked\r\n\r\n"
-            b"3\r\nabc\r\n0\r\n\r\n",
-            501,
-            "not-implemented",
-        ),
-        (
-            b"POST %s/ HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n"
-            b"\r\n3\r\nabc\r\n0\r\n\r\n",
-            400,
-            "bad-request",
-        ),
-        (
-            b"POST %s/ HTTP/1.1\r\n" + HOST + b"Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-            400,
-            "bad-request",
-        ),
-        (b"GET %s/ HTTP/1.1\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
-        (b"GET %s/ HTTP/1.1\r\n" + HOST + HOST + CLOSE + b"\r\n", 400, "bad-request"),
-        (b"GET %s/ HTTP/1.1\r\nHost: evil.example/x\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
-        (b"GET %s/ HTTP/1.1\r\nHost: user@evil.example\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
-        (b"GET %s/ HTTP/1.1\r\nHost: a b\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
-        (b"GET %s/ HTTP/1.1\r\nHost:\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
-        (b"GET /_ops/regions HTTP/1.1\r\n" + CLOSE + b"\r\n", 400, "bad-request"),
-    ],
-    ids=[
-        "connect",
-        "websocket",
-        "h2c-upgrade",
-        "http2-request-line",
-        "http2-preface",
-        "chunk-size-not-hex",
-        "chunk-size-overflow",
-        "chunk-longer-than-said",
-        "transfer-coding-not-chunked",
-        "length-and-chunked",
-        "two-lengths",
-        "no-host",
-        "two-hosts",
-        "host-with-path",
-        "host-with-userinfo",
-        "host-with-space",
-        "empty-host",
-        "no-host-on-ops",
-    ],
+    [row[1:] for row in HOSTILE_REQUESTS],
+    ids=[row[0] for row in HOSTILE_REQUESTS],
 )
 async def test_requests_the_router_will_not_pass_on_get_a_problem_then_the_close(
     routed: Routed, request_head: bytes, status: int, slug: str

@@ -6,9 +6,10 @@
     uv run --frozen --all-packages python -m tests.faults.report \\
         --results /tmp/faults.json --output docs/reliability.md
 
-The hostile inputs are the ``HOSTILE_INPUTS`` list of ``tests/test_hostile_inputs.py``
-(rows of input and answer), read as a literal when it is one, else by importing the module;
-the section says so when the file is not there. Rendering is pure.
+The hostile inputs are the ``HOSTILE_INPUTS`` lists of the test modules in
+:data:`HOSTILE_FILES` (rows of name, what was sent and the answer), each read as a literal
+when it is one, else by importing the module; the section says so when no file is there.
+Rendering is pure.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from tests.faults.results import FaultResult, SuiteResults
 __all__ = ["hostile_inputs", "main", "render_reliability"]
 
 REPO = Path(__file__).resolve().parents[2]
-HOSTILE_FILE = REPO / "tests" / "test_hostile_inputs.py"
+HOSTILE_FILES = (
+    REPO / "tests" / "test_hostile_inputs.py",
+    REPO / "tests" / "test_router_hostile_clients.py",
+)
+"""The test modules whose ``HOSTILE_INPUTS`` the page lists: the API's and the router's."""
 _CELL_MAX = 160
 
 _INTRO = """\
@@ -120,15 +125,16 @@ def render_reliability(results: SuiteResults, hostile: Sequence[tuple[str, str]]
     ]
     if hostile is None:
         lines.append(
-            "The inventory comes from `HOSTILE_INPUTS` in `tests/test_hostile_inputs.py`, "
-            "which this tree does not have yet."
+            "The inventory comes from `HOSTILE_INPUTS` in `tests/test_hostile_inputs.py` and "
+            "`tests/test_router_hostile_clients.py`, which this tree does not have yet."
         )
     elif not hostile:
-        lines.append("`tests/test_hostile_inputs.py` lists no input yet.")
+        lines.append("The hostile-input tests list no input yet.")
     else:
         lines += [
-            f"Each input below is sent by `tests/test_hostile_inputs.py` ({len(hostile)} "
-            "inputs); the answer is what the platform gave, checked by that test.",
+            f"Each input below is sent by `tests/test_hostile_inputs.py` (the API) or "
+            f"`tests/test_router_hostile_clients.py` (the router), {len(hostile)} inputs in "
+            "all; the answer is what the platform gave, checked by those tests.",
             "",
             "| input | answer |",
             "|---|---|",
@@ -139,16 +145,26 @@ def render_reliability(results: SuiteResults, hostile: Sequence[tuple[str, str]]
 
 
 def _row(row: Any) -> tuple[str, str]:
+    """(input, answer) of a row: a dict, (input, answer), or (name, what was sent, answer)."""
     if isinstance(row, dict):
         return str(row["input"]), str(row["answer"])
-    given, answer, *_ = row
+    if len(row) >= 3:
+        name, sent, answer = row[:3]
+        return f"{name}: {sent if isinstance(sent, str) else repr(sent)}", str(answer)
+    given, answer = row
     return (given if isinstance(given, str) else repr(given)), str(answer)
 
 
-def hostile_inputs(path: Path = HOSTILE_FILE) -> list[tuple[str, str]] | None:
-    """The (input, answer) rows of ``HOSTILE_INPUTS`` in ``path``; None if there is no file."""
-    if not path.exists():
+def hostile_inputs(*paths: Path) -> list[tuple[str, str]] | None:
+    """The (input, answer) rows of ``HOSTILE_INPUTS`` in each of ``paths`` (default:
+    :data:`HOSTILE_FILES`) that exists; None if none does."""
+    found = [path for path in paths or HOSTILE_FILES if path.exists()]
+    if not found:
         return None
+    return [row for path in found for row in _rows_of(path)]
+
+
+def _rows_of(path: Path) -> list[tuple[str, str]]:
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in tree.body:
         target = node.target if isinstance(node, ast.AnnAssign) else None
@@ -159,10 +175,12 @@ def hostile_inputs(path: Path = HOSTILE_FILE) -> list[tuple[str, str]] | None:
                 return [_row(row) for row in ast.literal_eval(node.value)]
             except ValueError:
                 break  # built by code, not written out: the module has to run
-    spec = importlib.util.spec_from_file_location("tests_hostile_inputs", path)
+    name = f"_hostile_inputs_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # a dataclass in the module looks itself up there
     spec.loader.exec_module(module)
     return [_row(row) for row in getattr(module, "HOSTILE_INPUTS", [])]
 
@@ -176,7 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("DOCKYARD_FAULTS_RESULTS"),
         help="the JSON the fault suite wrote (default: $DOCKYARD_FAULTS_RESULTS)",
     )
-    parser.add_argument("--hostile", type=Path, default=HOSTILE_FILE)
+    parser.add_argument(
+        "--hostile",
+        type=Path,
+        action="append",
+        help="a module listing HOSTILE_INPUTS "
+        "(repeatable; default: the API's and the router's hostile-input tests)",
+    )
     parser.add_argument("--output", type=Path, help="write here instead of to stdout")
     args = parser.parse_args(argv)
     if args.results is None:
@@ -185,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     if not results.faults:
         sys.stderr.write(f"{args.results} holds no fault: did the suite run?\n")
         return 1
-    page = render_reliability(results, hostile_inputs(args.hostile))
+    page = render_reliability(results, hostile_inputs(*(args.hostile or HOSTILE_FILES)))
     if args.output is None:
         sys.stdout.write(page)
     else:

@@ -108,3 +108,13 @@ def test_the_command_writes_the_page_from_a_results_file(tmp_path: Path) -> None
         == 0
     )
     assert output.read_text() == render_reliability(RESULTS, None)
+
+
+def test_named_rows_from_several_modules_read_as_name_and_what_was_sent(tmp_path: Path) -> None:
+    api, router = tmp_path / "test_api.py", tmp_path / "test_router.py"
+    api.write_text("HOSTILE_INPUTS = [('yaml bomb', '333 bytes of aliases', '422')]\n")
+    router.write_text("HOSTILE_INPUTS = [('connect', b'CONNECT x:443', '501')]\n")
+    assert hostile_inputs(api, tmp_path / "absent.py", router) == [
+        ("yaml bomb: 333 bytes of aliases", "422"),
+        ("connect: b'CONNECT x:443'", "501"),
+    ]
