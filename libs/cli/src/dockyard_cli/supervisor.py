@@ -107,7 +107,8 @@ class Supervisor:
         """Start ``spec`` and supervise it from now on."""
         process = _spawn(spec)
         self._children[spec.name] = _Child(spec, process, self._clock())
-        log.info("platform.service.started", service=spec.name, pid=process.pid)
+        # Routine, and the banner names what runs: a line each only when asked (debug).
+        log.debug("platform.service.started", service=spec.name, pid=process.pid)
         return process
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
