@@ -267,7 +267,7 @@ SWITCH_ROLES = (
     ("api", "dockyard_api"),
     ("nats", "nats-server"),
     ("redis", "redis-server"),
-    ("redis", "valkey-server"),  # where the Redis package is missing (libs/cli servers.py)
+    ("redis", "valkey-server"),  # where the Redis package is missing (dockyard_platform.servers)
     *ROLES,
 )
 """Finer roles for the switch phase, whose work spreads over every service."""

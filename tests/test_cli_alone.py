@@ -39,9 +39,11 @@ SERVER_SIDE = {
 
 LIST_DISTRIBUTIONS = """
 import importlib.metadata as metadata, json, re
-names = sorted({re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower() for d in metadata.distributions()})
-requires = [re.split(r"[ <>=;\\[]", line, maxsplit=1)[0] for line in metadata.requires("dockyard-cli")]
-print(json.dumps({"installed": names, "requires": requires}))
+def name(text):
+    return re.sub(r"[-_.]+", "-", re.split(r"[ <>=~!;\\[]", text, maxsplit=1)[0]).lower()
+installed = sorted({name(d.metadata["Name"]) for d in metadata.distributions()})
+requires = [name(line) for line in metadata.requires("dockyard-cli")]
+print(json.dumps({"installed": installed, "requires": requires}))
 """
 
 

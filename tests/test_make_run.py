@@ -25,11 +25,11 @@ import pytest
 from dockyard_platform.servers import free_port
 from tests.faults.processes import service_pid
 from tests.harness.fixtures import Names, RunningPlatform, admin_client, start_platform_process
-from tests.harness.installs import REPO, uv_for_make
 from tests.harness.flows import (
     deploy_ready,
     put_deployment,
 )
+from tests.harness.installs import REPO, uv_for_make
 from tests.harness.procs import alive, descendants
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
