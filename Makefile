@@ -43,8 +43,8 @@ run: install-run
 lint: install
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
-	$(RUN) mypy libs/common/src libs/cli/src services/api/src services/builder/src \
-		services/scheduler/src services/router/src
+	$(RUN) mypy libs/common/src libs/cli/src libs/platform/src services/api/src \
+		services/builder/src services/scheduler/src services/router/src
 	$(RUN) lint-imports
 
 # Debian packages the tests use (registry, skopeo, redis, busybox), installed when missing.

@@ -53,8 +53,8 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from dockyard_cli.servers import ServerProcess, free_port, start_nats
 from dockyard_common.processes import stop_with_parent
+from dockyard_platform.servers import ServerProcess, free_port, start_nats
 
 TARGET_SUBMIT_PER_S = 200.0
 TARGET_EVENT_P99_MS = 20.0

@@ -4,7 +4,9 @@
 
 Each run is a whole process, as a person types it: the interpreter's start, the imports and
 the answer. Reports the median and spread of the wall time, and the imports that took
-longest (``python -X importtime``), since those are what a faster start removes.
+longest (``python -X importtime``), since those are what a faster start removes. Measured in
+the workspace's .venv, and (with uv at hand) in a virtualenv holding the CLI alone, as the
+user of a platform running elsewhere installs it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests.harness
+
+from tests.harness.installs import install_package_alone, uv_for_make
 
 DOCKYARD = str(Path(sys.executable).with_name("dockyard"))
 COMMANDS = {
@@ -55,6 +62,13 @@ def slowest_imports(count: int) -> list[tuple[str, float]]:
     return sorted(found, key=lambda item: -item[1])[:count]
 
 
+def report(label: str, times: list[float], goal: str) -> None:
+    print(
+        f"{label:<40} median {statistics.median(times):.3f} s  "
+        f"(min {min(times):.3f}, max {max(times):.3f}, {len(times)} runs)   {goal}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
@@ -63,10 +77,18 @@ def main() -> int:
     for label, (command, goal) in COMMANDS.items():
         times = wall_seconds(command, args.runs)
         figures[label] = statistics.median(times)
-        print(
-            f"{label:<28} median {statistics.median(times):.3f} s  "
-            f"(min {min(times):.3f}, max {max(times):.3f}, {args.runs} runs)   {goal}"
-        )
+        report(label, times, goal)
+    uv = uv_for_make()
+    if uv is None:
+        print("the CLI alone: not measured (no uv on PATH nor in .tools/)")
+    else:
+        with tempfile.TemporaryDirectory(prefix="dockyard-cli-alone-") as scratch:
+            venv = Path(scratch) / "venv"
+            install_package_alone(uv, "dockyard-cli", venv)
+            label = "dockyard --help (the CLI alone)"
+            times = wall_seconds([str(venv / "bin" / "dockyard"), "--help"], args.runs)
+            figures[label] = statistics.median(times)
+            report(label, times, "goal < 0.3 s")
     print("slowest top-level imports of dockyard --help (cumulative ms):")
     for name, ms in slowest_imports(8):
         print(f"  {name:<36} {ms:7.1f}")

@@ -1,9 +1,11 @@
-"""What `make run` and `make install` put on disk, and what a first install downloads.
+"""What `make run`, `make install` and the CLI alone put on disk, and what a first install
+downloads.
 
     .venv/bin/python bench/install_size.py      # a few seconds with a warm uv cache
 
 Each environment is made afresh in a temporary directory with the Makefile's own `uv sync`
-flags (packages come from uv's cache where it holds them, else from PyPI), then measured:
+flags, or for the CLI alone `uv sync --package dockyard-cli` (packages come from uv's cache
+where it holds them, else from PyPI), then measured:
 
 - on disk: the bytes its files occupy (each hard link counted once), and its distributions;
 - download: the sum of the sizes uv.lock records for the wheels of the installed
@@ -31,9 +33,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 PROFILES = {
-    "make run": ["--no-dev", "--group", "examples"],
-    "make run without the examples' training (--no-dev)": ["--no-dev"],
-    "make install (everything)": [],
+    "make run": ["--all-packages", "--no-dev", "--group", "examples"],
+    "make run without the examples' training (--no-dev)": ["--all-packages", "--no-dev"],
+    "make install (everything)": ["--all-packages"],
+    # What the user of a platform running elsewhere installs: the HTTP command line.
+    "the CLI alone (dockyard-cli)": ["--package", "dockyard-cli", "--no-dev", "--no-editable"],
 }
 
 
@@ -142,7 +146,7 @@ def measure(profile: str, flags: list[str], lock: dict[str, object]) -> Measured
     with tempfile.TemporaryDirectory(prefix="dockyard-install-") as scratch:
         venv = Path(scratch) / "venv"
         env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)}
-        command = [*uv_command(), "sync", "--frozen", "--all-packages", *flags, "--quiet"]
+        command = [*uv_command(), "sync", "--frozen", *flags, "--quiet"]
         subprocess.run(command, cwd=REPO, env=env, check=True)
         [site] = list(venv.glob("lib/python*/site-packages"))
         download, count, missing = download_bytes(site, lock)

@@ -1,7 +1,7 @@
 """Benchmark of the router (issue 6): direct vs proxied throughput, and alias switch propagation.
 
 One run against the whole embedded platform, started as ``make run`` starts it
-(``python -m dockyard_cli up``: its own nats-server, redis-server, API, builder, scheduler
+(``python -m dockyard_platform``: its own nats-server, redis-server, API, builder, scheduler
 and a router whose ``DOCKYARD_ROUTER_WORKERS`` worker processes share the port, 2 by
 default). Set-up
 goes through the API with the admin token: owner, project, deployment on ``local-eu``, two
@@ -69,9 +69,9 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from dockyard_cli.servers import free_port
 from dockyard_common.processes import stop_with_parent
 from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT
+from dockyard_platform.servers import free_port
 
 try:
     from bench.api import cpu_seconds, expect, machine_busy_seconds, sigterm_as_exit, summary_ms
@@ -139,7 +139,7 @@ def code_archive(version: str) -> bytes:
 
 @dataclass
 class Platform:
-    """The embedded platform (``python -m dockyard_cli up``) as ``make run`` starts it."""
+    """The embedded platform (``python -m dockyard_platform``) as ``make run`` starts it."""
 
     work_dir: Path
     process: subprocess.Popen[str] | None = None
@@ -162,7 +162,7 @@ class Platform:
             DOCKYARD_ROUTER_WORKERS=str(ROUTER_WORKERS),
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dockyard_cli", "up"],
+            [sys.executable, "-m", "dockyard_platform"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -267,7 +267,7 @@ SWITCH_ROLES = (
     ("api", "dockyard_api"),
     ("nats", "nats-server"),
     ("redis", "redis-server"),
-    ("redis", "valkey-server"),  # where the Redis package is missing (libs/cli servers.py)
+    ("redis", "valkey-server"),  # where the Redis package is missing (dockyard_platform.servers)
     *ROLES,
 )
 """Finer roles for the switch phase, whose work spreads over every service."""
@@ -860,7 +860,7 @@ def report(
 
     print(f"environment: {cpus} CPUs, Python {platform.python_version()}, {platform.platform()}")
     print(
-        "set-up: the embedded platform (python -m dockyard_cli up: nats-server, redis-server, "
+        "set-up: the embedded platform (python -m dockyard_platform: nats-server, redis-server, "
         f"API, builder, scheduler, a router with {ROUTER_WORKERS} workers); one replica of each "
         "version on "
         f"{TARGET}; direct upstream {upstream}"

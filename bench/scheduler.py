@@ -37,7 +37,6 @@ from typing import Any
 import nats
 from nats.aio.msg import Msg
 
-from dockyard_cli.servers import start_nats
 from dockyard_common import (
     CodeRef,
     EndpointSpec,
@@ -53,6 +52,7 @@ from dockyard_common import (
 )
 from dockyard_common.processes import stop_with_parent
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
+from dockyard_platform.servers import start_nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.harness.kube_stub import KubeStub, StubThread, write_kubeconfig

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from dockyard_cli.embedded import SERVICES
+from dockyard_platform.embedded import SERVICES
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"

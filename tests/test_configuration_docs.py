@@ -21,8 +21,8 @@ from pydantic_settings import BaseSettings
 from dockyard_api.settings import ApiSettings
 from dockyard_api.webhooks.settings import WebhookSettings
 from dockyard_builder.settings import BuilderSettings
-from dockyard_cli.embedded import EmbeddedSettings
 from dockyard_common import CommonSettings
+from dockyard_platform.embedded import EmbeddedSettings
 from dockyard_router.settings import RouterSettings
 from dockyard_scheduler.settings import SchedulerSettings
 
@@ -35,7 +35,7 @@ SETTINGS: list[tuple[str, type[BaseSettings]]] = [
     ("dockyard_builder.settings.BuilderSettings", BuilderSettings),
     ("dockyard_scheduler.settings.SchedulerSettings", SchedulerSettings),
     ("dockyard_router.settings.RouterSettings", RouterSettings),
-    ("dockyard_cli.embedded.EmbeddedSettings", EmbeddedSettings),
+    ("dockyard_platform.embedded.EmbeddedSettings", EmbeddedSettings),
 ]
 
 # Read by the CLI from the environment directly (a login, not a service's settings).

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from dockyard_cli.servers import wait_for_port
 from dockyard_common import CodeRef, EndpointSpec, ImageInfo, LayerInfo, Target, TargetKind, Version
 from dockyard_common.oci_layout import (
     MEDIA_TYPE_CONFIG,
@@ -26,6 +25,7 @@ from dockyard_common.oci_layout import (
     descriptor,
 )
 from dockyard_common.processes import free_port
+from dockyard_platform.servers import wait_for_port
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers.container import ContainerDriver
 from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY

@@ -20,7 +20,7 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from dockyard_cli.embedded import SERVICES
+from dockyard_platform.embedded import SERVICES
 
 KUSTOMIZE = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
 SCHEMAS = (

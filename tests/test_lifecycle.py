@@ -20,7 +20,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from dockyard_cli.servers import start_nats
+from dockyard_platform.servers import start_nats
 from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform, start_platform_process
 from tests.harness.flows import (

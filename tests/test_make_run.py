@@ -22,13 +22,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard_cli.servers import free_port
+from dockyard_platform.servers import free_port
 from tests.faults.processes import service_pid
 from tests.harness.fixtures import Names, RunningPlatform, admin_client, start_platform_process
 from tests.harness.flows import (
     deploy_ready,
     put_deployment,
 )
+from tests.harness.installs import REPO, uv_for_make
 from tests.harness.procs import alive, descendants
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -240,14 +241,7 @@ def test_a_crash_loop_stops_the_platform_naming_the_service_and_its_last_lines(
     assert [pid for pid in started if alive(pid)] == []
 
 
-REPO = Path(__file__).resolve().parents[1]
 DEVELOPMENT_TOOLS = ("pytest", "mypy", "ruff", "schemathesis", "kubernetes_validate")
-
-
-def uv_for_make() -> str | None:
-    """The uv the Makefile would use: on PATH, or the one `make uv` put in .tools/."""
-    found = shutil.which("uv") or REPO / ".tools" / "bin" / "uv"
-    return str(found) if Path(found).exists() else None
 
 
 def fresh_clone(into: Path) -> Path:
@@ -331,7 +325,8 @@ def test_make_run_in_a_fresh_clone_installs_only_what_running_needs_and_says_lit
         )
         installed = [tool for tool in DEVELOPMENT_TOOLS if (site / tool).exists()]
         assert installed == [], f"make run installed development tools: {installed}"
-        assert (site / "dockyard_cli").exists() or any(site.glob("*dockyard_cli*"))
+        for package in ("dockyard_cli", "dockyard_platform"):
+            assert (site / package).exists() or any(site.glob(f"*{package}*")), package
         assert (site / "sklearn").exists(), "the README's training needs scikit-learn"
         package_lines = [line for line in before if re.match(r"\s*[+-] [\w.-]+==", line)]
         assert package_lines == [], f"make run listed packages:\n{''.join(package_lines)}"

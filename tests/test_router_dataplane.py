@@ -25,8 +25,8 @@ from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
 from dockyard_builder.runner import RUNNER_FILES
-from dockyard_cli.servers import free_port
 from dockyard_common import EndpointState, EventPublisher, EventType, WorkloadState
+from dockyard_platform.servers import free_port
 from dockyard_router.store import ROUTES_HASH, TABLES_VERSION
 from dockyard_router.tables import Route
 from tests.harness.fixtures import Names, RunningPlatform

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from dockyard_cli.servers import start_redis
+from dockyard_platform.servers import start_redis
 from tests.harness.fixtures import Names
 from tests.harness.router import (
     RouterProcess,

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard_cli.servers import start_redis
 from dockyard_common import EndpointState, EventPublisher, EventType, WorkloadState
+from dockyard_platform.servers import start_redis
 from tests.harness.fixtures import Names
 from tests.harness.router import (
     private_record,

@@ -11,9 +11,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from dockyard_cli.servers import ServerProcess, free_port, start_redis
 from dockyard_common import Alias, connect_redis
 from dockyard_common.subjects import alias_table_key
+from dockyard_platform.servers import ServerProcess, free_port, start_redis
 from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform, admin_client, start_platform_process
 from tests.harness.flows import (

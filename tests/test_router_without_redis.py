@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard_cli.servers import ServerProcess, free_port, start_redis
 from dockyard_common import Alias, connect_redis
 from dockyard_common.subjects import alias_table_key
+from dockyard_platform.servers import ServerProcess, free_port, start_redis
 from dockyard_router.store import ALIASES_HASH, ROUTES_HASH
 from tests.harness.fixtures import Names
 from tests.harness.procs import alive

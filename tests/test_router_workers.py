@@ -20,8 +20,8 @@ import httpx
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from dockyard_cli.servers import free_port
 from dockyard_common.processes import stop_with_parent
+from dockyard_platform.servers import free_port
 from tests.harness.infrastructure import Infrastructure
 from tests.harness.procs import alive, descendants, stat_fields
 from tests.harness.router import listen_for_routers, workers_of

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dockyard_cli.servers import start_nats
+from dockyard_platform.servers import start_nats
 from tests.harness.cli import Cli, logged_in_cli
 from tests.harness.fixtures import Names, RunningPlatform, start_platform_process
 

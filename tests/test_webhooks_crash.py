@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard_cli.servers import ServerProcess, free_port, start_nats
+from dockyard_platform.servers import ServerProcess, free_port, start_nats
 from tests.harness.fixtures import WEBHOOK_TEST_SETTINGS
 from tests.harness.receiver import receiver, wait_for_log
 

@@ -42,9 +42,9 @@ import pytest
 import redis.exceptions
 from testcontainers.core.container import DockerContainer
 
-from dockyard_cli.servers import find_nats_server, find_redis_server
 from dockyard_common import connect_nats, connect_redis
 from dockyard_common.errors import TransientError
+from dockyard_platform.servers import find_nats_server, find_redis_server
 from tests.harness.infrastructure import Infrastructure
 
 __all__ = [

@@ -22,8 +22,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
-from dockyard_cli.servers import free_port, start_nats
 from dockyard_common import connect_nats, connect_redis, provision_jetstream
+from dockyard_platform.servers import free_port, start_nats
 from tests.harness.infrastructure import Infrastructure, start_infrastructure
 from tests.harness.registry import Registry, busybox_layout, push_with_skopeo, run_registry
 
@@ -142,10 +142,10 @@ def start_platform_process(
     ports: tuple[int, int] | None = None,
     kept_token: bool = False,
 ) -> RunningPlatform:
-    """Run ``python -m dockyard_cli up`` and return once it says it is running: on free
-    ports unless ``ports`` (API, router) are given, with an admin token of the test's own
-    (or ``extra_env``'s) unless ``kept_token`` (then the one the platform keeps in its data
-    directory)."""
+    """Run ``python -m dockyard_platform`` (what ``dockyard up`` runs) and return once it
+    says it is running: on free ports unless ``ports`` (API, router) are given, with an admin
+    token of the test's own (or ``extra_env``'s) unless ``kept_token`` (then the one the
+    platform keeps in its data directory)."""
     api_port, router_port = ports or (free_port(), free_port())
     token = extra_env.get("DOCKYARD_ADMIN_TOKEN") or secrets.token_urlsafe(16)
     env = {
@@ -159,7 +159,7 @@ def start_platform_process(
     if kept_token:
         del env["DOCKYARD_ADMIN_TOKEN"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "dockyard_cli", "up"],
+        [sys.executable, "-m", "dockyard_platform"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

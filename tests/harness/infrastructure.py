@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard_cli.servers import start_nats, start_redis
+from dockyard_platform.servers import start_nats, start_redis
 
 __all__ = ["BACKEND_SETTING", "Infrastructure", "local_infrastructure", "start_infrastructure"]
 

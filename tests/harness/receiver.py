@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from dockyard_cli.servers import free_port
+from dockyard_platform.servers import free_port
 
 __all__ = ["Delivery", "Receiver", "receiver", "wait_for_log"]
 

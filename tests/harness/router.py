@@ -26,7 +26,6 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from dockyard_builder.runner import RUNNER_FILES
-from dockyard_cli.servers import free_port, start_nats
 from dockyard_common import (
     Alias,
     AliasTarget,
@@ -48,6 +47,7 @@ from dockyard_common.subjects import (
     alias_key,
     version_key,
 )
+from dockyard_platform.servers import free_port, start_nats
 from tests.harness.fixtures import Names
 from tests.harness.procs import alive, descendants, parent_of
 

@@ -10,7 +10,16 @@ import subprocess
 import sys
 import time
 
-HEAVY = ("httpx", "pydantic", "nats", "redis", "dockyard_common", "rich.markdown", "pygments")
+HEAVY = (
+    "httpx",
+    "pydantic",
+    "nats",
+    "redis",
+    "dockyard_common",
+    "dockyard_platform",
+    "rich.markdown",
+    "pygments",
+)
 
 PROBE = """
 import json, sys

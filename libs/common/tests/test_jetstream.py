@@ -17,7 +17,6 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from pydantic import ValidationError
 
-from dockyard_cli.servers import start_nats
 from dockyard_common import (
     CloudEvent,
     CodeRef,
@@ -39,6 +38,7 @@ from dockyard_common import (
 )
 from dockyard_common.lifecycle import in_background
 from dockyard_common.subjects import EVENTS_STREAM, SEQUENCES_BUCKET, VERSIONS_BUCKET
+from dockyard_platform.servers import start_nats
 
 
 def a_version(owner: str) -> Version:

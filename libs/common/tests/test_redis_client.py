@@ -8,8 +8,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from dockyard_cli.servers import free_port
 from dockyard_common import connect_redis
+from dockyard_platform.servers import free_port
 
 
 async def test_a_real_redis_answers(redis_client: Redis) -> None:

@@ -35,12 +35,11 @@ app = typer.Typer(
 
 @app.command()
 def up() -> None:
-    """Run the embedded platform (NATS, Redis, the four services, two local targets)."""
-    # Imported here: it pulls in NATS and Redis clients, which no other command needs and
-    # which would double the start-up time of every command.
-    from dockyard_cli.embedded import EmbeddedSettings, run_embedded
+    """Run the embedded platform (NATS, Redis, the four services, two local targets);
+    needs the dockyard-platform package beside this command."""
+    from dockyard_cli.up import run_up
 
-    raise typer.Exit(run_embedded(EmbeddedSettings()))
+    raise typer.Exit(run_up())
 
 
 @app.command()

@@ -1,13 +1,13 @@
 """The embedded platform: NATS, Redis, the four services and webhook delivery, no Docker.
 
-Started by ``make run`` (``dockyard up``). Servers given by ``DOCKYARD_NATS_URL`` or
-``DOCKYARD_REDIS_URL`` are used instead of starting our own. Before anything starts, the
-API and router ports are checked (the router's is bound here and handed to the router, so
-that connections wait while it restarts). Every process is supervised: one that ends on
-its own is started again (:mod:`dockyard_cli.supervision`), announced on the event stream,
-and only a crash loop stops the platform. The banner comes once ``/readyz/platform`` of
-this platform's own API says every part is ready. Ctrl-C (or SIGTERM) stops the services
-first, then the servers, and waits until every process has exited.
+Started by ``make run`` (``dockyard up``, or ``dockyard-platform`` itself). Servers given by
+``DOCKYARD_NATS_URL`` or ``DOCKYARD_REDIS_URL`` are used instead of starting our own. Before
+anything starts, the API and router ports are checked (the router's is bound here and handed
+to the router, so that connections wait while it restarts). Every process is supervised: one
+that ends on its own is started again (:mod:`dockyard_platform.supervision`), announced on the
+event stream, and only a crash loop stops the platform. The banner comes once
+``/readyz/platform`` of this platform's own API says every part is ready. Ctrl-C (or SIGTERM)
+stops the services first, then the servers, and waits until every process has exited.
 """
 
 from __future__ import annotations
@@ -26,25 +26,25 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 
-from dockyard_cli.admin_token import AdminTokenUnreadable, admin_token_path, kept_admin_token
-from dockyard_cli.ports import (
+from dockyard_common import CommonSettings, configure_logging
+from dockyard_platform.admin_token import AdminTokenUnreadable, admin_token_path, kept_admin_token
+from dockyard_platform.ports import (
     PortTaken,
     check_port_free,
     claim_listening_socket,
     wait_until_accepting,
 )
-from dockyard_cli.readiness import StartFailed, wait_until_platform_ready
-from dockyard_cli.restart_events import RestartAnnouncer
-from dockyard_cli.servers import (
+from dockyard_platform.readiness import StartFailed, wait_until_platform_ready
+from dockyard_platform.restart_events import RestartAnnouncer
+from dockyard_platform.servers import (
     ServerNotFound,
     environment_with,
     free_port,
     nats_command,
     redis_command,
 )
-from dockyard_cli.supervision import RestartPolicy
-from dockyard_cli.supervisor import CrashLoop, ProcessSpec, Supervisor
-from dockyard_common import CommonSettings, configure_logging
+from dockyard_platform.supervision import RestartPolicy
+from dockyard_platform.supervisor import CrashLoop, ProcessSpec, Supervisor
 
 __all__ = [
     "EMBEDDED_TARGETS",

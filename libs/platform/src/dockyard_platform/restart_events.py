@@ -14,7 +14,6 @@ import socket
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
-from dockyard_cli.supervisor import Restarted
 from dockyard_common import (
     EventPublisher,
     EventType,
@@ -23,6 +22,7 @@ from dockyard_common import (
     connect_nats,
     get_logger,
 )
+from dockyard_platform.supervisor import Restarted
 
 __all__ = ["RestartAnnouncer"]
 

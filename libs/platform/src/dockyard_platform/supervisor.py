@@ -17,15 +17,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard_cli.supervision import (
+from dockyard_common import get_logger
+from dockyard_common.processes import stop_with_parent
+from dockyard_platform.supervision import (
     Exit,
     GiveUp,
     RestartHistory,
     RestartPolicy,
     decide_restart,
 )
-from dockyard_common import get_logger
-from dockyard_common.processes import stop_with_parent
 
 __all__ = ["CrashLoop", "ProcessSpec", "Restarted", "Supervisor", "last_lines"]
 

@@ -14,10 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from dockyard_cli.admin_token import AdminTokenUnreadable, admin_token_path, kept_admin_token
-from dockyard_cli.ports import PortTaken, claim_listening_socket, listening_inodes, port_holders
-from dockyard_cli.readiness import judge_answer
-from dockyard_cli.supervision import (
+from dockyard_platform.admin_token import AdminTokenUnreadable, admin_token_path, kept_admin_token
+from dockyard_platform.ports import (
+    PortTaken,
+    claim_listening_socket,
+    listening_inodes,
+    port_holders,
+)
+from dockyard_platform.readiness import judge_answer
+from dockyard_platform.supervision import (
     Exit,
     GiveUp,
     Restart,
@@ -25,7 +30,7 @@ from dockyard_cli.supervision import (
     RestartPolicy,
     decide_restart,
 )
-from dockyard_cli.supervisor import ProcessSpec, Restarted, Supervisor
+from dockyard_platform.supervisor import ProcessSpec, Restarted, Supervisor
 
 POLICY = RestartPolicy(
     first_delay_s=0.1, max_delay_s=2.0, steady_s=30.0, crash_loop_restarts=3, crash_loop_window_s=60
