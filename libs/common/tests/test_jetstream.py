@@ -58,7 +58,11 @@ async def test_provisioning_twice_changes_nothing(js: JetStreamContext) -> None:
     await provision_jetstream(js)
     after = await js.stream_info(EVENTS_STREAM)
     assert after.config.subjects == before.config.subjects
-    assert after.config.subjects == ["dockyard.events.>", "dockyard.platform.>"]
+    assert after.config.subjects == [
+        "dockyard.events.>",
+        "dockyard.reports.>",
+        "dockyard.platform.>",
+    ]
     assert after.config.duplicate_window == 120.0
 
 

@@ -13,11 +13,12 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from dockyard_builder.service import BUILD_CONSUMER, Builder
+from dockyard_builder.service import Builder
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import CodeRef, EndpointSpec, EventType, Version
 from dockyard_common.events import make_event
 from dockyard_common.subjects import BLOB_BUCKET, blob_object_name
+from dockyard_common.subscriptions import BUILD_CONSUMER
 from tests.harness.archives import tar_gz
 
 
@@ -63,7 +64,7 @@ async def test_the_last_failed_attempt_publishes_build_failed_with_the_reason(
         await outcomes.put(json.loads(message.data))
 
     subscription = await nats_client.subscribe(
-        f"dockyard.events.{owner}.demo.web.{EventType.VERSION_BUILD_FAILED}", cb=collect
+        f"dockyard.reports.{owner}.demo.web.{EventType.BUILDER_BUILD_FAILED}", cb=collect
     )
     try:
         event = make_event(

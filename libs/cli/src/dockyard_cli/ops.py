@@ -1,4 +1,5 @@
-"""Operations: ``dockyard targets`` (the API) and ``dockyard regions`` (the router's ops API)."""
+"""Operations: ``dockyard targets`` and ``dockyard regions drain|undrain`` (the API: a drain is
+state of record), ``dockyard regions list`` (what the router sees: its ops API)."""
 
 from __future__ import annotations
 
@@ -62,15 +63,21 @@ def list_regions(output: OutputOption = Output.TABLE) -> None:
     )
 
 
+def _set_drained(region: str, drained: bool) -> dict[str, Any]:
+    with session(scoped=False) as (client, _):
+        answer: dict[str, Any] = client.put(f"/v1/regions/{region}", {"drained": drained})
+    return answer
+
+
 @regions_app.command("drain")
 def drain(region: Annotated[str, typer.Argument(help="Region name, e.g. eu.")]) -> None:
     """Move new traffic out of REGION (in-flight requests finish; serves if no other can)."""
-    answer = _ops("POST", f"/_ops/regions/{region}/drain")
-    print(f"region {answer['region']}: drained")
+    answer = _set_drained(region, True)
+    print(f"region {answer['name']}: drained")
 
 
 @regions_app.command("undrain")
 def undrain(region: Annotated[str, typer.Argument(help="Region name.")]) -> None:
     """Let REGION take traffic again."""
-    answer = _ops("POST", f"/_ops/regions/{region}/undrain")
-    print(f"region {answer['region']}: serving")
+    answer = _set_drained(region, False)
+    print(f"region {answer['name']}: serving")

@@ -18,14 +18,22 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from dockyard_common.catalogue_markdown import render_markdown
-from dockyard_common.event_versions import EVENT_SUMMARIES, dataschema_uri, schema_version
+from dockyard_common.event_versions import (
+    EVENT_SUMMARIES,
+    dataschema_uri,
+    producer,
+    schema_version,
+)
 from dockyard_common.events import EVENT_DATA, CloudEvent
 from dockyard_common.schema_lock import lock_problems, read_lock, updated_lock, write_lock
 from dockyard_common.subjects import (
     EVENT_SUBJECT_PREFIX,
+    REPORT_SUBJECT_PREFIX,
     is_platform_event,
+    is_report,
     platform_event_subject,
 )
+from dockyard_common.subscriptions import consumers_of
 
 __all__ = ["asyncapi_document", "main"]
 
@@ -38,8 +46,9 @@ def _address(event_type: str) -> dict[str, Any]:
     """A channel's address (and its parameters): a deployment's subject, or the platform's."""
     if is_platform_event(event_type):
         return {"address": platform_event_subject(event_type)}
+    prefix = REPORT_SUBJECT_PREFIX if is_report(event_type) else EVENT_SUBJECT_PREFIX
     return {
-        "address": f"{EVENT_SUBJECT_PREFIX}.{{owner}}.{{project}}.{{deployment}}.{event_type}",
+        "address": f"{prefix}.{{owner}}.{{project}}.{{deployment}}.{event_type}",
         "parameters": {
             name: {"description": f"The {name} name."}
             for name in ("owner", "project", "deployment")
@@ -70,6 +79,8 @@ def asyncapi_document(version: str) -> dict[str, Any]:
             ),
             "contentType": "application/cloudevents+json",
             "x-schema-version": schema_version(event_type),
+            "x-published-by": producer(event_type),
+            "x-acted-on-by": consumers_of(event_type),
             "payload": {
                 "type": "object",
                 "required": ["specversion", "id", "source", "type", "data"],

@@ -10,9 +10,20 @@ import json
 
 from pydantic.json_schema import models_json_schema
 
-from dockyard_common.event_versions import EVENT_SUMMARIES, dataschema_uri, schema_version
+from dockyard_common.event_versions import (
+    EVENT_SUMMARIES,
+    dataschema_uri,
+    producer,
+    schema_version,
+)
 from dockyard_common.events import EVENT_DATA, CloudEvent
-from dockyard_common.subjects import EVENT_SUBJECT_PREFIX, EVENTS_STREAM, PLATFORM_SUBJECT_PREFIX
+from dockyard_common.subjects import (
+    EVENT_SUBJECT_PREFIX,
+    EVENTS_STREAM,
+    PLATFORM_SUBJECT_PREFIX,
+    REPORT_SUBJECT_PREFIX,
+)
+from dockyard_common.subscriptions import consumers_of
 
 __all__ = ["render_markdown"]
 
@@ -35,8 +46,20 @@ so a subscriber never needs to call back. The same events reach you three ways:
   [`examples/subscribers/webhook_receiver.py`](../examples/subscribers/webhook_receiver.py).
 - **Server-Sent Events**: `GET /v1/events` (resumable with `Last-Event-ID`).
 
+## Facts and reports
+
+The events above are *facts*: the API publishes each one with the write of the state of
+record it speaks of (`resourcerevision` is that write's revision), so a subscriber never
+sees a fact the record does not hold, and can order facts about one resource by revision.
+The builder and the scheduler publish *reports* instead (`builder.*`, `scheduler.*` types:
+what they built, what they observe on a target) under
+`{REPORT_SUBJECT_PREFIX}.<owner>.<project>.<deployment>.<type>`; only the API acts on them, folding
+each into the record and announcing the fact it makes. The routers follow the record itself
+(its key-value buckets) rather than these events. The table names who publishes each type
+and which durable consumer of the platform acts on it.
+
 Events about the platform itself (`platform.*` types, e.g. a service that crashed and was
-restarted) belong to no deployment: they are in the same stream under
+restarted, a drained region) belong to no deployment: they are in the same stream under
 `{PLATFORM_SUBJECT_PREFIX}.<type without platform.>` (filter `{PLATFORM_SUBJECT_PREFIX}.>`), for
 operators; webhooks and the per-owner feed do not carry them.
 
@@ -81,13 +104,18 @@ def _envelope_table() -> list[str]:
 def render_markdown() -> str:
     """The whole ``docs/events.md`` page."""
     lines = [_INTRO, "## The envelope", "", *_envelope_table(), "", "## Event types", ""]
-    lines += ["| type | data | version | summary |", "|---|---|---|---|"]
+    lines += [
+        "| type | data | version | published by | acted on by | summary |",
+        "|---|---|---|---|---|---|",
+    ]
     for event_type, model in sorted(EVENT_DATA.items()):
         summary = EVENT_SUMMARIES.get(event_type, "")
         anchor = model.__name__.lower()
+        consumers = ", ".join(consumers_of(event_type)) or "—"
         lines.append(
             f"| `{event_type}` | [{model.__name__}](#{anchor}) "
-            f"| `{dataschema_uri(event_type)}` (v{schema_version(event_type)}) | {summary} |"
+            f"| `{dataschema_uri(event_type)}` (v{schema_version(event_type)}) "
+            f"| {producer(event_type)} | {consumers} | {summary} |"
         )
     lines += ["", "## Data schemas", ""]
     models = sorted(set(EVENT_DATA.values()), key=lambda m: m.__name__)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -24,30 +23,13 @@ from dockyard_common.events import CloudEvent
 from dockyard_common.lifecycle import in_background
 from dockyard_common.log import get_logger
 from dockyard_common.subjects import EVENTS_STREAM, event_type_filter
+from dockyard_common.subscriptions import ConsumerSpec
 
 __all__ = ["ConsumerSpec", "EventHandler", "keep_alive", "pull_messages", "run_consumer"]
 
 log = get_logger(__name__)
 
 EventHandler = Callable[[CloudEvent, Msg], Awaitable[None]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConsumerSpec:
-    """A durable consumer: its name, the event types it takes and its redelivery bounds."""
-
-    durable: str
-    event_types: Sequence[str]
-    ack_wait_s: float = 30.0
-    max_deliver: int = 50
-    """-1: redeliver for as long as it takes."""
-    max_ack_pending: int | None = None
-    """1 keeps the stream's order: the next event waits until this one is acknowledged."""
-    retry_delays_s: Sequence[float] = field(default=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0))
-
-    def retry_delay(self, delivered: int) -> float:
-        """Delay before the next attempt after ``delivered`` failed ones."""
-        return self.retry_delays_s[min(delivered, len(self.retry_delays_s)) - 1]
 
 
 async def pull_messages(

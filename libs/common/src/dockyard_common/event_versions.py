@@ -13,6 +13,7 @@ __all__ = [
     "EVENT_SCHEMA_VERSIONS",
     "EVENT_SUMMARIES",
     "dataschema_uri",
+    "producer",
     "schema_version",
 ]
 
@@ -37,6 +38,13 @@ EVENT_SCHEMA_VERSIONS: dict[str, int] = {
     "endpoint.stopped": 1,
     "deployment.changed": 1,
     "platform.service.restarted": 1,
+    "platform.region.drained": 1,
+    "platform.region.undrained": 1,
+    "builder.build.started": 1,
+    "builder.build.succeeded": 1,
+    "builder.build.failed": 1,
+    "scheduler.endpoint.observed": 1,
+    "scheduler.version.removed": 1,
     "alias.changed": 2,  # 2: a history entry's action is 'set' or 'rollback', not any string
 }
 """Bump a type's number when its data changes shape (a type not listed is at version 1)."""
@@ -63,6 +71,19 @@ EVENT_SUMMARIES: dict[str, str] = {
         "A platform process (api, builder, scheduler, router, webhooks, nats, redis) ended on "
         "its own and was started again; `exit_code` or `signal` says how it ended."
     ),
+    "platform.region.drained": "An operator drained a region: routers send it no requests "
+    "while another region can serve them.",
+    "platform.region.undrained": "An operator undrained a region: it serves again.",
+    "builder.build.started": "Report: the builder took the version up (the API then "
+    "announces `version.build.started`).",
+    "builder.build.succeeded": "Report: the version's image is built; `image` holds its "
+    "digest (the API then announces `version.built`).",
+    "builder.build.failed": "Report: the build failed for good; `error` says why (the API "
+    "then announces `version.build.failed`).",
+    "scheduler.endpoint.observed": "Report: what an endpoint of a version does on a target "
+    "now (the API then announces the `endpoint.*` fact it makes, if any).",
+    "scheduler.version.removed": "Report: every workload of a stopping version is gone "
+    "(the API then announces `version.stopped`).",
 }
 """One line per type for the catalogue (docs/events.md and the AsyncAPI document)."""
 
@@ -75,3 +96,16 @@ def schema_version(event_type: str) -> int:
 def dataschema_uri(event_type: str) -> str:
     """The ``dataschema`` attribute of ``event_type``'s events at the current version."""
     return f"{DATASCHEMA_PREFIX}{event_type}:v{schema_version(event_type)}"
+
+
+def producer(event_type: str) -> str:
+    """Who publishes ``event_type``: the API announces every fact with the write of the state
+    of record it speaks of; services publish only their reports (and the builder its live
+    progress); the embedded platform's supervisor its restarts."""
+    if event_type == "version.build.progress":
+        return "builder"
+    if event_type.startswith(("builder.", "scheduler.")):
+        return event_type.partition(".")[0]
+    if event_type == "platform.service.restarted":
+        return "supervisor (dockyard up)"
+    return "api"

@@ -22,10 +22,12 @@ from dockyard_common.models import (
     Version,
     utcnow,
 )
-from dockyard_common.platform_facts import ServiceRestart
+from dockyard_common.platform_facts import Region, ServiceRestart
+from dockyard_common.subjects import is_report
 
 __all__ = [
     "EVENT_DATA",
+    "REPORT_TYPES",
     "CloudEvent",
     "EventType",
     "UnknownEventType",
@@ -35,7 +37,14 @@ __all__ = [
 
 
 class EventType:
-    """Event type names: dotted, past tense."""
+    """Event type names: dotted, past tense.
+
+    Most are *facts*: the API announces them with the write of the state of record they
+    speak of, carrying its revision. Those named for a service (``builder.*``,
+    ``scheduler.*``) are *reports*: what that service did or observed, which the API alone
+    folds into the record. ``version.build.progress`` is the builder's live progress, kept
+    nowhere and acted on by nobody.
+    """
 
     VERSION_CREATED = "version.created"
     VERSION_STOPPING = "version.stopping"
@@ -60,6 +69,19 @@ class EventType:
     ALIAS_CHANGED = "alias.changed"
     PLATFORM_SERVICE_RESTARTED = "platform.service.restarted"
     """A process of the platform ended on its own; its supervisor started it again."""
+    PLATFORM_REGION_DRAINED = "platform.region.drained"
+    PLATFORM_REGION_UNDRAINED = "platform.region.undrained"
+
+    BUILDER_BUILD_STARTED = "builder.build.started"
+    """Report: the builder took the version up."""
+    BUILDER_BUILD_SUCCEEDED = "builder.build.succeeded"
+    """Report: the version's image is built and stored; ``image`` says where."""
+    BUILDER_BUILD_FAILED = "builder.build.failed"
+    """Report: the build failed for good; ``error`` says why."""
+    SCHEDULER_ENDPOINT_OBSERVED = "scheduler.endpoint.observed"
+    """Report: what an endpoint of a version is doing on a target now."""
+    SCHEDULER_VERSION_REMOVED = "scheduler.version.removed"
+    """Report: every workload of a stopping version is gone from every target."""
 
 
 EVENT_DATA: dict[str, type[BaseModel]] = {
@@ -81,8 +103,18 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     EventType.DEPLOYMENT_CHANGED: Deployment,
     EventType.ALIAS_CHANGED: Alias,
     EventType.PLATFORM_SERVICE_RESTARTED: ServiceRestart,
+    EventType.PLATFORM_REGION_DRAINED: Region,
+    EventType.PLATFORM_REGION_UNDRAINED: Region,
+    EventType.BUILDER_BUILD_STARTED: Version,
+    EventType.BUILDER_BUILD_SUCCEEDED: Version,
+    EventType.BUILDER_BUILD_FAILED: Version,
+    EventType.SCHEDULER_ENDPOINT_OBSERVED: EndpointState,
+    EventType.SCHEDULER_VERSION_REMOVED: Version,
 }
 """Which resource each event type carries as its ``data``."""
+
+REPORT_TYPES = frozenset(t for t in EVENT_DATA if is_report(t))
+"""The event types that are reports (the API folds them; nobody else acts on them)."""
 
 
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -28,14 +28,17 @@ from dockyard_common.subjects import (
     EVENTS_STREAM,
     KV_BUCKETS,
     PLATFORM_SUBJECT_PREFIX,
+    REPORT_SUBJECT_PREFIX,
     WEBHOOK_DELIVERIES_STREAM,
     WEBHOOK_DELIVERY_PREFIX,
     WEBHOOK_LOG_PREFIX,
     WEBHOOK_LOG_STREAM,
     event_subject,
     is_platform_event,
+    is_report,
     message_id,
     platform_event_subject,
+    report_subject,
 )
 
 __all__ = ["EventPublisher", "connect_nats", "provision_jetstream"]
@@ -99,8 +102,12 @@ async def provision_jetstream(js: JetStreamContext) -> None:
     streams = (
         StreamConfig(
             name=EVENTS_STREAM,
-            # Deployments' events, and the platform's own (a service restarted).
-            subjects=[f"{EVENT_SUBJECT_PREFIX}.>", f"{PLATFORM_SUBJECT_PREFIX}.>"],
+            # Deployments' facts, the services' reports, and the platform's own events.
+            subjects=[
+                f"{EVENT_SUBJECT_PREFIX}.>",
+                f"{REPORT_SUBJECT_PREFIX}.>",
+                f"{PLATFORM_SUBJECT_PREFIX}.>",
+            ],
             storage=StorageType.FILE,
             duplicate_window=DUPLICATE_WINDOW_S,
             max_age=EVENT_RETENTION_S,
@@ -133,15 +140,18 @@ async def provision_jetstream(js: JetStreamContext) -> None:
 
 
 def _subject_of(event_type: str, data: BaseModel) -> str:
-    """Where an event goes: a platform event under the platform's subject, any other under
-    its resource's owner, project and deployment (every other event data model has them)."""
+    """Where an event goes: a platform event under the platform's subject, a report under
+    the reports' and a fact under the facts' prefix of its resource's owner, project and
+    deployment (every other event data model has them)."""
     if is_platform_event(event_type):
         return platform_event_subject(event_type)
     scope = getattr(data, "scope", None)
     if scope is None:
         raise TypeError(f"{type(data).__name__} has no scope to publish its events under")
-    owner, project, deployment = scope
-    return event_subject(str(owner), str(project), str(deployment), event_type)
+    owner, project, deployment = (str(part) for part in scope)
+    if is_report(event_type):
+        return report_subject(owner, project, deployment, event_type)
+    return event_subject(owner, project, deployment, event_type)
 
 
 class EventPublisher:

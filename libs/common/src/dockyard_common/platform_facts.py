@@ -1,4 +1,5 @@
-"""Facts about the platform itself rather than a user's resources: a service restarted.
+"""Facts about the platform itself rather than a user's resources: a service restarted, a
+region drained.
 
 They are published on the event stream under ``dockyard.platform.<...>`` (see
 :func:`dockyard_common.subjects.platform_event_subject`), not under an owner's subject: an
@@ -12,8 +13,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from dockyard_common.models import utcnow
+from dockyard_common.names import TargetName
 
-__all__ = ["ServiceRestart"]
+__all__ = ["Region", "ServiceRestart"]
 
 
 class ServiceRestart(BaseModel):
@@ -38,3 +40,14 @@ class ServiceRestart(BaseModel):
     def key(self) -> str:
         """The resource key of the restart's events: the instance and service."""
         return f"{self.instance}.{self.service}"
+
+
+class Region(BaseModel):
+    """An operator's state of a region, kept in the state of record (``dockyard_regions``):
+    a drained region gets no requests while another region can serve them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: TargetName
+    drained: bool = False
+    updated_at: datetime = Field(default_factory=utcnow)

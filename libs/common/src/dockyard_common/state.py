@@ -1,8 +1,14 @@
 """Typed access to the state of record: resources as JSON in JetStream KV, written by CAS.
 
-Each value is a :class:`Record`: the resource, and the event type the write announces
-(or None). The API's relay turns every announcing write into its CloudEvent, so a write
-is never stored without its event being published, even if the writer dies right after.
+Each value is a :class:`Record`: the resource, and the events the write announces (none, or
+a few :class:`Announcement`). The API's relay turns every announcing write into its
+CloudEvents, so a write is never stored without its events being published, even if the
+writer dies right after.
+
+How a bucket's writes look on the wire (``$KV.<bucket>.<key>`` subjects, the operation
+header of a deletion) is known here only: :func:`kv_write` reads one as a
+:class:`Written`, and :func:`watch_bucket` follows a bucket in order for whoever acts on
+its writes as they come (the relay, the router).
 """
 
 from __future__ import annotations
@@ -10,21 +16,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dockyard_common.errors import TransientError
 from dockyard_common.log import get_logger
 
-__all__ = ["Conflict", "Counter", "Record", "ResourceStore", "Stored", "Written"]
+__all__ = [
+    "Announced",
+    "Announcement",
+    "Conflict",
+    "Counter",
+    "Record",
+    "ResourceStore",
+    "Stored",
+    "Written",
+    "announcements",
+    "kv_write",
+    "watch_bucket",
+]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 ValueT = TypeVar("ValueT")
@@ -58,23 +78,58 @@ class Conflict(Exception):
     """A compare-and-set write lost: the key exists, or changed since ``revision`` was read."""
 
 
+class Announcement(BaseModel):
+    """An event a write stands for: its type, and for an endpoint fact (whose data is one
+    :class:`~dockyard_common.models.EndpointState` of the version written) which one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    endpoint: str | None = None
+    target: str | None = None
+
+
+Announced = str | Announcement | Sequence[str | Announcement] | None
+"""What a writer says a write announces: nothing, one event type, or several."""
+
+
+def announcements(announce: Announced) -> list[Announcement]:
+    """``announce`` as the list a :class:`Record` stores. Pure."""
+    if announce is None:
+        return []
+    if isinstance(announce, str | Announcement):
+        announce = [announce]
+    return [a if isinstance(a, Announcement) else Announcement(type=a) for a in announce]
+
+
 class Record(BaseModel):
-    """What a KV value holds: a resource and the event type its write announces."""
+    """What a KV value holds: a resource and the events its write announces, in order."""
 
     model_config = ConfigDict(frozen=True)
 
-    announce: str | None = None
+    announce: list[Announcement] = Field(default_factory=list)
     resource: dict[str, Any]
+
+    @field_validator("announce", mode="before")
+    @classmethod
+    def _one_type_as_written_before(cls, value: object) -> object:
+        # Records written before a write could announce several events hold one type, or null.
+        if value is None:
+            return []
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return items  # not ours to fix: validation says what is wrong
+        return [{"type": item} if isinstance(item, str) else item for item in items]
 
     @staticmethod
     def announces_nothing(value: bytes) -> bool:
         """True when a stored value surely announces no event, seen without parsing it
         (``announce`` is written first): the relay reads every write of its buckets, and
-        most version writes (status reports, an alias switch's hold) announce nothing."""
-        return value.startswith(_SILENT_RECORD)
+        most version writes (an alias switch's hold, say) announce nothing."""
+        return value.startswith(_SILENT_RECORDS)
 
 
-_SILENT_RECORD = b'{"announce":null,'
+_SILENT_RECORDS = (b'{"announce":[],', b'{"announce":null,')
 
 
 @dataclass(frozen=True)
@@ -93,6 +148,59 @@ class Written(Generic[ValueT]):
     key: str
     revision: int
     value: ValueT | None
+
+
+_DELETIONS = ("DEL", "PURGE")
+_KV_SUBJECT_PREFIX = "$KV."
+
+
+def kv_write(message: Msg) -> Written[bytes]:
+    """One write of a KV bucket as its stream delivered it: the key, the revision (the
+    stream sequence) and the value stored, None for a deletion."""
+    key = message.subject.removeprefix(_KV_SUBJECT_PREFIX).partition(".")[2]
+    deleted = (message.headers or {}).get("KV-Operation") in _DELETIONS
+    return Written(key, message.metadata.sequence.stream, None if deleted else message.data)
+
+
+async def watch_bucket(
+    js: JetStreamContext,
+    bucket: str,
+    on_write: Callable[[Written[bytes]], object],
+    *,
+    on_caught_up: Callable[[], object] | None = None,
+) -> None:
+    """Hand every write of ``bucket`` to ``on_write`` as it is stored, in revision order,
+    until cancelled: each key's newest write first, then every write as it happens.
+    ``on_caught_up()`` once the newest writes that were there at the start have come.
+
+    An ordered push consumer: no acknowledgements, made again from the last revision seen
+    after a reconnect, so no write is skipped; ``on_write`` runs in the subscription's
+    callback, one write at a time (the path of an alias switch: no queue in between).
+    """
+    caught_up = on_caught_up is None
+    if not caught_up and (await js.stream_info(f"KV_{bucket}")).state.messages == 0:
+        caught_up = True
+        on_caught_up()  # type: ignore[misc]  # checked above: not None
+
+    async def on_message(message: Msg) -> None:
+        nonlocal caught_up
+        on_write(kv_write(message))
+        if not caught_up and message.metadata.num_pending == 0:
+            caught_up = True
+            on_caught_up()  # type: ignore[misc]
+
+    subscription = await js.subscribe(
+        f"{_KV_SUBJECT_PREFIX}{bucket}.>",
+        stream=f"KV_{bucket}",
+        cb=on_message,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+    )
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(*_UNAVAILABLE, nats.errors.Error):
+            await subscription.unsubscribe()
 
 
 class ResourceStore(Generic[ModelT]):
@@ -236,10 +344,10 @@ class ResourceStore(Generic[ModelT]):
         """The resource a stored value holds; pydantic's ValidationError if it does not parse."""
         return self._model.model_validate(Record.model_validate_json(value).resource)
 
-    async def create(self, key: str, value: ModelT, *, announce: str | None = None) -> int:
+    async def create(self, key: str, value: ModelT, *, announce: Announced = None) -> int:
         """Store a new resource; :class:`Conflict` if the key already holds one.
 
-        ``announce`` is the event type the write stands for (published by the relay).
+        ``announce`` is the events the write stands for (published by the relay).
         """
         try:
             with _kv_unavailable_is_transient("write"):
@@ -250,7 +358,7 @@ class ResourceStore(Generic[ModelT]):
         return revision
 
     async def update(
-        self, key: str, value: ModelT, revision: int, *, announce: str | None = None
+        self, key: str, value: ModelT, revision: int, *, announce: Announced = None
     ) -> int:
         """Replace the resource read at ``revision``; :class:`Conflict` if it changed since."""
         try:
@@ -359,8 +467,11 @@ class ResourceStore(Generic[ModelT]):
         return [subject.removeprefix(prefix) for subject in (info.state.subjects or {})]
 
     @staticmethod
-    def _encode(value: BaseModel, announce: str | None) -> bytes:
-        record = Record(announce=announce, resource=value.model_dump(mode="json", by_alias=True))
+    def _encode(value: BaseModel, announce: Announced) -> bytes:
+        record = Record(
+            announce=announcements(announce),
+            resource=value.model_dump(mode="json", by_alias=True),
+        )
         return record.model_dump_json().encode()
 
 

@@ -18,6 +18,9 @@ __all__ = [
     "PLATFORM_EVENT_PREFIX",
     "PLATFORM_SUBJECT_PREFIX",
     "PROJECTS_BUCKET",
+    "REGIONS_BUCKET",
+    "REPORT_EVENT_PREFIXES",
+    "REPORT_SUBJECT_PREFIX",
     "ROUTER_HEARTBEAT_SUBJECT",
     "SEQUENCES_BUCKET",
     "TARGETS_BUCKET",
@@ -36,10 +39,13 @@ __all__ = [
     "event_subject",
     "event_type_filter",
     "is_platform_event",
+    "is_report",
     "logs_subject",
     "message_id",
     "platform_event_subject",
     "project_key",
+    "region_key",
+    "report_subject",
     "route_key",
     "version_key",
     "version_sequence_key",
@@ -59,6 +65,13 @@ PLATFORM_EVENT_PREFIX = "platform."
 """Event types about the platform itself (``platform.service.restarted``): no owner's scope."""
 PLATFORM_SUBJECT_PREFIX = "dockyard.platform"
 """Where platform events go, in the events stream: ``dockyard.platform.service.restarted``."""
+REPORT_EVENT_PREFIXES = ("builder.", "scheduler.")
+"""Event types that are a service's report (``builder.build.succeeded``,
+``scheduler.endpoint.observed``): what it did or saw, for the API to fold into the state of
+record. Only the API acts on them; everyone else acts on the facts it then announces."""
+REPORT_SUBJECT_PREFIX = "dockyard.reports"
+"""Where reports go, in the events stream: apart from the facts, so that a subscriber of
+``dockyard.events.>`` (webhooks, the event feed) sees facts only."""
 LOGS_SUBJECT_PREFIX = "dockyard.logs"
 """Core NATS request/reply: the scheduler running a target answers for its endpoints' logs."""
 
@@ -71,6 +84,7 @@ VERSIONS_BUCKET = "dockyard_versions"
 ALIASES_BUCKET = "dockyard_aliases"
 SEQUENCES_BUCKET = "dockyard_sequences"
 WEBHOOKS_BUCKET = "dockyard_webhooks"
+REGIONS_BUCKET = "dockyard_regions"
 KV_BUCKETS = (
     OWNERS_BUCKET,
     TOKENS_BUCKET,
@@ -81,6 +95,7 @@ KV_BUCKETS = (
     ALIASES_BUCKET,
     SEQUENCES_BUCKET,
     WEBHOOKS_BUCKET,
+    REGIONS_BUCKET,
 )
 BLOB_BUCKET = "dockyard_blobs"
 
@@ -109,9 +124,23 @@ def platform_event_subject(event_type: str) -> str:
     return f"{PLATFORM_SUBJECT_PREFIX}.{event_type.removeprefix(PLATFORM_EVENT_PREFIX)}"
 
 
+def is_report(event_type: str) -> bool:
+    """Whether ``event_type`` is a service's report rather than a fact of the record."""
+    return event_type.startswith(REPORT_EVENT_PREFIXES)
+
+
+def report_subject(owner: str, project: str, deployment: str, event_type: str) -> str:
+    """``dockyard.reports.<owner>.<project>.<deployment>.<type>`` for a report type."""
+    if not is_report(event_type):
+        raise ValueError(f"{event_type!r} is not a report type")
+    return f"{REPORT_SUBJECT_PREFIX}.{owner}.{project}.{deployment}.{event_type}"
+
+
 def event_type_filter(event_type: str) -> str:
-    """A subject filter matching ``event_type`` (which may end in ``>``) for every deployment."""
-    return f"{EVENT_SUBJECT_PREFIX}.*.*.*.{event_type}"
+    """A subject filter matching ``event_type`` (which may end in ``>``) for every deployment:
+    under the reports' prefix for a report type, else under the facts'."""
+    prefix = REPORT_SUBJECT_PREFIX if is_report(event_type) else EVENT_SUBJECT_PREFIX
+    return f"{prefix}.*.*.*.{event_type}"
 
 
 def logs_subject(target: str) -> str:
@@ -127,6 +156,11 @@ def project_key(owner: str, project: str) -> str:
 def alias_table_key(owner: str, project: str, deployment: str, alias: str) -> str:
     """How routers name an alias in their tables and heartbeats: ``o/p/d/alias``."""
     return f"{owner}/{project}/{deployment}/{alias}"
+
+
+def region_key(region: str) -> str:
+    """KV key of a region's operator state (drained or not) in :data:`REGIONS_BUCKET`."""
+    return region
 
 
 def alias_key(owner: str, project: str, deployment: str, alias: str) -> str:

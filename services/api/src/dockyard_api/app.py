@@ -31,6 +31,7 @@ from dockyard_api.routes import (
     logs,
     owners,
     projects,
+    regions,
     starts,
     targets,
     versions,
@@ -53,12 +54,14 @@ from dockyard_common import (
     get_logger,
     provision_jetstream,
 )
+from dockyard_common.platform_facts import Region
 from dockyard_common.subjects import (
     ALIASES_BUCKET,
     BLOB_BUCKET,
     DEPLOYMENTS_BUCKET,
     OWNERS_BUCKET,
     PROJECTS_BUCKET,
+    REGIONS_BUCKET,
     ROUTER_HEARTBEAT_SUBJECT,
     SEQUENCES_BUCKET,
     TARGETS_BUCKET,
@@ -94,6 +97,7 @@ async def _open_context(settings: ApiSettings) -> ApiContext:
         routers=AppliedWatch(nc, ROUTER_HEARTBEAT_SUBJECT),
         dispatchers=AppliedWatch(nc, WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT),
         webhooks=await ResourceStore.open(js, WEBHOOKS_BUCKET, Webhook),
+        regions=await ResourceStore.open(js, REGIONS_BUCKET, Region),
     )
 
 
@@ -163,6 +167,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         owners.router,
         projects.router,
         targets.router,
+        regions.router,
         deployments.router,
         versions.router,
         starts.router,

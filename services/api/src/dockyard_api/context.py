@@ -23,6 +23,7 @@ from dockyard_common import (
     Target,
     Version,
 )
+from dockyard_common.platform_facts import Region
 
 __all__ = ["ApiContext", "CheckedCode", "RefusedBlobs", "get_context"]
 
@@ -98,6 +99,7 @@ class ApiContext:
     dispatchers: AppliedWatch
     """The webhook dispatchers, applying subscription writes."""
     webhooks: ResourceStore[Webhook]
+    regions: ResourceStore[Region]
     checked_code: CheckedCode = field(default_factory=CheckedCode)
     refused_blobs: RefusedBlobs = field(default_factory=RefusedBlobs)
 

@@ -1,43 +1,49 @@
-"""How build and rollout events move a version's status: pure decisions, no I/O.
+"""How the builder's and the scheduler's reports move a version: pure decisions, no I/O.
 
-The API is the only writer of the state of record; the builder and the scheduler report
-through events, and :func:`version_after_event` folds each report into the version.
+The API is the only writer of the state of record. The builder and the scheduler publish
+*reports* (``builder.*``, ``scheduler.*``); :func:`fold_report` folds one into the version
+and says which *facts* the write announces (``version.built``, ``endpoint.ready``,
+``version.ready``, ...). The relay publishes those with the write's revision, so every
+service acts on what the record holds, in the record's order.
 """
 
 from __future__ import annotations
 
-from dockyard_common.errors import TransientError
+from dataclasses import dataclass, field
+
 from dockyard_common.events import EventType
 from dockyard_common.models import EndpointState, Version, VersionStatus, WorkloadState, utcnow
+from dockyard_common.state import Announcement
 
 __all__ = [
-    "TRACKED_EVENTS",
-    "BuildNotRecordedYet",
-    "announcement",
+    "Folded",
+    "endpoint_fact",
+    "fold_report",
     "overall_rollout_status",
-    "version_after_event",
+    "version_fact",
 ]
 
-TRACKED_EVENTS = (
-    EventType.VERSION_BUILD_STARTED,
-    EventType.VERSION_STOPPED,
-    EventType.ENDPOINT_STOPPED,
-    EventType.VERSION_BUILT,
-    EventType.VERSION_BUILD_FAILED,
-    EventType.ENDPOINT_DEPLOYING,
-    EventType.ENDPOINT_READY,
-    EventType.ENDPOINT_FAILED,
-    EventType.ENDPOINT_SCALED,
-)
-
 _BUILD_PHASE = (VersionStatus.PENDING, VersionStatus.BUILDING)
-_STOP_PHASE = (VersionStatus.STOPPING, VersionStatus.STOPPED)
 _ROLLOUT_PHASE = (
     VersionStatus.BUILT,
     VersionStatus.DEPLOYING,
     VersionStatus.READY,
     VersionStatus.FAILED,
 )
+_STATE_FACTS = {
+    WorkloadState.DEPLOYING: EventType.ENDPOINT_DEPLOYING,
+    WorkloadState.READY: EventType.ENDPOINT_READY,
+    WorkloadState.FAILED: EventType.ENDPOINT_FAILED,
+    WorkloadState.STOPPED: EventType.ENDPOINT_STOPPED,
+}
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A version with a report folded in, and the facts its write announces, in order."""
+
+    version: Version
+    announce: list[Announcement] = field(default_factory=list)
 
 
 def overall_rollout_status(version: Version, states: list[EndpointState]) -> VersionStatus:
@@ -51,47 +57,28 @@ def overall_rollout_status(version: Version, states: list[EndpointState]) -> Ver
     return VersionStatus.DEPLOYING
 
 
-class BuildNotRecordedYet(TransientError):
-    """An endpoint report arrived before the version's build was recorded: retry it later."""
-
-
-def _with_endpoint_state(version: Version, report: EndpointState) -> Version | None:
-    if version.status in _BUILD_PHASE:
-        raise BuildNotRecordedYet(
-            f"{report.endpoint} on {report.target} reported before {version.name} was built",
-            delay=0.5,
-        )
-    stopping = version.status in _STOP_PHASE
-    if (version.status not in _ROLLOUT_PHASE and not stopping) or version.image is None:
+def endpoint_fact(previous: EndpointState | None, current: EndpointState) -> str | None:
+    """The fact an endpoint report makes: ``endpoint.scaled`` when a ready endpoint's
+    replica count changed, the event of its state when anything else changed, None when
+    the report says what the record already holds."""
+    if previous is not None and (previous.state, previous.upstreams, previous.reason) == (
+        current.state,
+        current.upstreams,
+        current.reason,
+    ):
         return None
-    states = [
-        s
-        for s in version.endpoint_states
-        if (s.endpoint, s.target) != (report.endpoint, report.target)
-    ]
-    previous = next(
-        (
-            s
-            for s in version.endpoint_states
-            if (s.endpoint, s.target) == (report.endpoint, report.target)
-        ),
-        None,
-    )
-    if previous is not None and previous.observed_at > report.observed_at:
-        return None  # an older report arriving late changes nothing
-    states.append(report)
-    states.sort(key=lambda s: (s.endpoint, s.target))
-    if stopping:  # reports of the stop itself; the version's status moves on version.stopped
-        return version.model_copy(update={"endpoint_states": states, "updated_at": utcnow()})
-    status = overall_rollout_status(version, states)
-    error = report.reason if report.state is WorkloadState.FAILED else version.error
-    return version.model_copy(
-        update={"endpoint_states": states, "status": status, "error": error, "updated_at": utcnow()}
-    )
+    if (
+        previous is not None
+        and previous.state is WorkloadState.READY
+        and current.state is WorkloadState.READY
+        and len(previous.upstreams) != len(current.upstreams)
+    ):
+        return EventType.ENDPOINT_SCALED
+    return _STATE_FACTS[current.state]
 
 
-def announcement(before: Version, after: Version) -> str | None:
-    """The event a status change announces: ``version.ready`` on becoming ready,
+def version_fact(before: Version, after: Version) -> str | None:
+    """The fact a rollout change makes of the version: ``version.ready`` on becoming ready,
     ``version.degraded`` when a ready version no longer is; None otherwise."""
     if after.status is VersionStatus.READY and before.status is not VersionStatus.READY:
         return EventType.VERSION_READY
@@ -103,31 +90,73 @@ def announcement(before: Version, after: Version) -> str | None:
     return None
 
 
-def version_after_event(
-    version: Version, event_type: str, reported: Version | EndpointState
-) -> Version | None:
-    """The version once ``event_type`` is applied, or None when it changes nothing.
+def _with_endpoint_state(version: Version, report: EndpointState) -> Folded | None:
+    if version.status in _BUILD_PHASE:
+        return None  # the scheduler places only what the record holds as built
+    if version.status is VersionStatus.STOPPED and report.state is not WorkloadState.STOPPED:
+        return None  # a report from before the stop, come late: nothing runs any more
+    place = (report.endpoint, report.target)
+    previous = next((s for s in version.endpoint_states if (s.endpoint, s.target) == place), None)
+    if previous is not None and previous.observed_at > report.observed_at:
+        return None  # an older report arriving late changes nothing
+    fact = endpoint_fact(previous, report)
+    if fact is None:
+        return None
+    states = sorted(
+        [s for s in version.endpoint_states if (s.endpoint, s.target) != place] + [report],
+        key=lambda s: (s.endpoint, s.target),
+    )
+    announced = [Announcement(type=fact, endpoint=report.endpoint, target=report.target)]
+    if version.status not in _ROLLOUT_PHASE:
+        # Stopping or stopped: reports of the stop itself. The status moves on
+        # scheduler.version.removed.
+        updated = version.model_copy(update={"endpoint_states": states, "updated_at": utcnow()})
+        return Folded(updated, announced)
+    status = overall_rollout_status(version, states)
+    error = report.reason if report.state is WorkloadState.FAILED else version.error
+    updated = version.model_copy(
+        update={"endpoint_states": states, "status": status, "error": error, "updated_at": utcnow()}
+    )
+    rolled = version_fact(version, updated)
+    return Folded(updated, announced + ([Announcement(type=rolled)] if rolled else []))
 
-    Idempotent: applying the same event twice gives the same version as applying it once.
-    Raises :class:`BuildNotRecordedYet` for an endpoint report that came too early.
+
+def fold_report(
+    version: Version, report_type: str, reported: Version | EndpointState
+) -> Folded | None:
+    """The version once the report is folded in, with the facts to announce; None when the
+    report changes nothing (late, repeated, or about another phase).
+
+    Idempotent: folding the same report twice gives what folding it once gave.
     """
     if isinstance(reported, EndpointState):
         return _with_endpoint_state(version, reported)
-    if event_type == EventType.VERSION_STOPPED and version.status is VersionStatus.STOPPING:
-        return version.model_copy(update={"status": VersionStatus.STOPPED, "updated_at": utcnow()})
-    if event_type == EventType.VERSION_BUILD_STARTED and version.status is VersionStatus.PENDING:
-        return version.model_copy(update={"status": VersionStatus.BUILDING, "updated_at": utcnow()})
-    if event_type == EventType.VERSION_BUILT and version.status in _BUILD_PHASE:
-        return version.model_copy(
+    now = utcnow()
+    if report_type == EventType.SCHEDULER_VERSION_REMOVED:
+        if version.status is not VersionStatus.STOPPING:
+            return None
+        stopped = version.model_copy(update={"status": VersionStatus.STOPPED, "updated_at": now})
+        return Folded(stopped, [Announcement(type=EventType.VERSION_STOPPED)])
+    if report_type == EventType.BUILDER_BUILD_STARTED:
+        if version.status is not VersionStatus.PENDING:
+            return None
+        building = version.model_copy(update={"status": VersionStatus.BUILDING, "updated_at": now})
+        return Folded(building, [Announcement(type=EventType.VERSION_BUILD_STARTED)])
+    if version.status not in _BUILD_PHASE:
+        return None  # a build's end, come late or twice: the record moved on
+    if report_type == EventType.BUILDER_BUILD_SUCCEEDED:
+        built = version.model_copy(
             update={
                 "status": VersionStatus.BUILT,
                 "image": reported.image,
                 "error": None,
-                "updated_at": utcnow(),
+                "updated_at": now,
             }
         )
-    if event_type == EventType.VERSION_BUILD_FAILED and version.status in _BUILD_PHASE:
-        return version.model_copy(
-            update={"status": VersionStatus.FAILED, "error": reported.error, "updated_at": utcnow()}
+        return Folded(built, [Announcement(type=EventType.VERSION_BUILT)])
+    if report_type == EventType.BUILDER_BUILD_FAILED:
+        failed = version.model_copy(
+            update={"status": VersionStatus.FAILED, "error": reported.error, "updated_at": now}
         )
+        return Folded(failed, [Announcement(type=EventType.VERSION_BUILD_FAILED)])
     return None

@@ -1,7 +1,6 @@
-"""The API's consumer of build and rollout reports: folds them into the state of record.
-
-A version becoming ready everywhere, or ceasing to be, is announced with the write
-(``version.ready``, ``version.degraded``), so the event can never be lost or doubled.
+"""The API's consumer of the builder's and the scheduler's reports: folds each into the state
+of record, whose write announces the facts it makes (``version.built``, ``endpoint.ready``,
+``version.ready``, ...), so a fact can never be lost, doubled, or ahead of the record.
 """
 
 from __future__ import annotations
@@ -9,27 +8,18 @@ from __future__ import annotations
 from nats.aio.msg import Msg
 
 from dockyard_api.context import ApiContext
-from dockyard_api.status import TRACKED_EVENTS, announcement, version_after_event
-from dockyard_common import (
-    CloudEvent,
-    Conflict,
-    ConsumerSpec,
-    EndpointState,
-    Version,
-    get_logger,
-    run_consumer,
-)
+from dockyard_api.status import fold_report
+from dockyard_common import CloudEvent, Conflict, EndpointState, Version, get_logger, run_consumer
 from dockyard_common.subjects import version_key
+from dockyard_common.subscriptions import STATUS_CONSUMER
 
-__all__ = ["STATUS_CONSUMER", "track_status"]
+__all__ = ["track_status"]
 
 log = get_logger(__name__)
 
-STATUS_CONSUMER = ConsumerSpec(durable="api-status", event_types=TRACKED_EVENTS)
-
 
 async def track_status(context: ApiContext) -> None:
-    """Run the status consumer until cancelled."""
+    """Run the reports consumer until cancelled."""
 
     async def handle(event: CloudEvent, _: Msg) -> None:
         reported = event.parsed_data()
@@ -37,31 +27,34 @@ async def track_status(context: ApiContext) -> None:
             return
         name = reported.name if isinstance(reported, Version) else reported.version
         key = version_key(reported.owner, reported.project, reported.deployment, name)
-        await _apply(context, key, event.type, reported)
+        await _fold(context, key, event.type, reported)
 
     await run_consumer(context.js, STATUS_CONSUMER, handle)
 
 
-async def _apply(
-    context: ApiContext, key: str, event_type: str, reported: Version | EndpointState
+async def _fold(
+    context: ApiContext, key: str, report_type: str, reported: Version | EndpointState
 ) -> None:
     for _ in range(20):
         stored = await context.versions.get(key)
         if stored is None:
-            log.warning("status.version.missing", key=key, event_type=event_type)
+            log.warning("status.version.missing", key=key, report_type=report_type)
             return
-        updated = version_after_event(stored.value, event_type, reported)
-        if updated is None:
+        folded = fold_report(stored.value, report_type, reported)
+        if folded is None:
             return
         try:
-            # version.ready / version.degraded go out through the relay, with the write.
             await context.versions.update(
-                key, updated, stored.revision, announce=announcement(stored.value, updated)
+                key, folded.version, stored.revision, announce=folded.announce
             )
         except Conflict:
             continue
         log.info(
-            "status.version.updated", key=key, event_type=event_type, status=updated.status.value
+            "status.version.updated",
+            key=key,
+            report_type=report_type,
+            status=folded.version.status.value,
+            announced=[a.type for a in folded.announce],
         )
         return
-    raise Conflict(f"{key} kept changing while applying {event_type}")
+    raise Conflict(f"{key} kept changing while folding {report_type}")

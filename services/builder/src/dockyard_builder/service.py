@@ -1,4 +1,10 @@
-"""The builder's consumer: ``version.created`` in; ``version.build.*`` and ``version.built`` out."""
+"""The builder's consumer: ``version.created`` in; reports of the build out.
+
+The builder reports (``builder.build.started``, ``builder.build.succeeded`` with the image,
+``builder.build.failed`` with the reason); the API folds each into the version's record and
+announces the fact (``version.built``, ...) that everyone else acts on. Only its live
+progress (``version.build.progress``) goes out as it is: the record keeps none.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +31,6 @@ from dockyard_builder.settings import BuilderSettings
 from dockyard_common import (
     BuildProgress,
     CloudEvent,
-    ConsumerSpec,
     EventPublisher,
     EventType,
     ImageInfo,
@@ -39,17 +44,11 @@ from dockyard_common import (
 )
 from dockyard_common.oci_layout import OciLayout
 from dockyard_common.subjects import BLOB_BUCKET, blob_object_name, version_key
+from dockyard_common.subscriptions import BUILD_CONSUMER
 
-__all__ = ["BUILD_CONSUMER", "Builder"]
+__all__ = ["Builder"]
 
 log = get_logger(__name__)
-
-BUILD_CONSUMER = ConsumerSpec(
-    durable="builder",
-    event_types=[EventType.VERSION_CREATED],
-    ack_wait_s=30.0,
-    max_deliver=10,
-)
 
 
 class Builder:
@@ -77,7 +76,7 @@ class Builder:
             event_id=event.id,
         )
         await self._report(
-            EventType.VERSION_BUILD_STARTED,
+            EventType.BUILDER_BUILD_STARTED,
             version.model_copy(update={"status": VersionStatus.BUILDING}),
             key,
             revision,
@@ -99,7 +98,7 @@ class Builder:
             return
         bound.info("build.succeeded", digest=image.digest, seconds=image.build_seconds)
         built = version.model_copy(update={"status": VersionStatus.BUILT, "image": image})
-        await self._report(EventType.VERSION_BUILT, built, key, revision)
+        await self._report(EventType.BUILDER_BUILD_SUCCEEDED, built, key, revision)
 
     async def _fail(self, version: Version, key: str, revision: str, reason: str) -> None:
         log.warning(
@@ -111,7 +110,7 @@ class Builder:
             reason=reason,
         )
         failed = version.model_copy(update={"status": VersionStatus.FAILED, "error": reason})
-        await self._report(EventType.VERSION_BUILD_FAILED, failed, key, revision)
+        await self._report(EventType.BUILDER_BUILD_FAILED, failed, key, revision)
 
     async def _build(self, version: Version) -> ImageInfo:
         # A file whose layer is already in the layout is neither fetched nor written again.

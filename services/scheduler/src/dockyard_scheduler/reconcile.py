@@ -11,7 +11,6 @@ from nats.js import JetStreamContext
 
 from dockyard_common import (
     CloudEvent,
-    ConsumerSpec,
     EndpointState,
     EventPublisher,
     EventType,
@@ -25,31 +24,24 @@ from dockyard_common import (
     run_consumer,
 )
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
+from dockyard_common.subscriptions import SCHEDULE_CONSUMER
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers import Driver, Drivers
 from dockyard_scheduler.drivers.container import ContainerDriver
 from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
 from dockyard_scheduler.drivers.local import LocalDriver
 from dockyard_scheduler.logs import serve_logs
-from dockyard_scheduler.rollout import event_type
 from dockyard_scheduler.settings import SchedulerSettings
 
-__all__ = ["SCHEDULE_CONSUMER", "Scheduler"]
+__all__ = ["Scheduler"]
 
 log = get_logger(__name__)
 
-SCHEDULE_CONSUMER = ConsumerSpec(
-    durable="scheduler",
-    # version.starting: a stopped version is to run again, as after its build.
-    event_types=[EventType.VERSION_BUILT, EventType.VERSION_STOPPING, EventType.VERSION_STARTING],
-)
 
 _UNSUPPORTED_HINTS = {
     TargetKind.CONTAINER: ": no container engine is configured (set DOCKER_HOST or "
     "DOCKYARD_DOCKER_HOST to a Docker-compatible engine's API)",
 }
-
-_STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
 
 # Versions whose workloads should run (a version failed in rollout keeps what runs).
 _RUNNABLE = (
@@ -75,8 +67,9 @@ class Scheduler:
             by_kind[TargetKind.CONTAINER] = ContainerDriver(settings, self._report)
         self._drivers = Drivers(by_kind)
         self._lock = asyncio.Lock()
-        self._reported: dict[str, EndpointState] = {}
-        """The last state reported per workload key (to tell ``endpoint.scaled`` apart)."""
+        self._acted: dict[str, int] = {}
+        """Per version key, the record revision of the last fact acted on: a fact about an
+        older revision, delivered again or late, is about a state the record left."""
 
     async def run(self, full_pass_every_s: float = 30.0) -> None:
         """Consume ``version.built`` (and ``version.starting``), run a full pass periodically
@@ -95,33 +88,36 @@ class Scheduler:
             await self._drivers.close()
 
     async def _on_event(self, event: CloudEvent, message: Msg) -> None:
+        """Act on a fact of the record (``version.built``, ``version.starting``,
+        ``version.stopping``), in the record's order: one about a revision older than the
+        last acted on for the version is stale and changes nothing."""
         version = event.data_as(Version)
         key = version_key(version.owner, version.project, version.deployment, version.name)
+        revision = int(event.resourcerevision or 0)
         async with self._lock:
-            if event.type == EventType.VERSION_STOPPING:
-                await self._stop(version, key, event.resourcerevision or "0")
+            if revision and revision <= self._acted.get(key, 0):
+                log.info("fact.stale", key=key, type=event.type, revision=revision)
                 return
-            versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
-            current = await versions.get(key)
-            if current is not None and current.value.status in _STOPPED:
-                return  # stopped while it was building (or again since its start)
-            await self._apply(version, await self._targets(), report_unsupported=True)
+            if event.type == EventType.VERSION_STOPPING:
+                await self._stop(version, key, revision)
+            else:
+                await self._apply(version, await self._targets(), report_unsupported=True)
+            self._acted[key] = revision
 
-    async def _stop(self, version: Version, key: str, revision: str) -> None:
-        """Remove every workload of the version, then report it stopped."""
+    async def _stop(self, version: Version, key: str, revision: int) -> None:
+        """Remove every workload of the version, then report them gone."""
         for workload_key in sorted(self._drivers.workload_keys()):
             if workload_key.startswith(f"{key}/"):
                 await self._drivers.remove(workload_key)
                 _, endpoint, target = workload_key.rsplit("/", 2)
                 await self._report_stopped(version, endpoint, target)
-        stopped = version.model_copy(update={"status": VersionStatus.STOPPED})
         await self._events.publish(
-            EventType.VERSION_STOPPED,
-            stopped,
+            EventType.SCHEDULER_VERSION_REMOVED,
+            version,
             resource_key=key,
             revision=revision,
         )
-        log.info("version.stopped", key=key)
+        log.info("version.removed", key=key)
 
     async def _report_stopped(self, version: Version, endpoint: str, target: str) -> None:
         targets = await self._targets()
@@ -154,23 +150,17 @@ class Scheduler:
             await asyncio.sleep(every_s)
 
     async def reconcile_all(self) -> None:
-        """One full pass over the state of record: start what is missing, remove the unwanted.
-
-        Only workloads of stopped or deleted versions are removed: a version whose record
-        still says pending or building may already run (its ``version.built`` event can
-        arrive before the API records it), and is left alone.
-        """
+        """One full pass over the state of record: start what is missing, remove the unwanted
+        (workloads of versions the record does not hold as built, or holds no longer)."""
         async with self._lock:
             started = time.perf_counter()
             versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
             targets = await self._targets()
             keep: set[str] = set()
-            async for key, stored in versions.items():
+            async for _, stored in versions.items():
                 version = stored.value
                 if version.status in _RUNNABLE:
                     keep.update(w.key for w in await self._apply(version, targets))
-                elif version.status not in _STOPPED:
-                    keep.update(k for k in self._drivers.workload_keys() if k.startswith(f"{key}/"))
             for workload_key in sorted(self._drivers.workload_keys() - keep):
                 workload = self._drivers.workload(workload_key)
                 await self._drivers.remove(workload_key)
@@ -235,16 +225,11 @@ class Scheduler:
         return workload.observed(state, reason=reason)
 
     async def _report(self, state: EndpointState) -> None:
+        """Report what a workload does now; the API makes the fact of it."""
         key = version_key(state.owner, state.project, state.deployment, state.version)
-        workload_key = f"{key}/{state.endpoint}/{state.target}"
-        kind = event_type(self._reported.get(workload_key), state)
         await self._events.publish(
-            kind,
+            EventType.SCHEDULER_ENDPOINT_OBSERVED,
             state,
-            resource_key=workload_key,
+            resource_key=f"{key}/{state.endpoint}/{state.target}",
             revision=f"{state.state.value}-{int(state.observed_at.timestamp() * 1e6)}",
         )
-        if state.state is WorkloadState.STOPPED:
-            self._reported.pop(workload_key, None)
-        else:
-            self._reported[workload_key] = state

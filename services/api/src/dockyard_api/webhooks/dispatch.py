@@ -16,17 +16,12 @@ from dockyard_api.webhooks.models import DeliveryJob, matches
 from dockyard_api.webhooks.queueing import enqueue
 from dockyard_api.webhooks.signing import delivery_id
 from dockyard_api.webhooks.subscriptions import Subscriptions
-from dockyard_common import CloudEvent, ConsumerSpec, get_logger, run_consumer
+from dockyard_common import CloudEvent, get_logger, run_consumer
+from dockyard_common.subscriptions import DISPATCH_CONSUMER
 
-__all__ = ["DISPATCH_CONSUMER", "dispatch_events"]
+__all__ = ["dispatch_events"]
 
 log = get_logger(__name__)
-
-# One event at a time, never given up: an event is queued only after every event before it,
-# even across several delivering processes and after a failed (delayed) attempt.
-DISPATCH_CONSUMER = ConsumerSpec(
-    durable="webhooks-dispatch", event_types=[">"], max_deliver=-1, max_ack_pending=1
-)
 
 
 async def dispatch_events(
