@@ -19,7 +19,7 @@ from dockyard_common import (
     WorkloadState,
     Written,
 )
-from dockyard_common.state import Announcement
+from dockyard_common.records import Announcement
 
 DIGEST = "sha256:" + "0" * 64
 KEY = "acme.demo.web.v1"

@@ -42,9 +42,10 @@ from dockyard_common.names import (
     VersionName,
 )
 from dockyard_common.platform_facts import ServiceRestart
+from dockyard_common.records import Record
 from dockyard_common.redis_client import connect_redis
 from dockyard_common.settings import CommonSettings
-from dockyard_common.state import Conflict, Counter, Record, ResourceStore, Stored, Written
+from dockyard_common.state import Conflict, Counter, ResourceStore, Stored, Written
 
 __all__ = [
     "EVENT_DATA",

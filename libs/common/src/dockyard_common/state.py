@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -27,10 +27,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ValidationError
 
 from dockyard_common.errors import TransientError
 from dockyard_common.log import get_logger
+from dockyard_common.records import Announced, Announcement, Record, announcements
 
 __all__ = [
     "Announced",
@@ -76,60 +77,6 @@ def _kv_unavailable_is_transient(operation: str) -> Iterator[None]:
 
 class Conflict(Exception):
     """A compare-and-set write lost: the key exists, or changed since ``revision`` was read."""
-
-
-class Announcement(BaseModel):
-    """An event a write stands for: its type, and for an endpoint fact (whose data is one
-    :class:`~dockyard_common.models.EndpointState` of the version written) which one."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    type: str
-    endpoint: str | None = None
-    target: str | None = None
-
-
-Announced = str | Announcement | Sequence[str | Announcement] | None
-"""What a writer says a write announces: nothing, one event type, or several."""
-
-
-def announcements(announce: Announced) -> list[Announcement]:
-    """``announce`` as the list a :class:`Record` stores. Pure."""
-    if announce is None:
-        return []
-    if isinstance(announce, str | Announcement):
-        announce = [announce]
-    return [a if isinstance(a, Announcement) else Announcement(type=a) for a in announce]
-
-
-class Record(BaseModel):
-    """What a KV value holds: a resource and the events its write announces, in order."""
-
-    model_config = ConfigDict(frozen=True)
-
-    announce: list[Announcement] = Field(default_factory=list)
-    resource: dict[str, Any]
-
-    @field_validator("announce", mode="before")
-    @classmethod
-    def _one_type_as_written_before(cls, value: object) -> object:
-        # Records written before a write could announce several events hold one type, or null.
-        if value is None:
-            return []
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list):
-            return items  # not ours to fix: validation says what is wrong
-        return [{"type": item} if isinstance(item, str) else item for item in items]
-
-    @staticmethod
-    def announces_nothing(value: bytes) -> bool:
-        """True when a stored value surely announces no event, seen without parsing it
-        (``announce`` is written first): the relay reads every write of its buckets, and
-        most version writes (an alias switch's hold, say) announce nothing."""
-        return value.startswith(_SILENT_RECORDS)
-
-
-_SILENT_RECORDS = (b'{"announce":[],', b'{"announce":null,')
 
 
 @dataclass(frozen=True)

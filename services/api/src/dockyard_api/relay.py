@@ -29,7 +29,8 @@ from dockyard_common import (
     get_logger,
 )
 from dockyard_common.consumers import pull_messages
-from dockyard_common.state import Announcement, kv_write
+from dockyard_common.records import Announcement
+from dockyard_common.state import kv_write
 from dockyard_common.subjects import (
     ALIASES_BUCKET,
     DEPLOYMENTS_BUCKET,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from dockyard_common.events import EventType
 from dockyard_common.models import EndpointState, Version, VersionStatus, WorkloadState, utcnow
-from dockyard_common.state import Announcement
+from dockyard_common.records import Announcement
 
 __all__ = [
     "Folded",
