@@ -26,13 +26,13 @@ from dockyard_common import CodeRef, EndpointSpec, EndpointState, Target, Target
 from dockyard_common.models import Replicas, WorkloadState
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers.container import ContainerDriver
-from dockyard_scheduler.drivers.container_engine import (
+from dockyard_scheduler.drivers.container.engine import (
     LABEL_KEY,
     LABEL_OWNER,
     LABEL_PORT,
     EngineUnavailable,
 )
-from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY
+from dockyard_scheduler.drivers.container.images import IMAGE_REPOSITORY
 from dockyard_scheduler.settings import SchedulerSettings
 from tests.harness.containers import busybox_image, engine_or_skip
 

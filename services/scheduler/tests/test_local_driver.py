@@ -27,7 +27,7 @@ from dockyard_common import (
 from dockyard_common.oci_layout import OciLayout, canonical_json, descriptor
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers.local import LocalDriver
-from dockyard_scheduler.drivers.replicas import ReplicaRecord, process_start_ticks
+from dockyard_scheduler.drivers.local.replicas import ReplicaRecord, process_start_ticks
 from dockyard_scheduler.settings import SchedulerSettings
 
 SERVER = b"""\

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dockyard_common import EndpointState, EventType, WorkloadState
-from dockyard_scheduler.rollout import ReplicaStatus, event_type, summarise
+from dockyard_scheduler.drivers.local.rollout import ReplicaStatus, event_type, summarise
 
 READY, DEPLOYING, FAILED = WorkloadState.READY, WorkloadState.DEPLOYING, WorkloadState.FAILED
 

@@ -30,8 +30,8 @@ from dockyard_scheduler.drivers import Driver, Drivers
 from dockyard_scheduler.drivers.container import ContainerDriver
 from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
 from dockyard_scheduler.drivers.local import LocalDriver
+from dockyard_scheduler.drivers.local.rollout import event_type
 from dockyard_scheduler.logs import serve_logs
-from dockyard_scheduler.rollout import event_type
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["SCHEDULE_CONSUMER", "Scheduler"]

@@ -34,8 +34,8 @@ import docker.errors
 from dockyard_common import ImageInfo, PermanentError, get_logger
 from dockyard_common.oci_layout import BlobNotFound, OciLayout
 from dockyard_scheduler.desired import Workload
-from dockyard_scheduler.drivers.container_engine import Engine
-from dockyard_scheduler.images import layout_of
+from dockyard_scheduler.drivers.container.engine import Engine
+from dockyard_scheduler.drivers.layouts import layout_of
 
 __all__ = ["BASE_NAME", "IMAGE_REPOSITORY", "EngineImage", "ImageCache", "engine_image"]
 

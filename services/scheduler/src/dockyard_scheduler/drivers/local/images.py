@@ -1,4 +1,4 @@
-"""Images on the local machine: an OCI layout's image unpacked into a directory tree."""
+"""A local workload's image: its OCI layout's app layers unpacked into a directory tree."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import zstandard
 
 from dockyard_common import ImageInfo, PermanentError
 from dockyard_common.archives import ArchiveLimits, extract_archive
-from dockyard_common.oci_layout import BlobNotFound, OciLayout
+from dockyard_common.oci_layout import BlobNotFound
+from dockyard_scheduler.drivers.layouts import layout_of
 
-__all__ = ["UnpackedImage", "layout_of", "unpack_image"]
+__all__ = ["UnpackedImage", "unpack_image"]
 
 _LAYER_LIMITS = ArchiveLimits(max_members=1_000_000, max_bytes=64 * 1024**3)
 
@@ -27,16 +28,6 @@ class UnpackedImage:
 
     root: Path
     config: dict[str, Any]
-
-
-def layout_of(reference: str) -> OciLayout:
-    """The layout of an ``oci:<dir>:<ref>`` image reference."""
-    transport, _, rest = reference.partition(":")
-    if transport != "oci" or not rest:
-        raise PermanentError(f"the local driver runs only OCI layout images, not {reference!r}")
-    # As skopeo reads it: the layout path ends at the first ':'; the tag may hold more.
-    directory, _, _ = rest.partition(":")
-    return OciLayout(Path(directory))
 
 
 def _extract_layer(blob: Path, media_type: str, dest: Path) -> None:

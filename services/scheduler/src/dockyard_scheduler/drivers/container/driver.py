@@ -21,7 +21,7 @@ from dockyard_common import WorkloadState, get_logger
 from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload, endpoint_prefix
 from dockyard_scheduler.drivers import Reporter
-from dockyard_scheduler.drivers.container_engine import (
+from dockyard_scheduler.drivers.container.engine import (
     LABEL_KEY,
     LABEL_MANIFEST,
     Engine,
@@ -30,8 +30,8 @@ from dockyard_scheduler.drivers.container_engine import (
     container_limits,
     key_hash,
 )
-from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY, EngineImage, ImageCache
-from dockyard_scheduler.drivers.container_replicas import (
+from dockyard_scheduler.drivers.container.images import IMAGE_REPOSITORY, EngineImage, ImageCache
+from dockyard_scheduler.drivers.container.replicas import (
     Replica,
     ReplicaGroup,
     answers_http,

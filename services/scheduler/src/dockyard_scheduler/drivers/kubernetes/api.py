@@ -26,7 +26,7 @@ from kubernetes import client as k8s
 from kubernetes.config import new_client_from_config
 
 from dockyard_common import PermanentError, TransientError, get_logger
-from dockyard_scheduler.manifests import FIELD_MANAGER
+from dockyard_scheduler.drivers.kubernetes.manifests import FIELD_MANAGER
 
 __all__ = ["PLURALS", "ClusterApi"]
 

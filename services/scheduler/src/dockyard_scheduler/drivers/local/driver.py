@@ -26,7 +26,8 @@ from dockyard_common.logs import ReplicaLogs
 from dockyard_common.processes import free_port
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Reporter
-from dockyard_scheduler.drivers.replicas import (
+from dockyard_scheduler.drivers.local.images import UnpackedImage, unpack_image
+from dockyard_scheduler.drivers.local.replicas import (
     Replica,
     ReplicaRecord,
     kill_group,
@@ -34,8 +35,7 @@ from dockyard_scheduler.drivers.replicas import (
     process_environment,
     tail_lines,
 )
-from dockyard_scheduler.images import UnpackedImage, unpack_image
-from dockyard_scheduler.rollout import (
+from dockyard_scheduler.drivers.local.rollout import (
     CRASH_LOOP_RESTARTS,
     EndpointSummary,
     ReplicaStatus,
@@ -43,7 +43,7 @@ from dockyard_scheduler.rollout import (
 )
 from dockyard_scheduler.settings import SchedulerSettings
 
-__all__ = ["LocalDriver", "process_environment"]
+__all__ = ["LocalDriver"]
 
 log = get_logger(__name__)
 
