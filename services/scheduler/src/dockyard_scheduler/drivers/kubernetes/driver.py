@@ -145,7 +145,7 @@ class KubernetesDriver:
             return False
         if tracked.task is not None:
             tracked.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError, DockyardError):
                 await tracked.task
         if not tracked.name:
             return True  # refused: nothing was ever written
@@ -223,7 +223,7 @@ class KubernetesDriver:
                 self._connecting[target.name] = connecting
             try:
                 api = await asyncio.shield(connecting)
-            except Exception as exc:
+            except DockyardError as exc:
                 self._connecting.pop(target.name, None)
                 raise PermanentError(
                     f"cannot reach target {target.name} through kubeconfig context "
@@ -401,7 +401,7 @@ class KubernetesDriver:
                     reason=reason,
                 )
             )
-        except Exception as exc:
-            log.warning("kube.report.failed", key=tracked.key, state=state.value, error=repr(exc))
+        except DockyardError as exc:  # not published: the next change or pass reports again
+            log.warning("kube.report.failed", key=tracked.key, state=state.value, error=str(exc))
             return
         tracked.reported = state

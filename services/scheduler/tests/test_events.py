@@ -1,9 +1,20 @@
-"""Which event each observed state is published as (pure: no NATS)."""
+"""What the scheduler publishes: which event each observed state is, and a report NATS does
+not take."""
 
 from __future__ import annotations
 
-from dockyard_common import EndpointState, EventType, WorkloadState
-from dockyard_scheduler.events import event_type
+import pytest
+
+from dockyard_common import (
+    EndpointState,
+    EventPublisher,
+    EventType,
+    TransientError,
+    WorkloadState,
+    connect_nats,
+)
+from dockyard_scheduler.events import Reports, event_type
+from tests.harness.infrastructure import Infrastructure
 
 READY, DEPLOYING = WorkloadState.READY, WorkloadState.DEPLOYING
 
@@ -27,3 +38,14 @@ def test_a_ready_endpoint_changing_its_replica_count_is_scaled() -> None:
     assert event_type(state(READY, 1), state(READY, 1)) == EventType.ENDPOINT_READY
     assert event_type(None, state(READY, 2)) == EventType.ENDPOINT_READY
     assert event_type(state(READY, 2), state(DEPLOYING, 0)) == EventType.ENDPOINT_DEPLOYING
+
+
+async def test_a_report_nats_does_not_take_is_a_transient_error_the_driver_retries(
+    infrastructure: Infrastructure,
+) -> None:
+    nc = await connect_nats(infrastructure.nats_url, name="dockyard-tests-closed")
+    reports = Reports(EventPublisher(nc.jetstream(), source="tests/scheduler"))
+    await nc.close()
+
+    with pytest.raises(TransientError, match=r"acme\.demo\.web\.v1/predict/local-eu not published"):
+        await reports.endpoint(state(READY, 1))
