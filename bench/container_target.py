@@ -96,7 +96,6 @@ def workloads(root: Path, base: str, replicas: int) -> list[Workload]:
 async def run(replicas: int) -> dict[str, float | int]:
     engine = engine_or_skip()
     base = busybox_image(engine)
-    engine.close()
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         first, cached, many = workloads(root, base, replicas)
@@ -118,7 +117,7 @@ async def run(replicas: int) -> dict[str, float | int]:
             group = driver._groups[cached.key]
             started = time.perf_counter()
             container = group.replicas[0].container_id
-            await asyncio.to_thread(driver._engine.client.containers.get(container).kill)
+            await asyncio.to_thread(engine.containers.get(container).kill)
             await ready.wait("cached", 1, but_not=before)
             figures["restart_ready_s"] = round(time.perf_counter() - started, 3)
             started = time.perf_counter()
@@ -128,6 +127,7 @@ async def run(replicas: int) -> dict[str, float | int]:
             for key in driver.workload_keys():
                 await driver.remove(key)
             await driver.close()
+            engine.close()
     return figures
 
 

@@ -28,7 +28,7 @@ from dockyard_common.processes import free_port
 from dockyard_platform.servers import wait_for_port
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers.container import ContainerDriver
-from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY
+from dockyard_scheduler.drivers.container.images import IMAGE_REPOSITORY
 from dockyard_scheduler.settings import SchedulerSettings
 from tests.harness.containers import engine_or_skip
 from tests.test_container_target import Reports, _get, _ready

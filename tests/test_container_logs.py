@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dockyard_scheduler.drivers.container import ContainerDriver
-from dockyard_scheduler.drivers.container_engine import LABEL_KEY
+from dockyard_scheduler.drivers.container.engine import LABEL_KEY
 from dockyard_scheduler.settings import SchedulerSettings
 from tests.harness.containers import busybox_image, engine_or_skip
 from tests.test_container_target import Reports, _workload

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from dockyard_scheduler.drivers.container_engine import LABEL_KEY
+from dockyard_scheduler.drivers.container.engine import LABEL_KEY
 from tests.harness.archives import tar_gz
 from tests.harness.containers import busybox_image, engine_or_skip
 from tests.harness.fixtures import Names, RunningPlatform

@@ -26,13 +26,16 @@ from dockyard_common import CodeRef, EndpointSpec, EndpointState, Target, Target
 from dockyard_common.models import Replicas, WorkloadState
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers.container import ContainerDriver
-from dockyard_scheduler.drivers.container_engine import (
+from dockyard_scheduler.drivers.container.engine import (
     LABEL_KEY,
     LABEL_OWNER,
     LABEL_PORT,
+    ContainerGone,
+    Engine,
+    EngineRefused,
     EngineUnavailable,
 )
-from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY
+from dockyard_scheduler.drivers.container.images import IMAGE_REPOSITORY
 from dockyard_scheduler.settings import SchedulerSettings
 from tests.harness.containers import busybox_image, engine_or_skip
 
@@ -313,7 +316,9 @@ async def test_a_restarted_scheduler_adopts_running_replicas_and_removes_the_res
 ) -> None:
     workload = _workload(tmp_path, base_image, SERVE.format(port="$PORT"))
     first_reports = Reports()
-    first = ContainerDriver(settings, first_reports)
+    assert settings.container_engine_url is not None
+    first_engine = Engine(settings.container_engine_url, settings.container_owner)
+    first = ContainerDriver(settings, first_reports, first_engine)
     await first.ensure(workload)
     ready = await first_reports.wait_for("ready", _ready)
     (running,) = _ours(engine, settings)
@@ -356,8 +361,41 @@ async def test_a_restarted_scheduler_adopts_running_replicas_and_removes_the_res
     finally:
         await second.remove(workload.key)
         await second.close()
-        first._engine.close()  # its connection only: the "dead" scheduler stops nothing
+        first_engine.close()  # its connection only: the "dead" scheduler stops nothing
     assert _ours(engine, settings) == []
+
+
+@pytest.mark.docker
+async def test_the_engine_seam_answers_in_its_own_errors_never_the_sdk_s(
+    engine: Any, settings: SchedulerSettings
+) -> None:
+    assert settings.container_engine_url is not None
+    seam = Engine(settings.container_engine_url, settings.container_owner)
+    absent = secrets.token_hex(8)
+    missing = f"localhost/dockyard-test-absent-{secrets.token_hex(3)}:1"
+    try:
+        await seam.call(seam.connect)
+        with pytest.raises(ContainerGone, match=absent[:12]):
+            await seam.call(seam.exit_code, absent)
+        with pytest.raises(ContainerGone, match=absent[:12]):
+            await seam.call(seam.log_lines, absent, 5)
+        assert await seam.call(seam.log_tail, absent, 5) == ""
+        await seam.call(seam.remove, absent, 0.0)  # already gone is what was asked
+        assert await seam.call(seam.has_image, missing) is False
+        with pytest.raises(EngineRefused, match=f"could not start a container of {missing}"):
+            await seam.call(
+                seam.start,
+                missing,
+                name=f"dockyard-test-{absent}",
+                labels={},
+                address=ADDRESS,
+                container_port=8000,
+                config={},
+                environment={},
+                limits={},
+            )
+    finally:
+        seam.close()
 
 
 async def test_without_an_engine_a_container_target_fails_naming_where_it_looked(

@@ -9,7 +9,7 @@ from pathlib import Path
 from dockyard_builder.build import build_version
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import CodeRef, EndpointFile, EndpointSpec, ImageInfo, Version
-from dockyard_scheduler.images import unpack_image
+from dockyard_scheduler.drivers.local.images import unpack_image
 from tests.harness.archives import tar_gz
 from tests.harness.registry import sha256_of
 

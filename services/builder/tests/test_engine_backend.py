@@ -13,7 +13,7 @@ from dockyard_builder.engine import build_on_engine, dockerfile
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import BuildSpec, CodeRef, EndpointSpec, PermanentError, Version
 from dockyard_common.oci_layout import OciLayout
-from dockyard_scheduler.images import unpack_image
+from dockyard_scheduler.drivers.local.images import unpack_image
 from tests.harness.archives import tar_gz
 from tests.harness.containers import engine_or_skip, ensure_image
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dockyard_common import CodeRef, EndpointSpec, Target, TargetKind, Version, WorkloadState
 from dockyard_scheduler.desired import Workload
-from dockyard_scheduler.drivers.container_engine import container_limits
-from dockyard_scheduler.drivers.container_replicas import Replica, ReplicaGroup
+from dockyard_scheduler.drivers.container.engine import container_limits
+from dockyard_scheduler.drivers.container.replicas import Replica, ReplicaGroup
 
 
 def _group(count: int) -> ReplicaGroup:

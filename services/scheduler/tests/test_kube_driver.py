@@ -21,6 +21,7 @@ from dockyard_common import (
     EndpointSpec,
     EndpointState,
     ImageInfo,
+    PermanentError,
     Replicas,
     Target,
     TargetKind,
@@ -31,6 +32,7 @@ from dockyard_common.logs import LogsRequest
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Drivers
 from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
+from dockyard_scheduler.drivers.kubernetes.api import ClusterApi, KubeconfigUnreadable
 from dockyard_scheduler.logs import answer_logs
 from dockyard_scheduler.settings import SchedulerSettings
 from tests.harness.kube_stub import Fault, KubeStub, write_kubeconfig
@@ -379,3 +381,26 @@ async def _applied(stub: KubeStub, name: str, within_s: float = 10.0) -> None:
     while ("dy-acme-demo", name) not in stub.names("deployments"):
         assert time.monotonic() < deadline, f"{name} not applied within {within_s} s"
         await asyncio.sleep(0.02)
+
+
+async def test_a_kubeconfig_of_the_wrong_shape_fails_the_workload_naming_the_file(
+    tmp_path: Path,
+) -> None:
+    # The client's loader trips over this with a TypeError of its own.
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("contexts: 5\ncurrent-context: k8s-eu\n")
+    driver = KubernetesDriver(SchedulerSettings(data_dir=tmp_path, kubeconfig=broken), States())
+    try:
+        with pytest.raises(KubeconfigUnreadable, match=str(broken)):
+            ClusterApi(
+                target="k8s-eu",
+                kubeconfig=broken,
+                context="k8s-eu",
+                workers=1,
+                timeout_s=1.0,
+                attempts=1,
+            )
+        with pytest.raises(PermanentError, match=f"cannot reach target k8s-eu.*{broken}"):
+            await driver.ensure(workload())
+    finally:
+        await driver.close()

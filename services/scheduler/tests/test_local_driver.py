@@ -19,6 +19,7 @@ from dockyard_common import (
     EndpointSpec,
     EndpointState,
     ImageInfo,
+    PermanentError,
     Replicas,
     Target,
     Version,
@@ -27,7 +28,8 @@ from dockyard_common import (
 from dockyard_common.oci_layout import OciLayout, canonical_json, descriptor
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers.local import LocalDriver
-from dockyard_scheduler.drivers.replicas import ReplicaRecord, process_start_ticks
+from dockyard_scheduler.drivers.local.images import unpack_image
+from dockyard_scheduler.drivers.local.replicas import ReplicaRecord, process_start_ticks
 from dockyard_scheduler.settings import SchedulerSettings
 
 SERVER = b"""\
@@ -318,3 +320,42 @@ async def test_a_replica_that_keeps_exiting_is_reported_crash_looping(
         await driver.close()
     assert looping.reason is not None and "exited with code 3" in looping.reason
     assert looping.upstreams == []
+
+
+async def test_a_target_address_this_machine_lacks_fails_naming_the_address(
+    tmp_path: Path, settings: SchedulerSettings
+) -> None:
+    workload = a_workload(tmp_path, 1)
+    # 192.0.2.0/24 is for documentation: no interface here has it.
+    elsewhere = workload.target.model_copy(update={"address": "192.0.2.7"})
+    workload = Workload(workload.version, workload.endpoint, elsewhere, workload.manifest_digest)
+    driver = LocalDriver(settings, Reports())
+
+    with pytest.raises(PermanentError, match=r"cannot listen on 192\.0\.2\.7"):
+        await driver.ensure(workload)
+    await driver.close()
+
+
+def test_a_layer_that_is_not_zstd_fails_the_unpacking_with_a_reason(tmp_path: Path) -> None:
+    layout = OciLayout(tmp_path / "layout")
+    layout.ensure()
+    layer = b"not zstd at all" * 10
+    layout.add_blob(layer)
+    config = canonical_json({"config": {"Cmd": ["true"]}})
+    layout.add_blob(config)
+    manifest = layout.add_blob(
+        canonical_json(
+            {
+                "schemaVersion": 2,
+                "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+                "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+zstd", layer)],
+            }
+        )
+    )
+    image = ImageInfo(
+        reference=f"oci:{tmp_path / 'layout'}:v1", digest=manifest, layers=[], endpoints={}
+    )
+
+    with pytest.raises(PermanentError, match="is not readable zstd"):
+        unpack_image(image, manifest, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == [], "a half-unpacked tree was left"

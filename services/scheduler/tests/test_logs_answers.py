@@ -1,6 +1,6 @@
 """How the scheduler answers a logs request when a target's driver is slow or failing.
 
-The drivers here are stand-ins on purpose: what is under test is the isolation rule (a target
+The drivers here are fakes on purpose: what is under test is the isolation rule (a target
 that cannot be read gets an ``error``, never an exception or a late answer), not a driver.
 """
 
@@ -10,8 +10,8 @@ import asyncio
 
 from dockyard_common import PermanentError, Target, TargetKind
 from dockyard_common.logs import LogsRequest, ReplicaLogs
-from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Driver, Drivers
+from dockyard_scheduler.drivers.fake import FakeDriver
 from dockyard_scheduler.logs import answer_logs
 
 TARGETS = {
@@ -20,10 +20,11 @@ TARGETS = {
 }
 
 
-class Reading:
+class Reading(FakeDriver):
     """A driver whose logs take ``delay_s`` and then answer ``lines`` or raise ``error``."""
 
     def __init__(self, *, delay_s: float = 0.0, error: Exception | None = None) -> None:
+        super().__init__()
         self.delay_s, self.error = delay_s, error
         self.asked: list[str] = []
 
@@ -33,24 +34,6 @@ class Reading:
         if self.error is not None:
             raise self.error
         return [ReplicaLogs(replica=0, lines=[f"line {n}" for n in range(tail)])]
-
-    async def ensure(self, workload: Workload) -> bool:
-        return False
-
-    async def remove(self, key: str) -> bool:
-        return False
-
-    def workload_keys(self) -> set[str]:
-        return set()
-
-    def workload(self, key: str) -> Workload | None:
-        return None
-
-    def reap_leftovers(self) -> int:
-        return 0
-
-    async def close(self) -> None:
-        return None
 
 
 def request(target: str, tail: int = 3) -> LogsRequest:

@@ -13,14 +13,14 @@ import pytest
 
 from dockyard_common import CodeRef, EndpointSpec, ImageInfo, Replicas, Target, TargetKind, Version
 from dockyard_scheduler.desired import Workload
-from dockyard_scheduler.manifests import (
+from dockyard_scheduler.drivers.kubernetes.manifests import (
     ManifestError,
     image_by_digest,
     label_value,
     namespace_name,
     render_workload,
 )
-from dockyard_scheduler.rollouts import pod_failure_reason, rollout_progress
+from dockyard_scheduler.drivers.kubernetes.rollouts import pod_failure_reason, rollout_progress
 from tests.harness.kube_schema import manifest_errors, quantity_value
 
 DIGEST = "sha256:" + "a" * 64

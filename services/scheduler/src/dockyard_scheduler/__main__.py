@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dockyard_common import run_jetstream_service
-from dockyard_scheduler.reconcile import Scheduler
+from dockyard_scheduler import app
 from dockyard_scheduler.settings import SchedulerSettings
 
 
@@ -13,11 +13,7 @@ def main() -> None:
     Stopping cancels the scheduler, which stops every workload this process started.
     """
     settings = SchedulerSettings()
-    run_jetstream_service(
-        "scheduler",
-        settings,
-        lambda nc: Scheduler(nc.jetstream(), settings).run(settings.full_pass_every_s),
-    )
+    run_jetstream_service("scheduler", settings, lambda nc: app.run(nc, settings))
 
 
 if __name__ == "__main__":

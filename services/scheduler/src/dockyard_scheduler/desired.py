@@ -1,14 +1,34 @@
-"""What each target should run: pure decisions over versions and targets, no I/O."""
+"""What each target should run, and what a full pass removes: pure decisions, no I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence, Set
+from dataclasses import dataclass, field
 
-from dockyard_common.models import EndpointSpec, EndpointState, Target, Version, WorkloadState
+from dockyard_common.models import (
+    EndpointSpec,
+    EndpointState,
+    Target,
+    Version,
+    VersionStatus,
+    WorkloadState,
+)
 from dockyard_common.subjects import version_key
 
-__all__ = ["Workload", "desired_workloads", "endpoint_prefix"]
+__all__ = [
+    "RUNNABLE",
+    "RecordedVersion",
+    "Workload",
+    "desired_workloads",
+    "endpoint_prefix",
+    "workloads_to_keep",
+    "workloads_to_remove",
+]
+
+RUNNABLE = frozenset(
+    {VersionStatus.BUILT, VersionStatus.DEPLOYING, VersionStatus.READY, VersionStatus.FAILED}
+)
+"""Statuses whose workloads should run (a version failed in rollout keeps what runs)."""
 
 
 @dataclass(frozen=True)
@@ -70,3 +90,36 @@ def desired_workloads(
         for spec in version.endpoints:
             workloads.append(Workload(version, spec, target, version.image.endpoints[spec.name]))
     return workloads, missing
+
+
+@dataclass(frozen=True)
+class RecordedVersion:
+    """A version as a full pass found it: its key, its record's status, and the keys of the
+    workloads the pass made run for it (those its driver applied without an error)."""
+
+    key: str
+    status: VersionStatus
+    applied: frozenset[str] = field(default_factory=frozenset)
+
+
+def workloads_to_keep(versions: Iterable[RecordedVersion], running: Set[str]) -> set[str]:
+    """The workload keys a full pass keeps, given every version in the state of record and
+    the keys the drivers run (side-effect free).
+
+    - A runnable version keeps the workloads the pass applied for it: one on a target the
+      version no longer reaches, or whose apply failed, goes.
+    - Any other version keeps nothing: pending or building (the scheduler runs only what
+      the record holds as built, so nothing of it can be wanted yet), stopping, stopped, or
+      deleted (absent from ``versions``).
+    """
+    keep: set[str] = set()
+    for version in versions:
+        if version.status in RUNNABLE:
+            keep |= version.applied
+    return keep
+
+
+def workloads_to_remove(versions: Iterable[RecordedVersion], running: Set[str]) -> list[str]:
+    """The running workloads a full pass removes, in the order it removes them: those
+    :func:`workloads_to_keep` does not keep (side-effect free)."""
+    return sorted(running - workloads_to_keep(versions, running))

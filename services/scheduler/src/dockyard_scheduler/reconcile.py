@@ -1,143 +1,82 @@
-"""The scheduler's reconcile loop: events wake it, a periodic full pass repairs what they missed."""
+"""The reconcile loop: make the targets run what the state of record wants.
+
+Events wake it for one version (:mod:`.events`); a periodic full pass over every version
+repairs what a lost event or a crash left behind. What a full pass keeps and removes is the
+pure :func:`~dockyard_scheduler.desired.workloads_to_remove`; this module reads the record,
+asks the drivers and reports what they could not do.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from dockyard_common import (
-    CloudEvent,
+    DockyardError,
     EndpointState,
-    EventPublisher,
-    EventType,
     ResourceStore,
     Target,
     TargetKind,
     Version,
-    VersionStatus,
     WorkloadState,
     get_logger,
-    run_consumer,
 )
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
-from dockyard_common.subscriptions import SCHEDULE_CONSUMER
-from dockyard_scheduler.desired import Workload, desired_workloads
-from dockyard_scheduler.drivers import Driver, Drivers
-from dockyard_scheduler.drivers.container import ContainerDriver
-from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
-from dockyard_scheduler.drivers.local import LocalDriver
-from dockyard_scheduler.logs import serve_logs
-from dockyard_scheduler.settings import SchedulerSettings
+from dockyard_scheduler.desired import (
+    RUNNABLE,
+    RecordedVersion,
+    Workload,
+    desired_workloads,
+    workloads_to_keep,
+    workloads_to_remove,
+)
+from dockyard_scheduler.drivers import Drivers, Reporter
 
-__all__ = ["Scheduler"]
+__all__ = ["Reconciler"]
 
 log = get_logger(__name__)
-
 
 _UNSUPPORTED_HINTS = {
     TargetKind.CONTAINER: ": no container engine is configured (set DOCKER_HOST or "
     "DOCKYARD_DOCKER_HOST to a Docker-compatible engine's API)",
 }
 
-# Versions whose workloads should run (a version failed in rollout keeps what runs).
-_RUNNABLE = (
-    VersionStatus.BUILT,
-    VersionStatus.DEPLOYING,
-    VersionStatus.READY,
-    VersionStatus.FAILED,
-)
 
+class Reconciler:
+    """Makes every target run the workloads of every built version, through the drivers.
 
-class Scheduler:
-    """Makes every local target run the workloads of every built version."""
+    ``report`` publishes what the reconciler itself observes: a workload it could not start,
+    one it removed.
+    """
 
-    def __init__(self, js: JetStreamContext, settings: SchedulerSettings) -> None:
+    def __init__(self, js: JetStreamContext, drivers: Drivers, report: Reporter) -> None:
         self._js = js
-        self._settings = settings
-        self._events = EventPublisher(js, source=f"{settings.event_source}/scheduler")
-        by_kind: dict[TargetKind, Driver] = {
-            TargetKind.LOCAL: LocalDriver(settings, self._report),
-            TargetKind.KUBERNETES: KubernetesDriver(settings, self._report),
-        }
-        if settings.container_engine_url is not None:
-            by_kind[TargetKind.CONTAINER] = ContainerDriver(settings, self._report)
-        self._drivers = Drivers(by_kind)
+        self._drivers = drivers
+        self._report = report
         self._lock = asyncio.Lock()
-        self._acted: dict[str, int] = {}
-        """Per version key, the record revision of the last fact acted on: a fact about an
-        older revision, delivered again or late, is about a state the record left."""
 
-    async def run(self, full_pass_every_s: float = 30.0) -> None:
-        """Consume ``version.built`` (and ``version.starting``), run a full pass periodically
-        and answer logs requests, until cancelled. What a previous scheduler left running is
-        adopted by the first pass."""
-        nc: NatsClient = self._js._nc  # the connection JetStream runs on
-        logs = await serve_logs(
-            nc, self._drivers, self._targets, within_s=self._settings.logs_deadline_s
-        )
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(run_consumer(self._js, SCHEDULE_CONSUMER, self._on_event))
-                tasks.create_task(self._periodic(full_pass_every_s))
-        finally:
-            await logs.close()
-            await self._drivers.close()
-
-    async def _on_event(self, event: CloudEvent, message: Msg) -> None:
-        """Act on a fact of the record (``version.built``, ``version.starting``,
-        ``version.stopping``), in the record's order: one about a revision older than the
-        last acted on for the version is stale and changes nothing."""
-        version = event.data_as(Version)
-        key = version_key(version.owner, version.project, version.deployment, version.name)
-        revision = int(event.resourcerevision or 0)
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """One change at a time: an event's, or a full pass. :meth:`apply` and
+        :meth:`remove_version` are called inside it."""
         async with self._lock:
-            if revision and revision <= self._acted.get(key, 0):
-                log.info("fact.stale", key=key, type=event.type, revision=revision)
-                return
-            if event.type == EventType.VERSION_STOPPING:
-                await self._stop(version, key, revision)
-            else:
-                await self._apply(version, await self._targets(), report_unsupported=True)
-            self._acted[key] = revision
+            yield
 
-    async def _stop(self, version: Version, key: str, revision: int) -> None:
-        """Remove every workload of the version, then report them gone."""
-        for workload_key in sorted(self._drivers.workload_keys()):
-            if workload_key.startswith(f"{key}/"):
-                await self._drivers.remove(workload_key)
-                _, endpoint, target = workload_key.rsplit("/", 2)
-                await self._report_stopped(version, endpoint, target)
-        await self._events.publish(
-            EventType.SCHEDULER_VERSION_REMOVED,
-            version,
-            resource_key=key,
-            revision=revision,
-        )
-        log.info("version.removed", key=key)
+    async def targets(self) -> dict[str, Target]:
+        """Every registered target, by name."""
+        store = await ResourceStore.open(self._js, TARGETS_BUCKET, Target)
+        return {name: stored.value async for name, stored in store.items()}
 
-    async def _report_stopped(self, version: Version, endpoint: str, target: str) -> None:
-        targets = await self._targets()
-        region = targets[target].region if target in targets else target
-        await self._report(
-            EndpointState(
-                owner=version.owner,
-                project=version.project,
-                deployment=version.deployment,
-                version=version.name,
-                endpoint=endpoint,
-                target=target,
-                region=region,
-                state=WorkloadState.STOPPED,
-            )
-        )
+    async def run_periodically(self, every_s: float) -> None:
+        """A full pass now and every ``every_s`` until cancelled.
 
-    async def _periodic(self, every_s: float) -> None:
-        # The first pass runs at once: after a restart it adopts what still runs and
-        # brings back what should; only then are the unadopted leftovers stopped.
+        The first pass runs at once: after a restart it adopts what still runs and brings
+        back what should; only then are the unadopted leftovers stopped.
+        """
         reaped = False
         while True:
             try:
@@ -146,42 +85,49 @@ class Scheduler:
                     self._drivers.reap_leftovers()
                     reaped = True
             except Exception:
+                # The loop outlives any one pass (NATS away, a driver's bug): the next pass
+                # starts from the record again.
                 log.exception("reconcile.pass.failed")
             await asyncio.sleep(every_s)
 
     async def reconcile_all(self) -> None:
         """One full pass over the state of record: start what is missing, remove the unwanted
-        (workloads of versions the record does not hold as built, or holds no longer)."""
+        (:func:`~dockyard_scheduler.desired.workloads_to_remove` decides which)."""
         async with self._lock:
             started = time.perf_counter()
             versions = await ResourceStore.open(self._js, VERSIONS_BUCKET, Version)
-            targets = await self._targets()
-            keep: set[str] = set()
-            async for _, stored in versions.items():
+            targets = await self.targets()
+            seen: list[RecordedVersion] = []
+            async for key, stored in versions.items():
                 version = stored.value
-                if version.status in _RUNNABLE:
-                    keep.update(w.key for w in await self._apply(version, targets))
-            for workload_key in sorted(self._drivers.workload_keys() - keep):
+                applied: frozenset[str] = frozenset()
+                if version.status in RUNNABLE:
+                    applied = frozenset(w.key for w in await self.apply(version, targets))
+                seen.append(RecordedVersion(key, version.status, applied))
+            running = self._drivers.workload_keys()
+            for workload_key in workloads_to_remove(seen, running):
                 workload = self._drivers.workload(workload_key)
                 await self._drivers.remove(workload_key)
                 log.info("workload.removed", key=workload_key)
                 if workload is not None:
                     await self._report_stopped(
-                        workload.version, workload.endpoint.name, workload.target.name
+                        workload.version, workload.endpoint.name, workload.target.name, targets
                     )
             log.info(
                 "reconcile.pass.done",
                 seconds=round(time.perf_counter() - started, 3),
-                workloads=len(keep),
+                workloads=len(workloads_to_keep(seen, running)),
             )
 
-    async def _targets(self) -> dict[str, Target]:
-        store = await ResourceStore.open(self._js, TARGETS_BUCKET, Target)
-        return {name: stored.value async for name, stored in store.items()}
-
-    async def _apply(
+    async def apply(
         self, version: Version, targets: dict[str, Target], *, report_unsupported: bool = False
     ) -> list[Workload]:
+        """Ask each driver to run the version's workloads; those it runs.
+
+        A workload its driver cannot start is reported failed with the reason and the others
+        still start; one of a kind no driver here runs is reported failed too when
+        ``report_unsupported`` (an event asked for this version, rather than a pass).
+        """
         workloads, missing = desired_workloads(version, targets)
         for target in missing:
             log.warning("workload.target.unknown", version=version.name, target=target)
@@ -195,21 +141,19 @@ class Scheduler:
                 )
                 if report_unsupported:
                     await self._report(
-                        self._state_of(
-                            workload,
+                        workload.observed(
                             WorkloadState.FAILED,
-                            f"this scheduler runs no {workload.target.kind.value} targets"
+                            reason=f"this scheduler runs no {workload.target.kind.value} targets"
                             + _UNSUPPORTED_HINTS.get(workload.target.kind, ""),
                         )
                     )
                 continue
             try:
                 changed = await driver.ensure(workload)
-            except Exception as exc:
-                # One workload failing to start must not stop the others.
-                log.exception("workload.apply.failed", key=workload.key)
+            except DockyardError as exc:
+                log.warning("workload.apply.failed", key=workload.key, error=str(exc))
                 await self._report(
-                    self._state_of(workload, WorkloadState.FAILED, f"could not start: {exc}")
+                    workload.observed(WorkloadState.FAILED, reason=f"could not start: {exc}")
                 )
                 continue
             applied.append(workload)
@@ -220,16 +164,30 @@ class Scheduler:
             )
         return applied
 
-    @staticmethod
-    def _state_of(workload: Workload, state: WorkloadState, reason: str) -> EndpointState:
-        return workload.observed(state, reason=reason)
+    async def remove_version(self, version: Version) -> None:
+        """Remove every workload of the version, each reported stopped as it goes."""
+        key = version_key(version.owner, version.project, version.deployment, version.name)
+        targets: dict[str, Target] | None = None
+        for workload_key in sorted(self._drivers.workload_keys()):
+            if workload_key.startswith(f"{key}/"):
+                await self._drivers.remove(workload_key)
+                _, endpoint, target = workload_key.rsplit("/", 2)
+                targets = targets if targets is not None else await self.targets()
+                await self._report_stopped(version, endpoint, target, targets)
 
-    async def _report(self, state: EndpointState) -> None:
-        """Report what a workload does now; the API makes the fact of it."""
-        key = version_key(state.owner, state.project, state.deployment, state.version)
-        await self._events.publish(
-            EventType.SCHEDULER_ENDPOINT_OBSERVED,
-            state,
-            resource_key=f"{key}/{state.endpoint}/{state.target}",
-            revision=f"{state.state.value}-{int(state.observed_at.timestamp() * 1e6)}",
+    async def _report_stopped(
+        self, version: Version, endpoint: str, target: str, targets: dict[str, Target]
+    ) -> None:
+        region = targets[target].region if target in targets else target
+        await self._report(
+            EndpointState(
+                owner=version.owner,
+                project=version.project,
+                deployment=version.deployment,
+                version=version.name,
+                endpoint=endpoint,
+                target=target,
+                region=region,
+                state=WorkloadState.STOPPED,
+            )
         )

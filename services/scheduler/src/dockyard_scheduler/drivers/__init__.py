@@ -1,22 +1,54 @@
-"""Target drivers: make a target run the workloads the reconciler asks for."""
+"""Target drivers: make a target run the workloads the reconciler asks for.
+
+What every kind shares lives here: the :class:`Driver` protocol (and the optional
+:class:`LogSource`), :class:`Drivers` (one driver per kind, seen as one), the
+:data:`Reporter` a driver tells observed states through, and :func:`report_until_published`.
+Each kind is a subpackage (``local``, ``container``, ``kubernetes``) that imports no other;
+``fake`` holds a driver for unit tests only, and ``layouts`` the OCI-layout lookup of the
+two kinds that read the builder's layouts.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
-from dockyard_common import EndpointState, TargetKind
+from dockyard_common import DockyardError, EndpointState, TargetKind, get_logger
 from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload
 
-__all__ = ["Driver", "Drivers", "LogSource", "Reporter"]
+__all__ = ["Driver", "Drivers", "LogSource", "Reporter", "report_until_published"]
+
+log = get_logger(__name__)
 
 Reporter = Callable[[EndpointState], Awaitable[None]]
-"""What a driver calls whenever a workload's observed state changes."""
+"""What a driver calls whenever a workload's observed state changes. It raises a
+:class:`~dockyard_common.DockyardError` when the report could not be published (NATS away):
+the driver tries again."""
+
+
+async def report_until_published(report: Reporter, state: EndpointState, key: str) -> None:
+    """Report ``state``, trying again with backoff (0.5 s doubling to 10 s) until it is
+    published: a NATS outage must not end a replica's supervision."""
+    delay = 0.5
+    while True:
+        try:
+            await report(state)
+            return
+        except DockyardError as exc:
+            log.warning("workload.report.retry", key=key, error=str(exc), in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 class Driver(Protocol):
-    """The seam between the reconciler and a kind of target."""
+    """The seam between the reconciler and a kind of target.
+
+    A failure the driver foresees (a target that cannot be reached, a workload that cannot
+    run there) is raised as a :class:`~dockyard_common.DockyardError` whose message a person
+    can act on; the driver translates its client's exceptions into those where it wraps it.
+    """
 
     async def ensure(self, workload: Workload) -> bool:
         """Make the workload run; False when it already ran as asked (nothing changed)."""
@@ -101,7 +133,7 @@ class Drivers:
         for driver in self._by_kind.values():
             try:
                 await driver.close()
-            except Exception as exc:
+            except Exception as exc:  # not swallowed: raised together once all are closed
                 errors.append(exc)
         if errors:
             raise ExceptionGroup("closing drivers failed", errors)

@@ -8,7 +8,8 @@ the request itself.
 
 Errors are translated once here: 409, 429 (honouring ``Retry-After``), 5xx and timeouts are
 :class:`~dockyard_common.TransientError` and retried with backoff; other answers are
-:class:`~dockyard_common.PermanentError` carrying the API server's message.
+:class:`ApiRefused` carrying the API server's message and status; a kubeconfig that cannot be
+read is :class:`KubeconfigUnreadable`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client as k8s
-from kubernetes.config import new_client_from_config
+from kubernetes.config import ConfigException, new_client_from_config
 
 from dockyard_common import PermanentError, TransientError, get_logger
-from dockyard_scheduler.manifests import FIELD_MANAGER
+from dockyard_scheduler.drivers.kubernetes.manifests import FIELD_MANAGER
 
-__all__ = ["PLURALS", "ClusterApi"]
+__all__ = ["PLURALS", "ApiRefused", "ClusterApi", "KubeconfigUnreadable"]
 
 log = get_logger(__name__)
 
@@ -42,6 +44,30 @@ PLURALS = {
 """The kinds the driver writes, in the order it applies them (namespace first)."""
 
 _TRANSIENT_STATUS = {409, 429, 500, 502, 503, 504}
+
+# What the client's loader raises for a kubeconfig that is missing or malformed: besides its
+# own ConfigException, YAML's errors and whatever a wrong shape trips over.
+_UNREADABLE_KUBECONFIG = (
+    ConfigException,
+    OSError,
+    yaml.YAMLError,
+    TypeError,
+    ValueError,
+    KeyError,
+    AttributeError,
+)
+
+
+class ApiRefused(PermanentError):
+    """The API server refused a request (an answer retrying cannot change)."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeconfigUnreadable(PermanentError):
+    """The kubeconfig, or the target's context in it, cannot be read."""
 
 
 class ClusterApi:
@@ -62,11 +88,15 @@ class ClusterApi:
         # Our backoff retries; urllib3's own would hide a dead server behind silent waits.
         configuration.retries = False
         configuration.connection_pool_maxsize = workers
-        api = new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=str(kubeconfig) if kubeconfig else None,
-            context=context,
-            client_configuration=configuration,
-        )
+        try:
+            api = new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(kubeconfig) if kubeconfig else None,
+                context=context,
+                client_configuration=configuration,
+            )
+        except _UNREADABLE_KUBECONFIG as exc:
+            where = kubeconfig or "the default kubeconfig"
+            raise KubeconfigUnreadable(f"{where}: {type(exc).__name__}: {exc}") from exc
         self._client = api
         self._timeout = timeout_s
         self._attempts = attempts
@@ -167,8 +197,8 @@ class ClusterApi:
         """Delete an object; False when it was already gone."""
         try:
             await self._retried(f"delete {plural} {name}", self._delete[plural], name, namespace)
-        except PermanentError as exc:
-            if getattr(exc, "status", None) == 404:
+        except ApiRefused as exc:
+            if exc.status == 404:
                 return False
             raise
         return True
@@ -234,9 +264,7 @@ def _translate(target: str, what: str, exc: k8s.ApiException) -> Exception:
         except ValueError:
             delay = 1.0
         return TransientError(text, delay=delay)
-    error = PermanentError(text)
-    error.status = status  # type: ignore[attr-defined]
-    return error
+    return ApiRefused(text, status=status)
 
 
 def _message(exc: k8s.ApiException) -> str:

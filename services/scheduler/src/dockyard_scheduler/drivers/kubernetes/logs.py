@@ -14,8 +14,12 @@ from typing import Any
 
 from dockyard_common import DockyardError
 from dockyard_common.logs import ReplicaLogs
-from dockyard_scheduler.drivers.kube_api import ClusterApi
-from dockyard_scheduler.manifests import CONTAINER_NAME, INSTANCE_LABEL, selector_of
+from dockyard_scheduler.drivers.kubernetes.api import ClusterApi
+from dockyard_scheduler.drivers.kubernetes.manifests import (
+    CONTAINER_NAME,
+    INSTANCE_LABEL,
+    selector_of,
+)
 
 __all__ = ["NoPods", "workload_logs"]
 

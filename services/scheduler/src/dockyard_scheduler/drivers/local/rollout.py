@@ -1,23 +1,15 @@
-"""How replica states add up to an endpoint's state, and which event a change is: pure, no I/O."""
+"""How a local workload's replica states add up to its endpoint's state: pure, no I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dockyard_common.events import EventType
-from dockyard_common.models import EndpointState, WorkloadState
+from dockyard_common.models import WorkloadState
 
-__all__ = ["CRASH_LOOP_RESTARTS", "EndpointSummary", "ReplicaStatus", "event_type", "summarise"]
+__all__ = ["CRASH_LOOP_RESTARTS", "EndpointSummary", "ReplicaStatus", "summarise"]
 
 CRASH_LOOP_RESTARTS = 3
 """A replica that exited this many times without staying up is reported crash-looping."""
-
-_STATE_EVENTS = {
-    WorkloadState.DEPLOYING: EventType.ENDPOINT_DEPLOYING,
-    WorkloadState.READY: EventType.ENDPOINT_READY,
-    WorkloadState.FAILED: EventType.ENDPOINT_FAILED,
-    WorkloadState.STOPPED: EventType.ENDPOINT_STOPPED,
-}
 
 
 @dataclass(frozen=True)
@@ -56,16 +48,3 @@ def summarise(replicas: list[ReplicaStatus], *, was_ready: bool) -> EndpointSumm
     if any(r.state is WorkloadState.FAILED for r in replicas):
         return EndpointSummary(WorkloadState.FAILED, [], reason)
     return EndpointSummary(WorkloadState.DEPLOYING, [], reason)
-
-
-def event_type(previous: EndpointState | None, current: EndpointState) -> str:
-    """The event a report is: ``endpoint.scaled`` when a ready endpoint's replica count
-    changed, else the event of its state."""
-    if (
-        previous is not None
-        and previous.state is WorkloadState.READY
-        and current.state is WorkloadState.READY
-        and len(previous.upstreams) != len(current.upstreams)
-    ):
-        return EventType.ENDPOINT_SCALED
-    return _STATE_EVENTS[current.state]

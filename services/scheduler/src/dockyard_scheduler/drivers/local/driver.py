@@ -21,12 +21,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard_common import EndpointState, WorkloadState, get_logger
+from dockyard_common import DockyardError, EndpointState, PermanentError, WorkloadState, get_logger
 from dockyard_common.logs import ReplicaLogs
 from dockyard_common.processes import free_port
 from dockyard_scheduler.desired import Workload
-from dockyard_scheduler.drivers import Reporter
-from dockyard_scheduler.drivers.replicas import (
+from dockyard_scheduler.drivers import Reporter, report_until_published
+from dockyard_scheduler.drivers.local.images import UnpackedImage, unpack_image
+from dockyard_scheduler.drivers.local.replicas import (
     Replica,
     ReplicaRecord,
     kill_group,
@@ -34,8 +35,7 @@ from dockyard_scheduler.drivers.replicas import (
     process_environment,
     tail_lines,
 )
-from dockyard_scheduler.images import UnpackedImage, unpack_image
-from dockyard_scheduler.rollout import (
+from dockyard_scheduler.drivers.local.rollout import (
     CRASH_LOOP_RESTARTS,
     EndpointSummary,
     ReplicaStatus,
@@ -43,7 +43,7 @@ from dockyard_scheduler.rollout import (
 )
 from dockyard_scheduler.settings import SchedulerSettings
 
-__all__ = ["LocalDriver", "process_environment"]
+__all__ = ["LocalDriver"]
 
 log = get_logger(__name__)
 
@@ -121,7 +121,7 @@ class LocalDriver:
             replica = Replica(
                 workload=workload,
                 index=index,
-                port=record.port if record else free_port(workload.target.address or "127.0.0.1"),
+                port=record.port if record else _free_port(workload.target.address or "127.0.0.1"),
                 log_path=self._logs / _file_name(workload.key, index, "log"),
                 record_path=self._records / _file_name(workload.key, index, "json"),
                 pid=record.pid if record else None,
@@ -207,8 +207,8 @@ class LocalDriver:
                 running.workload.manifest_digest,
                 self._settings.runtime_dir / "images",
             )
-        except Exception as exc:
-            log.exception("replica.unpack.failed", key=running.workload.key)
+        except DockyardError as exc:
+            log.warning("replica.unpack.failed", key=running.workload.key, error=str(exc))
             for replica in running.replicas:
                 replica.state, replica.reason = WorkloadState.FAILED, "could not unpack the image"
             running.failed_at = time.monotonic()
@@ -320,15 +320,9 @@ class LocalDriver:
             if summary == running.reported:
                 return
             running.was_ready = running.was_ready or summary.state is WorkloadState.READY
-            delay = 0.5
-            while True:
-                try:
-                    await self._report(_endpoint_state(running.workload, summary))
-                    break
-                except Exception as exc:
-                    log.warning("replica.report.retry", key=running.workload.key, error=repr(exc))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+            await report_until_published(
+                self._report, _endpoint_state(running.workload, summary), running.workload.key
+            )
             running.reported = summary
 
     def _ensure_shims(self) -> None:
@@ -340,6 +334,15 @@ class LocalDriver:
             link = self._shims / name
             if not link.exists():
                 link.symlink_to(base)
+
+
+def _free_port(host: str) -> int:
+    """A free port on the target's address; :class:`PermanentError` when this machine has
+    no such address."""
+    try:
+        return free_port(host)
+    except OSError as exc:
+        raise PermanentError(f"cannot listen on {host}: {exc.strerror or exc}") from exc
 
 
 def _file_name(key: str, index: int, suffix: str) -> str:

@@ -1,9 +1,9 @@
-"""How replica states add up to an endpoint's, and which event each change is."""
+"""How a local workload's replica states add up to its endpoint's state."""
 
 from __future__ import annotations
 
-from dockyard_common import EndpointState, EventType, WorkloadState
-from dockyard_scheduler.rollout import ReplicaStatus, event_type, summarise
+from dockyard_common import WorkloadState
+from dockyard_scheduler.drivers.local.rollout import ReplicaStatus, summarise
 
 READY, DEPLOYING, FAILED = WorkloadState.READY, WorkloadState.DEPLOYING, WorkloadState.FAILED
 
@@ -29,24 +29,3 @@ def test_a_ready_endpoint_keeps_serving_from_the_replicas_left_and_says_why() ->
 def test_a_failed_replica_fails_the_endpoint_when_none_serves() -> None:
     summary = summarise([replica(0, DEPLOYING), replica(1, FAILED, "port in use")], was_ready=False)
     assert summary.state is FAILED and summary.reason == "replica 1: port in use"
-
-
-def state(kind: WorkloadState, upstreams: int) -> EndpointState:
-    return EndpointState(
-        owner="acme",
-        project="demo",
-        deployment="web",
-        version="v1",
-        endpoint="predict",
-        target="local-eu",
-        region="eu",
-        state=kind,
-        upstreams=[f"http://127.0.0.1:{9000 + n}" for n in range(upstreams)],
-    )
-
-
-def test_a_ready_endpoint_changing_its_replica_count_is_scaled() -> None:
-    assert event_type(state(READY, 2), state(READY, 1)) == EventType.ENDPOINT_SCALED
-    assert event_type(state(READY, 1), state(READY, 1)) == EventType.ENDPOINT_READY
-    assert event_type(None, state(READY, 2)) == EventType.ENDPOINT_READY
-    assert event_type(state(READY, 2), state(DEPLOYING, 0)) == EventType.ENDPOINT_DEPLOYING

@@ -17,21 +17,22 @@ import secrets
 import time
 from collections.abc import Awaitable
 
-from dockyard_common import WorkloadState, get_logger
+from dockyard_common import DockyardError, WorkloadState, get_logger
 from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload, endpoint_prefix
-from dockyard_scheduler.drivers import Reporter
-from dockyard_scheduler.drivers.container_engine import (
+from dockyard_scheduler.drivers import Reporter, report_until_published
+from dockyard_scheduler.drivers.container.engine import (
     LABEL_KEY,
     LABEL_MANIFEST,
     Engine,
+    EngineError,
     EngineUnavailable,
     Running,
     container_limits,
     key_hash,
 )
-from dockyard_scheduler.drivers.container_images import IMAGE_REPOSITORY, EngineImage, ImageCache
-from dockyard_scheduler.drivers.container_replicas import (
+from dockyard_scheduler.drivers.container.images import IMAGE_REPOSITORY, EngineImage, ImageCache
+from dockyard_scheduler.drivers.container.replicas import (
     Replica,
     ReplicaGroup,
     answers_http,
@@ -79,7 +80,7 @@ class ContainerDriver:
         try:
             self._engine.connect()
             found = self._engine.ours()
-        except Exception as exc:  # no engine must not stop the scheduler: targets report it
+        except EngineError as exc:  # no engine must not stop the scheduler: targets report it
             log.warning("containers.leftover.unchecked", reason=str(exc))
             return 0
         removed = 0
@@ -91,8 +92,8 @@ class ContainerDriver:
             try:
                 self._engine.remove(running.id, 0)
                 removed += 1
-            except Exception:
-                log.exception("container.remove.failed", container=running.id[:12])
+            except EngineError as exc:
+                log.warning("container.remove.failed", container=running.id[:12], error=str(exc))
         adoptable = sum(len(c) for c in self._adoptable.values())
         log.info("containers.leftover", adoptable=adoptable, removed=removed)
         return removed
@@ -148,7 +149,13 @@ class ContainerDriver:
         reference = made.result().reference
         digest = f"sha256:{reference.rpartition(':')[2]}"
         if reference.startswith(f"{IMAGE_REPOSITORY}:") and not self._runs(digest):
-            self._orphan(self._engine.call(self._engine.remove_image, reference))
+            self._orphan(self._remove_image(reference))
+
+    async def _remove_image(self, reference: str) -> None:
+        try:
+            await self._engine.call(self._engine.remove_image, reference)
+        except EngineError as exc:  # left for the engine's own pruning
+            log.warning("container.image.remove.failed", image=reference, error=str(exc))
 
     async def _remove(self, key: str) -> bool:
         group = self._groups.pop(key, None)
@@ -241,7 +248,7 @@ class ContainerDriver:
         await self._update(group)
         try:
             image = await self._images.get(group.workload)
-        except Exception as exc:
+        except DockyardError as exc:  # the engine's errors, or the image's own
             log.warning("container.image.failed", key=key, error=str(exc))
             await self._fail(group, replica, f"could not prepare the image: {exc}")
             return
@@ -251,14 +258,20 @@ class ContainerDriver:
             if container_id is None:
                 try:
                     container_id = await self._start(group, replica, image)
-                except Exception as exc:
+                except EngineError as exc:
                     log.warning("container.start.failed", key=key, error=str(exc))
                     await self._fail(group, replica, f"could not start a container: {exc}")
                     return
             exited = self._watch(container_id)
             if adopted:  # it may have died between the listing at start-up and now
                 adopted = False
-                code = await self._engine.call(self._engine.exit_code, container_id)
+                try:
+                    code = await self._engine.call(self._engine.exit_code, container_id)
+                except EngineError as exc:  # gone, or the engine is away: replace it
+                    log.warning(
+                        "container.adopted.lost", container=container_id[:12], error=str(exc)
+                    )
+                    code = -1
                 if code is not None:
                     self._exited(container_id, code)
             ready, reason = await self._wait_ready(group, replica, container_id, exited)
@@ -369,7 +382,7 @@ class ContainerDriver:
                 return exited.result()
             try:
                 code = await self._engine.call(self._engine.exit_code, container_id)
-            except Exception as exc:  # gone, or the engine is away: replace the replica
+            except EngineError as exc:  # gone, or the engine is away: replace the replica
                 log.warning(
                     "container.status.unknown", container=container_id[:12], error=repr(exc)
                 )
@@ -380,7 +393,7 @@ class ContainerDriver:
     async def _log_tail(self, container_id: str) -> str:
         try:
             return await self._engine.call(self._engine.log_tail, container_id, _LOG_TAIL_LINES)
-        except Exception as exc:
+        except EngineError as exc:
             return f"(no logs: {exc})"
 
     async def _discard(self, container_id: str) -> None:
@@ -388,8 +401,8 @@ class ContainerDriver:
         self._early_exits.pop(container_id, None)
         try:
             await self._engine.call(self._engine.remove, container_id, self._settings.stop_grace_s)
-        except Exception:
-            log.exception("container.remove.failed", container=container_id[:12])
+        except EngineError as exc:
+            log.warning("container.remove.failed", container=container_id[:12], error=str(exc))
 
     async def _fail(self, group: ReplicaGroup, replica: Replica, reason: str) -> None:
         replica.failed = reason
@@ -405,13 +418,6 @@ class ContainerDriver:
                 return
             group.reported = observed
             group.rolled_out = group.rolled_out or observed[0] is WorkloadState.READY
-            report = group.endpoint_state(*observed)
-            delay = 0.5
-            while True:
-                try:
-                    await self._report(report)
-                    return
-                except Exception as exc:
-                    log.warning("container.report.retry", key=group.workload.key, error=repr(exc))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
+            await report_until_published(
+                self._report, group.endpoint_state(*observed), group.workload.key
+            )

@@ -1,13 +1,13 @@
 """The Kubernetes target driver: workloads as server-side-applied objects on a cluster.
 
 Each target is a kubeconfig context. ``ensure`` renders the workload's objects (pure,
-:mod:`dockyard_scheduler.manifests`), compares their hashes with what was last applied and
-returns at once: writes run in the background on the cluster's own threads, so neither the
-reconcile loop nor another cluster waits for a slow one. A poller per cluster reads rollout
-status (one LIST for all rollouts in progress) and reports ready, or failed with the pod's
-reason once the rollout deadline has passed.
+:mod:`.manifests`), compares their hashes with what was last applied and returns at once:
+writes run in the background on the cluster's own threads, so neither the reconcile loop nor
+another cluster waits for a slow one. A poller per cluster reads rollout status (one LIST for
+all rollouts in progress) and reports ready, or failed with the pod's reason once the rollout
+deadline has passed.
 
-Pod logs are read on request (:mod:`~dockyard_scheduler.drivers.kube_logs`).
+Pod logs are read on request (:mod:`.logs`).
 
 Objects outlive the scheduler: a restarted scheduler adopts what carries its labels (and the
 hash each object was applied with), so nothing is deleted or written again needlessly.
@@ -31,16 +31,9 @@ from dockyard_common import (
 from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Reporter
-from dockyard_scheduler.drivers.kube_api import ClusterApi
-from dockyard_scheduler.drivers.kube_logs import workload_logs
-from dockyard_scheduler.drivers.kube_state import (
-    Cluster,
-    Tracked,
-    object_key,
-    render_inputs,
-    running,
-)
-from dockyard_scheduler.manifests import (
+from dockyard_scheduler.drivers.kubernetes.api import ClusterApi
+from dockyard_scheduler.drivers.kubernetes.logs import workload_logs
+from dockyard_scheduler.drivers.kubernetes.manifests import (
     HASH_ANNOTATION,
     INSTANCE_LABEL,
     KEY_ANNOTATION,
@@ -49,7 +42,14 @@ from dockyard_scheduler.manifests import (
     render_workload,
     selector_of,
 )
-from dockyard_scheduler.rollouts import pod_failure_reason, rollout_progress
+from dockyard_scheduler.drivers.kubernetes.rollouts import pod_failure_reason, rollout_progress
+from dockyard_scheduler.drivers.kubernetes.state import (
+    Cluster,
+    Tracked,
+    object_key,
+    render_inputs,
+    running,
+)
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["KubernetesDriver"]
@@ -145,7 +145,7 @@ class KubernetesDriver:
             return False
         if tracked.task is not None:
             tracked.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError, DockyardError):
                 await tracked.task
         if not tracked.name:
             return True  # refused: nothing was ever written
@@ -223,7 +223,7 @@ class KubernetesDriver:
                 self._connecting[target.name] = connecting
             try:
                 api = await asyncio.shield(connecting)
-            except Exception as exc:
+            except DockyardError as exc:
                 self._connecting.pop(target.name, None)
                 raise PermanentError(
                     f"cannot reach target {target.name} through kubeconfig context "
@@ -401,7 +401,7 @@ class KubernetesDriver:
                     reason=reason,
                 )
             )
-        except Exception as exc:
-            log.warning("kube.report.failed", key=tracked.key, state=state.value, error=repr(exc))
+        except DockyardError as exc:  # not published: the next change or pass reports again
+            log.warning("kube.report.failed", key=tracked.key, state=state.value, error=str(exc))
             return
         tracked.reported = state

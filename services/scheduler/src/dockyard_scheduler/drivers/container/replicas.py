@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from dockyard_common import DockyardError, EndpointState, WorkloadState
 from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload
-from dockyard_scheduler.drivers.container_engine import Engine
+from dockyard_scheduler.drivers.container.engine import Engine
 
 __all__ = ["Replica", "ReplicaGroup", "answers_http", "replica_logs"]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from dockyard_common import Target, WorkloadState
 from dockyard_scheduler.desired import Workload
-from dockyard_scheduler.drivers.kube_api import PLURALS, ClusterApi
-from dockyard_scheduler.manifests import MANAGED_BY, label_value, selector_of
+from dockyard_scheduler.drivers.kubernetes.api import PLURALS, ClusterApi
+from dockyard_scheduler.drivers.kubernetes.manifests import MANAGED_BY, label_value, selector_of
 
 __all__ = ["Cluster", "ObjectKey", "Tracked", "object_key", "render_inputs", "running"]
 

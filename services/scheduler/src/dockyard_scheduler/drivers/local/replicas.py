@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from dockyard_common import WorkloadState
 from dockyard_scheduler.desired import Workload, endpoint_prefix
-from dockyard_scheduler.images import UnpackedImage
+from dockyard_scheduler.drivers.local.images import UnpackedImage
 
 __all__ = [
     "Replica",

@@ -12,12 +12,15 @@ Three ways in, each keyed by the endpoint's manifest digest so that it happens o
   layer added in order, so the base must be in the engine (or pullable by it). The command,
   environment and working directory then come from the layout's config at container start.
 
-The functions here block (:class:`ImageCache` runs them on the engine's threads).
+The functions here block (:class:`ImageCache` runs them on the engine's threads). They reach
+the engine only through :class:`~.engine.Engine`, whose errors they let pass; their own
+failures (skopeo, the layout's files) are :class:`~dockyard_common.PermanentError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import ipaddress
 import json
@@ -25,17 +28,16 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import docker.errors
-
-from dockyard_common import ImageInfo, PermanentError, get_logger
+from dockyard_common import DockyardError, ImageInfo, PermanentError, get_logger
 from dockyard_common.oci_layout import BlobNotFound, OciLayout
 from dockyard_scheduler.desired import Workload
-from dockyard_scheduler.drivers.container_engine import Engine
-from dockyard_scheduler.images import layout_of
+from dockyard_scheduler.drivers.container.engine import Engine
+from dockyard_scheduler.drivers.layouts import layout_of
 
 __all__ = ["BASE_NAME", "IMAGE_REPOSITORY", "EngineImage", "ImageCache", "engine_image"]
 
@@ -76,7 +78,7 @@ class ImageCache:
             task = asyncio.ensure_future(
                 self._engine.call(
                     engine_image,
-                    self._engine.client,
+                    self._engine,
                     image,
                     workload.manifest_digest,
                     self._scratch,
@@ -95,17 +97,19 @@ class ImageCache:
             task.cancel()
 
 
-def engine_image(client: Any, image: ImageInfo, manifest_digest: str, scratch: Path) -> EngineImage:
+def engine_image(
+    engine: Engine, image: ImageInfo, manifest_digest: str, scratch: Path
+) -> EngineImage:
     """The engine's image of one endpoint, made there first if missing (blocking)."""
     if image.reference.startswith("oci:"):
-        return _from_layout(client, image, manifest_digest, scratch)
+        return _from_layout(engine, image, manifest_digest, scratch)
     reference = f"{_repository_of(image.reference)}@{manifest_digest}"
     copied = f"{IMAGE_REPOSITORY}:{manifest_digest.removeprefix('sha256:')}"
-    if _exists(client, reference):
+    if engine.has_image(reference):
         return EngineImage(reference)
-    if _exists(client, copied):
+    if engine.has_image(copied):
         return EngineImage(copied)
-    refused = _engine_pull(client, reference)
+    refused = engine.pull(reference)
     if refused is None:
         return EngineImage(reference)
     skopeo = shutil.which("skopeo")
@@ -114,8 +118,7 @@ def engine_image(client: Any, image: ImageInfo, manifest_digest: str, scratch: P
     # podman refuses a plain-HTTP registry unless registries.conf names it (Docker allows
     # loopback ones): copy the image through a docker-save archive instead.
     log.info("container.image.pull.refused", reference=reference, reason=refused)
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch) as work:
+    with _scratch_work(scratch, f"copy {reference} through skopeo") as work:
         archive = Path(work) / "image.tar"
         command = [
             skopeo,
@@ -125,31 +128,32 @@ def engine_image(client: Any, image: ImageInfo, manifest_digest: str, scratch: P
             f"docker://{reference}",
             f"docker-archive:{archive}:{copied}",
         ]
-        copy = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
+        try:
+            copy = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)  # noqa: S603
+        except subprocess.TimeoutExpired as exc:
+            raise PermanentError(f"skopeo did not copy {reference} within 600 s") from exc
         if copy.returncode != 0:
             raise PermanentError(
                 f"the container engine could not pull {reference} ({refused}), nor could "
                 f"skopeo copy it: {copy.stderr.strip()}"
             )
         with archive.open("rb") as stream:
-            _load(client, stream, copied)
+            engine.load_image(stream, copied)
     return EngineImage(copied)
 
 
-def _engine_pull(client: Any, reference: str) -> str | None:
-    """Pull by the engine; None when done, else the engine's reason.
-
-    The SDK's ``images.pull`` drops the error the engine streams and then fails to find the
-    image, so the stream is read here.
-    """
-    repository, _, digest = reference.partition("@")
+@contextlib.contextmanager
+def _scratch_work(scratch: Path, doing: str) -> Iterator[str]:
+    """A scratch directory for one preparation; a local file failing in it (a full disk, a
+    missing layer blob) is a :class:`PermanentError` saying what was being done."""
     try:
-        for line in client.api.pull(repository, tag=digest or None, stream=True, decode=True):
-            if "error" in line:
-                return str(line["error"])
-    except docker.errors.APIError as exc:
-        return str(exc.explanation or exc)
-    return None
+        scratch.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=scratch) as work:
+            yield work
+    except DockyardError:
+        raise
+    except OSError as exc:
+        raise PermanentError(f"could not {doing}: {exc}") from exc
 
 
 def _is_loopback(reference: str) -> bool:
@@ -169,32 +173,29 @@ def _repository_of(reference: str) -> str:
     return name[: len(name) - len(last)] + last.partition(":")[0]
 
 
-def _exists(client: Any, reference: str) -> bool:
-    try:
-        client.images.get(reference)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
-def _from_layout(client: Any, image: ImageInfo, manifest_digest: str, scratch: Path) -> EngineImage:
+def _from_layout(
+    engine: Engine, image: ImageInfo, manifest_digest: str, scratch: Path
+) -> EngineImage:
     layout = layout_of(image.reference)
     try:
         manifest = layout.read_json(manifest_digest)
         config = layout.read_json(manifest["config"]["digest"])
     except BlobNotFound as exc:
         raise PermanentError(f"image {manifest_digest} is not in {layout.root}: {exc}") from exc
+    except (OSError, ValueError) as exc:  # unreadable, or not JSON
+        raise PermanentError(
+            f"cannot read image {manifest_digest} in {layout.root}: {exc}"
+        ) from exc
     runtime = dict(config.get("config") or {})
     tag = f"{IMAGE_REPOSITORY}:{manifest_digest.removeprefix('sha256:')}"
     # The version's own layers (code, runner, files) are listed in ImageInfo; any other layer
     # of the manifest came from the base, which makes the image complete.
     own = {layer.digest for layer in image.layers if not layer.role.startswith("base")}
     complete = any(layer["digest"] not in own for layer in manifest["layers"])
-    if _exists(client, tag):
+    if engine.has_image(tag):
         return EngineImage(tag, {} if complete else runtime)
-    scratch.mkdir(parents=True, exist_ok=True)
     if complete:
-        _load_archive(client, layout, manifest, config, tag, scratch)
+        _load_archive(engine, layout, manifest, config, tag, scratch)
         return EngineImage(tag)
     base = (runtime.get("Labels") or {}).get(BASE_NAME) or image.base_image
     if not base:
@@ -202,16 +203,16 @@ def _from_layout(client: Any, image: ImageInfo, manifest_digest: str, scratch: P
             f"image {manifest_digest} holds only the version's layers and names no base image "
             "to run them on; build it with a base image, or push complete images to a registry"
         )
-    _ensure_base(client, base)
-    _compose(client, layout, manifest, base, tag, scratch)
+    _ensure_base(engine, base)
+    _compose(engine, layout, manifest, base, tag, scratch)
     return EngineImage(tag, runtime)
 
 
-def _ensure_base(client: Any, base: str) -> None:
+def _ensure_base(engine: Engine, base: str) -> None:
     """The base image is in the engine, or the engine pulls it; else a reason to act on."""
-    if _exists(client, base):
+    if engine.has_image(base):
         return
-    refused = _engine_pull(client, base)
+    refused = engine.pull(base)
     if refused is not None:
         raise PermanentError(
             f"the image runs on base image {base!r}, which the container engine does not have "
@@ -221,7 +222,7 @@ def _ensure_base(client: Any, base: str) -> None:
 
 
 def _compose(
-    client: Any,
+    engine: Engine,
     layout: OciLayout,
     manifest: dict[str, Any],
     base: str,
@@ -230,7 +231,10 @@ def _compose(
 ) -> None:
     """``FROM base`` plus the manifest's layers, in order, built and tagged by the engine."""
     names = []
-    with tempfile.TemporaryFile(dir=scratch) as context:
+    with (
+        _scratch_work(scratch, f"put the layers of {tag} together") as work,
+        tempfile.TemporaryFile(dir=work) as context,
+    ):
         with tarfile.open(fileobj=context, mode="w") as tar:
             for number, layer in enumerate(manifest["layers"]):
                 names.append(f"layer-{number}.tar")
@@ -243,14 +247,11 @@ def _compose(
             entry.size = len(dockerfile)
             tar.addfile(entry, io.BytesIO(dockerfile))
         context.seek(0)
-        try:
-            client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True, pull=False)
-        except (docker.errors.BuildError, docker.errors.APIError) as exc:
-            raise PermanentError(f"the container engine could not build {tag}: {exc}") from exc
+        engine.build_image(context, tag)
 
 
 def _load_archive(
-    client: Any,
+    engine: Engine,
     layout: OciLayout,
     manifest: dict[str, Any],
     config: dict[str, Any],
@@ -261,7 +262,10 @@ def _load_archive(
     config_name = f"{manifest['config']['digest'].removeprefix('sha256:')}.json"
     layers = [f"{layer['digest'].removeprefix('sha256:')}.tar" for layer in manifest["layers"]]
     index = [{"Config": config_name, "RepoTags": [tag], "Layers": layers}]
-    with tempfile.TemporaryFile(dir=scratch) as archive:
+    with (
+        _scratch_work(scratch, f"write the archive of {tag}") as work,
+        tempfile.TemporaryFile(dir=work) as archive,
+    ):
         with tarfile.open(fileobj=archive, mode="w") as tar:
             for name, layer in zip(layers, manifest["layers"], strict=True):
                 tar.add(layout.blob_path(layer["digest"]), arcname=name)
@@ -271,11 +275,4 @@ def _load_archive(
                 entry.size = len(data)
                 tar.addfile(entry, io.BytesIO(data))
         archive.seek(0)
-        _load(client, archive, tag)
-
-
-def _load(client: Any, archive: IO[bytes], tag: str) -> None:
-    try:
-        client.images.load(archive)
-    except docker.errors.APIError as exc:
-        raise PermanentError(f"the container engine could not load {tag}: {exc}") from exc
+        engine.load_image(archive, tag)
