@@ -110,6 +110,9 @@ async def submission_facts(
     files = [file for spec in bound for file in spec.files]
     digests = sorted({file.digest for file in files if file.digest is not None})
     urls = [] if settings.files_allow_http else sorted({f.url for f in files if f.url is not None})
+    if not digests and not urls:  # most submissions: spare the look-ups' tasks
+        git_refused = await _git_refusal(settings, request.code.git)
+        return SubmissionFacts(endpoints=endpoints, git_refused=git_refused)
     limit = asyncio.Semaphore(_LOOKUPS_AT_ONCE)
     held, refusals, git_refused = await asyncio.gather(
         asyncio.gather(
