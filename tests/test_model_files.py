@@ -92,6 +92,39 @@ async def test_missing_or_unknown_files_are_refused_by_name(
     assert complaint in response.json()["detail"]
 
 
+async def test_every_problem_of_a_submission_is_named_in_one_answer(
+    api: httpx.AsyncClient, names: Names
+) -> None:
+    await put_deployment(api, names, ["local-eu"])
+    code = await upload_blob(api, names, tar_gz({"serve.py": SERVE, "valohai.yaml": VALOHAI_YAML}))
+    never_uploaded = "sha256:" + "6" * 64
+    response = await create_version(
+        api,
+        names,
+        {
+            "code": {"blob": code},
+            "files": {
+                "predict": {"model": never_uploaded, "weights": never_uploaded},
+                "explain": {"model": never_uploaded},
+            },
+            "replicas": {"batch": {"min": 1, "max": 1}},
+        },
+    )
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    for complaint in (
+        "files name endpoints this version lacks: explain",
+        "endpoint 'predict' declares no file 'weights'",
+        "replicas name endpoints this version lacks: batch",
+        f"file 'model' of endpoint 'predict': blob {never_uploaded} is not uploaded",
+    ):
+        assert complaint in detail
+    listed = await api.get(
+        f"/v1/projects/{names.owner}/{names.project}/deployments/{names.deployment}/versions"
+    )
+    assert listed.status_code == 200 and listed.json()["items"] == []
+
+
 @pytest.fixture
 def file_server(tmp_path: Path) -> Iterator[str]:
     """A plain HTTP server on loopback serving ``tmp_path``; yields its base URL."""

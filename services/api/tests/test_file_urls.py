@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from dockyard_api.routes.versions import _check_public_https
-from dockyard_common import InvalidInput
+from dockyard_api.submission import file_url_refusal
 from dockyard_common.models import GitRef
 
 
@@ -22,18 +21,17 @@ from dockyard_common.models import GitRef
     ],
 )
 async def test_local_private_and_plain_http_urls_are_refused(url: str) -> None:
-    with pytest.raises(InvalidInput):
-        await _check_public_https(url, "file 'model'")
+    assert await file_url_refusal(url) is not None
 
 
 async def test_a_name_resolving_to_this_machine_is_refused() -> None:
-    with pytest.raises(InvalidInput, match="a loopback address"):
-        await _check_public_https("https://localhost:8222/varz", "file 'model'")
+    refusal = await file_url_refusal("https://localhost:8222/varz")
+    assert refusal is not None and "a loopback address" in refusal
 
 
 async def test_a_public_https_url_is_accepted() -> None:
     # An address, not a name: no test may depend on public DNS.
-    await _check_public_https("https://93.184.215.14/digits/model.bin", "file 'model'")
+    assert await file_url_refusal("https://93.184.215.14/digits/model.bin") is None
 
 
 def test_git_urls_may_not_carry_credentials() -> None:

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dockyard_api.aliases import stopped_versions
+from dockyard_api.alias_rules import stopped_versions
 from dockyard_api.retention import RetentionPolicy, versions_to_stop
-from dockyard_api.starting import NeverBuilt, version_started
+from dockyard_api.version_rules import NeverBuilt, version_started
 from dockyard_common import (
     AliasTarget,
     CodeRef,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from dockyard_api.aliases import HISTORY_LIMIT
+from dockyard_api.alias_rules import HISTORY_LIMIT
 from dockyard_api.webhooks.settings import WebhookSettings
 
 __all__ = ["ApiSettings"]

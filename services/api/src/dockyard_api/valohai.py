@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from valohai_yaml.objs import Config
 
 from dockyard_api.yaml_bounds import load_bounded_yaml
-from dockyard_common import EndpointSpec, InvalidInput
+from dockyard_common.errors import InvalidInput
+from dockyard_common.models import EndpointSpec
 from dockyard_common.names import ENDPOINT_NAME_RULE, suggest_endpoint_name
 
 __all__ = ["UNSUPPORTED_FIELDS", "endpoints_from_valohai_yaml"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from dockyard_common import InvalidInput
+from dockyard_common.errors import InvalidInput
 
 __all__ = ["YamlLimits", "check_yaml_bounds", "load_bounded_yaml"]
 

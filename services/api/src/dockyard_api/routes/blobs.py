@@ -6,11 +6,11 @@ import hashlib
 import tempfile
 from typing import Annotated
 
-import nats.js.errors
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from dockyard_api.auth import Deployer, Viewer
+from dockyard_api.blob_store import blob_exists
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.problems import Problem
 from dockyard_api.routes.paths import OwnerPath, ProjectPath
@@ -25,15 +25,6 @@ HexDigest = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$", description="sha256, 
 
 # Bodies larger than this spill from memory to a temporary file while they are hashed.
 _SPOOL_BYTES = 8 * 1024**2
-
-
-async def blob_exists(context: ApiContext, owner: str, project: str, digest: str) -> bool:
-    """Whether the project holds the blob ``digest`` (``sha256:<hex>``)."""
-    try:
-        await context.blobs.get_info(blob_object_name(owner, project, digest))
-    except nats.js.errors.ObjectNotFoundError:
-        return False
-    return True
 
 
 class BlobStored(BaseModel):

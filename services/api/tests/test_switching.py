@@ -1,6 +1,6 @@
-"""An alias switch against a concurrent stop of its version, and against other writers
-(real NATS KV, a server of the test's own: schedulers of other tests' platforms would act
-on these versions).
+"""The alias switch (:mod:`dockyard_api.switching`): its answer, and how it stands against a
+concurrent stop of its version and against other writers (real NATS KV, a server of the
+test's own: schedulers of other tests' platforms would act on these versions).
 
 The switch writes the alias, then rewrites ("holds") each version it names at the revision
 it read. A stop reads the version, then the aliases, then writes at the revision it read.
@@ -20,19 +20,22 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
-from fastapi import Response
 from nats.js import JetStreamContext
 
-from dockyard_api.aliases import alias_after_set
+from dockyard_api.alias_rules import alias_after_set
 from dockyard_api.applied import Outcome
 from dockyard_api.problems import Problem
-from dockyard_api.routes.aliases import (
+from dockyard_api.switching import (
+    AliasRollback,
+    AliasSwitch,
     _go_live,
     _hold_versions,
     _Plan,
     _recent_plan,
-    _Switch,
     _write_plan,
+    _Written,
+    roll_back_alias,
+    switch_alias,
 )
 from dockyard_common import (
     Alias,
@@ -195,7 +198,7 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
     with pytest.raises(Problem) as refused:
         await _go_live(
             context,  # type: ignore[arg-type]
-            _Switch(
+            _Written(
                 key=name,
                 updated=switched,
                 revision=revision,
@@ -203,7 +206,6 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
                 held={"v1": read},
                 force=forced,
             ),
-            Response(),
         )
     assert refused.value.status == 409
     said = "version 'v1' was stopped while the alias was being set: it points where it did before"
@@ -289,6 +291,8 @@ async def world(private_js: JetStreamContext) -> AsyncIterator[World]:
         deployments=await ResourceStore.open(private_js, DEPLOYMENTS_BUCKET, Deployment),
         versions=await ResourceStore.open(private_js, VERSIONS_BUCKET, Version),
         aliases=await ResourceStore.open(private_js, ALIASES_BUCKET, Alias),
+        routers=RoutersBehindOn(-1),
+        settings=SimpleNamespace(switch_wait_s=0.2),
     )
     world = World(followed, owner, versions, aliases, key)
     revision = await aliases.create(key, world.pointing(None, "v0"))
@@ -396,3 +400,74 @@ async def test_an_alias_or_deployment_it_does_not_know_is_read_from_the_record(
     assert staging.plan(staging.decide("v1")) is None  # a new alias
     nobody = replace(world, owner="nobody", key=alias_key("nobody", "demo", "web", "production"))
     assert nobody.plan(nobody.decide("v1")) is None  # no such deployment known
+
+
+def switch_to(world: World, to: str, *, force: bool = False) -> AliasSwitch:
+    return AliasSwitch(
+        owner=world.owner,
+        project="demo",
+        deployment="web",
+        alias="production",
+        target=AliasTarget(version=to),
+        regions={},
+        force=force,
+        by="ci",
+    )
+
+
+async def test_a_switch_answers_the_alias_written_and_how_the_routers_applied_it(
+    world: World,
+) -> None:
+    v1 = version_key(world.owner, "demo", "web", "v1")
+    before = await world.versions.get(v1)
+    assert before is not None
+    switched = await switch_alias(world.context, switch_to(world, "v1"))  # type: ignore[arg-type]
+    stored = await world.aliases.get(world.key)
+    assert stored is not None and stored.revision == switched.revision
+    assert switched.alias == stored.value and stored.value.target.version == "v1"
+    assert switched.applied == Outcome(seconds=0.0, processes=2, lagging=[])
+    held = await world.versions.get(v1)  # rewritten unchanged: a stop that read it fails
+    assert held is not None and held.revision > before.revision and held.value == before.value
+
+
+async def test_a_switch_a_router_does_not_apply_within_the_bound_names_it(world: World) -> None:
+    revision = (await world.aliases.get(world.key)).revision  # type: ignore[union-attr]
+    world.context.routers = RoutersBehindOn(revision + 1)  # the switch's own write
+    switched = await switch_alias(world.context, switch_to(world, "v1"))  # type: ignore[arg-type]
+    assert switched.revision == revision + 1
+    assert switched.applied.lagging == ["stuck"]
+
+
+async def test_a_rollback_points_back_and_is_recorded_by_who_asked(world: World) -> None:
+    await switch_alias(world.context, switch_to(world, "v1"))  # type: ignore[arg-type]
+    rollback = AliasRollback(
+        owner=world.owner,
+        project="demo",
+        deployment="web",
+        alias="production",
+        force=False,
+        by="ops",
+    )
+    back = await roll_back_alias(world.context, rollback)  # type: ignore[arg-type]
+    assert back.alias.target.version == "v0"
+    assert (back.alias.history[-1].action, back.alias.history[-1].by) == ("rollback", "ops")
+    missing = replace(rollback, alias="staging")
+    with pytest.raises(Problem) as refused:
+        await roll_back_alias(world.context, missing)  # type: ignore[arg-type]
+    assert (refused.value.status, refused.value.slug) == (404, "not-found")
+
+
+@pytest.mark.parametrize("force", [False, True])
+async def test_a_switch_to_a_stopped_version_is_refused_with_the_call_that_starts_it(
+    world: World, force: bool
+) -> None:
+    await stop(world.versions, version_key(world.owner, "demo", "web", "v1"))
+    with pytest.raises(Problem) as refused:
+        await switch_alias(world.context, switch_to(world, "v1", force=force))  # type: ignore[arg-type]
+    assert (refused.value.status, refused.value.slug) == (409, "version-stopped")
+    assert f"POST /v1/projects/{world.owner}/demo/deployments/web/versions/v1/start" in (
+        refused.value.detail
+    )
+    assert refused.value.extra == {"stopped": ["v1"]}
+    stored = await world.aliases.get(world.key)
+    assert stored is not None and stored.value.target.version == "v0"

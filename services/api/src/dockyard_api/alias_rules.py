@@ -1,8 +1,12 @@
-"""Alias decisions: which changes are allowed, what a change or a rollback produces. Pure."""
+"""The alias rules: which versions an alias may point at, what a change or a rollback
+produces, which versions a switch holds. Pure; the switch itself is
+:mod:`dockyard_api.switching`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
 
 from dockyard_common.errors import InvalidInput
 from dockyard_common.models import Alias, AliasChange, AliasTarget, Version, VersionStatus, utcnow
@@ -10,11 +14,15 @@ from dockyard_common.models import Alias, AliasChange, AliasTarget, Version, Ver
 __all__ = [
     "HISTORY_LIMIT",
     "NothingToRollBack",
+    "Refusal",
     "alias_after_rollback",
     "alias_after_set",
     "alias_pointed_back",
+    "held_statuses",
+    "refusal",
     "stopped_versions",
     "unready_versions",
+    "why_not_held",
 ]
 
 HISTORY_LIMIT = 20
@@ -58,6 +66,50 @@ def stopped_versions(
             if (version := versions.get(name)) is not None and version.status in _STOPPED
         }
     )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an alias may not point at the versions a change names."""
+
+    kind: Literal["missing", "stopped", "not-ready"]
+    """``missing``: a version does not exist; ``stopped``: one is stopped or stopping (never
+    allowed, forced or not); ``not-ready``: one is not ready and the change is not forced."""
+    reasons: dict[str, str]
+    """Each refused version → why (``"does not exist"``, ``"is stopped"``, ``"is building"``)."""
+
+
+def refusal(
+    targets: list[AliasTarget], versions: Mapping[str, Version | None], force: bool
+) -> Refusal | None:
+    """Whether an alias may point at ``targets``, the versions they name as ``versions``
+    holds them (None: it may). A missing version is refused first, then a stopped one,
+    then (unless forced) one not ready."""
+    problems = unready_versions(targets, versions)
+    missing = {name: why for name, why in problems.items() if why == "does not exist"}
+    if missing:
+        return Refusal("missing", missing)
+    stopped = stopped_versions(targets, versions)
+    if stopped:
+        return Refusal("stopped", {name: problems[name] for name in stopped})
+    if problems and not force:
+        return Refusal("not-ready", problems)
+    return None
+
+
+def held_statuses(force: bool) -> frozenset[VersionStatus]:
+    """The statuses in which a switch holds the versions it names once the alias is
+    written: ready ones, or with ``force`` any but stopped or stopping (a version stopped
+    meanwhile is never held: the switch is undone)."""
+    return frozenset(VersionStatus) - frozenset(_STOPPED) if force else _READY
+
+
+_READY = frozenset({VersionStatus.READY})
+
+
+def why_not_held(status: VersionStatus) -> str:
+    """Why a version found in ``status`` was not held: ``"was stopped"``, ``"became failed"``."""
+    return "was stopped" if status in _STOPPED else f"became {status.value}"
 
 
 def _with_change(alias: Alias, change: AliasChange) -> Alias:
