@@ -53,7 +53,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from dockyard_common.processes import stop_with_parent
+from dockyard_common.runtime.processes import stop_with_parent
 from dockyard_platform.servers import ServerProcess, free_port, start_nats
 
 TARGET_SUBMIT_PER_S = 200.0

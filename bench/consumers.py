@@ -12,7 +12,7 @@ own, runs alternated:
 
 Both consumers are durable pull consumers acknowledging explicitly after a handler that
 parses the CloudEvent and its data (what every platform handler does first): ours is
-``dockyard_common.consumers.run_consumer``; FastStream's a ``NatsBroker.subscriber`` with
+``dockyard_common.runtime.consumers.run_consumer``; FastStream's a ``NatsBroker.subscriber`` with
 ``PullSub(batch_size=1)``, ``AckPolicy.NACK_ON_ERROR`` and a pydantic-typed handler.
 
     uv run --frozen --all-packages --group bench python bench/consumers.py [--rounds 5]
@@ -34,17 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dockyard_common import (
-    CloudEvent,
-    CodeRef,
-    ConsumerSpec,
-    EndpointSpec,
-    EventPublisher,
-    Version,
-    connect_nats,
-    provision_jetstream,
-    run_consumer,
-)
+from dockyard_common import CloudEvent, CodeRef, ConsumerSpec, EndpointSpec, Version
+from dockyard_common.runtime import EventPublisher, connect_nats, provision_jetstream, run_consumer
 from dockyard_common.subjects import EVENTS_STREAM, event_type_filter
 
 RUNNERS = ("dockyard", "faststream")

@@ -69,7 +69,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from dockyard_common.processes import stop_with_parent
+from dockyard_common.runtime.processes import stop_with_parent
 from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT
 from dockyard_platform.servers import free_port
 

@@ -40,17 +40,15 @@ from nats.aio.msg import Msg
 from dockyard_common import (
     CodeRef,
     EndpointSpec,
-    EventPublisher,
     EventType,
     ImageInfo,
-    ResourceStore,
     Target,
     TargetKind,
     Version,
     VersionStatus,
-    provision_jetstream,
 )
-from dockyard_common.processes import stop_with_parent
+from dockyard_common.runtime import EventPublisher, ResourceStore, provision_jetstream
+from dockyard_common.runtime.processes import stop_with_parent
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
 from dockyard_platform.servers import start_nats
 

@@ -12,7 +12,7 @@ import secrets
 
 import pytest
 
-from dockyard_common import cancellable, connect_redis
+from dockyard_common.runtime import cancellable, connect_redis
 from tests.harness.infrastructure import Infrastructure
 
 pytestmark = pytest.mark.e2e

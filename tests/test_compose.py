@@ -182,7 +182,7 @@ def test_builder_and_scheduler_share_the_volume_holding_image_layouts() -> None:
 
 
 # The consumer services (no HTTP port of their own): their liveness is a file the event loop
-# touches (DOCKYARD_LIVENESS_FILE, dockyard_common.lifecycle.run_jetstream_service).
+# touches (DOCKYARD_LIVENESS_FILE, dockyard_common.runtime.lifecycle.run_jetstream_service).
 CONSUMER_MODULES = {"dockyard_builder", "dockyard_scheduler", "dockyard_api.webhooks"}
 
 

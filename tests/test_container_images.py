@@ -24,7 +24,7 @@ from dockyard_common.oci_layout import (
     canonical_json,
     descriptor,
 )
-from dockyard_common.processes import free_port
+from dockyard_common.runtime.processes import free_port
 from dockyard_platform.servers import wait_for_port
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers.container import ContainerDriver

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from nats.js.api import StreamConfig
 
-from dockyard_common import connect_nats, connect_redis
+from dockyard_common.runtime import connect_nats, connect_redis
 from tests.harness.containers import container_infrastructure
 from tests.harness.infrastructure import Infrastructure
 

@@ -19,7 +19,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from dockyard_common import connect_nats
+from dockyard_common.runtime import connect_nats
 from dockyard_platform.servers import start_nats
 from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform, start_platform_process

@@ -17,7 +17,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from dockyard_common import Alias, AliasTarget
-from dockyard_common.redis_client import connect_redis
+from dockyard_common.runtime.redis_client import connect_redis
 from dockyard_platform.servers import start_redis
 from dockyard_router.store import ALIAS_REVISIONS_HASH, ALIASES_HASH, RouteStore
 from dockyard_router.tables import RouteTable, alias_table_key

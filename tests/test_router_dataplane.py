@@ -25,7 +25,8 @@ from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
 from dockyard_builder.runner import RUNNER_FILES
-from dockyard_common import EndpointState, EventPublisher, EventType, WorkloadState
+from dockyard_common import EndpointState, EventType, WorkloadState
+from dockyard_common.runtime import EventPublisher
 from dockyard_platform.servers import free_port
 from dockyard_router.store import ROUTES_HASH, TABLES_VERSION
 from dockyard_router.tables import Route

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard_common import EndpointState, EventPublisher, EventType, WorkloadState
+from dockyard_common import EndpointState, EventType, WorkloadState
+from dockyard_common.runtime import EventPublisher
 from dockyard_platform.servers import start_redis
 from tests.harness.fixtures import Names
 from tests.harness.router import (

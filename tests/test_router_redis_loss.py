@@ -11,7 +11,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from dockyard_common import Alias, connect_redis
+from dockyard_common import Alias
+from dockyard_common.runtime import connect_redis
 from dockyard_common.subjects import alias_table_key
 from dockyard_platform.servers import ServerProcess, free_port, start_redis
 from tests.harness.archives import tar_gz

@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard_common import Alias, connect_redis
+from dockyard_common import Alias
+from dockyard_common.runtime import connect_redis
 from dockyard_common.subjects import alias_table_key
 from dockyard_platform.servers import ServerProcess, free_port, start_redis
 from dockyard_router.store import ALIASES_HASH, ROUTES_HASH

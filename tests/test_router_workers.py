@@ -20,7 +20,7 @@ import httpx
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from dockyard_common.processes import stop_with_parent
+from dockyard_common.runtime.processes import stop_with_parent
 from dockyard_platform.servers import free_port
 from tests.harness.infrastructure import Infrastructure
 from tests.harness.procs import alive, descendants, stat_fields

@@ -16,7 +16,8 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from dockyard_api.applied import AppliedWatch
-from dockyard_common import Alias, AliasTarget, ResourceStore, RouterHeartbeat
+from dockyard_common import Alias, AliasTarget, RouterHeartbeat
+from dockyard_common.runtime import ResourceStore
 from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT, alias_key
 from dockyard_router.record import watch_alias_record
 

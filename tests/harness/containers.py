@@ -42,8 +42,8 @@ import pytest
 import redis.exceptions
 from testcontainers.core.container import DockerContainer
 
-from dockyard_common import connect_nats, connect_redis
 from dockyard_common.errors import TransientError
+from dockyard_common.runtime import connect_nats, connect_redis
 from dockyard_platform.servers import find_nats_server, find_redis_server
 from tests.harness.infrastructure import Infrastructure
 

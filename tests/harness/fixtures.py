@@ -22,7 +22,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
-from dockyard_common import connect_nats, connect_redis, provision_jetstream
+from dockyard_common.runtime import connect_nats, connect_redis, provision_jetstream
 from dockyard_platform.servers import free_port, start_nats
 from tests.harness.infrastructure import Infrastructure, start_infrastructure
 from tests.harness.registry import Registry, busybox_layout, push_with_skopeo, run_registry

@@ -24,7 +24,7 @@ from dockyard_common.oci_layout import (
     canonical_json,
     descriptor,
 )
-from dockyard_common.processes import free_port
+from dockyard_common.runtime.processes import free_port
 
 BUSYBOX = Path("/bin/busybox")
 """Debian's busybox-static: a one-file userland (sh, httpd, ...)."""

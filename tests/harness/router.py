@@ -30,16 +30,14 @@ from dockyard_common import (
     Alias,
     AliasTarget,
     EndpointState,
-    ResourceStore,
     RouterHeartbeat,
     Version,
     VersionStatus,
     WorkloadState,
-    connect_nats,
-    provision_jetstream,
 )
 from dockyard_common.models import CodeRef, EndpointSpec
-from dockyard_common.processes import stop_with_parent
+from dockyard_common.runtime import ResourceStore, connect_nats, provision_jetstream
+from dockyard_common.runtime.processes import stop_with_parent
 from dockyard_common.subjects import (
     ALIASES_BUCKET,
     ROUTER_HEARTBEAT_SUBJECT,

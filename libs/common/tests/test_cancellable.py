@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from dockyard_common import cancellable
+from dockyard_common.runtime import cancellable
 
 
 async def test_the_result_and_the_error_come_through() -> None:

@@ -22,21 +22,23 @@ from dockyard_common import (
     CodeRef,
     Conflict,
     ConsumerSpec,
-    Counter,
     EndpointSpec,
-    EventPublisher,
     EventType,
-    ResourceStore,
     ServiceRestart,
     Stored,
     TransientError,
     Version,
     Written,
+)
+from dockyard_common.runtime import (
+    Counter,
+    EventPublisher,
+    ResourceStore,
     connect_nats,
     provision_jetstream,
     run_consumer,
 )
-from dockyard_common.lifecycle import in_background
+from dockyard_common.runtime.lifecycle import in_background
 from dockyard_common.subjects import EVENTS_STREAM, SEQUENCES_BUCKET, VERSIONS_BUCKET
 from dockyard_platform.servers import start_nats
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from pathlib import Path
 
-from dockyard_common.lifecycle import in_background, keep_touching
+from dockyard_common.runtime.lifecycle import in_background, keep_touching
 
 
 async def test_a_liveness_file_is_touched_while_the_loop_turns(tmp_path: Path) -> None:

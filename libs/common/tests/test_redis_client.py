@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from dockyard_common import connect_redis
+from dockyard_common.runtime import connect_redis
 from dockyard_platform.servers import free_port
 
 

@@ -44,10 +44,10 @@ from dockyard_common import (
     Conflict,
     Deployment,
     EndpointSpec,
-    ResourceStore,
     Version,
     VersionStatus,
 )
+from dockyard_common.runtime import ResourceStore
 from dockyard_common.subjects import (
     ALIASES_BUCKET,
     DEPLOYMENTS_BUCKET,

@@ -14,14 +14,7 @@ from dockyard_builder.base import RegistrySource
 from dockyard_builder.build import build_version, push_version
 from dockyard_builder.registry import RegistryClient, RegistryError
 from dockyard_builder.settings import BuilderSettings
-from dockyard_common import (
-    CodeRef,
-    EndpointFile,
-    EndpointSpec,
-    ImageInfo,
-    PermanentError,
-    Version,
-)
+from dockyard_common import CodeRef, EndpointFile, EndpointSpec, ImageInfo, PermanentError, Version
 from tests.harness.archives import tar_gz
 from tests.harness.registry import Registry, busybox_layout, sha256_of
 

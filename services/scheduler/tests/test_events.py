@@ -8,16 +8,15 @@ from nats.js import JetStreamContext
 
 from dockyard_common import (
     EndpointState,
-    EventPublisher,
     EventType,
     TargetKind,
     TransientError,
     Version,
     VersionStatus,
     WorkloadState,
-    connect_nats,
 )
 from dockyard_common.events import make_event
+from dockyard_common.runtime import EventPublisher, connect_nats
 from dockyard_scheduler.drivers import Drivers
 from dockyard_scheduler.drivers.fake import FakeDriver
 from dockyard_scheduler.events import EventHandler, Reports

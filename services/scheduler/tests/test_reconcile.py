@@ -12,13 +12,13 @@ from dockyard_common import (
     EndpointState,
     ImageInfo,
     PermanentError,
-    ResourceStore,
     Target,
     TargetKind,
     Version,
     VersionStatus,
     WorkloadState,
 )
+from dockyard_common.runtime import ResourceStore
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Drivers

@@ -1,11 +1,19 @@
-"""Dockyard's shared contracts: what more than one service needs, and nothing else."""
+"""Dockyard's shared contracts: what more than one service needs, and nothing else.
 
-from dockyard_common.consumers import ConsumerSpec, EventHandler, keep_alive, run_consumer
-from dockyard_common.errors import DockyardError, InvalidInput, PermanentError, TransientError
+This face is the contracts (names, models, events, subjects, errors, the consumer specs),
+pure to import: no NATS or Redis client comes with it. The runtime pieces (connections,
+the state of record's stores, publishing and consuming events) are in
+:mod:`dockyard_common.runtime`.
+"""
+
+from dockyard_common.errors import (
+    Conflict,
+    DockyardError,
+    InvalidInput,
+    PermanentError,
+    TransientError,
+)
 from dockyard_common.events import EVENT_DATA, CloudEvent, EventType, UnknownEventType, event_data
-from dockyard_common.heartbeats import Heartbeat
-from dockyard_common.jetstream import EventPublisher, connect_nats, provision_jetstream
-from dockyard_common.lifecycle import cancellable, run_jetstream_service, run_until_signalled
 from dockyard_common.log import configure_logging, get_logger
 from dockyard_common.models import (
     Alias,
@@ -41,11 +49,10 @@ from dockyard_common.names import (
     TargetName,
     VersionName,
 )
-from dockyard_common.platform_facts import ServiceRestart
-from dockyard_common.records import Record
-from dockyard_common.redis_client import connect_redis
+from dockyard_common.platform_facts import Region, ServiceRestart
+from dockyard_common.records import Announcement, Record, Stored, Written
 from dockyard_common.settings import CommonSettings
-from dockyard_common.state import Conflict, Counter, ResourceStore, Stored, Written
+from dockyard_common.subscriptions import ConsumerSpec
 
 __all__ = [
     "EVENT_DATA",
@@ -53,6 +60,7 @@ __all__ = [
     "AliasChange",
     "AliasName",
     "AliasTarget",
+    "Announcement",
     "BlobDigest",
     "BuildProgress",
     "BuildSpec",
@@ -61,7 +69,6 @@ __all__ = [
     "CommonSettings",
     "Conflict",
     "ConsumerSpec",
-    "Counter",
     "Deployment",
     "DeploymentName",
     "DockyardError",
@@ -69,10 +76,7 @@ __all__ = [
     "EndpointName",
     "EndpointSpec",
     "EndpointState",
-    "EventHandler",
-    "EventPublisher",
     "EventType",
-    "Heartbeat",
     "ImageInfo",
     "InvalidInput",
     "InvalidName",
@@ -82,8 +86,8 @@ __all__ = [
     "ProcessHeartbeat",
     "ProjectName",
     "Record",
+    "Region",
     "Replicas",
-    "ResourceStore",
     "RouterHeartbeat",
     "ServiceRestart",
     "Stored",
@@ -97,16 +101,8 @@ __all__ = [
     "VersionStatus",
     "WorkloadState",
     "Written",
-    "cancellable",
     "configure_logging",
-    "connect_nats",
-    "connect_redis",
     "event_data",
     "get_logger",
-    "keep_alive",
-    "provision_jetstream",
-    "run_consumer",
-    "run_jetstream_service",
-    "run_until_signalled",
     "utcnow",
 ]

@@ -4,11 +4,13 @@ DockyardError
 ├── TransientError      -- retry later (``delay`` seconds): a server down, a timeout
 └── PermanentError      -- retrying cannot help: report ``*.failed`` with the reason
     └── InvalidInput    -- the user's input is wrong; the message says how to fix it
+
+Conflict (apart: a compare-and-set write lost; the writer reads again and decides anew)
 """
 
 from __future__ import annotations
 
-__all__ = ["DockyardError", "InvalidInput", "PermanentError", "TransientError"]
+__all__ = ["Conflict", "DockyardError", "InvalidInput", "PermanentError", "TransientError"]
 
 
 class DockyardError(Exception):
@@ -29,3 +31,7 @@ class PermanentError(DockyardError):
 
 class InvalidInput(PermanentError):
     """The user's input is wrong; the message says what and how to fix it."""
+
+
+class Conflict(Exception):
+    """A compare-and-set write lost: the key exists, or changed since ``revision`` was read."""

@@ -1,17 +1,22 @@
-"""What a value of the state of record holds: a resource, and the events its write announces.
+"""What a value of the state of record holds (a resource, and the events its write
+announces), and what a reader gets back (:class:`Stored`, :class:`Written`).
 
-Pure data, no I/O: :mod:`dockyard_common.state` reads and writes these in JetStream KV, and
+Pure data, no I/O: :mod:`dockyard_common.runtime.state` reads and writes these in JetStream KV, and
 the decisions that choose what a write announces (the API's status fold) build them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["Announced", "Announcement", "Record", "announcements"]
+__all__ = ["Announced", "Announcement", "Record", "Stored", "Written", "announcements"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+ValueT = TypeVar("ValueT")
 
 
 class Announcement(BaseModel):
@@ -66,3 +71,21 @@ class Record(BaseModel):
 
 
 _SILENT_RECORDS = (b'{"announce":[],', b'{"announce":null,')
+
+
+@dataclass(frozen=True)
+class Stored(Generic[ModelT]):
+    """A resource with the KV revision it was read at (the ETag of the API)."""
+
+    value: ModelT
+    revision: int
+
+
+@dataclass(frozen=True)
+class Written(Generic[ValueT]):
+    """One write of a followed bucket: what ``key`` holds from ``revision`` on (None: it
+    was deleted, or holds a record that does not parse)."""
+
+    key: str
+    revision: int
+    value: ValueT | None

@@ -1,7 +1,7 @@
 """Every durable consumer of the event stream: who consumes which event types, and how.
 
 The specs are contracts like subjects are: each service runs its own
-(:func:`dockyard_common.consumers.run_consumer`), and the event catalogue lists, per type,
+(:func:`dockyard_common.runtime.consumers.run_consumer`), and the event catalogue lists, per type,
 who acts on it. Pure data, no I/O.
 """
 

@@ -14,14 +14,8 @@ import socket
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
-from dockyard_common import (
-    EventPublisher,
-    EventType,
-    ServiceRestart,
-    TransientError,
-    connect_nats,
-    get_logger,
-)
+from dockyard_common import EventType, ServiceRestart, TransientError, get_logger
+from dockyard_common.runtime import EventPublisher, connect_nats
 from dockyard_platform.supervisor import Restarted
 
 __all__ = ["RestartAnnouncer"]

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard_common.processes import free_port, stop_with_parent
+from dockyard_common.runtime.processes import free_port, stop_with_parent
 
 __all__ = [
     "ServerNotFound",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard_common import get_logger
-from dockyard_common.processes import stop_with_parent
+from dockyard_common.runtime.processes import stop_with_parent
 from dockyard_platform.supervision import (
     Exit,
     GiveUp,

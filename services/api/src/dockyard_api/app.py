@@ -41,20 +41,15 @@ from dockyard_api.settings import ApiSettings
 from dockyard_api.sweeper import run_sweeper
 from dockyard_api.tracking import track_status
 from dockyard_api.webhooks.models import Webhook
-from dockyard_common import (
-    Alias,
+from dockyard_common import Alias, Deployment, Target, Version, VersionStatus, get_logger
+from dockyard_common.platform_facts import Region
+from dockyard_common.runtime import (
     Counter,
-    Deployment,
     EventPublisher,
     ResourceStore,
-    Target,
-    Version,
-    VersionStatus,
     connect_nats,
-    get_logger,
     provision_jetstream,
 )
-from dockyard_common.platform_facts import Region
 from dockyard_common.subjects import (
     ALIASES_BUCKET,
     BLOB_BUCKET,

@@ -14,16 +14,9 @@ from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.applied import AppliedWatch
 from dockyard_api.settings import ApiSettings
 from dockyard_api.webhooks.models import Webhook
-from dockyard_common import (
-    Alias,
-    Counter,
-    Deployment,
-    EventPublisher,
-    ResourceStore,
-    Target,
-    Version,
-)
+from dockyard_common import Alias, Deployment, Target, Version
 from dockyard_common.platform_facts import Region
+from dockyard_common.runtime import Counter, EventPublisher, ResourceStore
 
 __all__ = ["ApiContext", "CheckedCode", "RefusedBlobs", "get_context"]
 

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 
 from dockyard_common import (
     EndpointState,
-    EventPublisher,
     Record,
     TransientError,
     UnknownEventType,
@@ -28,9 +27,10 @@ from dockyard_common import (
     event_data,
     get_logger,
 )
-from dockyard_common.consumers import pull_messages
 from dockyard_common.records import Announcement
-from dockyard_common.state import kv_write
+from dockyard_common.runtime import EventPublisher
+from dockyard_common.runtime.consumers import pull_messages
+from dockyard_common.runtime.state import kv_write
 from dockyard_common.subjects import (
     ALIASES_BUCKET,
     DEPLOYMENTS_BUCKET,

@@ -19,12 +19,12 @@ from dockyard_common import (
     Conflict,
     Deployment,
     EventType,
-    ResourceStore,
     Version,
     VersionStatus,
     get_logger,
     utcnow,
 )
+from dockyard_common.runtime import ResourceStore
 from dockyard_common.subjects import alias_key, deployment_key, version_key
 
 __all__ = ["run_sweeper", "sweep_once"]

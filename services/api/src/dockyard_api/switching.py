@@ -38,15 +38,7 @@ from dockyard_api.context import ApiContext
 from dockyard_api.preconditions import check_if_match
 from dockyard_api.problems import Problem
 from dockyard_api.scopes import existing_deployment
-from dockyard_common import (
-    Alias,
-    AliasTarget,
-    Conflict,
-    EventType,
-    Stored,
-    Version,
-    VersionStatus,
-)
+from dockyard_common import Alias, AliasTarget, Conflict, EventType, Stored, Version, VersionStatus
 from dockyard_common.subjects import alias_key, deployment_key, version_key
 
 __all__ = [

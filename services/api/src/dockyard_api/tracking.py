@@ -9,7 +9,8 @@ from nats.aio.msg import Msg
 
 from dockyard_api.context import ApiContext
 from dockyard_api.status import fold_report
-from dockyard_common import CloudEvent, Conflict, EndpointState, Version, get_logger, run_consumer
+from dockyard_common import CloudEvent, Conflict, EndpointState, Version, get_logger
+from dockyard_common.runtime import run_consumer
 from dockyard_common.subjects import version_key
 from dockyard_common.subscriptions import STATUS_CONSUMER
 

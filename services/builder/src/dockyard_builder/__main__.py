@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dockyard_builder.service import Builder
 from dockyard_builder.settings import BuilderSettings
-from dockyard_common import run_jetstream_service
+from dockyard_common.runtime import run_jetstream_service
 
 
 def main() -> None:

@@ -31,7 +31,6 @@ from dockyard_builder.settings import BuilderSettings
 from dockyard_common import (
     BuildProgress,
     CloudEvent,
-    EventPublisher,
     EventType,
     ImageInfo,
     PermanentError,
@@ -39,10 +38,9 @@ from dockyard_common import (
     Version,
     VersionStatus,
     get_logger,
-    keep_alive,
-    run_consumer,
 )
 from dockyard_common.oci_layout import OciLayout
+from dockyard_common.runtime import EventPublisher, keep_alive, run_consumer
 from dockyard_common.subjects import BLOB_BUCKET, blob_object_name, version_key
 from dockyard_common.subscriptions import BUILD_CONSUMER
 

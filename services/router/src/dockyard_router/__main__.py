@@ -7,7 +7,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from dockyard_common import configure_logging, run_until_signalled
+from dockyard_common import configure_logging
+from dockyard_common.runtime import run_until_signalled
 from dockyard_router.app import serve
 from dockyard_router.settings import RouterSettings
 from dockyard_router.workers import supervise

@@ -11,15 +11,12 @@ from collections.abc import Callable
 from aiohttp import web
 from structlog.contextvars import bind_contextvars
 
-from dockyard_common import (
-    Alias,
+from dockyard_common import Alias, RouterHeartbeat, configure_logging, get_logger
+from dockyard_common.runtime import (
     Heartbeat,
-    RouterHeartbeat,
     cancellable,
-    configure_logging,
     connect_nats,
     connect_redis,
-    get_logger,
     provision_jetstream,
 )
 from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT

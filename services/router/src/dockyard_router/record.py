@@ -27,7 +27,8 @@ from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dockyard_common import Alias, AliasTarget, ResourceStore, TransientError, Version, get_logger
+from dockyard_common import Alias, AliasTarget, TransientError, Version, get_logger
+from dockyard_common.runtime import ResourceStore
 from dockyard_common.subjects import ALIASES_BUCKET, VERSIONS_BUCKET
 from dockyard_router.tables import RouteTable, route_from_state
 

@@ -8,13 +8,8 @@ from __future__ import annotations
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from dockyard_common import (
-    CloudEvent,
-    ConsumerSpec,
-    EndpointState,
-    EventType,
-    run_consumer,
-)
+from dockyard_common import CloudEvent, ConsumerSpec, EndpointState, EventType
+from dockyard_common.runtime import run_consumer
 from dockyard_router.store import RouteStore
 from dockyard_router.tables import route_from_state
 

@@ -25,7 +25,7 @@ import signal
 import sys
 
 from dockyard_common import get_logger
-from dockyard_common.processes import stop_with_parent
+from dockyard_common.runtime.processes import stop_with_parent
 
 __all__ = ["READY_FD_ENV", "WORKER_ENV", "restart_delay", "supervise"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dockyard_common import run_jetstream_service
+from dockyard_common.runtime import run_jetstream_service
 from dockyard_scheduler import app
 from dockyard_scheduler.settings import SchedulerSettings
 

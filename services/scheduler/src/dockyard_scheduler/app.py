@@ -7,7 +7,8 @@ import asyncio
 
 from nats.aio.client import Client as NatsClient
 
-from dockyard_common import EventPublisher, TargetKind, run_consumer
+from dockyard_common import TargetKind
+from dockyard_common.runtime import EventPublisher, run_consumer
 from dockyard_common.subscriptions import SCHEDULE_CONSUMER
 from dockyard_scheduler.drivers import Driver, Drivers, Reporter
 from dockyard_scheduler.drivers.container import ContainerDriver

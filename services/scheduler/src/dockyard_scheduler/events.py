@@ -19,12 +19,12 @@ from nats.aio.msg import Msg
 from dockyard_common import (
     CloudEvent,
     EndpointState,
-    EventPublisher,
     EventType,
     TransientError,
     Version,
     get_logger,
 )
+from dockyard_common.runtime import EventPublisher
 from dockyard_common.subjects import version_key
 from dockyard_scheduler.reconcile import Reconciler
 

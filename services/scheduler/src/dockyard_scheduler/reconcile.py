@@ -18,13 +18,13 @@ from nats.js import JetStreamContext
 from dockyard_common import (
     DockyardError,
     EndpointState,
-    ResourceStore,
     Target,
     TargetKind,
     Version,
     WorkloadState,
     get_logger,
 )
+from dockyard_common.runtime import ResourceStore
 from dockyard_common.subjects import TARGETS_BUCKET, VERSIONS_BUCKET, version_key
 from dockyard_scheduler.desired import (
     RUNNABLE,

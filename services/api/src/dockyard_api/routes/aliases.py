@@ -25,14 +25,7 @@ from dockyard_api.switching import (
     roll_back_alias,
     switch_alias,
 )
-from dockyard_common import (
-    Alias,
-    AliasChange,
-    AliasName,
-    AliasTarget,
-    TargetName,
-    VersionName,
-)
+from dockyard_common import Alias, AliasChange, AliasName, AliasTarget, TargetName, VersionName
 from dockyard_common.subjects import alias_key
 
 __all__ = ["router"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dockyard_api.webhooks.service import deliver_webhooks
 from dockyard_api.webhooks.settings import WebhookSettings
-from dockyard_common import run_jetstream_service
+from dockyard_common.runtime import run_jetstream_service
 
 
 def main() -> None:

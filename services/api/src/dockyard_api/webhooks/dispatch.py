@@ -16,7 +16,8 @@ from dockyard_api.webhooks.models import DeliveryJob, matches
 from dockyard_api.webhooks.queueing import enqueue
 from dockyard_api.webhooks.signing import delivery_id
 from dockyard_api.webhooks.subscriptions import Subscriptions
-from dockyard_common import CloudEvent, get_logger, run_consumer
+from dockyard_common import CloudEvent, get_logger
+from dockyard_common.runtime import run_consumer
 from dockyard_common.subscriptions import DISPATCH_CONSUMER
 
 __all__ = ["dispatch_events"]

@@ -23,7 +23,8 @@ from dockyard_api.webhooks.queueing import lane_consumer
 from dockyard_api.webhooks.schedule import next_attempt
 from dockyard_api.webhooks.sender import Sender
 from dockyard_api.webhooks.settings import WebhookSettings
-from dockyard_common import ResourceStore, get_logger, keep_alive, utcnow
+from dockyard_common import get_logger, utcnow
+from dockyard_common.runtime import ResourceStore, keep_alive
 from dockyard_common.subjects import (
     WEBHOOK_DELIVERIES_STREAM,
     WEBHOOK_DELIVERY_PREFIX,

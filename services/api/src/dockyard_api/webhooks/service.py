@@ -12,7 +12,7 @@ from dockyard_api.webhooks.models import Webhook
 from dockyard_api.webhooks.sender import Sender
 from dockyard_api.webhooks.settings import WebhookSettings
 from dockyard_api.webhooks.subscriptions import Subscriptions
-from dockyard_common import Heartbeat, ResourceStore
+from dockyard_common.runtime import Heartbeat, ResourceStore
 from dockyard_common.subjects import WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT, WEBHOOKS_BUCKET
 
 __all__ = ["deliver_webhooks"]

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from dockyard_api.webhooks.models import Webhook
-from dockyard_common import ResourceStore, Written, get_logger
+from dockyard_common import Written, get_logger
+from dockyard_common.runtime import ResourceStore
 
 __all__ = ["Subscriptions"]
 

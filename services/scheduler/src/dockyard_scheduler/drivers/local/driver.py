@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dockyard_common import DockyardError, EndpointState, PermanentError, WorkloadState, get_logger
 from dockyard_common.logs import ReplicaLogs
-from dockyard_common.processes import free_port
+from dockyard_common.runtime.processes import free_port
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Reporter, report_until_published
 from dockyard_scheduler.drivers.local.images import UnpackedImage, unpack_image

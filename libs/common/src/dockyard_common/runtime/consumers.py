@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from dockyard_common.errors import PermanentError, TransientError
 from dockyard_common.events import CloudEvent
-from dockyard_common.lifecycle import in_background
 from dockyard_common.log import get_logger
+from dockyard_common.runtime.lifecycle import in_background
 from dockyard_common.subjects import EVENTS_STREAM, event_type_filter
 from dockyard_common.subscriptions import ConsumerSpec
 

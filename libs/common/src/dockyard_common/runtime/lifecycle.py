@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 
 from nats.aio.client import Client as NatsClient
 
-from dockyard_common.jetstream import connect_nats, provision_jetstream
 from dockyard_common.log import configure_logging, get_logger
+from dockyard_common.runtime.jetstream import connect_nats, provision_jetstream
 from dockyard_common.settings import CommonSettings
 
 __all__ = [

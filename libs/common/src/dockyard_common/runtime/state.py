@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import nats.errors
@@ -29,9 +28,9 @@ from nats.js.api import DeliverPolicy
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
-from dockyard_common.errors import TransientError
+from dockyard_common.errors import Conflict, TransientError
 from dockyard_common.log import get_logger
-from dockyard_common.records import Announced, Announcement, Record, announcements
+from dockyard_common.records import Announced, Announcement, Record, Stored, Written, announcements
 
 __all__ = [
     "Announced",
@@ -73,28 +72,6 @@ def _kv_unavailable_is_transient(operation: str) -> Iterator[None]:
         yield
     except _UNAVAILABLE as exc:
         raise TransientError(f"the state of record is unavailable ({operation}): {exc!r}") from exc
-
-
-class Conflict(Exception):
-    """A compare-and-set write lost: the key exists, or changed since ``revision`` was read."""
-
-
-@dataclass(frozen=True)
-class Stored(Generic[ModelT]):
-    """A resource with the KV revision it was read at (the ETag of the API)."""
-
-    value: ModelT
-    revision: int
-
-
-@dataclass(frozen=True)
-class Written(Generic[ValueT]):
-    """One write of a followed bucket: what ``key`` holds from ``revision`` on (None: it
-    was deleted, or holds a record that does not parse)."""
-
-    key: str
-    revision: int
-    value: ValueT | None
 
 
 _DELETIONS = ("DEL", "PURGE")
