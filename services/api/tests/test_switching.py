@@ -207,10 +207,12 @@ async def test_a_switch_whose_version_stopped_meanwhile_points_back_and_says_so(
                 force=forced,
             ),
         )
-    assert refused.value.status == 409
+    assert (refused.value.status, refused.value.slug) == (409, "version-stopped")
     said = "version 'v1' was stopped while the alias was being set: it points where it did before"
     if old_one_stopped_too:
         said += ", but version 'v0' was stopped too: point it at a ready version"
+    versions_path = f"/v1/projects/{owner}/demo/deployments/web/versions"
+    said += f". Start it again (POST {versions_path}/v1/start) and switch once it is ready"
     assert refused.value.detail == said
     assert refused.value.extra["revision"] > revision
     # It acted on the failed hold at once, not after the routers' bound (30 s here), and
@@ -461,7 +463,9 @@ async def test_a_rollback_points_back_and_is_recorded_by_who_asked(world: World)
 async def test_a_switch_to_a_stopped_version_is_refused_with_the_call_that_starts_it(
     world: World, force: bool
 ) -> None:
-    await stop(world.versions, version_key(world.owner, "demo", "web", "v1"))
+    key = version_key(world.owner, "demo", "web", "v1")
+    await stop(world.versions, key)
+    await world.known("versions", key, None)  # this process knows: the record decides
     with pytest.raises(Problem) as refused:
         await switch_alias(world.context, switch_to(world, "v1", force=force))  # type: ignore[arg-type]
     assert (refused.value.status, refused.value.slug) == (409, "version-stopped")
@@ -471,3 +475,24 @@ async def test_a_switch_to_a_stopped_version_is_refused_with_the_call_that_start
     assert refused.value.extra == {"stopped": ["v1"]}
     stored = await world.aliases.get(world.key)
     assert stored is not None and stored.value.target.version == "v0"
+
+
+async def test_a_stop_landing_after_the_check_is_undone_with_the_call_that_starts_it(
+    world: World,
+) -> None:
+    key = version_key(world.owner, "demo", "web", "v1")
+    ready = await world.versions.get(key)
+    await stop(world.versions, key)
+    # This process still knew v1 ready when it planned (its follow a write behind): the
+    # switch is written, the hold finds the stop, and the alias is pointed back.
+    known = world.context.versions.recent
+    world.context.versions.recent = lambda k: ready if k == key else known(k)
+    with pytest.raises(Problem) as refused:
+        await switch_alias(world.context, switch_to(world, "v1"))  # type: ignore[arg-type]
+    assert (refused.value.status, refused.value.slug) == (409, "version-stopped")
+    assert "it points where it did before" in refused.value.detail
+    assert f"POST /v1/projects/{world.owner}/demo/deployments/web/versions/v1/start" in (
+        refused.value.detail
+    )
+    alias = await world.aliases.get(world.key)
+    assert alias is not None and alias.value.target.version == "v0"

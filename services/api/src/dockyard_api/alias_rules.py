@@ -13,6 +13,7 @@ from dockyard_common.models import Alias, AliasChange, AliasTarget, Version, Ver
 
 __all__ = [
     "HISTORY_LIMIT",
+    "WAS_STOPPED",
     "NothingToRollBack",
     "Refusal",
     "alias_after_rollback",
@@ -107,9 +108,14 @@ def held_statuses(force: bool) -> frozenset[VersionStatus]:
 _READY = frozenset({VersionStatus.READY})
 
 
+WAS_STOPPED = "was stopped"
+"""Why a version being stopped (or stopped) could not be held for an alias."""
+
+
 def why_not_held(status: VersionStatus) -> str:
-    """Why a version found in ``status`` was not held: ``"was stopped"``, ``"became failed"``."""
-    return "was stopped" if status in _STOPPED else f"became {status.value}"
+    """Why a version found in ``status`` was not held: :data:`WAS_STOPPED`, ``"became
+    failed"``."""
+    return WAS_STOPPED if status in _STOPPED else f"became {status.value}"
 
 
 def _with_change(alias: Alias, change: AliasChange) -> Alias:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from dockyard_api.alias_rules import (
+    WAS_STOPPED,
     alias_after_rollback,
     alias_after_set,
     alias_pointed_back,
@@ -190,8 +191,7 @@ async def _check_versions(
         raise Problem(404, "not-found", _reasons(refused.reasons))
     if refused.kind == "stopped":
         stopped = sorted(refused.reasons)
-        versions = f"/v1/projects/{owner}/{project}/deployments/{deployment}/versions"
-        starts = " and ".join(f"POST {versions}/{name}/start" for name in stopped)
+        starts = _start_calls(owner, project, deployment, stopped)
         raise Problem(
             409,
             "version-stopped",
@@ -290,13 +290,16 @@ async def _go_live(context: ApiContext, written: _Written) -> Switched:
             f"{_reasons(lost)} while the alias was created: it was stored pointing there; "
             "point it at a ready version",
         )
-    await _point_back(context, written, written.before, _reasons(lost))
+    await _point_back(context, written, written.before, lost)
 
 
 async def _point_back(
-    context: ApiContext, written: _Written, before: Stored[Alias], why: str
+    context: ApiContext, written: _Written, before: Stored[Alias], lost_here: dict[str, str]
 ) -> NoReturn:
-    """Point the alias back where it was, hold those versions, wait for the routers: 409."""
+    """Point the alias back where it was, hold those versions, wait for the routers: 409,
+    ``version-stopped`` with the call that starts it again when a version was being stopped
+    (a stop that landed between the switch's check and its hold)."""
+    why = _reasons(lost_here)
     back = alias_pointed_back(written.updated, before.value, PLATFORM)
     try:
         reverted = await context.aliases.update(
@@ -321,12 +324,27 @@ async def _point_back(
     lost = holding.result()
     lost.update({name: "was removed" for name, stored in reads.items() if stored is None})
     also = f", but {_reasons(lost)} too: point it at a ready version" if lost else ""
+    stopped = sorted(name for name, reason in lost_here.items() if reason == WAS_STOPPED)
+    if stopped:
+        raise Problem(
+            409,
+            "version-stopped",
+            f"{why} while the alias was being set: it points where it did before{also}. "
+            f"Start it again ({_start_calls(*back.scope, stopped)}) and switch once it is ready",
+            stopped=stopped,
+            revision=reverted,
+        )
     raise Problem(
         409,
         "version-not-ready",
         f"{why} while the alias was being set: it points where it did before{also}",
         revision=reverted,
     )
+
+
+def _start_calls(owner: str, project: str, deployment: str, names: list[str]) -> str:
+    versions = f"/v1/projects/{owner}/{project}/deployments/{deployment}/versions"
+    return " and ".join(f"POST {versions}/{name}/start" for name in names)
 
 
 @dataclass(frozen=True, kw_only=True)
