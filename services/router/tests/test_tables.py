@@ -199,6 +199,19 @@ def test_routes_follow_the_record_revision_not_the_order_writes_arrive_in() -> N
     assert table.explain("/acme/demo/web/v1/predict/", "eu", 0.0).slug == "unknown-deployment"
 
 
+def test_a_version_rewritten_unchanged_moves_only_its_revision() -> None:
+    """An alias switch rewrites the versions it names as they are: nothing to apply."""
+    table = RouteTable()
+    ready = version("v1", state("local-eu", "eu", "http://eu:1"))
+    assert table.put_version("acme/demo/web/v1", 3, ready)
+    before = table.resolve("/acme/demo/web/v1/predict/", own_region="eu", draw=0.5)
+    assert not table.put_version("acme/demo/web/v1", 4, version("v1", *ready.endpoint_states))
+    assert table.version_revisions["acme/demo/web/v1"] == 4
+    assert not table.put_version("acme/demo/web/v1", 4, version("v1", state("local-eu", "eu")))
+    after = table.resolve("/acme/demo/web/v1/predict/", own_region="eu", draw=0.5)
+    assert before is not None and after is not None and after.upstreams is before.upstreams
+
+
 def test_what_a_feed_did_not_see_while_catching_up_is_forgotten() -> None:
     record = Record()
     record.version(version("v1", state("local-eu", "eu", "http://eu:1")))

@@ -149,10 +149,13 @@ class RouteTable:
     def put_version(self, key: str, revision: int, version: RoutedVersion | None) -> bool:
         """Replace every route of the version ``key`` (``owner/project/deployment/version``)
         with those of its write at ``revision`` (None: deleted); False, changing nothing,
-        when the entry held is from that revision or a later one."""
+        when the entry held is from that revision or a later one, or holds the same (only
+        its revision moves: an alias switch rewrites the versions it names unchanged)."""
         if revision <= self.version_revisions.get(key, 0):
             return False
         self.version_revisions[key] = revision
+        if version is not None and self._held.get(key) == version:
+            return False
         self._forget_version(key)
         if version is None:
             return True
