@@ -1,8 +1,8 @@
 """The router's data plane against real upstream processes: replicas, failover, timeouts.
 
 The upstreams here are real HTTP servers (the endpoint runner's, ``dockyard_server``) started by
-the test, written into the router's tables the way the scheduler does it: an
-``endpoint.ready`` event on NATS naming the endpoint's upstreams.
+the test, written into a state of record of the test's own as the API writes them once the
+scheduler reported them ready: in the version's endpoint states.
 """
 
 from __future__ import annotations
@@ -22,16 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 from nats.js import JetStreamContext
-from redis.asyncio import Redis
 
 from dockyard_builder.runner import RUNNER_FILES
-from dockyard_common import EndpointState, EventType, WorkloadState
-from dockyard_common.runtime import EventPublisher
+from dockyard_common import EndpointState, WorkloadState
 from dockyard_platform.servers import free_port
-from dockyard_router.store import ROUTES_HASH, TABLES_VERSION
-from dockyard_router.tables import Route
-from tests.harness.fixtures import Names, RunningPlatform
+from tests.harness.fixtures import Names
 from tests.harness.infrastructure import Infrastructure
+from tests.harness.router import PrivateRecord, private_record, record_endpoint
 
 pytestmark = pytest.mark.e2e
 
@@ -92,8 +89,8 @@ def replicas(tmp_path: Path) -> Iterator[Callable[[str], tuple[str, subprocess.P
 async def serve_endpoint(
     js: JetStreamContext, names: Names, target: str, region: str, upstreams: list[str]
 ) -> None:
-    """Tell the routers that endpoint ``predict`` of version v1 runs on ``upstreams``, as the
-    scheduler does once replicas are ready."""
+    """Record that endpoint ``predict`` of version v1 runs on ``upstreams`` on ``target``,
+    as the API does once the scheduler reported its replicas ready."""
     state = EndpointState(
         owner=names.owner,
         project=names.project,
@@ -105,13 +102,7 @@ async def serve_endpoint(
         state=WorkloadState.READY,
         upstreams=upstreams,
     )
-    key = f"{names.owner}.{names.project}.{names.deployment}.v1.predict.{target}"
-    await EventPublisher(js, source="test").publish(
-        EventType.ENDPOINT_READY,
-        state,
-        resource_key=key,
-        revision=time.time_ns(),
-    )
+    await record_endpoint(js, names, state)
 
 
 async def until_answers(
@@ -130,15 +121,15 @@ async def until_answers(
 
 
 async def test_killing_a_replica_mid_load_fails_at_most_the_requests_in_flight_on_it(
-    platform: RunningPlatform,
-    js: JetStreamContext,
+    own_router: str,
+    record: PrivateRecord,
     names: Names,
     replicas: Callable[[str], tuple[str, subprocess.Popen[bytes]]],
 ) -> None:
     first, doomed = replicas("a")
     second, _ = replicas("b")
-    await serve_endpoint(js, names, "local-eu", "eu", [first, second])
-    url = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/v1/predict/busy"
+    await serve_endpoint(record.js, names, "local-eu", "eu", [first, second])
+    url = f"{own_router}/{names.owner}/{names.project}/{names.deployment}/v1/predict/busy"
     answers: dict[str, Counter[str]] = {"GET": Counter(), "POST": Counter()}
     after_kill: Counter[str] = Counter()
     killed = asyncio.Event()
@@ -189,15 +180,23 @@ async def test_killing_a_replica_mid_load_fails_at_most_the_requests_in_flight_o
 
 
 @pytest.fixture
+async def record(tmp_path: Path) -> AsyncIterator[PrivateRecord]:
+    """A state of record of the test's own: no platform's scheduler acts on its versions."""
+    async with private_record(tmp_path / "nats") as held:
+        yield held
+
+
+@pytest.fixture
 async def own_router(
-    infrastructure: Infrastructure, tmp_path: Path, names: Names
+    infrastructure: Infrastructure, record: PrivateRecord, tmp_path: Path, names: Names
 ) -> AsyncIterator[str]:
     """A router process in region eu that fails over to us before ap (ap sorts first by
-    name), with a 0.3 s timeout for the test's endpoint; on the session's NATS and Redis."""
+    name), with a 0.3 s timeout for the test's endpoint; on the test's record and the
+    session's Redis."""
     port = free_port()
     env = dict(
         os.environ,
-        DOCKYARD_NATS_URL=infrastructure.nats_url,
+        DOCKYARD_NATS_URL=record.url,
         DOCKYARD_REDIS_URL=infrastructure.redis_url,
         DOCKYARD_ROUTER_PORT=str(port),
         DOCKYARD_REGION="eu",
@@ -233,13 +232,13 @@ async def own_router(
 
 async def test_a_request_fails_over_to_the_nearest_region_in_the_configured_order(
     own_router: str,
-    js: JetStreamContext,
+    record: PrivateRecord,
     names: Names,
     replicas: Callable[[str], tuple[str, subprocess.Popen[bytes]]],
 ) -> None:
     regions = {region: replicas(region) for region in ("eu", "us", "ap")}
     for region, (upstream, _) in regions.items():
-        await serve_endpoint(js, names, f"local-{region}", region, [upstream])
+        await serve_endpoint(record.js, names, f"local-{region}", region, [upstream])
     url = f"{own_router}/{names.owner}/{names.project}/{names.deployment}/v1/predict/"
     async with httpx.AsyncClient(timeout=10) as client:
         await until_answers(client, url, "eu")  # its own region first
@@ -264,12 +263,12 @@ async def test_a_request_fails_over_to_the_nearest_region_in_the_configured_orde
 
 async def test_an_endpoint_timeout_answers_504_and_others_keep_the_default(
     own_router: str,
-    js: JetStreamContext,
+    record: PrivateRecord,
     names: Names,
     replicas: Callable[[str], tuple[str, subprocess.Popen[bytes]]],
 ) -> None:
     upstream, _ = replicas("slow")
-    await serve_endpoint(js, names, "local-eu", "eu", [upstream])
+    await serve_endpoint(record.js, names, "local-eu", "eu", [upstream])
     base = f"{own_router}/{names.owner}/{names.project}/{names.deployment}/v1/predict"
     async with httpx.AsyncClient(timeout=10) as client:
         await until_answers(client, f"{base}/", "slow")
@@ -282,28 +281,3 @@ async def test_an_endpoint_timeout_answers_504_and_others_keep_the_default(
     assert took < 1.5  # the endpoint's 0.3 s, not the router's 60 s default
     async with httpx.AsyncClient(timeout=10) as client:
         assert (await client.get(f"{base}/")).text == "slow"  # a fast call still answers
-
-
-async def test_a_change_a_router_never_heard_of_is_noticed_and_loaded(
-    platform: RunningPlatform,
-    redis_client: Redis,
-    names: Names,
-    replicas: Callable[[str], tuple[str, subprocess.Popen[bytes]]],
-) -> None:
-    upstream, _ = replicas("unheard")
-    route = Route(
-        key=f"{names.owner}/{names.project}/{names.deployment}/v1/predict",
-        target="local-eu",
-        region="eu",
-        upstreams=[upstream],
-    )
-    # Written and counted as a router writes it, but its message is lost: never published.
-    async with redis_client.pipeline(transaction=True) as pipe:
-        pipe.hset(ROUTES_HASH, route.field, route.model_dump_json())
-        pipe.incr(TABLES_VERSION)
-        await pipe.execute()
-    url = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/v1/predict/"
-    async with httpx.AsyncClient(timeout=10) as client:
-        # Every process checks the count each second and reloads a check later.
-        for _ in range(4):  # fresh connections: over the processes sharing the port
-            await until_answers(client, url, "unheard", headers={"Connection": "close"})

@@ -1,8 +1,7 @@
 """A path that serves nothing is answered with which part of it is wrong, by a running router.
 
 The router learns what does not serve (a stopped version, an endpoint's name) from the same
-sources as what does: the state of record when its tables are built, the scheduler's
-endpoint reports afterwards.
+source as what does: the versions it follows in the state of record.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard_common import EndpointState, EventType, WorkloadState
-from dockyard_common.runtime import EventPublisher
+from dockyard_common import VersionStatus, WorkloadState
 from dockyard_platform.servers import start_redis
 from tests.harness.fixtures import Names
 from tests.harness.router import (
@@ -77,25 +75,25 @@ async def test_a_path_that_serves_nothing_says_which_part_is_wrong(
                             f"version v0 of {deployment} was stopped and serves no more",
                         )
 
-                        # v1 stops: the scheduler's reports reach the router as events.
-                        publisher = EventPublisher(record.js, source="test")
-                        for endpoint in ("predict", "explain"):
-                            state = EndpointState(
-                                owner=names.owner,
-                                project=names.project,
-                                deployment=names.deployment,
-                                version="v1",
-                                endpoint=endpoint,
-                                target="local-eu",
-                                region="eu",
-                                state=WorkloadState.STOPPED,
-                            )
-                            await publisher.publish(
-                                EventType.ENDPOINT_STOPPED,
-                                state,
-                                resource_key=f"{deployment}/v1/{endpoint}/local-eu",
-                                revision=time.time_ns(),
-                            )
+                        # A version stopped before it ever ran anywhere is stopped too.
+                        await record_version(
+                            record.js, names, "v9", [], states=[], status=VersionStatus.STOPPED
+                        )
+                        v9 = f"/{deployment}/v9/predict/"
+                        deadline = time.monotonic() + 10
+                        while (seen := await client.get(v9)).status_code != 410:
+                            assert time.monotonic() < deadline, f"v9 still answers {seen.text}"
+                            await asyncio.sleep(0.05)
+
+                        # v1 stops: its record says so once the scheduler reported.
+                        await record_version(
+                            record.js,
+                            names,
+                            "v1",
+                            [],
+                            state=WorkloadState.STOPPED,
+                            endpoints=("predict", "explain"),
+                        )
                         deadline = time.monotonic() + 10
                         v1 = f"/{deployment}/v1/predict/"
                         while (seen := await client.get(v1)).status_code != 410:

@@ -1,4 +1,5 @@
-"""The router's ops API and metrics: resolve a path, drain a region with no failed request."""
+"""The router's ops API and metrics: resolve a path; a region drained through the API moves
+traffic with no failed request."""
 
 from __future__ import annotations
 
@@ -43,8 +44,8 @@ async def test_draining_a_region_moves_traffic_without_a_failed_request(
         loader = asyncio.create_task(load())
         try:
             await asyncio.sleep(0.2)
-            drained = await router.post("/_ops/regions/eu/drain", headers=admin)
-            assert drained.status_code == 200
+            drained = await api.put("/v1/regions/eu", json={"drained": True})
+            assert drained.status_code == 200, drained.text
             switched_at = len(regions)
             deadline = time.monotonic() + 1.0  # traffic leaves within a second
             while regions[-1] != "us":
@@ -54,13 +55,19 @@ async def test_draining_a_region_moves_traffic_without_a_failed_request(
             table = (await router.get("/_ops/regions", headers=admin)).json()["items"]
             assert {r["region"]: r["drained"] for r in table}["eu"] is True
         finally:
-            await router.post("/_ops/regions/eu/undrain", headers=admin)
+            await api.put("/v1/regions/eu", json={"drained": False})
             stop.set()
             await loader
         assert failures == []
         assert set(regions[:switched_at]) == {"eu"}
         after_drain = regions[switched_at:]
         assert "us" in after_drain and after_drain[-1] in ("us", "eu")
+
+        # The router's own drain of earlier releases says where drain went.
+        moved = await router.post("/_ops/regions/eu/drain", headers=admin)
+        assert moved.status_code == 405
+        assert moved.headers["Content-Type"] == "application/problem+json"
+        assert "PUT /v1/regions/eu" in moved.json()["detail"]
 
         # /metrics names every owner's deployments: it answers to the admin token only.
         assert (await router.get("/metrics")).status_code == 401

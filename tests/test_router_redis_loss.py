@@ -1,4 +1,4 @@
-"""Redis is derived state: lost, the router keeps routing, then rebuilds it from the record."""
+"""Redis is a derived mirror: lost, the router keeps routing, then writes it again."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from dockyard_common import Alias
 from dockyard_common.runtime import connect_redis
 from dockyard_common.subjects import alias_table_key
 from dockyard_platform.servers import ServerProcess, free_port, start_redis
+from dockyard_router.feeds.aliases import ALIASES
+from dockyard_router.feeds.mirror import COMPLETE
+from dockyard_router.feeds.versions import VERSIONS
+from dockyard_router.routed import RoutedAlias
 from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform, admin_client, start_platform_process
 from tests.harness.flows import (
@@ -87,10 +90,11 @@ async def test_requests_keep_flowing_while_redis_is_lost_and_tables_come_back(
                 redis: Redis = connect_redis(f"redis://127.0.0.1:{port}/0")
                 try:
                     deadline = time.monotonic() + 10
-                    while not await redis.hlen("dockyard:routes"):
-                        assert time.monotonic() < deadline, "tables were not rebuilt in 10 s"
+                    while not await redis.exists(COMPLETE):
+                        assert time.monotonic() < deadline, "the mirror was not written in 10 s"
                         await asyncio.sleep(0.05)
-                    assert await redis.hlen("dockyard:aliases") >= 1
+                    assert await redis.hlen(VERSIONS.mirror_hash) >= 1
+                    assert await redis.hlen(ALIASES.mirror_hash) >= 1
                 finally:
                     await redis.aclose()
                 await asyncio.sleep(0.3)
@@ -99,7 +103,7 @@ async def test_requests_keep_flowing_while_redis_is_lost_and_tables_come_back(
             assert failures == []
             assert served > 50
 
-            # The router follows Redis again: a switch made now reaches it.
+            # A switch made now reaches the router, and the mirror.
             code_v2 = await upload_blob(api, names, tar_gz({"app.py": WSGI_APP + b"\n# v2\n"}))
             created = await create_version(
                 api,
@@ -121,16 +125,16 @@ async def test_requests_keep_flowing_while_redis_is_lost_and_tables_come_back(
                         break
                     assert time.monotonic() < deadline, "the switch never reached the router"
                     await asyncio.sleep(0.02)
-            # Redis's alias table follows the switch too: it is what a starting router loads.
+            # The mirror follows the switch too: it is what a router starting without NATS loads.
             redis = connect_redis(f"redis://127.0.0.1:{port}/0")
             field = alias_table_key(names.owner, names.project, names.deployment, "production")
             try:
                 deadline = time.monotonic() + 5
                 while True:
-                    raw = await redis.hget("dockyard:aliases", field)
-                    if raw and Alias.model_validate_json(raw).target.version == "v2":
+                    raw = await redis.hget(ALIASES.mirror_hash, field)
+                    if raw and RoutedAlias.model_validate_json(raw).target.version == "v2":
                         break
-                    assert time.monotonic() < deadline, "Redis's alias table missed the switch"
+                    assert time.monotonic() < deadline, "the mirror missed the switch"
                     await asyncio.sleep(0.02)
             finally:
                 await redis.aclose()

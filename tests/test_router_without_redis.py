@@ -1,4 +1,5 @@
-"""A router worker that starts while Redis is away serves from the state of record.
+"""A router worker that starts while Redis is away serves from the state of record, and
+Redis's mirror comes back whole once Redis does.
 
 Real processes: a router with two workers, a NATS of the test's own holding the record, a
 Redis of the test's own that the test stops and starts, replicas answering their names.
@@ -17,11 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from dockyard_common import Alias
 from dockyard_common.runtime import connect_redis
 from dockyard_common.subjects import alias_table_key
 from dockyard_platform.servers import ServerProcess, free_port, start_redis
-from dockyard_router.store import ALIASES_HASH, ROUTES_HASH
+from dockyard_router.feeds.aliases import ALIASES
+from dockyard_router.feeds.versions import VERSIONS
+from dockyard_router.routed import RoutedAlias
 from tests.harness.fixtures import Names
 from tests.harness.procs import alive
 from tests.harness.router import (
@@ -101,20 +103,24 @@ async def test_a_worker_restarted_while_redis_is_down_serves_from_the_record(
                     assert time.monotonic() < deadline, f"the switch did not land: {seen}"
                 assert await outcomes(urls, 20) == {"200 one": 20, "200 two": 20}
 
-                # Redis back, empty: its tables are rebuilt from the record with the switch
-                # in them, and requests go on being served.
+                # Redis back, empty: the mirror is written again from what the router holds,
+                # the switch in it, and requests go on being served.
                 redis_servers.append(start_redis(tmp_path / "redis-again", port=redis_port))
                 client = connect_redis(redis_servers[-1].url)
                 field = alias_table_key(names.owner, names.project, names.deployment, "production")
                 try:
                     deadline = time.monotonic() + 10
                     while True:
-                        raw = await client.hget(ALIASES_HASH, field)
-                        routes = await client.hlen(ROUTES_HASH)
-                        switched = raw and Alias.model_validate_json(raw).target.version == "v2"
-                        if switched and routes == 2:
+                        raw = await client.hget(ALIASES.mirror_hash, field)
+                        versions = await client.hlen(VERSIONS.mirror_hash)
+                        switched = (
+                            raw and RoutedAlias.model_validate_json(raw).target.version == "v2"
+                        )
+                        if switched and versions == 2:
                             break
-                        assert time.monotonic() < deadline, f"Redis holds {raw!r}, {routes} routes"
+                        assert time.monotonic() < deadline, (
+                            f"Redis holds {raw!r}, {versions} versions"
+                        )
                         await asyncio.sleep(0.05)
                 finally:
                     await client.aclose()

@@ -18,8 +18,10 @@ from nats.js import JetStreamContext
 from dockyard_api.applied import AppliedWatch
 from dockyard_common import Alias, AliasTarget, RouterHeartbeat
 from dockyard_common.runtime import ResourceStore
+from dockyard_common.runtime.redis_client import connect_redis
 from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT, alias_key
-from dockyard_router.record import watch_alias_record
+from dockyard_router.feeds import FEEDS, Mirror, RecordFeeds
+from dockyard_router.tables import RouteTable
 
 
 def production(owner: str, version: str, minute: int) -> Alias:
@@ -49,22 +51,25 @@ async def test_the_watch_reports_every_write_applied_through_the_last_even_an_un
     aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
     key = alias_key(owner, "demo", "web", "production")
     first = await aliases.create(key, production(owner, "v1", 0))
-    applied: list[tuple[str | None, int]] = []
     through: list[int] = []
-    watching = asyncio.create_task(
-        watch_alias_record(js, lambda a, r: applied.append((a.target.version, r)), through.append)
-    )
+    table = RouteTable()
+    # A process that writes no mirror: Redis is never called.
+    mirror = Mirror(connect_redis("redis://127.0.0.1:1"), table, FEEDS, writes=False)
+    feeds = RecordFeeds(table, mirror, lambda: None)
+    watching = asyncio.create_task(feeds.follow(js, through.append))
+    production_key = f"{owner}/demo/web/production"
     try:
         await until(lambda: through and through[-1] >= first)
         second = await aliases.update(key, production(owner, "v2", 1), first)
         await until(lambda: through[-1] >= second)
-        assert ("v2", second) in applied
+        assert table.alias_revisions[production_key] == second
+        assert table.aliases[production_key].target.version == "v2"
 
         # A record no router can read is reported as passed, or every later switch would
         # wait on it until the API's bound.
         broken = await kv.put(broken_key, b"not json")
         await until(lambda: through[-1] >= broken)
-        assert all(revision != broken for _, revision in applied)
+        assert f"{owner}/demo/web/broken" not in table.aliases
         assert through == sorted(through)
     finally:
         watching.cancel()

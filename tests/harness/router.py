@@ -1,8 +1,8 @@
 """A router process of a test's own, and what it routes to: replicas that answer their name,
 and a state of record (a NATS of the test's own) that names them.
 
-The record is written as the API writes it (versions and aliases in their KV buckets), so a
-router that starts reads it as it reads the real one; nothing else acts on it.
+The record is written as the API writes it (versions, aliases and regions in their KV
+buckets), so a router follows it as it follows the real one; nothing else acts on it.
 """
 
 from __future__ import annotations
@@ -36,26 +36,32 @@ from dockyard_common import (
     WorkloadState,
 )
 from dockyard_common.models import CodeRef, EndpointSpec
+from dockyard_common.platform_facts import Region
 from dockyard_common.runtime import ResourceStore, connect_nats, provision_jetstream
 from dockyard_common.runtime.processes import stop_with_parent
 from dockyard_common.subjects import (
     ALIASES_BUCKET,
+    REGIONS_BUCKET,
     ROUTER_HEARTBEAT_SUBJECT,
     VERSIONS_BUCKET,
     alias_key,
+    region_key,
     version_key,
 )
-from dockyard_platform.servers import free_port, start_nats
+from dockyard_platform.servers import ServerProcess, free_port, start_nats
 from tests.harness.fixtures import Names
 from tests.harness.procs import alive, descendants, parent_of
 
 __all__ = [
     "PrivateRecord",
     "RouterProcess",
+    "endpoint_states",
     "listen_for_routers",
     "private_record",
     "raw_exchange",
     "record_alias",
+    "record_endpoint",
+    "record_region",
     "record_version",
     "replica",
     "start_router",
@@ -70,20 +76,37 @@ class PrivateRecord:
     url: str
     client: NatsClient
     js: JetStreamContext
+    servers: list[ServerProcess]
+    """The NATS server, and any the test started again in its place (the last runs)."""
+    data_dir: Path
+
+    @property
+    def port(self) -> int:
+        """The server's port (the same after a restart)."""
+        return int(self.url.rpartition(":")[2])
+
+    def stop_server(self) -> None:
+        """NATS away (the client reconnects once it is back)."""
+        self.servers[-1].stop()
+
+    def start_server(self) -> None:
+        """NATS back on its port, with the record it held."""
+        self.servers.append(start_nats(self.data_dir, port=self.port))
 
 
 @asynccontextmanager
 async def private_record(data_dir: Path) -> AsyncIterator[PrivateRecord]:
     """A state of record no platform of the session acts on, for the block."""
-    server = start_nats(data_dir)
-    client = await connect_nats(server.url, name="dockyard-tests-record")
+    servers = [start_nats(data_dir)]
+    client = await connect_nats(servers[0].url, name="dockyard-tests-record")
     try:
         js = client.jetstream()
         await provision_jetstream(js)
-        yield PrivateRecord(server.url, client, js)
+        yield PrivateRecord(servers[0].url, client, js, servers, data_dir)
     finally:
         await client.close()
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 async def listen_for_routers(nats_client: NatsClient) -> list[int]:
@@ -161,6 +184,34 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], within_s: float
             time.sleep(0.02)
 
 
+def endpoint_states(
+    names: Names,
+    version: str,
+    upstreams: list[str],
+    *,
+    state: WorkloadState = WorkloadState.READY,
+    endpoints: tuple[str, ...] = ("predict",),
+    target: str = "local-eu",
+    region: str = "eu",
+) -> list[EndpointState]:
+    """The states of ``endpoints`` of ``version`` on one target, served by ``upstreams``
+    when ready: what the API folds in from the scheduler's reports."""
+    return [
+        EndpointState(
+            owner=names.owner,
+            project=names.project,
+            deployment=names.deployment,
+            version=version,
+            endpoint=endpoint,
+            target=target,
+            region=region,
+            state=state,
+            upstreams=upstreams if state is WorkloadState.READY else [],
+        )
+        for endpoint in endpoints
+    ]
+
+
 async def record_version(
     js: JetStreamContext,
     names: Names,
@@ -169,24 +220,16 @@ async def record_version(
     *,
     state: WorkloadState = WorkloadState.READY,
     endpoints: tuple[str, ...] = ("predict",),
-) -> None:
-    """Store a version whose endpoints are in ``state`` on target local-eu (region eu),
-    served by ``upstreams`` when ready: what the API holds once the scheduler reported."""
-    states = [
-        EndpointState(
-            owner=names.owner,
-            project=names.project,
-            deployment=names.deployment,
-            version=version,
-            endpoint=endpoint,
-            target="local-eu",
-            region="eu",
-            state=state,
-            upstreams=upstreams if state is WorkloadState.READY else [],
-        )
-        for endpoint in endpoints
-    ]
-    status = VersionStatus.STOPPED if state is WorkloadState.STOPPED else VersionStatus.READY
+    states: list[EndpointState] | None = None,
+    status: VersionStatus | None = None,
+) -> int:
+    """Store a version (created, or replaced) whose endpoints are in ``state`` on target
+    local-eu (region eu), served by ``upstreams`` when ready, or in ``states`` when given:
+    what the API holds once the scheduler reported. Its revision."""
+    if states is None:
+        states = endpoint_states(names, version, upstreams, state=state, endpoints=endpoints)
+    if status is None:
+        status = VersionStatus.STOPPED if state is WorkloadState.STOPPED else VersionStatus.READY
     record = Version(
         owner=names.owner,
         project=names.project,
@@ -194,17 +237,48 @@ async def record_version(
         name=version,
         status=status,
         code=CodeRef(blob="sha256:" + "0" * 64),
-        endpoints=[EndpointSpec(name=endpoint, wsgi="app:app") for endpoint in endpoints],
-        targets=["local-eu"],
+        endpoints=[
+            EndpointSpec(name=endpoint, wsgi="app:app")
+            for endpoint in sorted({s.endpoint for s in states} | set(endpoints))
+        ],
+        targets=sorted({s.target for s in states} | {"local-eu"}),
         endpoint_states=states,
     )
     versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
     key = version_key(names.owner, names.project, names.deployment, version)
-    await versions.create(key, record)
+    held = await versions.get(key)
+    if held is None:
+        return await versions.create(key, record)
+    return await versions.update(key, record, held.revision)
 
 
-async def record_alias(js: JetStreamContext, names: Names, alias: str, version: str) -> None:
-    """Point ``alias`` at ``version`` in the record (created, or moved)."""
+async def record_endpoint(js: JetStreamContext, names: Names, state: EndpointState) -> int:
+    """Fold one endpoint state into its version's record (made ready if absent), as the API
+    does with a scheduler's report; the write's revision."""
+    versions = await ResourceStore.open(js, VERSIONS_BUCKET, Version)
+    key = version_key(names.owner, names.project, names.deployment, state.version)
+    held = await versions.get(key)
+    kept = [] if held is None else held.value.endpoint_states
+    place = (state.endpoint, state.target)
+    states = [s for s in kept if (s.endpoint, s.target) != place] + [state]
+    return await record_version(
+        js, names, state.version, [], states=states, status=VersionStatus.READY
+    )
+
+
+async def record_region(js: JetStreamContext, region: str, *, drained: bool) -> int:
+    """Drain (or undrain) ``region`` in the record, as the API's ``PUT /v1/regions``."""
+    regions = await ResourceStore.open(js, REGIONS_BUCKET, Region)
+    key = region_key(region)
+    held = await regions.get(key)
+    value = Region(name=region, drained=drained)
+    if held is None:
+        return await regions.create(key, value)
+    return await regions.update(key, value, held.revision)
+
+
+async def record_alias(js: JetStreamContext, names: Names, alias: str, version: str) -> int:
+    """Point ``alias`` at ``version`` in the record (created, or moved); its revision."""
     aliases = await ResourceStore.open(js, ALIASES_BUCKET, Alias)
     key = alias_key(names.owner, names.project, names.deployment, alias)
     value = Alias(
@@ -216,9 +290,8 @@ async def record_alias(js: JetStreamContext, names: Names, alias: str, version: 
     )
     held = await aliases.get(key)
     if held is None:
-        await aliases.create(key, value)
-    else:
-        await aliases.update(key, value, held.revision)
+        return await aliases.create(key, value)
+    return await aliases.update(key, value, held.revision)
 
 
 class RouterProcess:

@@ -13,11 +13,13 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from dockyard_common.models import VersionStatus, WorkloadState
 from dockyard_router.front import FrontConnection, sweep_connections
 from dockyard_router.metrics import RouterMetrics
 from dockyard_router.proxy import Proxy
+from dockyard_router.routed import RoutedEndpoint, RoutedVersion
 from dockyard_router.settings import RouterSettings
-from dockyard_router.tables import Route, RouteTable
+from dockyard_router.tables import RouteTable
 
 PREFIX = "/acme/demo/web/v1/predict"
 
@@ -78,20 +80,36 @@ async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
 OPEN: set[FrontConnection] = set()
 
 
+def serve_v1(table: RouteTable, *places: tuple[str, str]) -> None:
+    """Version v1's endpoint predict ready on one target per (region, upstream URL), as
+    its record holds it."""
+    version = RoutedVersion(
+        owner="acme",
+        project="demo",
+        deployment="web",
+        name="v1",
+        status=VersionStatus.READY,
+        endpoint_states=[
+            RoutedEndpoint(
+                endpoint="predict",
+                target=f"local-{region}",
+                region=region,
+                state=WorkloadState.READY,
+                upstreams=[upstream],
+            )
+            for region, upstream in places
+        ],
+    )
+    assert table.put_version("acme/demo/web/v1", 1, version)
+
+
 @pytest.fixture
 async def router() -> AsyncIterator[str]:
     """The router's data plane on a free port, routing PREFIX to the upstream above."""
     origin = await asyncio.start_server(upstream, "127.0.0.1", 0)
     port = origin.sockets[0].getsockname()[1]
     table = RouteTable()
-    table.put(
-        Route(
-            key="acme/demo/web/v1/predict",
-            target="local-eu",
-            region="eu",
-            upstreams=[f"http://127.0.0.1:{port}"],
-        )
-    )
+    serve_v1(table, ("eu", f"http://127.0.0.1:{port}"))
     proxy = Proxy(table, RouterSettings(region="eu"), RouterMetrics())
     connections = OPEN
     front = await asyncio.get_running_loop().create_server(
@@ -220,16 +238,13 @@ async def test_a_keep_alive_connection_gone_stale_is_retried_on_the_same_upstrea
         for name in (b"eu", b"us")
     ]
     table = RouteTable()
-    for region, server in zip(("eu", "us"), servers, strict=True):
-        port = server.sockets[0].getsockname()[1]
-        table.put(
-            Route(
-                key="acme/demo/web/v1/predict",
-                target=f"local-{region}",
-                region=region,
-                upstreams=[f"http://127.0.0.1:{port}"],
-            )
-        )
+    serve_v1(
+        table,
+        *(
+            (region, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+            for region, server in zip(("eu", "us"), servers, strict=True)
+        ),
+    )
     proxy = Proxy(table, RouterSettings(region="eu"), RouterMetrics())
     front = await asyncio.get_running_loop().create_server(
         lambda: FrontConnection(proxy.handle, OPEN), "127.0.0.1", 0
@@ -262,17 +277,11 @@ async def test_a_process_without_its_tables_yet_answers_503_with_retry_after() -
             assert early.headers["Retry-After"] == "1"
             assert early.headers["Content-Type"] == "application/problem+json"
             assert early.json()["type"] == "https://dockyard.dev/problems/no-table"
-            loaded = RouteTable()
-            loaded.put(
-                Route(
-                    key="acme/demo/web/v1/predict",
-                    target="local-eu",
-                    region="eu",
-                    upstreams=[f"http://127.0.0.1:{origin.sockets[0].getsockname()[1]}"],
-                )
-            )
-            table.replace_with(loaded)  # the first load, from Redis or from the record
+            serve_v1(table, ("eu", f"http://127.0.0.1:{origin.sockets[0].getsockname()[1]}"))
+            # What a feed applied serves at once; a miss is a 503 until the table is loaded.
             assert (await client.get(f"{PREFIX}/x")).status_code == 200
+            assert (await client.get("/acme/demo/web/v9/predict/")).status_code == 503
+            table.loaded = True  # the feeds caught up with the record (or the mirror came)
             unknown = await client.get("/acme/demo/web/v9/predict/")
             assert unknown.status_code == 404  # now a miss is a miss
     finally:

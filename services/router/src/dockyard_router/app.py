@@ -1,33 +1,29 @@
-"""Wiring: Redis and NATS connections, the route table, the proxy, the background tasks."""
+"""Wiring: the tables and their feeds, the proxy, the router's own pages, the tasks."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 from structlog.contextvars import bind_contextvars
 
-from dockyard_common import Alias, RouterHeartbeat, configure_logging, get_logger
-from dockyard_common.runtime import (
-    Heartbeat,
-    cancellable,
-    connect_nats,
-    connect_redis,
-    provision_jetstream,
-)
-from dockyard_common.subjects import ROUTER_HEARTBEAT_SUBJECT
+from dockyard_common import RouterHeartbeat, configure_logging, get_logger
+from dockyard_common.runtime import cancellable, connect_redis
+from dockyard_router.feeds import FEEDS, Feed, Mirror, RecordFeeds, follow_record
+from dockyard_router.feeds.aliases import ALIASES
 from dockyard_router.front import FrontConnection, front_factory, sweep_connections
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
 from dockyard_router.ops import admin_only, ops_routes
 from dockyard_router.proxy import Proxy
-from dockyard_router.record import table_from_record, watch_alias_record
-from dockyard_router.routing import follow_endpoint_states
+from dockyard_router.routed import RoutedAlias
 from dockyard_router.settings import RouterSettings
-from dockyard_router.store import RouteStore
 from dockyard_router.tables import RouteTable
 
 __all__ = ["serve"]
@@ -36,6 +32,9 @@ log = get_logger(__name__)
 
 _DRAIN_S = 30.0
 """How long requests under way may take to finish once the router is asked to stop."""
+_LOAD_WAIT_S = 10.0
+"""How long a starting process waits for its tables before it takes connections anyway
+(answering 503 until they come): the other workers on the port serve meanwhile."""
 
 
 async def _healthz(_: web.Request) -> web.Response:
@@ -46,39 +45,36 @@ async def serve(
     settings: RouterSettings, stop: asyncio.Event, ready: Callable[[], None] | None = None
 ) -> None:
     """Serve until ``stop`` is set; in-flight requests finish before the process ends.
-    ``ready()`` once the port is open, with the tables loaded from Redis or else from the
-    state of record (or neither answering: unresolved paths then get 503 until one does)."""
+    ``ready()`` once the port is open, with the tables loaded from the record (or the
+    Redis mirror while NATS is away), or neither answering within a bound: paths that do
+    not resolve then get 503 until one does."""
     configure_logging(service="router", log_format=settings.log_format, level=settings.log_level)
     if settings.router_worker is not None:
         bind_contextvars(worker=settings.router_worker)
     redis = connect_redis(settings.redis_url)
-    nc = await connect_nats(settings.nats_url, name="dockyard-router")
-    js = nc.jetstream()
-    await provision_jetstream(js)
     metrics = RouterMetrics()
+    table = RouteTable(loaded=False, region_order=tuple(settings.region_order))
+    loaded = asyncio.Event()
 
-    # Unloaded until whole tables come (from Redis, else the state of record): a path it
-    # cannot resolve before then is answered 503, not 404.
-    table = RouteTable(loaded=False)
+    def tables_loaded() -> None:
+        table.loaded = True
+        loaded.set()
+
+    def applied(feed: Feed[Any], value: BaseModel | None) -> None:
+        if feed is ALIASES and isinstance(value, RoutedAlias):
+            deployment = f"{value.owner}/{value.project}/{value.deployment}"
+            metrics.alias_switches.labels(deployment, value.name).inc()
 
     def beat(process: str, applied_through: int) -> RouterHeartbeat:
         return RouterHeartbeat(
             process=process, region=settings.region, applied_through=applied_through
         )
 
-    heartbeat = Heartbeat(nc, ROUTER_HEARTBEAT_SUBJECT, beat)
-
-    def switched(alias: Alias, _: int) -> None:
-        deployment = f"{alias.owner}/{alias.project}/{alias.deployment}"
-        metrics.alias_switches.labels(deployment, alias.name).inc()
-
-    # One writer of Redis's alias table per router: its first worker, or its only process.
-    saves_aliases = settings.router_worker in (None, 0)
-    store = RouteStore(
-        redis, table, lambda: table_from_record(js), switched, saves_aliases=saves_aliases
-    )
-    await store.load_at_start()
-    store.table.region_order = tuple(settings.region_order)
+    # One writer of the Redis mirror per router: its first worker, or its only process.
+    writes_mirror = settings.router_worker in (None, 0)
+    mirror = Mirror(redis, table, FEEDS, writes=writes_mirror)
+    feeds = RecordFeeds(table, mirror, tables_loaded, on_applied=applied)
+    serving = asyncio.Event()
     admin = admin_only(settings, "/metrics")
 
     async def metrics_page(request: web.Request) -> web.Response:
@@ -96,18 +92,18 @@ async def serve(
     def healthy(upstream: str) -> bool:
         return proxy.healthy(upstream)  # the proxy exists before the first request
 
-    app.router.add_routes(ops_routes(store, settings, healthy))
+    app.router.add_routes(ops_routes(table, settings, healthy))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     internal = web.TCPSite(runner, "127.0.0.1", 0)
     await internal.start()
     internal_port = runner.addresses[0][1]
-    proxy = Proxy(store.table, settings, metrics, internal=f"http://127.0.0.1:{internal_port}")
+    proxy = Proxy(table, settings, metrics, internal=f"http://127.0.0.1:{internal_port}")
     connections: set[FrontConnection] = set()
     server: asyncio.Server | None = None
     try:
         # The port first: a router that cannot have it ends here, before its background
-        # work starts (which a failure inside the task group would have to cancel).
+        # work starts. Connections are taken once the tables are loaded.
         server = await _listen(
             settings,
             front_factory(
@@ -118,11 +114,7 @@ async def serve(
             ),
         )
         background = [
-            store.follow,
-            store.watch_tables,
-            heartbeat.run,
-            lambda: follow_endpoint_states(js, store),
-            lambda: watch_alias_record(js, store.apply_alias, heartbeat.applied_through),
+            lambda: follow_record(settings.nats_url, feeds, mirror, serving, beat),
             lambda: sweep_connections(
                 connections,
                 settings.client_idle_timeout_s,
@@ -130,11 +122,18 @@ async def serve(
                 min(1.0, settings.client_head_timeout_s / 4, settings.client_idle_timeout_s / 2),
             ),
         ]
-        if saves_aliases:
-            background.append(store.save_aliases)
+        if writes_mirror:
+            background.append(mirror.keep_written)
         async with asyncio.TaskGroup() as tasks:
             # Each cancellable for sure: a Redis command can swallow a cancellation.
             workers = [tasks.create_task(cancellable(work)) for work in background]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_LOAD_WAIT_S):
+                    await loaded.wait()
+            if not loaded.is_set():
+                log.warning("router.tables.not_loaded", waited_s=_LOAD_WAIT_S)
+            await server.start_serving()
+            serving.set()
             # What start-up allocated (modules, schemas, the tables) lives as long as the
             # process: keep it out of the collector's full passes, which otherwise pause the
             # process for tens of milliseconds (measured: ~40 ms for the ~70k objects).
@@ -144,6 +143,7 @@ async def serve(
                 host=socket.gethostname(),
                 port=settings.router_port,
                 region=settings.region,
+                tables_loaded=table.loaded,
             )
             if ready is not None:
                 ready()
@@ -156,21 +156,27 @@ async def serve(
             server.close()
         proxy.close()
         await runner.cleanup()
-        await nc.drain()
         await redis.aclose()
 
 
 async def _listen(
     settings: RouterSettings, connection: Callable[[], asyncio.Protocol]
 ) -> asyncio.Server:
-    """Serve on the socket the supervisor handed over, or bind the port (shared by the
-    router's workers through SO_REUSEPORT)."""
+    """The socket the supervisor handed over, or the port bound (shared by the router's
+    workers through SO_REUSEPORT); not serving until ``start_serving()``."""
     loop = asyncio.get_running_loop()
     if settings.router_listen_fd is not None:
         inherited = socket.socket(fileno=settings.router_listen_fd)
-        return await loop.create_server(connection, sock=inherited, backlog=1024)
+        return await loop.create_server(
+            connection, sock=inherited, backlog=1024, start_serving=False
+        )
     return await loop.create_server(
-        connection, settings.router_host, settings.router_port, reuse_port=True, backlog=1024
+        connection,
+        settings.router_host,
+        settings.router_port,
+        reuse_port=True,
+        backlog=1024,
+        start_serving=False,
     )
 
 

@@ -8,42 +8,39 @@ client as the upstream sends it, re-framed when the client needs another framing
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from dockyard_router.upstreams import UpstreamConnection
 
-if TYPE_CHECKING:
-    from dockyard_router.front import FrontConnection
+__all__ = ["ClientConnection", "Exchange"]
 
-__all__ = ["Exchange", "problem_bytes"]
+
+class ClientConnection(Protocol):
+    """The client connection an exchange came on (a :class:`.front.FrontConnection`)."""
+
+    peer: bytes
+    """The client's address."""
+    closing: bool
+    """It closes after the answer under way."""
+
+    def pause_reading(self) -> None:
+        """Read no more from the client for now (a peer is slower)."""
+
+    def resume_reading(self) -> None:
+        """Read from the client again."""
+
+    def write(self, data: bytes) -> None:
+        """Send bytes to the client."""
+
+    def close(self) -> None:
+        """Close once everything written has gone out."""
+
 
 _REPLAY_LIMIT = 64 * 1024
 """Request bodies up to this size are kept until answered, so a retry can send them again."""
 _BUFFER_LIMIT = 1024 * 1024
 """Body bytes held before an upstream is attached; past it, reading from the client pauses."""
 _NO_BODY = frozenset({204, 304})
-
-
-def problem_bytes(
-    status: int, reason: str, slug: str, detail: str, keep_alive: bool, headers: bytes = b""
-) -> bytes:
-    """A whole problem+json (RFC 9457) response; ``headers`` are more header lines, each
-    ending with CRLF (``Retry-After: 1\\r\\n``)."""
-    body = json.dumps(
-        {
-            "type": f"https://dockyard.dev/problems/{slug}",
-            "title": reason,
-            "status": status,
-            "detail": detail,
-        }
-    ).encode()
-    connection = b"keep-alive" if keep_alive else b"close"
-    return (
-        b"HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\n"
-        b"Content-Length: %d\r\n%sConnection: %s\r\n\r\n%s"
-        % (status, reason.encode(), len(body), headers, connection, body)
-    )
 
 
 class Exchange:
@@ -56,7 +53,7 @@ class Exchange:
 
     def __init__(
         self,
-        front: FrontConnection,
+        front: ClientConnection,
         method: bytes,
         url: bytes,
         headers: list[tuple[bytes, bytes]],

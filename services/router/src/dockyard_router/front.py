@@ -21,7 +21,8 @@ from typing import Any, cast
 
 import httptools
 
-from dockyard_router.exchange import Exchange, problem_bytes
+from dockyard_router.exchange import Exchange
+from dockyard_router.problems import problem_response
 
 __all__ = ["FrontConnection", "front_factory", "sweep_connections"]
 
@@ -36,9 +37,9 @@ Handler = Callable[[Exchange], Coroutine[Any, Any, None]]
 class _Refused(Exception):
     """Raised in a parser callback to stop parsing: the request is answered with this."""
 
-    def __init__(self, status: int, reason: str, slug: str, detail: str) -> None:
+    def __init__(self, status: int, slug: str, detail: str) -> None:
         super().__init__(detail)
-        self.answer = (status, reason, slug, detail)
+        self.answer = (status, slug, detail)
 
 
 class FrontConnection(asyncio.Protocol):
@@ -93,33 +94,32 @@ class FrontConnection(asyncio.Protocol):
             # queued; it is answered instead of handled.
             exchange = self._queue[-1] if self._queue else None
             if exchange is not None and exchange.method == b"CONNECT":
-                self._refuse(501, "Not Implemented", "not-implemented", _NO_CONNECT, exchange)
+                self._refuse(501, "not-implemented", _NO_CONNECT, exchange)
             else:
-                self._refuse(501, "Not Implemented", "not-implemented", _NO_UPGRADE, exchange)
+                self._refuse(501, "not-implemented", _NO_UPGRADE, exchange)
         except httptools.HttpParserError as exc:
             if isinstance(exc.__context__, _Refused):
                 self._refuse(*exc.__context__.answer)
             elif self._head_bytes > _HEAD_LIMIT:
                 self._refuse(
                     431,
-                    "Request Header Fields Too Large",
                     "headers-too-large",
                     f"the request line and headers exceed {_HEAD_LIMIT} bytes",
                 )
             elif self._parsing is not None:
-                self._refuse(400, "Bad Request", "bad-request", f"malformed request body: {exc}")
+                self._refuse(400, "bad-request", f"malformed request body: {exc}")
             else:
-                self._refuse(400, "Bad Request", "bad-request", f"malformed HTTP request: {exc}")
+                self._refuse(400, "bad-request", f"malformed HTTP request: {exc}")
 
     def _refuse(
-        self, status: int, reason: str, slug: str, detail: str, exchange: Exchange | None = None
+        self, status: int, slug: str, detail: str, exchange: Exchange | None = None
     ) -> None:
         """Answer the request being read (``exchange``, else the one whose body was being
         read, else a head that never became a request) with a problem, after the answers
         due before it, then close; nothing more is read."""
         self._refused = True
         self.head_since = 0.0
-        answer = problem_bytes(status, reason, slug, detail, False)
+        answer = problem_response(status, slug, detail, keep_alive=False)
         if exchange is None:
             exchange, self._parsing = self._parsing, None
         if exchange is not None and self._queue and exchange is self._queue[0]:
@@ -149,7 +149,6 @@ class FrontConnection(asyncio.Protocol):
             return
         self._refuse(
             408,
-            "Request Timeout",
             "request-timeout",
             f"the request line and headers did not arrive within {head_s:g} s",
         )
@@ -229,7 +228,6 @@ class FrontConnection(asyncio.Protocol):
         if version != "1.1" and version != "1.0":
             raise _Refused(
                 505,
-                "HTTP Version Not Supported",
                 "http-version-not-supported",
                 f"the router speaks HTTP/1.1 and HTTP/1.0, not HTTP/{version}",
             )
@@ -249,7 +247,7 @@ class FrontConnection(asyncio.Protocol):
             elif lower == b"transfer-encoding":
                 if value.strip().lower() != b"chunked":
                     # Passed on re-chunked, any other coding would reach the upstream undeclared.
-                    raise _Refused(501, "Not Implemented", "not-implemented", _ONLY_CHUNKED)
+                    raise _Refused(501, "not-implemented", _ONLY_CHUNKED)
                 exchange.has_body = exchange.chunked_request = True
             elif lower == b"expect" and value.lower() == b"100-continue":
                 expects = True
@@ -334,13 +332,12 @@ def front_factory(
 ) -> Callable[[], asyncio.Protocol]:
     """The protocol factory of the router's port: a :class:`FrontConnection` per client
     connection while fewer than ``limit`` are open, else one answered 503 and closed."""
-    busy = problem_bytes(
+    busy = problem_response(
         503,
-        "Service Unavailable",
         "too-many-connections",
         f"this router process already holds {limit} client connections; try again",
-        False,
-        b"Retry-After: 1\r\n",
+        keep_alive=False,
+        headers=b"Retry-After: 1\r\n",
     )
 
     def protocol() -> asyncio.Protocol:

@@ -1,4 +1,9 @@
-"""The ops API under ``/_ops`` (platform admin token): regions, drain, route resolution.
+"""The ops API under ``/_ops`` (platform admin token): regions and route resolution, read
+from this process's tables.
+
+A region is drained through the API (``PUT /v1/regions/{region}``): drain is state of
+record, which every router follows. The router's own drain and undrain of earlier
+releases answer 405 saying so.
 
 ``/metrics`` answers to the same token: its labels name every deployment, version and
 alias the router has served, whoever owns them."""
@@ -10,24 +15,19 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from dockyard_common import TransientError
+from dockyard_router.paths import split_request_path
+from dockyard_router.problems import MEDIA_TYPE, problem_body
 from dockyard_router.settings import RouterSettings
-from dockyard_router.store import RouteStore
-from dockyard_router.tables import split_request_path
+from dockyard_router.tables import RouteTable
 
 __all__ = ["admin_only", "ops_routes"]
 
 
-def _problem(status: int, slug: str, detail: str) -> web.Response:
-    return web.json_response(
-        {
-            "type": f"https://dockyard.dev/problems/{slug}",
-            "title": slug.replace("-", " "),
-            "status": status,
-            "detail": detail,
-        },
+def _problem(status: int, slug: str, detail: str, **headers: str) -> web.Response:
+    return web.Response(
+        body=problem_body(status, slug, detail),
         status=status,
-        content_type="application/problem+json",
+        headers={"Content-Type": MEDIA_TYPE, **headers},
     )
 
 
@@ -50,7 +50,7 @@ def admin_only(
 
 
 def ops_routes(
-    store: RouteStore, settings: RouterSettings, healthy: Callable[[str], bool] = lambda _: True
+    table: RouteTable, settings: RouterSettings, healthy: Callable[[str], bool] = lambda _: True
 ) -> web.RouteTableDef:
     """The ops endpoints, bound to this process's tables; ``healthy`` says whether this
     process currently sends requests to an upstream (it sets aside failing ones)."""
@@ -62,7 +62,6 @@ def ops_routes(
         """Every region with the routes it serves and whether it is drained."""
         if (answer := refused(request)) is not None:
             return answer
-        table = store.table
         routes: dict[str, int] = {}
         upstreams: dict[str, int] = {}
         healthy_upstreams: dict[str, int] = {}
@@ -88,25 +87,22 @@ def ops_routes(
         ]
         return web.json_response({"items": items, "next": None})
 
-    async def set_drained(request: web.Request, drained: bool) -> web.Response:
+    @routes.post("/_ops/regions/{region}/drain")
+    @routes.post("/_ops/regions/{region}/undrain")
+    async def drain(request: web.Request) -> web.Response:
+        """Moved: a region's drain is state of record, set through the API."""
         if (answer := refused(request)) is not None:
             return answer
         region = request.match_info["region"]
-        try:
-            await store.set_drained(region, drained)
-        except TransientError as exc:
-            return _problem(503, "unavailable", str(exc))
-        return web.json_response({"region": region, "drained": drained})
-
-    @routes.post("/_ops/regions/{region}/drain")
-    async def drain(request: web.Request) -> web.Response:
-        """Move new traffic out of a region (requests in flight finish)."""
-        return await set_drained(request, True)
-
-    @routes.post("/_ops/regions/{region}/undrain")
-    async def undrain(request: web.Request) -> web.Response:
-        """Let a drained region take traffic again."""
-        return await set_drained(request, False)
+        drained = request.path.endswith("/drain")
+        return _problem(
+            405,
+            "drain-moved-to-api",
+            f"a region is drained through the API, which every router follows: PUT "
+            f'/v1/regions/{region} with {{"drained": {str(drained).lower()}}} '
+            f"(dockyard regions {'drain' if drained else 'undrain'} {region})",
+            Allow="",
+        )
 
     @routes.get("/_ops/resolve")
     async def resolve(request: web.Request) -> web.Response:
@@ -121,11 +117,11 @@ def ops_routes(
                 "give path=/<owner>/<project>/<deployment>/<version>/<endpoint>/...",
             )
         region = request.query.get("region") or settings.region
-        resolution = store.table.resolve(path, region, draw=0.0)
+        resolution = table.resolve(path, region, draw=0.0)
         if resolution is None:
-            if not store.table.loaded:
+            if not table.loaded:
                 return _problem(503, "no-table", "this router process has no route table yet")
-            miss = store.table.explain(path, region, draw=0.0)
+            miss = table.explain(path, region, draw=0.0)
             return _problem(miss.status, miss.slug, miss.detail)
         return web.json_response(
             {

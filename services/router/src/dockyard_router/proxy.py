@@ -26,10 +26,12 @@ import time
 import httptools
 
 from dockyard_common import get_logger
-from dockyard_router.exchange import Exchange, problem_bytes
+from dockyard_router.exchange import Exchange
 from dockyard_router.metrics import RouterMetrics
+from dockyard_router.paths import client_draw
+from dockyard_router.problems import problem_response
 from dockyard_router.settings import RouterSettings
-from dockyard_router.tables import Resolution, RouteTable, client_draw
+from dockyard_router.tables import Resolution, RouteTable
 from dockyard_router.upstreams import UpstreamPools, UpstreamUnavailable
 
 __all__ = ["HOP_BY_HOP", "INTERNAL_PREFIXES", "Proxy", "host_header", "request_target"]
@@ -61,14 +63,6 @@ _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 INTERNAL_PREFIXES = ("/_ops/", "/_ops?", "/metrics", "/healthz")
 """Paths the router answers itself (served by its internal app)."""
 
-_REASONS = {
-    400: ("Bad Request", "bad-request"),
-    404: ("Not Found", "not-found"),
-    410: ("Gone", "gone"),
-    502: ("Bad Gateway", "bad-gateway"),
-    503: ("Service Unavailable", "unavailable"),
-    504: ("Gateway Timeout", "gateway-timeout"),
-}
 _HOST = re.compile(rb"(?:\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0-9]{0,5})?")
 """RFC 9110's ``uri-host [ ":" port ]``: an IP literal or a registered name, no userinfo."""
 _HOSTS_CACHED = 1024
@@ -134,7 +128,9 @@ class Proxy:
             try:
                 parsed = httptools.parse_url(url)
             except httptools.HttpParserInvalidURLError:
-                return self._problem(exchange, 400, "the request target is not a URL")
+                return self._problem(
+                    exchange, 400, "bad-request", "the request target is not a URL"
+                )
             path, query = parsed.path or b"/", parsed.query or b""
         raw_path = path.decode("latin-1")
 
@@ -148,7 +144,9 @@ class Proxy:
                     forwarded_for = value
                 elif lower == b"host":
                     if host is not None:
-                        return self._problem(exchange, 400, "the request has more than one Host")
+                        return self._problem(
+                            exchange, 400, "bad-request", "the request has more than one Host"
+                        )
                     host = value
                 elif lower == b"connection":
                     connection_tokens += (t.strip().lower() for t in value.split(b","))
@@ -160,10 +158,14 @@ class Proxy:
             kept.append(b"%s: %s\r\n" % (name, value))
         if host is None:
             if exchange.http11:
-                return self._problem(exchange, 400, "an HTTP/1.1 request needs a Host header")
+                return self._problem(
+                    exchange, 400, "bad-request", "an HTTP/1.1 request needs a Host header"
+                )
         elif host not in self._good_hosts and not self._valid_host(host):
             shown = host.decode("latin-1")[:100]
-            return self._problem(exchange, 400, f"the Host header {shown!r} is not host[:port]")
+            return self._problem(
+                exchange, 400, "bad-request", f"the Host header {shown!r} is not host[:port]"
+            )
         if self._internal is not None and raw_path.startswith(INTERNAL_PREFIXES):
             target = path + (b"?" + query if query else b"")
             return await self._forward_internal(exchange, target)
@@ -203,14 +205,14 @@ class Proxy:
             return self._problem(
                 exchange,
                 503,
-                "this router process has not loaded its route table yet",
                 "no-table",
+                "this router process has not loaded its route table yet",
                 _NO_TABLE_RETRY,
             )
         miss = table.explain(raw_path, region, draw)
         self._metrics.unrouted.labels(miss.slug).inc()
         retry = b"Retry-After: %d\r\n" % miss.retry_after_s if miss.retry_after_s else b""
-        return self._problem(exchange, miss.status, miss.detail, miss.slug, retry)
+        return self._problem(exchange, miss.status, miss.slug, miss.detail, retry)
 
     async def _forward(
         self, exchange: Exchange, resolution: Resolution, target: bytes, headers: bytes
@@ -241,7 +243,10 @@ class Proxy:
                 if exchange.timed_out:  # the deadline passed while connecting
                     connection.abort()
                     return self._problem(
-                        exchange, 504, f"{resolution.key} did not answer within {timeout:g} s"
+                        exchange,
+                        504,
+                        "gateway-timeout",
+                        f"{resolution.key} did not answer within {timeout:g} s",
                     )
                 exchange.extra_head = self._extra_head(resolution, region)
                 head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
@@ -260,6 +265,7 @@ class Proxy:
                         self._problem(
                             exchange,
                             504,
+                            "gateway-timeout",
                             f"{resolution.key} did not answer within {timeout:g} s",
                         )
                     return
@@ -278,7 +284,12 @@ class Proxy:
                     tries.insert(attempt + 1, (region, upstream, True))
                 else:
                     self._pools.set_aside(upstream)
-            self._problem(exchange, 502, f"no upstream of {resolution.key} answered ({last_error})")
+            self._problem(
+                exchange,
+                502,
+                "bad-gateway",
+                f"no upstream of {resolution.key} answered ({last_error})",
+            )
         finally:
             timer.cancel()
             self._observe(resolution, served_by, exchange.status, time.perf_counter() - started)
@@ -288,7 +299,9 @@ class Proxy:
         try:
             connection = await self._pools.acquire(str(self._internal))
         except UpstreamUnavailable as exc:
-            return self._problem(exchange, 502, f"the router's ops app is unavailable: {exc}")
+            return self._problem(
+                exchange, 502, "bad-gateway", f"the router's ops app is unavailable: {exc}"
+            )
         lines = b"".join(
             b"%s: %s\r\n" % (n, v) for n, v in exchange.headers if n.lower() not in HOP_BY_HOP
         )
@@ -296,7 +309,7 @@ class Proxy:
             lines += b"Transfer-Encoding: chunked\r\n"
         head = b"%s %s HTTP/1.1\r\nHost: router\r\n%s\r\n" % (exchange.method, target, lines)
         if not await exchange.attach(connection, head) and not exchange.started:
-            self._problem(exchange, 502, "the router's ops app dropped the request")
+            self._problem(exchange, 502, "bad-gateway", "the router's ops app dropped the request")
 
     # -- helpers of the request path --
 
@@ -353,16 +366,10 @@ class Proxy:
         return head
 
     def _problem(
-        self,
-        exchange: Exchange,
-        status: int,
-        detail: str,
-        slug: str | None = None,
-        headers: bytes = b"",
+        self, exchange: Exchange, status: int, slug: str, detail: str, headers: bytes = b""
     ) -> None:
-        reason, default_slug = _REASONS[status]
-        answer = problem_bytes(
-            status, reason, slug or default_slug, detail, exchange.keep_alive, headers
+        answer = problem_response(
+            status, slug, detail, keep_alive=exchange.keep_alive, headers=headers
         )
         exchange.answer(answer, status)
 

@@ -1,53 +1,44 @@
 """The route table and how a request path resolves against it: pure, no I/O.
 
-A route is one endpoint of one version on one target: ``owner/project/deployment/version/
-endpoint`` and the target's region and upstreams. The table is the union of them; a
-request resolves to the upstreams of its endpoint, those of the router's own region first.
+The table holds what the feeds (:mod:`dockyard_router.feeds`) take from the state of
+record, each entry at the revision of the write it came from; a write older than the
+entry held changes nothing:
 
-The table also remembers routes that do not serve (deploying, failed, stopped), so that a
-path that does not resolve can be told why (:meth:`RouteTable.explain`): which part of it
-is unknown, or that its version was stopped, or has no ready replica yet.
+- **versions**: a version's routes, one per endpoint and target, with the target's region;
+  a ready endpoint of a version that is not stopped has upstreams. A version's write
+  replaces all its routes at once.
+- **aliases**: where each alias points (per region, by weight).
+- **regions**: the regions an operator drained, which serve only when no other can.
+
+A request resolves to the upstreams of its endpoint, those of the router's own region
+first. Routes that do not serve (deploying, failed, stopped) and stopped versions are
+remembered too, so that a path that does not resolve can be told why
+(:meth:`RouteTable.explain`): which part of it is unknown, or that its version was stopped,
+or has no ready replica yet.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from dockyard_common.models import VersionStatus, WorkloadState
+from dockyard_router.paths import pick_version, split_request_path
+from dockyard_router.routed import RoutedAlias, RoutedRegion, RoutedVersion
 
-from dockyard_common import subjects
-from dockyard_common.models import Alias, AliasTarget, EndpointState, WorkloadState
-from dockyard_common.subjects import route_key
-
-__all__ = [
-    "Miss",
-    "RequestPath",
-    "Resolution",
-    "Route",
-    "RouteTable",
-    "alias_table_key",
-    "client_draw",
-    "pick_version",
-    "route_from_state",
-    "split_request_path",
-]
+__all__ = ["Miss", "Resolution", "Route", "RouteTable", "routes_of"]
 
 
-class Route(BaseModel):
-    """Where one endpoint of one version runs on one target (empty upstreams: not serving)."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one endpoint of one version runs on one target (no upstreams: not serving)."""
 
     key: str
+    """``owner/project/deployment/version/endpoint``."""
     target: str
     region: str
-    upstreams: list[str]
-    observed_at: datetime | None = None
-    state: WorkloadState | None = None
-    """What the scheduler last reported (None in routes stored before it was kept: those
-    were all ready ones)."""
+    upstreams: tuple[str, ...]
+    state: WorkloadState
 
     @property
     def field(self) -> str:
@@ -55,19 +46,23 @@ class Route(BaseModel):
         return f"{self.key}|{self.target}"
 
 
-_ORDER_CACHE_LIMIT = 10_000
-
-
-def route_from_state(state: EndpointState) -> Route:
-    """The route an endpoint state report implies (only a ready endpoint has upstreams)."""
-    return Route(
-        key=route_key(state.owner, state.project, state.deployment, state.version, state.endpoint),
-        target=state.target,
-        region=state.region,
-        upstreams=list(state.upstreams) if state.state is WorkloadState.READY else [],
-        observed_at=state.observed_at,
-        state=state.state,
-    )
+def routes_of(version: RoutedVersion) -> list[Route]:
+    """The routes a version's record implies: one per endpoint state it holds. Only a ready
+    endpoint of a version that is not stopped has upstreams; every endpoint of a stopped
+    version reads as stopped, whatever its last report said."""
+    stopped = version.status is VersionStatus.STOPPED
+    return [
+        Route(
+            key=f"{version.table_key}/{state.endpoint}",
+            target=state.target,
+            region=state.region,
+            upstreams=(
+                tuple(state.upstreams) if state.state is WorkloadState.READY and not stopped else ()
+            ),
+            state=WorkloadState.STOPPED if stopped else state.state,
+        )
+        for state in version.endpoint_states
+    ]
 
 
 @dataclass(frozen=True)
@@ -89,63 +84,6 @@ class Resolution:
 
 
 @dataclass(frozen=True)
-class RequestPath:
-    """A request path taken apart: the deployment, the version or alias, the endpoint."""
-
-    deployment: str
-    """``owner/project/deployment``."""
-    name: str
-    """The version or alias segment."""
-    endpoint: str
-    rest: str
-
-    @property
-    def prefix(self) -> str:
-        """What the router strips before forwarding: ``/o/p/d/<version-or-alias>/<endpoint>``."""
-        return f"/{self.deployment}/{self.name}/{self.endpoint}"
-
-    def route_key(self, version: str) -> str:
-        """The route key of this endpoint of ``version``."""
-        return f"{self.deployment}/{version}/{self.endpoint}"
-
-
-def split_request_path(raw_path: str) -> RequestPath | None:
-    """``/o/p/d/v/e/rest`` taken apart; None when too short.
-
-    The rest stays percent-encoded as received; it is only ever appended to an upstream path.
-    """
-    parts = raw_path.lstrip("/").split("/", 5)
-    if len(parts) < 5 or not all(parts[:5]):
-        return None
-    owner, project, deployment, name, endpoint = parts[:5]
-    rest = parts[5] if len(parts) == 6 else ""
-    return RequestPath(f"{owner}/{project}/{deployment}", name, endpoint, rest)
-
-
-def alias_table_key(alias: Alias) -> str:
-    """The table key of an alias: ``owner/project/deployment/alias``."""
-    return subjects.alias_table_key(alias.owner, alias.project, alias.deployment, alias.name)
-
-
-def pick_version(target: AliasTarget, draw: float) -> str:
-    """The version a request goes to; ``draw`` in [0, 1) places it within the weights."""
-    if target.version is not None:
-        return target.version
-    weights = sorted((target.weights or {}).items())
-    point = draw * 100
-    for version, weight in weights:
-        if point < weight:
-            return version
-        point -= weight
-    return next(v for v, w in reversed(weights) if w > 0)
-
-
-def client_draw(client_key: str) -> float:
-    """A stable draw in [0, 1) for a client key: the same client always lands on one side."""
-    return int(hashlib.sha256(client_key.encode()).hexdigest()[:8], 16) / 2**32
-
-
-@dataclass(frozen=True)
 class Miss:
     """Why a request path resolves to no upstream: the answer a client gets instead."""
 
@@ -159,38 +97,45 @@ class Miss:
     """Set when trying again soon may succeed (the endpoint is still being deployed)."""
 
 
+_ORDER_CACHE_LIMIT = 10_000
 _NOT_A_MODEL_PATH = (
     "a model is called at /<owner>/<project>/<deployment>/<version or alias>/<endpoint>/..."
 )
 _STARTING = frozenset({WorkloadState.PENDING, WorkloadState.DEPLOYING})
 _RETRY_STARTING_S = 5
 
-_EndpointStates = dict[str, dict[str, WorkloadState]]
-"""endpoint → target → last reported state, of one version."""
-
 
 @dataclass
 class RouteTable:
-    """The in-process copy of the route and alias tables; read per request."""
+    """The in-process tables of one router process; read per request."""
 
-    routes: dict[str, Route] = field(default_factory=dict)
-    """The routes that serve (with upstreams), by field."""
-    aliases: dict[str, Alias] = field(default_factory=dict)
     loaded: bool = True
-    """False in a process that has not loaded whole tables yet (from Redis or the state of
-    record): a path it cannot resolve may then be one it would, and is answered 503."""
-    _by_key: dict[str, dict[str, Route]] = field(default_factory=dict)
-    _idle: dict[str, Route] = field(default_factory=dict)
-    """Routes known but not serving (deploying, failed, stopped), by field."""
-    _versions: dict[str, dict[str, _EndpointStates]] = field(default_factory=dict)
-    """deployment → version → its endpoints' states: what :meth:`explain` reads."""
-    _alias_deployments: set[str] = field(default_factory=set)
-    _observed: dict[str, datetime] = field(default_factory=dict)
-    _drained: frozenset[str] = frozenset()
-    alias_revisions: dict[str, int] = field(default_factory=dict)
-    """The state-of-record revision of each alias held (what heartbeats report)."""
+    """False in a process whose feeds have not caught up with the record yet (nor loaded
+    the Redis mirror): a path it cannot resolve may then be one it would, and is answered
+    503."""
     region_order: tuple[str, ...] = ()
     """Regions nearest first: where a request fails over when its preferred region has none."""
+    routes: dict[str, Route] = field(default_factory=dict)
+    """The routes that serve (with upstreams), by field."""
+    aliases: dict[str, RoutedAlias] = field(default_factory=dict)
+    """By ``owner/project/deployment/alias``."""
+    version_revisions: dict[str, int] = field(default_factory=dict)
+    """The record revision of each version entry (a deleted version's too), by
+    ``owner/project/deployment/version``."""
+    alias_revisions: dict[str, int] = field(default_factory=dict)
+    region_revisions: dict[str, int] = field(default_factory=dict)
+    _by_key: dict[str, dict[str, Route]] = field(default_factory=dict)
+    """Serving routes: route key → target → route."""
+    _serving: dict[str, list[Route]] = field(default_factory=dict)
+    """Each version's serving routes, by version key: what its next write replaces."""
+    _held: dict[str, RoutedVersion] = field(default_factory=dict)
+    """Every version held, by version key."""
+    _explained: dict[str, dict[str, RoutedVersion]] = field(default_factory=dict)
+    """deployment → version → the version, for those that ran on a target or were
+    stopped: what :meth:`explain` reads."""
+    _alias_deployments: set[str] = field(default_factory=set)
+    _regions: dict[str, RoutedRegion] = field(default_factory=dict)
+    _drained: frozenset[str] = frozenset()
     _ordered: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
     """(route key, preferred region) → upstreams in preference order; emptied on any change."""
 
@@ -199,84 +144,93 @@ class RouteTable:
         """Regions an operator drained: they serve only when no other region can."""
         return self._drained
 
-    @drained.setter
-    def drained(self, regions: frozenset[str]) -> None:
-        self._drained = regions
-        self._ordered = {}
+    # -- taking writes of the record (each True when it changed the table) --
 
-    def known_routes(self) -> list[Route]:
-        """Every route held: those that serve and those that do not."""
-        return [*self.routes.values(), *self._idle.values()]
-
-    def replace_with(self, fresh: RouteTable) -> None:
-        """Take every table of ``fresh`` at once (a request sees old or new, never a mix),
-        but for aliases held at a later revision than ``fresh`` has: the alias watch may be
-        ahead of Redis, and heartbeats have already reported those revisions."""
-        for key, alias in self.aliases.items():
-            revision = self.alias_revisions.get(key, 0)
-            if revision > fresh.alias_revisions.get(key, 0):
-                fresh.aliases[key] = alias
-                fresh.alias_revisions[key] = revision
-                fresh._alias_deployments.add(key.rpartition("/")[0])
-        self.routes, self._by_key, self._idle = fresh.routes, fresh._by_key, fresh._idle
-        self._versions, self._alias_deployments = fresh._versions, fresh._alias_deployments
-        self.aliases, self._observed = fresh.aliases, fresh._observed
-        self.drained = fresh.drained
-        self.alias_revisions = fresh.alias_revisions
-        self.loaded = True
-
-    def put(self, route: Route) -> bool:
-        """Insert or replace one route (one without upstreams is kept aside, known but not
-        serving); False, changing nothing, when it was observed before the one held, as a
-        late redelivery would be."""
-        seen = self._observed.get(route.field)
-        if seen is not None and route.observed_at is not None and route.observed_at < seen:
+    def put_version(self, key: str, revision: int, version: RoutedVersion | None) -> bool:
+        """Replace every route of the version ``key`` (``owner/project/deployment/version``)
+        with those of its write at ``revision`` (None: deleted); False, changing nothing,
+        when the entry held is from that revision or a later one, or holds the same (only
+        its revision moves: an alias switch rewrites the versions it names unchanged)."""
+        if revision <= self.version_revisions.get(key, 0):
             return False
-        if route.observed_at is not None:
-            self._observed[route.field] = route.observed_at
-        self.remove(route.field)
-        self._ordered = {}
-        deployment, version, endpoint = route.key.rsplit("/", 2)
-        state = route.state or (WorkloadState.READY if route.upstreams else WorkloadState.FAILED)
-        versions = self._versions.setdefault(deployment, {})
-        versions.setdefault(version, {}).setdefault(endpoint, {})[route.target] = state
-        if not route.upstreams:
-            self._idle[route.field] = route
+        self.version_revisions[key] = revision
+        if version is not None and self._held.get(key) == version:
+            return False
+        self._forget_version(key)
+        if version is None:
             return True
-        self.routes[route.field] = route
-        self._by_key.setdefault(route.key, {})[route.target] = route
+        self._held[key] = version
+        if version.endpoint_states or version.status is VersionStatus.STOPPED:
+            self._explained.setdefault(version.deployment_path, {})[version.name] = version
+        serving = [route for route in routes_of(version) if route.upstreams]
+        for route in serving:
+            self.routes[route.field] = route
+            self._by_key.setdefault(route.key, {})[route.target] = route
+        if serving:
+            self._serving[key] = serving
         return True
 
-    def remove(self, field_name: str) -> None:
-        """Forget one route by its field (whether it served or not)."""
-        self._idle.pop(field_name, None)
-        route = self.routes.pop(field_name, None)
-        if route is None:
-            return
-        self._ordered = {}
-        targets = self._by_key.get(route.key, {})
-        targets.pop(route.target, None)
-        if not targets:
-            self._by_key.pop(route.key, None)
-
-    def put_alias(self, alias: Alias, revision: int = 0) -> bool:
-        """Insert or replace an alias, whole; False (and nothing changes) when it is older
-        than the one held, as a late redelivered event would be. Older means an earlier
-        state-of-record revision when both are known (clocks of two API processes may
-        disagree), else an earlier ``updated_at``."""
-        key = alias_table_key(alias)
-        held = self.aliases.get(key)
-        held_revision = self.alias_revisions.get(key, 0)
-        if held is not None:
-            if revision and held_revision:
-                if revision <= held_revision:
-                    return False  # stored before the one held, or our own echo
-            elif held.updated_at >= alias.updated_at:
-                return False
-        self.aliases[key] = alias
-        self.alias_revisions[key] = revision or held_revision
-        self._alias_deployments.add(f"{alias.owner}/{alias.project}/{alias.deployment}")
+    def put_alias(self, key: str, revision: int, alias: RoutedAlias | None) -> bool:
+        """Take the alias ``key`` (``owner/project/deployment/alias``) as written at
+        ``revision`` (None: deleted); False when the one held is as recent."""
+        if revision <= self.alias_revisions.get(key, 0):
+            return False
+        self.alias_revisions[key] = revision
+        if alias is None:
+            self._forget_alias(key)
+        else:
+            self.aliases[key] = alias
+            self._alias_deployments.add(key.rpartition("/")[0])
         return True
+
+    def put_region(self, key: str, revision: int, region: RoutedRegion | None) -> bool:
+        """Take a region's drain as written at ``revision`` (None: deleted, so not drained);
+        False when the one held is as recent."""
+        if revision <= self.region_revisions.get(key, 0):
+            return False
+        self.region_revisions[key] = revision
+        if region is None:
+            self._regions.pop(key, None)
+        else:
+            self._regions[key] = region
+        self._set_drained()
+        return True
+
+    def keep_versions(self, keys: Collection[str]) -> None:
+        """Forget the versions held but for ``keys``: what the versions feed did not see
+        while catching up is no longer in the record."""
+        for key in [k for k in self._held if k not in keys]:
+            self._forget_version(key)
+            del self.version_revisions[key]
+
+    def keep_aliases(self, keys: Collection[str]) -> None:
+        """Forget the aliases held but for ``keys`` (see :meth:`keep_versions`)."""
+        for key in [k for k in self.aliases if k not in keys]:
+            self._forget_alias(key)
+            del self.alias_revisions[key]
+
+    def keep_regions(self, keys: Collection[str]) -> None:
+        """Forget the regions held but for ``keys`` (see :meth:`keep_versions`)."""
+        for key in [k for k in self._regions if k not in keys]:
+            del self._regions[key]
+            del self.region_revisions[key]
+        self._set_drained()
+
+    # -- what the mirror writes --
+
+    def held_versions(self) -> list[tuple[str, int, RoutedVersion]]:
+        """Every version held: (key, revision, version)."""
+        return [(key, self.version_revisions[key], v) for key, v in self._held.items()]
+
+    def held_aliases(self) -> list[tuple[str, int, RoutedAlias]]:
+        """Every alias held: (key, revision, alias)."""
+        return [(key, self.alias_revisions[key], a) for key, a in self.aliases.items()]
+
+    def held_regions(self) -> list[tuple[str, int, RoutedRegion]]:
+        """Every region an operator drained or undrained: (key, revision, region)."""
+        return [(key, self.region_revisions[key], r) for key, r in self._regions.items()]
+
+    # -- per request --
 
     def resolve(self, raw_path: str, own_region: str, draw: float) -> Resolution | None:
         """The upstreams for a request path, own region first; None when nothing serves it
@@ -326,7 +280,7 @@ class RouteTable:
         if path is None:
             return Miss(404, "not-found", f"{_NOT_A_MODEL_PATH}; {raw_path} is not one")
         deployment, name, endpoint = path.deployment, path.name, path.endpoint
-        versions = self._versions.get(deployment)
+        versions = self._explained.get(deployment)
         if versions is None and deployment not in self._alias_deployments:
             return Miss(
                 404,
@@ -348,10 +302,13 @@ class RouteTable:
                 "unknown-version",
                 f"deployment {deployment} has no version or alias named {name}",
             )
-        endpoints = versions.get(version)
-        if endpoints is None:  # an alias to a version that never ran here
+        held = versions.get(version)
+        if held is None:  # an alias to a version that never ran here
             return Miss(503, "not-serving", f"{subject} does not serve")
-        if all(s is WorkloadState.STOPPED for e in endpoints.values() for s in e.values()):
+        endpoints: dict[str, list[WorkloadState]] = {}
+        for route in routes_of(held):
+            endpoints.setdefault(route.key.rpartition("/")[2], []).append(route.state)
+        if all(s is WorkloadState.STOPPED for states in endpoints.values() for s in states):
             if alias is not None:
                 return Miss(503, "version-stopped", f"{subject} was stopped")
             return Miss(410, "version-stopped", f"{subject} was stopped and serves no more")
@@ -363,12 +320,38 @@ class RouteTable:
                 "unknown-endpoint",
                 f"{subject} has no endpoint {endpoint} (its endpoints: {listed})",
             )
-        seen = ", ".join(sorted({state.value for state in states.values()}))
-        retry = _RETRY_STARTING_S if any(s in _STARTING for s in states.values()) else None
+        seen = ", ".join(sorted({state.value for state in states}))
+        retry = _RETRY_STARTING_S if any(s in _STARTING for s in states) else None
         whose = f"{subject.removesuffix(' which')} whose" if alias else f"{subject}:"
         return Miss(
             503, "not-ready", f"{whose} endpoint {endpoint} has no ready replica ({seen})", retry
         )
+
+    # -- inside --
+
+    def _forget_version(self, key: str) -> None:
+        for route in self._serving.pop(key, ()):
+            self.routes.pop(route.field, None)
+            targets = self._by_key.get(route.key)
+            if targets is not None:
+                targets.pop(route.target, None)
+                if not targets:
+                    del self._by_key[route.key]
+        held = self._held.pop(key, None)
+        if held is not None:
+            versions = self._explained.get(held.deployment_path, {})
+            versions.pop(held.name, None)
+            if not versions:
+                self._explained.pop(held.deployment_path, None)
+        self._ordered = {}
+
+    def _forget_alias(self, key: str) -> None:
+        if self.aliases.pop(key, None) is not None:
+            self._alias_deployments = {k.rpartition("/")[0] for k in self.aliases}
+
+    def _set_drained(self) -> None:
+        self._drained = frozenset(r.name for r in self._regions.values() if r.drained)
+        self._ordered = {}
 
     def _order(self, targets: dict[str, Route], preferred: str) -> list[tuple[str, str]]:
         """Upstreams of the preferred region first, then the others nearest first (the
@@ -378,12 +361,12 @@ class RouteTable:
         ordered = sorted(
             targets.values(),
             key=lambda r: (
-                r.region in self.drained,
+                r.region in self._drained,
                 0 if r.region == preferred else nearest.get(r.region, far),
                 r.region,
                 r.target,
             ),
         )
-        if any(r.region not in self.drained for r in ordered):
-            ordered = [r for r in ordered if r.region not in self.drained]
+        if any(r.region not in self._drained for r in ordered):
+            ordered = [r for r in ordered if r.region not in self._drained]
         return [(r.region, url) for r in ordered for url in r.upstreams]
