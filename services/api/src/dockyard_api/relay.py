@@ -30,7 +30,7 @@ from dockyard_common import (
 from dockyard_common.records import Announcement
 from dockyard_common.runtime import EventPublisher
 from dockyard_common.runtime.consumers import pull_messages
-from dockyard_common.runtime.state import kv_write
+from dockyard_common.runtime.state import bucket_subjects, kv_write
 from dockyard_common.subjects import (
     ALIASES_BUCKET,
     DEPLOYMENTS_BUCKET,
@@ -59,7 +59,7 @@ async def _relay_bucket(js: JetStreamContext, publisher: EventPublisher, bucket:
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=30.0,
         deliver_policy=DeliverPolicy.ALL,
-        filter_subject=f"$KV.{bucket}.>",
+        filter_subject=bucket_subjects(bucket),
     )
     # One message at a time, retried in place: events about a key keep the order of its writes.
     async for message in pull_messages(js, f"KV_{bucket}", config):

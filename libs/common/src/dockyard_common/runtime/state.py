@@ -42,6 +42,7 @@ __all__ = [
     "Stored",
     "Written",
     "announcements",
+    "bucket_subjects",
     "kv_write",
     "watch_bucket",
 ]
@@ -76,6 +77,11 @@ def _kv_unavailable_is_transient(operation: str) -> Iterator[None]:
 
 _DELETIONS = ("DEL", "PURGE")
 _KV_SUBJECT_PREFIX = "$KV."
+
+
+def bucket_subjects(bucket: str) -> str:
+    """The subject filter of every write of ``bucket`` (in its stream ``KV_<bucket>``)."""
+    return f"{_KV_SUBJECT_PREFIX}{bucket}.>"
 
 
 def kv_write(message: Msg) -> Written[bytes]:
@@ -114,7 +120,7 @@ async def watch_bucket(
             on_caught_up()  # type: ignore[misc]
 
     subscription = await js.subscribe(
-        f"{_KV_SUBJECT_PREFIX}{bucket}.>",
+        bucket_subjects(bucket),
         stream=f"KV_{bucket}",
         cb=on_message,
         ordered_consumer=True,
