@@ -19,23 +19,25 @@ __all__ = [
 
 DATASCHEMA_PREFIX = "urn:dockyard:event-schema:"
 
-# A version's 2: it carries ``started_at``, when it was last started again after a stop.
+# A version's 2: it carries ``started_at``, when it was last started again after a stop;
+# 3: its ``warnings``, its image's per-endpoint bases, its endpoints' runtime ``notes``.
+# An endpoint state's 2: its ``notes``.
 EVENT_SCHEMA_VERSIONS: dict[str, int] = {
-    "version.created": 2,
-    "version.stopping": 2,
-    "version.stopped": 2,
-    "version.starting": 1,
-    "version.build.started": 2,
+    "version.created": 3,
+    "version.stopping": 3,
+    "version.stopped": 3,
+    "version.starting": 2,
+    "version.build.started": 3,
     "version.build.progress": 1,
-    "version.built": 2,
-    "version.build.failed": 2,
-    "version.ready": 2,
-    "version.degraded": 2,
-    "endpoint.deploying": 1,
-    "endpoint.ready": 1,
-    "endpoint.failed": 1,
-    "endpoint.scaled": 1,
-    "endpoint.stopped": 1,
+    "version.built": 3,
+    "version.build.failed": 3,
+    "version.ready": 3,
+    "version.degraded": 3,
+    "endpoint.deploying": 2,
+    "endpoint.ready": 2,
+    "endpoint.failed": 2,
+    "endpoint.scaled": 2,
+    "endpoint.stopped": 2,
     "deployment.changed": 1,
     "platform.service.restarted": 1,
     "platform.region.drained": 1,

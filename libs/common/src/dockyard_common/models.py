@@ -343,6 +343,11 @@ class EndpointState(_Snapshot):
     state: WorkloadState
     upstreams: list[str] = Field(default_factory=list, description="http://host:port of replicas")
     reason: str | None = None
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What this target made of the endpoint: the Python it runs on, where it "
+        "listens, and every field of its definition the target did not honour.",
+    )
     observed_at: datetime = Field(default_factory=utcnow)
 
     @property
@@ -391,6 +396,11 @@ class Version(_Snapshot):
     image: ImageInfo | None = None
     endpoint_states: list[EndpointState] = Field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What the submission accepted but a user should know: endpoints of its "
+        "valohai.yaml that were not deployed and would not validate, say.",
+    )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = Field(
