@@ -197,3 +197,33 @@ async def test_a_method_a_route_lacks_is_405_naming_the_allowed_ones(
     response = await api.request("TRACE", "/v1/targets")
     problem(response, 405)
     assert "GET" in response.headers["Allow"]
+
+
+HORSES_YAML = """
+- endpoint:
+    name: Horses_Vs_Humans
+    image: python:3.11
+    server-command: python app.py
+- endpoint:
+    name: predict
+    image: python:3.11
+    wsgi: app:app
+"""
+
+
+async def test_another_endpoint_of_the_file_being_invalid_is_a_warning(
+    api: httpx.AsyncClient, deployment: Names
+) -> None:
+    code = await upload_blob(api, deployment, tar_gz({"app.py": WSGI_APP}))
+    body = {"code": {"blob": code}, "valohai_yaml": HORSES_YAML}
+    whole = problem(await create_version(api, deployment, body), 422)
+    assert "try 'horses-vs-humans'" in whole["detail"]
+    created = await create_version(api, deployment, {**body, "endpoints": ["predict"]})
+    assert created.status_code == 201, created.text
+    [warning] = created.json()["warnings"]
+    assert "endpoint 'Horses_Vs_Humans' is not valid (not deployed)" in warning
+    twice = HORSES_YAML + "- endpoint:\n    name: predict\n    image: x\n    wsgi: app:b\n"
+    refused = await create_version(
+        api, deployment, {**body, "valohai_yaml": twice, "endpoints": ["predict"]}
+    )
+    assert "endpoint 'predict' 2 times" in problem(refused, 422)["detail"]

@@ -20,6 +20,7 @@ from dockyard_cli.deploying import lines_until, parse_file_options
 from dockyard_cli.logs import new_lines, render_logs
 from dockyard_cli.packing import pack, packed_files
 from dockyard_cli.scope import Scope
+from dockyard_cli.versions import notes_lines
 
 
 def _tree(root: Path, files: dict[str, str]) -> None:
@@ -173,3 +174,19 @@ def test_following_a_quiet_feed_stops_at_the_deadline() -> None:
     keep_alives = (": keep-alive" for _ in range(10**9))
     assert list(lines_until(keep_alives, time.monotonic() - 1)) == []
     assert list(lines_until(iter(["a", "b"]), time.monotonic() + 60)) == ["a", "b"]
+
+
+def test_a_version_s_warnings_and_every_target_s_notes_are_shown() -> None:
+    version = {
+        "warnings": ["valohai.yaml's endpoint 'Horses_Vs_Humans' is not valid (not deployed)"],
+        "image": {"notes": ["endpoint greet: dependencies built for Python 3.9"]},
+        "endpoint_states": [
+            {"endpoint": "greet", "target": "local-eu", "notes": ["runs on Python 3.11"]},
+            {"endpoint": "greet", "target": "local-us"},
+        ],
+    }
+    assert notes_lines(version) == [
+        "warning: valohai.yaml's endpoint 'Horses_Vs_Humans' is not valid (not deployed)",
+        "note: endpoint greet: dependencies built for Python 3.9",
+        "note: greet on local-eu: runs on Python 3.11",
+    ]

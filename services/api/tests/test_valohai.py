@@ -33,7 +33,7 @@ DOCUMENT = """
 
 
 def test_every_endpoint_is_taken_by_default() -> None:
-    specs = {spec.name: spec for spec in endpoints_from_valohai_yaml(DOCUMENT, None)}
+    specs = {spec.name: spec for spec in endpoints_from_valohai_yaml(DOCUMENT, None).specs}
     assert set(specs) == {"predict-digit", "greet"}
     assert specs["predict-digit"].wsgi == "predict:app"
     assert specs["predict-digit"].files[0].path == "models/model.pkl"
@@ -120,7 +120,7 @@ EVERY_FORM = """
 
 
 def test_every_endpoint_form_valohai_accepts_is_taken_as_written() -> None:
-    specs = {s.name: s for s in endpoints_from_valohai_yaml(EVERY_FORM, None)}
+    specs = {s.name: s for s in endpoints_from_valohai_yaml(EVERY_FORM, None).specs}
     assert specs["module-only"].wsgi == "predict"
     assert specs["one-line"].server_command == "python -m http.server $PORT"
     assert specs["one-line"].listen_port == 8000
@@ -134,3 +134,39 @@ def test_every_endpoint_form_valohai_accepts_is_taken_as_written() -> None:
     assert full.resources["memory"] == {"min": 512, "max": 1024}
     assert full.node_selector == "gpu=true"
     assert full.tolerations[0]["effect"] == "NoSchedule"
+
+
+HORSES = """
+- step:
+    name: train
+    image: tensorflow/tensorflow:2.6.0
+    command: python train.py
+- endpoint:
+    name: Horses_Vs_Humans
+    image: tensorflow/tensorflow:2.6.0
+    server-command: python app.py
+- endpoint:
+    name: greet
+    image: python:3.9
+    server-command: python -m wsgiref.simple_server
+"""
+
+
+def test_an_invalid_endpoint_not_deployed_is_a_warning_not_a_refusal() -> None:
+    taken = endpoints_from_valohai_yaml(HORSES, ["greet"])
+    assert [s.name for s in taken.specs] == ["greet"]
+    [warning] = taken.warnings
+    assert "endpoint 'Horses_Vs_Humans' is not valid (not deployed)" in warning
+    assert "try 'horses-vs-humans'" in warning
+
+
+def test_deploying_the_invalid_endpoint_itself_is_refused() -> None:
+    for names in (["Horses_Vs_Humans"], None):  # None: every endpoint, that one included
+        with pytest.raises(InvalidInput, match="try 'horses-vs-humans'"):
+            endpoints_from_valohai_yaml(HORSES, names)
+
+
+def test_an_endpoint_defined_twice_is_refused_not_merged() -> None:
+    twice = HORSES + "- endpoint:\n    name: greet\n    image: python:3.11\n    wsgi: app\n"
+    with pytest.raises(InvalidInput, match=r"endpoint 'greet' 2 times \(items 3, 4\)"):
+        endpoints_from_valohai_yaml(twice, ["Horses_Vs_Humans"])

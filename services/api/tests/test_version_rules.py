@@ -153,7 +153,7 @@ def test_the_code_s_valohai_yaml_gives_the_endpoints_the_request_names() -> None
         "- endpoint:\n    name: batch\n    image: python:3.11\n    wsgi: app:batch\n"
     )
     named = VersionIn.model_validate({"code": {"blob": BLOB}, "endpoints": ["batch"]})
-    assert [spec.name for spec in valohai_endpoints(named, text)] == ["batch"]
+    assert [spec.name for spec in valohai_endpoints(named, text).specs] == ["batch"]
 
 
 def test_a_stop_marks_a_running_version_stopping_and_leaves_a_stopped_one() -> None:
@@ -162,3 +162,11 @@ def test_a_stop_marks_a_running_version_stopping_and_leaves_a_stopped_one() -> N
     stopping = version_stopping(running, running.created_at)
     assert stopping is not None and stopping.status is VersionStatus.STOPPING
     assert version_stopping(stopping, running.created_at) is None
+
+
+def test_the_valohai_yaml_s_warnings_stay_with_the_version() -> None:
+    said = ["valohai.yaml's step 'train' is not valid (not deployed): ..."]
+    decided = decide_version(
+        request(files={"predict": {"model": MODEL}}), DEPLOYMENT, facts(warnings=said)
+    )
+    assert decided.named("v1").warnings == said

@@ -82,7 +82,10 @@ def test_merge_keys_and_aliases_of_ordinary_documents_pass() -> None:
     <<: *common
     name: explain
 """
-    assert [s.name for s in endpoints_from_valohai_yaml(document, None)] == ["predict", "explain"]
+    assert [s.name for s in endpoints_from_valohai_yaml(document, None).specs] == [
+        "predict",
+        "explain",
+    ]
 
 
 def test_validator_messages_quoting_a_large_value_are_shortened() -> None:

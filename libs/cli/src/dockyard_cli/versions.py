@@ -32,6 +32,7 @@ from dockyard_cli.scope import Scope
 
 __all__ = [
     "deploy_command",
+    "notes_lines",
     "start_command",
     "status_command",
     "stop_command",
@@ -116,6 +117,7 @@ def _answer(outcome: Deployed, output: Output) -> None:
     lines = [f"version {version['name']}: {version['status']}"]
     if version.get("error"):
         lines.append(f"error: {version['error']}")
+    lines += notes_lines(version)
     lines += [f"{name:<24} {url}" for name, url in outcome.urls.items()]
     emit(
         output,
@@ -125,6 +127,7 @@ def _answer(outcome: Deployed, output: Output) -> None:
             "urls": outcome.urls,
             "uploaded": outcome.uploaded,
             "error": version.get("error"),
+            "warnings": version.get("warnings") or [],
         },
         "\n".join(lines),
     )
@@ -162,6 +165,18 @@ def versions_command(
     )
 
 
+def notes_lines(version: dict[str, Any]) -> list[str]:
+    """What a person should know of a version, a line each: the submission's warnings, the
+    build's notes, and each target's notes on each endpoint (the Python it runs on, where
+    it listens, the fields it did not honour). Pure."""
+    lines = [f"warning: {warning}" for warning in version.get("warnings") or []]
+    lines += [f"note: {note}" for note in (version.get("image") or {}).get("notes") or []]
+    for state in version.get("endpoint_states") or []:
+        place = f"{state['endpoint']} on {state['target']}"
+        lines += [f"note: {place}: {note}" for note in state.get("notes") or []]
+    return lines
+
+
 def _alias_versions(alias: dict[str, Any]) -> set[str]:
     targets = [alias["target"], *(alias.get("regions") or {}).values()]
     names: set[str] = set()
@@ -185,6 +200,7 @@ def status_command(
     lines = [f"version {found['name']}: {found['status']}"]
     if found.get("error"):
         lines.append(f"error: {found['error']}")
+    lines += notes_lines(found)
     image = found.get("image")
     if image:
         size = sum(layer["size"] for layer in image["layers"])

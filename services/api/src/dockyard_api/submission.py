@@ -96,10 +96,12 @@ async def submission_facts(
     if request.code.blob is not None:
         code_yaml = await code_valohai_yaml(context, owner, project, request.code.blob)
     endpoints = inline_endpoints(request)
+    warnings: list[str] = []
     if endpoints is None:
         try:
             # Parsing and validating may take a second at the document bounds: not on the loop.
-            endpoints = await asyncio.to_thread(valohai_endpoints, request, code_yaml)
+            taken = await asyncio.to_thread(valohai_endpoints, request, code_yaml)
+            endpoints, warnings = taken.specs, taken.warnings
         except InvalidInput as exc:
             git_refused = await _git_refusal(settings, request.code.git)
             return SubmissionFacts(
@@ -112,7 +114,7 @@ async def submission_facts(
     urls = [] if settings.files_allow_http else sorted({f.url for f in files if f.url is not None})
     if not digests and not urls:  # most submissions: spare the look-ups' tasks
         git_refused = await _git_refusal(settings, request.code.git)
-        return SubmissionFacts(endpoints=endpoints, git_refused=git_refused)
+        return SubmissionFacts(endpoints=endpoints, git_refused=git_refused, warnings=warnings)
     limit = asyncio.Semaphore(_LOOKUPS_AT_ONCE)
     held, refusals, git_refused = await asyncio.gather(
         asyncio.gather(
@@ -126,6 +128,7 @@ async def submission_facts(
         missing_blobs=frozenset(d for d, there in zip(digests, held, strict=True) if not there),
         refused_urls={url: why for url, why in zip(urls, refusals, strict=True) if why},
         git_refused=git_refused,
+        warnings=warnings,
     )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dockyard_api.inputs import VersionIn
-from dockyard_api.valohai import endpoints_from_valohai_yaml
+from dockyard_api.valohai import ValohaiEndpoints, endpoints_from_valohai_yaml
 from dockyard_common.errors import InvalidInput
 from dockyard_common.models import (
     Deployment,
@@ -64,9 +64,10 @@ def inline_endpoints(request: VersionIn) -> list[EndpointSpec] | None:
     return None
 
 
-def valohai_endpoints(request: VersionIn, code_valohai_yaml: str | None) -> list[EndpointSpec]:
-    """The endpoints the request takes from a valohai.yaml: its own, else the one at the
-    root of its code. :class:`InvalidInput` when there is none or it is refused.
+def valohai_endpoints(request: VersionIn, code_valohai_yaml: str | None) -> ValohaiEndpoints:
+    """The endpoints the request takes from a valohai.yaml (its own, else the one at the
+    root of its code) and the warnings of the rest of the document. :class:`InvalidInput`
+    when there is none or what is deployed is refused.
 
     Blocking (parsing and validating take up to a second or two at the document bounds):
     call it from a worker thread."""
@@ -94,6 +95,9 @@ class SubmissionFacts:
     """File URLs the builder may not download from → why (plain http, a private address)."""
     git_refused: str | None = None
     """Why the builder may not fetch the git code from where it says."""
+    warnings: list[str] = field(default_factory=list)
+    """What the submission's valohai.yaml holds beyond what is deployed that would not
+    validate (kept with the version for its user)."""
 
 
 def bind_files(
@@ -178,6 +182,7 @@ class NewVersion:
     request: VersionIn
     deployment: Deployment
     endpoints: list[EndpointSpec]
+    warnings: list[str] = field(default_factory=list)
 
     def named(self, name: str) -> Version:
         """The version, pending its build, placed on the deployment's targets."""
@@ -191,6 +196,7 @@ class NewVersion:
             env=self.request.env,
             build=self.request.build,
             targets=self.deployment.targets,
+            warnings=self.warnings,
         )
 
 
@@ -213,7 +219,7 @@ def decide_version(
         problems.append(f"endpoint names must be unique; repeated: {', '.join(duplicates)}")
     if problems:
         raise InvalidInput("; ".join(problems))
-    return NewVersion(request, deployment, endpoints)
+    return NewVersion(request, deployment, endpoints, list(facts.warnings))
 
 
 _STOPPED = (VersionStatus.STOPPING, VersionStatus.STOPPED)
