@@ -185,7 +185,12 @@ class EndpointSpec(_Snapshot):
     image: ImageName | None = Field(default=None, description="Base image, e.g. python:3.11-slim.")
     port: int | None = Field(default=None, ge=1, le=65535)
     server_command: str | list[str] | None = Field(default=None, alias="server-command")
-    wsgi: str | None = Field(default=None, pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$")
+    wsgi: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*(\(\))?)?$",
+        description="module, module:callable, or module:factory() (an app factory, called "
+        "once at start, as gunicorn takes it).",
+    )
     files: list[EndpointFile] = Field(default_factory=list)
     resources: dict[str, Any] = Field(default_factory=dict)
     node_selector: str | None = Field(default=None, alias="node-selector")

@@ -35,10 +35,13 @@ _GIVEN_ID = re.compile(r"[\x21-\x7e]{1,200}")
 
 
 def load(target: str) -> WsgiApp:
-    """Import ``module:callable`` (``module`` alone means ``module:application``)."""
+    """Import ``module:callable`` (``module`` alone means ``module:application``); a
+    ``module:factory()`` is an app factory (Flask's ``create_app()``), called once."""
     module_name, _, attribute = target.partition(":")
     module = importlib.import_module(module_name)
-    app: WsgiApp = getattr(module, attribute or "application")
+    factory = attribute.endswith("()")
+    found = getattr(module, attribute.removesuffix("()") or "application")
+    app: WsgiApp = found() if factory else found
     return app
 
 
