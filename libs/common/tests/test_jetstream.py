@@ -39,7 +39,13 @@ from dockyard_common.runtime import (
     run_consumer,
 )
 from dockyard_common.runtime.lifecycle import in_background
-from dockyard_common.subjects import EVENTS_STREAM, SEQUENCES_BUCKET, VERSIONS_BUCKET
+from dockyard_common.subjects import (
+    EVENTS_STREAM,
+    SEQUENCES_BUCKET,
+    TRAFFIC_STREAM,
+    VERSIONS_BUCKET,
+)
+from dockyard_common.traffic import DeploymentTraffic, EndpointTraffic
 from dockyard_platform.servers import start_nats
 
 
@@ -330,6 +336,27 @@ async def test_a_platform_event_goes_to_the_platform_subject_once(js: JetStreamC
     event = seen[0][1]
     assert event.type == "platform.service.restarted"
     assert event.parsed_data() == restart
+
+
+async def test_the_request_metrics_feed_goes_to_its_own_stream(js: JetStreamContext) -> None:
+    owner = "o" + secrets.token_hex(4)
+    traffic = DeploymentTraffic(
+        owner=owner,
+        project="demo",
+        deployment="web",
+        router="here/1/0",
+        region="eu",
+        window_s=1.0,
+        endpoints=[EndpointTraffic(version="v1", endpoint="predict", region="eu", requests=3)],
+    )
+    await EventPublisher(js, source="dockyard/router").publish(
+        EventType.ROUTER_TRAFFIC_OBSERVED, traffic, resource_key="here/1/0", revision=1
+    )
+    stored = await js.get_last_msg(TRAFFIC_STREAM, f"dockyard.traffic.{owner}.demo.web")
+    event = CloudEvent.model_validate_json(stored.data or b"")
+    assert event.parsed_data() == traffic
+    events = await js.stream_info(EVENTS_STREAM, subjects_filter=f"dockyard.*.{owner}.>")
+    assert not events.state.subjects  # the feed never fills the event stream
 
 
 async def test_a_stale_write_loses_with_conflict(js: JetStreamContext) -> None:

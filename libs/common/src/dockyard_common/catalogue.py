@@ -29,6 +29,8 @@ from dockyard_common.schema_lock import lock_problems, read_lock, updated_lock, 
 from dockyard_common.subjects import (
     EVENT_SUBJECT_PREFIX,
     REPORT_SUBJECT_PREFIX,
+    TRAFFIC_EVENT_TYPE,
+    TRAFFIC_SUBJECT_PREFIX,
     is_platform_event,
     is_report,
     platform_event_subject,
@@ -46,9 +48,13 @@ def _address(event_type: str) -> dict[str, Any]:
     """A channel's address (and its parameters): a deployment's subject, or the platform's."""
     if is_platform_event(event_type):
         return {"address": platform_event_subject(event_type)}
-    prefix = REPORT_SUBJECT_PREFIX if is_report(event_type) else EVENT_SUBJECT_PREFIX
+    if event_type == TRAFFIC_EVENT_TYPE:
+        address = f"{TRAFFIC_SUBJECT_PREFIX}.{{owner}}.{{project}}.{{deployment}}"
+    else:
+        prefix = REPORT_SUBJECT_PREFIX if is_report(event_type) else EVENT_SUBJECT_PREFIX
+        address = f"{prefix}.{{owner}}.{{project}}.{{deployment}}.{event_type}"
     return {
-        "address": f"{prefix}.{{owner}}.{{project}}.{{deployment}}.{event_type}",
+        "address": address,
         "parameters": {
             name: {"description": f"The {name} name."}
             for name in ("owner", "project", "deployment")

@@ -22,6 +22,8 @@ from dockyard_common.subjects import (
     EVENTS_STREAM,
     PLATFORM_SUBJECT_PREFIX,
     REPORT_SUBJECT_PREFIX,
+    TRAFFIC_STREAM,
+    TRAFFIC_SUBJECT_PREFIX,
 )
 from dockyard_common.subscriptions import consumers_of
 
@@ -57,6 +59,12 @@ what they built, what they observe on a target) under
 each into the record and announcing the fact it makes. The routers follow the record itself
 (its key-value buckets) rather than these events. The table names who publishes each type
 and which durable consumer of the platform acts on it.
+
+The request metrics feed is one more type, `router.traffic.observed`: every router process
+publishes once a second, per deployment it served, what it served (requests, errors, in
+flight, latency histogram per version, endpoint and region) to a stream of its own,
+`{TRAFFIC_STREAM}`, kept a day, under `{TRAFFIC_SUBJECT_PREFIX}.<owner>.<project>.<deployment>`.
+The scheduler's autoscaler reads it; so may any subscriber.
 
 Events about the platform itself (`platform.*` types, e.g. a service that crashed and was
 restarted, a drained region) belong to no deployment: they are in the same stream under

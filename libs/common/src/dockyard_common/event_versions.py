@@ -47,6 +47,7 @@ EVENT_SCHEMA_VERSIONS: dict[str, int] = {
     "builder.build.failed": 1,
     "scheduler.endpoint.observed": 1,
     "scheduler.version.removed": 1,
+    "router.traffic.observed": 1,
     "alias.changed": 2,  # 2: a history entry's action is 'set' or 'rollback', not any string
 }
 """Bump a type's number when its data changes shape (a type not listed is at version 1)."""
@@ -86,6 +87,10 @@ EVENT_SUMMARIES: dict[str, str] = {
     "now (the API then announces the `endpoint.*` fact it makes, if any).",
     "scheduler.version.removed": "Report: every workload of a stopping version is gone "
     "(the API then announces `version.stopped`).",
+    "router.traffic.observed": "What one router process served of a deployment over one "
+    "second, per version, endpoint and region: requests, errors, in flight, latency "
+    "histogram. Its own stream (`DOCKYARD_TRAFFIC`, a day kept), under "
+    "`dockyard.traffic.<owner>.<project>.<deployment>`.",
 }
 """One line per type for the catalogue (docs/events.md and the AsyncAPI document)."""
 
@@ -110,4 +115,6 @@ def producer(event_type: str) -> str:
         return event_type.partition(".")[0]
     if event_type == "platform.service.restarted":
         return "supervisor (dockyard up)"
+    if event_type == "router.traffic.observed":
+        return "router (every process, every second)"
     return "api"

@@ -24,6 +24,7 @@ from dockyard_common.models import (
 )
 from dockyard_common.platform_facts import Region, ServiceRestart
 from dockyard_common.subjects import is_report
+from dockyard_common.traffic import DeploymentTraffic
 
 __all__ = [
     "EVENT_DATA",
@@ -82,6 +83,8 @@ class EventType:
     """Report: what an endpoint of a version is doing on a target now."""
     SCHEDULER_VERSION_REMOVED = "scheduler.version.removed"
     """Report: every workload of a stopping version is gone from every target."""
+    ROUTER_TRAFFIC_OBSERVED = "router.traffic.observed"
+    """What a router process served of a deployment over a second (the metrics feed)."""
 
 
 EVENT_DATA: dict[str, type[BaseModel]] = {
@@ -110,6 +113,7 @@ EVENT_DATA: dict[str, type[BaseModel]] = {
     EventType.BUILDER_BUILD_FAILED: Version,
     EventType.SCHEDULER_ENDPOINT_OBSERVED: EndpointState,
     EventType.SCHEDULER_VERSION_REMOVED: Version,
+    EventType.ROUTER_TRAFFIC_OBSERVED: DeploymentTraffic,
 }
 """Which resource each event type carries as its ``data``."""
 

@@ -25,6 +25,9 @@ __all__ = [
     "SEQUENCES_BUCKET",
     "TARGETS_BUCKET",
     "TOKENS_BUCKET",
+    "TRAFFIC_EVENT_TYPE",
+    "TRAFFIC_STREAM",
+    "TRAFFIC_SUBJECT_PREFIX",
     "VERSIONS_BUCKET",
     "WEBHOOKS_BUCKET",
     "WEBHOOK_DELIVERIES_STREAM",
@@ -47,6 +50,7 @@ __all__ = [
     "region_key",
     "report_subject",
     "route_key",
+    "traffic_subject",
     "version_key",
     "version_sequence_key",
     "webhook_key",
@@ -72,6 +76,11 @@ record. Only the API acts on them; everyone else acts on the facts it then annou
 REPORT_SUBJECT_PREFIX = "dockyard.reports"
 """Where reports go, in the events stream: apart from the facts, so that a subscriber of
 ``dockyard.events.>`` (webhooks, the event feed) sees facts only."""
+TRAFFIC_STREAM = "DOCKYARD_TRAFFIC"
+TRAFFIC_SUBJECT_PREFIX = "dockyard.traffic"
+TRAFFIC_EVENT_TYPE = "router.traffic.observed"
+"""The request metrics feed (:mod:`dockyard_common.traffic`): its own stream, a day kept,
+under ``dockyard.traffic.<owner>.<project>.<deployment>``."""
 LOGS_SUBJECT_PREFIX = "dockyard.logs"
 """Core NATS request/reply: the scheduler running a target answers for its endpoints' logs."""
 
@@ -122,6 +131,11 @@ def platform_event_subject(event_type: str) -> str:
     if not is_platform_event(event_type):
         raise ValueError(f"{event_type!r} is not a platform event type")
     return f"{PLATFORM_SUBJECT_PREFIX}.{event_type.removeprefix(PLATFORM_EVENT_PREFIX)}"
+
+
+def traffic_subject(owner: str, project: str, deployment: str) -> str:
+    """Where the routers' request metrics of a deployment go."""
+    return f"{TRAFFIC_SUBJECT_PREFIX}.{owner}.{project}.{deployment}"
 
 
 def is_report(event_type: str) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dockyard_common.events import REPORT_TYPES, EventType
-from dockyard_common.subjects import is_platform_event, is_report
+from dockyard_common.subjects import TRAFFIC_EVENT_TYPE, is_platform_event, is_report
 
 __all__ = [
     "BUILD_CONSUMER",
@@ -48,7 +48,9 @@ class ConsumerSpec:
         # A subject filter of dockyard.events.*.*.*.> (event_type_filter): every fact of a
         # deployment; reports and platform events live under other prefixes.
         return ">" in self.event_types and not (
-            is_report(event_type) or is_platform_event(event_type)
+            is_report(event_type)
+            or is_platform_event(event_type)
+            or event_type == TRAFFIC_EVENT_TYPE
         )
 
 

@@ -29,6 +29,9 @@ from dockyard_common.subjects import (
     KV_BUCKETS,
     PLATFORM_SUBJECT_PREFIX,
     REPORT_SUBJECT_PREFIX,
+    TRAFFIC_EVENT_TYPE,
+    TRAFFIC_STREAM,
+    TRAFFIC_SUBJECT_PREFIX,
     WEBHOOK_DELIVERIES_STREAM,
     WEBHOOK_DELIVERY_PREFIX,
     WEBHOOK_LOG_PREFIX,
@@ -39,6 +42,7 @@ from dockyard_common.subjects import (
     message_id,
     platform_event_subject,
     report_subject,
+    traffic_subject,
 )
 
 __all__ = ["EventPublisher", "connect_nats", "provision_jetstream"]
@@ -51,6 +55,9 @@ WEBHOOK_QUEUE_RETENTION_S = 3 * 24 * 3600.0
 """Longer than the 24 h a delivery is retried, so a queued delivery never ages out first."""
 WEBHOOK_LOG_PER_SUBSCRIPTION = 1000
 WEBHOOK_LOG_RETENTION_S = 30 * 24 * 3600.0
+TRAFFIC_RETENTION_S = 24 * 3600.0
+TRAFFIC_MAX_BYTES = 1024**3
+"""The request metrics feed keeps a day, and never more than this on disk."""
 
 
 async def connect_nats(url: str, *, name: str, connect_timeout: float = 5.0) -> NatsClient:
@@ -113,6 +120,14 @@ async def provision_jetstream(js: JetStreamContext) -> None:
             max_age=EVENT_RETENTION_S,
         ),
         StreamConfig(
+            name=TRAFFIC_STREAM,
+            subjects=[f"{TRAFFIC_SUBJECT_PREFIX}.>"],
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            max_age=TRAFFIC_RETENTION_S,
+            max_bytes=TRAFFIC_MAX_BYTES,
+        ),
+        StreamConfig(
             name=WEBHOOK_DELIVERIES_STREAM,
             subjects=[f"{WEBHOOK_DELIVERY_PREFIX}.>"],
             retention=RetentionPolicy.WORK_QUEUE,
@@ -149,6 +164,8 @@ def _subject_of(event_type: str, data: BaseModel) -> str:
     if scope is None:
         raise TypeError(f"{type(data).__name__} has no scope to publish its events under")
     owner, project, deployment = (str(part) for part in scope)
+    if event_type == TRAFFIC_EVENT_TYPE:
+        return traffic_subject(owner, project, deployment)
     if is_report(event_type):
         return report_subject(owner, project, deployment, event_type)
     return event_subject(owner, project, deployment, event_type)
@@ -194,7 +211,7 @@ class EventPublisher:
                 await self._js.publish(
                     subject,
                     payload,
-                    stream=EVENTS_STREAM,
+                    stream=TRAFFIC_STREAM if event_type == TRAFFIC_EVENT_TYPE else EVENTS_STREAM,
                     headers={"Nats-Msg-Id": event_id},
                     timeout=2.0,
                 )
