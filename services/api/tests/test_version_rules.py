@@ -170,3 +170,8 @@ def test_the_valohai_yaml_s_warnings_stay_with_the_version() -> None:
         request(files={"predict": {"model": MODEL}}), DEPLOYMENT, facts(warnings=said)
     )
     assert decided.named("v1").warnings == said
+
+
+def test_scale_to_zero_is_refused_until_a_driver_can_wake_an_endpoint() -> None:
+    idle = request(files={"predict": {"model": MODEL}}, replicas={"predict": {"min": 0, "max": 2}})
+    assert "min 0 (scale to zero) is not available yet" in refusal(idle, facts())

@@ -157,13 +157,31 @@ class EndpointFile(_Snapshot):
 class Replicas(_Snapshot):
     """How many replicas of an endpoint run on each target, and when to add more.
 
-    ``min == max`` is a fixed count; otherwise an autoscaler moves between them, aiming at
-    ``target_cpu_percent`` of the requested CPU.
+    ``min == max`` is a fixed count. Otherwise an autoscaler moves between them: on request
+    load (``metric: concurrency``, every target kind), aiming at ``target_concurrency``
+    requests in flight per replica; or on CPU (``metric: cpu``, Kubernetes targets, through
+    a HorizontalPodAutoscaler), aiming at ``target_cpu_percent`` of the requested CPU.
+    ``min: 0`` lets an endpoint idle for ``idle_s`` seconds scale to zero; its next request
+    waits for a replica to start.
     """
 
-    min: int = Field(default=1, ge=1, le=100)
+    min: int = Field(default=1, ge=0, le=100)
     max: int = Field(default=1, ge=1, le=100)
+    metric: Literal["concurrency", "cpu"] = "concurrency"
+    target_concurrency: float = Field(
+        default=4.0,
+        gt=0,
+        le=1000,
+        description="Requests in flight per replica the autoscaler aims at (a model server "
+        "serves a few at once).",
+    )
     target_cpu_percent: int = Field(default=70, ge=1, le=100)
+    idle_s: float = Field(
+        default=300.0,
+        ge=1,
+        le=7 * 24 * 3600,
+        description="With min 0: how long without a request before the replicas stop.",
+    )
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Replicas:
@@ -313,6 +331,8 @@ class WorkloadState(StrEnum):
     READY = "ready"
     FAILED = "failed"
     STOPPED = "stopped"
+    IDLE = "idle"
+    """Scaled to zero: no replica runs; the next request starts one."""
 
 
 class BuildProgress(_Snapshot):
@@ -352,6 +372,14 @@ class EndpointState(_Snapshot):
         default_factory=list,
         description="What this target made of the endpoint: the Python it runs on, where it "
         "listens, and every field of its definition the target did not honour.",
+    )
+    desired_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="How many replicas the autoscaler wants here (upstreams: how many serve).",
+    )
+    scaled_because: str | None = Field(
+        default=None, description="Why the replica count last changed: load, idle, a wake-up."
     )
     observed_at: datetime = Field(default_factory=utcnow)
 

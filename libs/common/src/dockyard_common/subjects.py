@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ALIASES_BUCKET",
+    "AUTOSCALE_WAKE_SUBJECT",
     "BLOB_BUCKET",
     "DEPLOYMENTS_BUCKET",
     "EVENTS_STREAM",
@@ -81,6 +82,9 @@ TRAFFIC_SUBJECT_PREFIX = "dockyard.traffic"
 TRAFFIC_EVENT_TYPE = "router.traffic.observed"
 """The request metrics feed (:mod:`dockyard_common.traffic`): its own stream, a day kept,
 under ``dockyard.traffic.<owner>.<project>.<deployment>``."""
+AUTOSCALE_WAKE_SUBJECT = "dockyard.autoscale.wake"
+"""Core NATS request/reply: a router asks the scheduler to start a replica of an endpoint
+scaled to zero (:class:`dockyard_common.traffic.WakeRequest`)."""
 LOGS_SUBJECT_PREFIX = "dockyard.logs"
 """Core NATS request/reply: the scheduler running a target answers for its endpoints' logs."""
 

@@ -1,4 +1,5 @@
-"""The request metrics feed: what each router process served, a message a second.
+"""The request metrics feed (what each router process served, a message a second), and the
+wake-up a router asks for when a request arrives for an endpoint scaled to zero.
 
 Every router process publishes, once a second and per deployment it served (or holds
 requests of), a ``router.traffic.observed`` event whose data is a :class:`DeploymentTraffic`:
@@ -25,7 +26,7 @@ from dockyard_common.names import (
     VersionName,
 )
 
-__all__ = ["LATENCY_BUCKETS_MS", "DeploymentTraffic", "EndpointTraffic"]
+__all__ = ["LATENCY_BUCKETS_MS", "DeploymentTraffic", "EndpointTraffic", "WakeRequest"]
 
 LATENCY_BUCKETS_MS = (1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
 """Upper bounds of the latency histogram's buckets; one more bucket counts what is slower."""
@@ -76,3 +77,19 @@ class DeploymentTraffic(BaseModel):
     def scope(self) -> tuple[str, str, str]:
         """(owner, project, deployment): where its events are published."""
         return self.owner, self.project, self.deployment
+
+
+class WakeRequest(BaseModel):
+    """A router holds a request for an endpoint scaled to zero (``idle``) and asks the
+    scheduler, on :data:`dockyard_common.subjects.AUTOSCALE_WAKE_SUBJECT` (core NATS
+    request/reply), to start a replica of it in ``region``; it forwards the request the
+    moment the record shows one ready."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    owner: OwnerName
+    project: ProjectName
+    deployment: DeploymentName
+    version: VersionName
+    endpoint: EndpointName
+    region: TargetName

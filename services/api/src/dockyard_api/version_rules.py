@@ -153,6 +153,14 @@ def _with_replicas(
         spec.model_copy(update={"replicas": replicas[spec.name]}) if spec.name in replicas else spec
         for spec in endpoints
     ]
+    idle = sorted(spec.name for spec in counted if spec.replicas.min == 0)
+    if idle:
+        # The contract allows it; no driver scales from zero yet, and a version asking for
+        # it would never become ready.
+        problems.append(
+            f"replicas of {', '.join(map(repr, idle))}: min 0 (scale to zero) is not "
+            "available yet; give min 1 or more"
+        )
     return counted, problems
 
 
