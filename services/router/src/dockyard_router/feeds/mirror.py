@@ -143,6 +143,7 @@ class Mirror:
         """Write the changes applied here to Redis, until cancelled: at once as they come,
         and everything when the feeds caught up or Redis lost the mirror (checked every
         ``every_s``); retried while Redis does not answer."""
+        failing = False  # said once per outage, not at every retry
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(every_s):
@@ -153,8 +154,15 @@ class Mirror:
                 if self._table.loaded and (self._sync or not await self._redis.exists(COMPLETE)):
                     await self._write_everything()
             except (RedisError, OSError) as exc:
-                log.warning("mirror.write.failed", unsaved=len(self._unsaved), error=str(exc))
+                (log.debug if failing else log.warning)(
+                    "mirror.write.failed", unsaved=len(self._unsaved), error=str(exc)
+                )
+                failing = True
                 await asyncio.sleep(retry_after_s)
+            else:
+                if failing:
+                    log.info("mirror.write.resumed")
+                failing = False
 
     async def _write_changes(self) -> None:
         if not self._unsaved:
