@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from dockyard_builder.build import build_version
-from dockyard_builder.dependencies import DEPS_DIR, checked_requirements, python_version_of
+from dockyard_builder.dependencies import DEPS_DIR
+from dockyard_builder.pythons import python_version_of
+from dockyard_builder.requirements import checked_requirements
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import (
     CodeRef,
@@ -186,3 +188,24 @@ def test_an_index_that_does_not_answer_is_retried_not_failed(tmp_path: Path) -> 
     )
     with pytest.raises(TransientError, match="did not answer"):
         build(settings, {"app.py": APP, "requirements.txt": b"tinydep==1.0\n"})
+
+
+def test_a_pyproject_without_a_lock_gives_its_project_dependencies(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    settings = offline(tmp_path, wheelhouse)
+    pyproject = b'[project]\nname = "app"\nversion = "1"\ndependencies = ["tinydep==2.0"]\n'
+    image = build(settings, {"app.py": APP, "pyproject.toml": pyproject})
+    assert f"{DEPS_DIR}/tinydep-2.0.dist-info/METADATA" in layer_names(
+        settings, image, "dependencies"
+    )
+    assert any("the dependencies of pyproject.toml" in note for note in image.notes)
+
+
+def test_a_pyproject_dependency_from_a_url_is_refused(tmp_path: Path, wheelhouse: Path) -> None:
+    settings = offline(tmp_path, wheelhouse)
+    pyproject = (
+        b'[project]\nname = "app"\ndependencies = ["tinydep @ https://evil.example/t.whl"]\n'
+    )
+    with pytest.raises(InvalidInput, match=r"pyproject.toml .* is not accepted"):
+        build(settings, {"app.py": APP, "pyproject.toml": pyproject})
