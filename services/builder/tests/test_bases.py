@@ -263,3 +263,28 @@ def test_an_image_saying_nothing_of_its_python_gets_the_builders(tmp_path: Path)
         "3.11",
         "the builder's own: the image says nothing of its Python",
     )
+
+
+def test_two_base_pythons_taking_the_same_wheels_share_one_dependency_layer(
+    tmp_path: Path,
+) -> None:
+    house = tmp_path / "wheels"
+    make_wheel(house, "tinydep", "1.0", "ANSWER = 'any'\n")  # py3-none-any: any Python
+    version = two_base_version().model_copy(
+        update={
+            "endpoints": [
+                EndpointSpec(name="old", image="python:3.9", wsgi="app:app"),
+                EndpointSpec(name="new", image="python:3.12", wsgi="app:app"),
+            ]
+        }
+    )
+    settings = BuilderSettings(
+        data_dir=tmp_path / "data", pip_find_links=(str(house),), pip_no_index=True
+    )
+    code = io.BytesIO(tar_gz({**APP, "requirements.txt": b"tinydep\n"}))
+    image = build_version(version, code, settings)
+    assert image.pythons == {"old": "3.9", "new": "3.12"}
+    (deps,) = [x for x in image.layers if x.role == "dependencies"]
+    layout = OciLayout(settings.images_dir)
+    for digest in image.endpoints.values():
+        assert deps.digest in {x["digest"] for x in layout.read_json(digest)["layers"]}

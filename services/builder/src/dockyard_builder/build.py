@@ -129,7 +129,6 @@ def build_version(
             requirements.write_text(declared.text)
             host = settings.host_python_version
             wheels, downloaded = wheelhouse_layer(requirements, host, settings, cache, work)
-            built.append((wheelhouse_role(host), wheels))
             fresh += [wheels] if downloaded is not None else []
             for python in sorted({p.version for p in pythons.values()}):
                 layer, is_fresh = dependency_layer(
@@ -143,6 +142,7 @@ def build_version(
                 dependencies[python] = layer
                 built.append(("dependencies", layer))
                 fresh += [layer] if is_fresh else []
+            built.append((wheelhouse_role(host), wheels))
         if not isinstance(code, Path):
             shutil.rmtree(code_root, ignore_errors=True)
         file_layers: dict[tuple[str, str], LayerBlob] = {}
@@ -216,7 +216,8 @@ def build_version(
             ),
             *(
                 LayerInfo(digest=blob.digest, size=blob.size, media_type=blob.media_type, role=role)
-                for role, blob in built
+                # Two base Pythons taking the same pure-Python wheels get one layer.
+                for role, blob in {(r, b.digest): (r, b) for r, b in built}.values()
             ),
         ],
         base_image=shared,
