@@ -160,6 +160,14 @@ def test_a_requirements_file_may_name_packages_only(
         build(settings, files)
 
 
+def test_the_markers_uv_export_writes_are_accepted() -> None:
+    text = (
+        "annotated-doc==0.0.6 ; python_full_version == '3.10.*'\n"
+        "colorama==0.4.6 ; sys_platform == 'win32' and platform_python_implementation != 'PyPy'\n"
+    )
+    assert checked_requirements(text, "uv.lock") == text
+
+
 def test_names_extras_specifiers_markers_and_hashes_are_kept_one_per_line() -> None:
     text = (
         "# models\nnumpy>=1.24 # fast\nscikit-learn[alldeps] == 1.5.0 ; python_version >= '3.9'"

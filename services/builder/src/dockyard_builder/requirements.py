@@ -46,7 +46,7 @@ _REQUIREMENT = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"  # the project name
     r"(?:\s*\[\s*[A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*\s*\])?"  # extras
     rf"(?:\s*\(?\s*{_SPECIFIER}(?:\s*,\s*{_SPECIFIER})*\s*\)?)?"  # versions
-    r"(?:\s*;\s*[A-Za-z0-9_.'\" <>=!~()-]+)?"  # environment markers
+    r"(?:\s*;\s*[A-Za-z0-9_.'\" <>=!~()*+-]+)?"  # environment markers ('3.10.*')
     r"(?:\s+--hash=sha256:[0-9a-f]{64})*"
 )
 
