@@ -3,7 +3,6 @@ each base's dependencies built for the Python the base holds."""
 
 from __future__ import annotations
 
-import gzip
 import io
 import tarfile
 from pathlib import Path
@@ -16,73 +15,14 @@ from dockyard_builder.image import BASE_NAME
 from dockyard_builder.pythons import base_python, python_in_paths
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import CodeRef, EndpointFile, EndpointSpec, ImageInfo, Version
-from dockyard_common.oci_layout import (
-    MEDIA_TYPE_CONFIG,
-    MEDIA_TYPE_MANIFEST,
-    OciLayout,
-    canonical_json,
-    descriptor,
-)
+from dockyard_common.oci_layout import OciLayout
 from tests.harness.archives import tar_gz
-from tests.harness.registry import sha256_of
+from tests.harness.registry import rootfs_layout, sha256_of
 from tests.harness.wheels import make_wheel
 
 APP = {"app.py": b"import tinydep\ndef app(environ, start_response): ...\n"}
 MODEL = b"weights" * 512
 CP = "{tag}-{tag}-manylinux2014_x86_64"
-
-
-def base_layout(
-    directory: Path, layers: list[dict[str, str | bytes]], env: list[str] | None = None
-) -> str:
-    """An OCI layout of a base image of gzip ``layers``; ``oci:<dir>:base``.
-
-    Each layer maps paths to file contents (bytes) or to a symbolic link's target (str).
-    """
-    layout = OciLayout(directory)
-    layout.ensure()
-    descriptors, diff_ids = [], []
-    for members in layers:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for name, content in sorted(members.items()):
-                entry = tarfile.TarInfo(f"./{name}")
-                if isinstance(content, str):
-                    entry.type, entry.linkname = tarfile.SYMTYPE, content
-                    tar.addfile(entry)
-                else:
-                    entry.size = len(content)
-                    tar.addfile(entry, io.BytesIO(content))
-        plain = buffer.getvalue()
-        layer = gzip.compress(plain, mtime=0)
-        diff_ids.append(sha256_of(plain))
-        descriptors.append(
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": layout.add_blob(layer),
-                "size": len(layer),
-            }
-        )
-    config = canonical_json(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {"Env": ["PATH=/usr/bin:/bin", *(env or [])]},
-            "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        }
-    )
-    manifest = canonical_json(
-        {
-            "schemaVersion": 2,
-            "mediaType": MEDIA_TYPE_MANIFEST,
-            "config": descriptor(MEDIA_TYPE_CONFIG, config),
-            "layers": descriptors,
-        }
-    )
-    layout.add_blob(config)
-    layout.add_blob(manifest)
-    layout.tag("base", descriptor(MEDIA_TYPE_MANIFEST, manifest))
-    return f"oci:{directory}:base"
 
 
 @pytest.fixture
@@ -112,7 +52,7 @@ def two_base_version() -> Version:
 
 def build_two_bases(tmp_path: Path, wheelhouse: Path) -> tuple[BuilderSettings, ImageInfo]:
     # Debian's python3 says its version only through its files; the other image's config does.
-    debian = base_layout(
+    debian = rootfs_layout(
         tmp_path / "debian",
         [
             {
@@ -122,7 +62,7 @@ def build_two_bases(tmp_path: Path, wheelhouse: Path) -> tuple[BuilderSettings, 
             }
         ],
     )
-    tensorflow = base_layout(
+    tensorflow = rootfs_layout(
         tmp_path / "tf", [{"usr/local/bin/python3.12": b"\x7fELF"}], ["PYTHON_VERSION=3.12.4"]
     )
     settings = BuilderSettings(
@@ -242,7 +182,7 @@ def test_the_python_is_read_from_the_interpreter_the_image_holds(
 
 def test_a_removed_interpreter_counts_for_nothing_and_the_tag_speaks_next(tmp_path: Path) -> None:
     directory = tmp_path / "base"
-    base_layout(directory, [{"usr/bin/python3.9": b""}, {"usr/bin/.wh.python3.9": b""}])
+    rootfs_layout(directory, [{"usr/bin/python3.9": b""}, {"usr/bin/.wh.python3.9": b""}])
     settings = BuilderSettings(
         data_dir=tmp_path / "data", base_image_layouts={"python:3.8-slim": f"oci:{directory}:base"}
     )
