@@ -47,6 +47,7 @@ CLI_VARIABLES = {
     "DOCKYARD_PROJECT",
     "DOCKYARD_DEPLOYMENT",
     "DOCKYARD_WSGI_THREADS",  # written by the builder into an endpoint's image
+    "DOCKYARD_VALOHAI_METADATA",  # set by the drivers, written to valohai-metadata.json
 }
 
 

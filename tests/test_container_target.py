@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import secrets
 import time
 import urllib.request
@@ -37,7 +38,7 @@ from dockyard_scheduler.drivers.container.engine import (
 )
 from dockyard_scheduler.drivers.container.images import IMAGE_REPOSITORY
 from dockyard_scheduler.settings import SchedulerSettings
-from tests.harness.containers import busybox_image, engine_or_skip
+from tests.harness.containers import busybox_image, engine_or_skip, ensure_image
 
 ADDRESS = "127.0.3.1"
 WAIT_S = 30.0
@@ -420,3 +421,107 @@ async def test_without_an_engine_a_container_target_fails_naming_where_it_looked
     with pytest.raises(EngineUnavailable, match=f"no container engine answers at {absent}"):
         await driver.ensure(workload)
     await driver.close()
+
+
+@pytest.fixture(scope="module")
+def marked_base(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A second base: busybox with /etc/base-name saying "marked"."""
+    marker = tmp_path_factory.mktemp("marked") / "base-name"
+    marker.write_text("marked\n")
+    busybox = Path("/bin/busybox")
+    return ensure_image(
+        engine,
+        "localhost/dockyard-test-busybox-marked:1",
+        files={"/bin/busybox": busybox, "/bin/sh": busybox, "/etc/base-name": marker},
+        entrypoint=[],
+    )
+
+
+SHOW = (
+    "busybox mkdir -p /tmp/www && (busybox cat /etc/base-name 2>/dev/null || echo plain)"
+    " > /tmp/www/base && busybox cp valohai-metadata.json /tmp/www/metadata.json"
+    " && busybox httpd -f -p $PORT -h /tmp/www"
+)
+
+
+@pytest.mark.docker
+async def test_each_endpoint_runs_from_the_image_of_its_own_base_with_its_runtime_file(
+    tmp_path: Path,
+    base_image: str,
+    marked_base: str,
+    driver: tuple[ContainerDriver, Reports],
+) -> None:
+    container_driver, reports = driver
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text("")
+    version = Version(
+        owner="acme",
+        project="demo",
+        deployment="containers",
+        name=f"v{secrets.token_hex(3)}",
+        code=CodeRef(blob=f"sha256:{'0' * 64}"),
+        endpoints=[
+            EndpointSpec.model_validate({"name": n, "server-command": SHOW, "image": base})
+            for n, base in (("plain", base_image), ("marked", marked_base))
+        ],
+        targets=["box"],
+    )
+    image = build_version(version, code, BuilderSettings(data_dir=tmp_path / "builder"))
+    assert image.bases == {"plain": base_image, "marked": marked_base}
+    target = Target(name="box", region="box", kind=TargetKind.CONTAINER, address=ADDRESS)
+    workloads, _ = desired_workloads(version.model_copy(update={"image": image}), {"box": target})
+
+    served = {}
+    for workload in workloads:
+        await container_driver.ensure(workload)
+        name = workload.endpoint.name
+        ready = await reports.wait_for(
+            f"{name} ready", lambda s, name=name: s.endpoint == name and _ready(s)
+        )
+        (upstream,) = ready.upstreams
+        served[name] = await asyncio.to_thread(_get, f"{upstream}/base")
+        metadata = json.loads(await asyncio.to_thread(_get, f"{upstream}/metadata.json"))
+        assert metadata["endpoint"]["name"] == name
+        assert metadata["deployment"] == {
+            "name": "containers",
+            "target": "box",
+            "url": "/acme/demo/containers/",
+        }
+        assert metadata["version"]["name"] == version.name
+        assert any(f"its image's base {workload.endpoint.image}" in n for n in ready.notes)
+    assert served == {"plain": "plain\n", "marked": "marked\n"}
+
+
+@pytest.mark.docker
+async def test_what_the_engine_cannot_honour_is_in_the_notes_and_the_rest_applies(
+    tmp_path: Path,
+    base_image: str,
+    engine: Any,
+    settings: SchedulerSettings,
+    driver: tuple[ContainerDriver, Reports],
+) -> None:
+    container_driver, reports = driver
+    resources = {"memory": {"min": 32, "max": 64}, "devices": {"nvidia.com/gpu": 1}}
+    workload = _workload(tmp_path, base_image, SERVE.format(port="$PORT"), resources=resources)
+    spec = workload.endpoint.model_copy(
+        update={"node_selector": "gpu=a100", "tolerations": [{"key": "gpu"}]}
+    )
+    workload = dataclasses.replace(workload, endpoint=spec)
+
+    await container_driver.ensure(workload)
+    ready = await reports.wait_for("ready", _ready)
+
+    (container,) = _ours(engine, settings)
+    host = container.attrs["HostConfig"]
+    assert (host["Memory"], host["MemoryReservation"]) == (64 * 1024**2, 32 * 1024**2)
+    notes = "\n".join(ready.notes)
+    assert "node-selector 'gpu=a100' is not honoured" in notes
+    assert "tolerations (1) are not honoured" in notes
+    # podman's Docker API drops device requests without a word: the note says so. (An engine
+    # that keeps them runs the replica with the GPU, or refuses to start it, saying why.)
+    if host.get("DeviceRequests"):
+        assert "GPU" not in notes
+    else:
+        assert "asked for 1 GPU(s) and the container engine" in notes
+    assert "listens on port 8000 in a container of its own" in notes

@@ -3,6 +3,7 @@ and a tiny runnable base image made from busybox, pushed to it with skopeo."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -131,6 +132,59 @@ def busybox_layout(directory: Path, tag: str = "busybox") -> Path:
     layout.add_blob(manifest)
     layout.tag(tag, descriptor(MEDIA_TYPE_MANIFEST, manifest))
     return directory
+
+
+def rootfs_layout(
+    directory: Path, layers: list[dict[str, str | bytes]], env: list[str] | None = None
+) -> str:
+    """An OCI layout of a base image of gzip ``layers`` tagged ``base``; ``oci:<dir>:base``.
+
+    Each layer maps paths to file contents (bytes) or to a symbolic link's target (str).
+    """
+    layout = OciLayout(directory)
+    layout.ensure()
+    descriptors, diff_ids = [], []
+    for members in layers:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name, content in sorted(members.items()):
+                entry = tarfile.TarInfo(f"./{name}")
+                if isinstance(content, str):
+                    entry.type, entry.linkname = tarfile.SYMTYPE, content
+                    tar.addfile(entry)
+                else:
+                    entry.size = len(content)
+                    tar.addfile(entry, io.BytesIO(content))
+        plain = buffer.getvalue()
+        layer = gzip.compress(plain, mtime=0)
+        diff_ids.append(sha256_of(plain))
+        descriptors.append(
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": layout.add_blob(layer),
+                "size": len(layer),
+            }
+        )
+    config = canonical_json(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": ["PATH=/usr/bin:/bin", *(env or [])]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }
+    )
+    manifest = canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_TYPE_MANIFEST,
+            "config": descriptor(MEDIA_TYPE_CONFIG, config),
+            "layers": descriptors,
+        }
+    )
+    layout.add_blob(config)
+    layout.add_blob(manifest)
+    layout.tag("base", descriptor(MEDIA_TYPE_MANIFEST, manifest))
+    return f"oci:{directory}:base"
 
 
 def push_with_skopeo(layout: Path, tag: str, destination: str) -> None:

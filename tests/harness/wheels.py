@@ -13,8 +13,12 @@ def _record_line(name: str, data: bytes) -> str:
     return f"{name},sha256={digest},{len(data)}"
 
 
-def make_wheel(directory: Path, name: str, version: str, module_source: str) -> Path:
-    """Write ``<name>-<version>-py3-none-any.whl`` holding module ``name``; returns its path."""
+def make_wheel(
+    directory: Path, name: str, version: str, module_source: str, tag: str = "py3-none-any"
+) -> Path:
+    """Write ``<name>-<version>-<tag>.whl`` holding module ``name``; returns its path.
+
+    ``tag`` (``cp39-cp39-manylinux2014_x86_64``, say) makes a wheel for one Python only."""
     directory.mkdir(parents=True, exist_ok=True)
     dist_info = f"{name}-{version}.dist-info"
     files = {
@@ -23,14 +27,13 @@ def make_wheel(directory: Path, name: str, version: str, module_source: str) -> 
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
         ).encode(),
         f"{dist_info}/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: dockyard-tests\nRoot-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n"
-        ),
+            f"Wheel-Version: 1.0\nGenerator: dockyard-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
+        ).encode(),
     }
     record = [_record_line(path, data) for path, data in files.items()]
     record.append(f"{dist_info}/RECORD,,")
     files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    wheel = directory / f"{name}-{version}-{tag}.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         for path, data in files.items():
             archive.writestr(path, data)

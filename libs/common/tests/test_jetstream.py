@@ -409,3 +409,61 @@ async def test_a_transient_failure_is_redelivered_and_then_acknowledged(
         consumer.cancel()
         await js.delete_consumer(EVENTS_STREAM, spec.durable)
     assert seen == [1, 2, 3]
+
+
+async def test_a_concurrent_consumer_handles_a_quick_event_while_a_slow_one_runs(
+    js: JetStreamContext,
+) -> None:
+    owner = f"o{secrets.token_hex(4)}"
+    release = asyncio.Event()
+    handled: list[str] = []
+    quick_done = asyncio.Event()
+    slow_done = asyncio.Event()
+    attempts: dict[str, int] = {}
+
+    async def handle(event: CloudEvent, message: Msg) -> None:
+        if event.data["owner"] != owner:
+            return
+        name = event.data["name"]
+        attempts[name] = attempts.get(name, 0) + 1
+        if name == "slow":
+            await release.wait()
+            handled.append(name)
+            slow_done.set()
+            return
+        if attempts[name] == 1:  # the retry decision still holds: redelivered, then done
+            raise TransientError("not yet", delay=0.05)
+        handled.append(name)
+        quick_done.set()
+
+    spec = ConsumerSpec(
+        durable=f"test-{owner}", event_types=[EventType.VERSION_CREATED], concurrency=2
+    )
+    consumer = asyncio.create_task(run_consumer(js, spec, handle))
+    publisher = EventPublisher(js, source="test")
+    try:
+        for name in ("slow", "quick"):
+            await publisher.publish(
+                EventType.VERSION_CREATED,
+                a_version(owner).model_copy(update={"name": name}),
+                resource_key=f"{owner}.demo.web.{name}",
+                revision=1,
+            )
+        await asyncio.wait_for(quick_done.wait(), timeout=10)
+        assert handled == ["quick"], "the quick event waited for the slow one"
+        release.set()
+        await asyncio.wait_for(slow_done.wait(), timeout=10)
+    finally:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+        await js.delete_consumer(EVENTS_STREAM, spec.durable)
+    assert handled == ["quick", "slow"]
+    assert attempts == {"slow": 1, "quick": 2}
+
+
+def test_a_consumer_may_not_take_more_at_once_than_it_may_leave_unacknowledged() -> None:
+    with pytest.raises(ValueError, match="exceeds max_ack_pending"):
+        ConsumerSpec(durable="x", event_types=[">"], max_ack_pending=1, concurrency=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        ConsumerSpec(durable="x", event_types=[">"], concurrency=0)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from dockyard_builder.build import build_version
-from dockyard_builder.dependencies import DEPS_DIR, checked_requirements, python_version_of
+from dockyard_builder.dependencies import DEPS_DIR
+from dockyard_builder.pythons import python_version_of
+from dockyard_builder.requirements import checked_requirements
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import (
     CodeRef,
@@ -158,6 +160,14 @@ def test_a_requirements_file_may_name_packages_only(
         build(settings, files)
 
 
+def test_the_markers_uv_export_writes_are_accepted() -> None:
+    text = (
+        "annotated-doc==0.0.6 ; python_full_version == '3.10.*'\n"
+        "colorama==0.4.6 ; sys_platform == 'win32' and platform_python_implementation != 'PyPy'\n"
+    )
+    assert checked_requirements(text, "uv.lock") == text
+
+
 def test_names_extras_specifiers_markers_and_hashes_are_kept_one_per_line() -> None:
     text = (
         "# models\nnumpy>=1.24 # fast\nscikit-learn[alldeps] == 1.5.0 ; python_version >= '3.9'"
@@ -186,3 +196,24 @@ def test_an_index_that_does_not_answer_is_retried_not_failed(tmp_path: Path) -> 
     )
     with pytest.raises(TransientError, match="did not answer"):
         build(settings, {"app.py": APP, "requirements.txt": b"tinydep==1.0\n"})
+
+
+def test_a_pyproject_without_a_lock_gives_its_project_dependencies(
+    tmp_path: Path, wheelhouse: Path
+) -> None:
+    settings = offline(tmp_path, wheelhouse)
+    pyproject = b'[project]\nname = "app"\nversion = "1"\ndependencies = ["tinydep==2.0"]\n'
+    image = build(settings, {"app.py": APP, "pyproject.toml": pyproject})
+    assert f"{DEPS_DIR}/tinydep-2.0.dist-info/METADATA" in layer_names(
+        settings, image, "dependencies"
+    )
+    assert any("the dependencies of pyproject.toml" in note for note in image.notes)
+
+
+def test_a_pyproject_dependency_from_a_url_is_refused(tmp_path: Path, wheelhouse: Path) -> None:
+    settings = offline(tmp_path, wheelhouse)
+    pyproject = (
+        b'[project]\nname = "app"\ndependencies = ["tinydep @ https://evil.example/t.whl"]\n'
+    )
+    with pytest.raises(InvalidInput, match=r"pyproject.toml .* is not accepted"):
+        build(settings, {"app.py": APP, "pyproject.toml": pyproject})

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from dockyard_builder.engine import build_on_engine, dockerfile
+from dockyard_builder.runner import server_command
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import BuildSpec, CodeRef, EndpointSpec, PermanentError, Version
 from dockyard_common.oci_layout import OciLayout
@@ -85,9 +86,10 @@ def test_the_engine_runs_the_steps_and_each_endpoint_gets_its_command(
         config = layout.read_json(layout.read_json(digest)["config"]["digest"])["config"]
         commands[endpoint] = config["Cmd"]
     assert commands == {
-        "web": ["sh", "-c", "httpd -f -p $PORT"],
+        "web": server_command("httpd -f -p $PORT"),
         "predict": ["python", "-m", "dockyard_runner", "app:app"],
     }
+    assert image.bases == {"web": busybox_in_engine, "predict": busybox_in_engine}
     unpacked = unpack_image(image, image.endpoints["web"], tmp_path / "unpacked")
     assert (unpacked.root / "app" / "built.txt").read_text() == "built-by-engine\n"
     assert (unpacked.root / "dockyard" / "runner" / "dockyard_runner.py").is_file()
@@ -107,4 +109,14 @@ def test_a_failing_step_fails_the_build_with_its_output(
 def test_a_base_only_the_engine_knows_is_refused(tmp_path: Path, base: str) -> None:
     version = a_version(base, ["true"])
     with pytest.raises(PermanentError, match="not an image name a registry serves"):
+        build_on_engine(version, io.BytesIO(tar_gz({"app.py": b""})), settings_for(tmp_path))
+
+
+def test_the_engine_builds_one_image_and_refuses_two_bases_saying_what_to_do(
+    tmp_path: Path,
+) -> None:
+    version = a_version("base:1", ["true"])
+    other = version.endpoints[1].model_copy(update={"image": "base:2"})
+    version = version.model_copy(update={"endpoints": [version.endpoints[0], other]})
+    with pytest.raises(PermanentError, match="default layers backend, which builds an image per"):
         build_on_engine(version, io.BytesIO(tar_gz({"app.py": b""})), settings_for(tmp_path))

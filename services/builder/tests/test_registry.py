@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -16,7 +17,13 @@ from dockyard_builder.registry import RegistryClient, RegistryError
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import CodeRef, EndpointFile, EndpointSpec, ImageInfo, PermanentError, Version
 from tests.harness.archives import tar_gz
-from tests.harness.registry import Registry, busybox_layout, sha256_of
+from tests.harness.registry import (
+    Registry,
+    busybox_layout,
+    push_with_skopeo,
+    rootfs_layout,
+    sha256_of,
+)
 
 APP = {"app.py": b"def app(environ, start_response): ...\n"}
 MODEL = bytes(range(256)) * 4096  # 1 MiB
@@ -159,7 +166,8 @@ def test_a_base_from_a_local_layout_makes_a_complete_image_without_a_registry(
     model.write_bytes(MODEL)
     version = a_version("busybox:local")
     image = build_version(version, io.BytesIO(tar_gz(APP)), settings, {sha256_of(MODEL): model})
-    assert image.base_included and image.notes == []
+    assert image.base_included
+    assert not any("no registry" in note for note in image.notes)
     skopeo("copy", "--quiet", "--all", image.reference, f"oci:{tmp_path / 'copy'}:v1")
 
 
@@ -244,3 +252,35 @@ def test_a_base_from_an_unlisted_registry_or_a_version_image_is_refused(
             build_version(a_version(victim), code, settings, files, None, guarded)
     finally:
         guarded.close()
+
+
+def test_two_bases_from_the_registry_make_two_complete_images_mounting_both_bases(
+    tmp_path: Path, registry: Registry, busybox_base: str
+) -> None:
+    # Incompressible: sending this layer again would show in the bytes pushed.
+    noise = b"".join(hashlib.sha256(bytes([n % 256, n // 256])).digest() for n in range(2048))
+    layout = rootfs_layout(tmp_path / "other", [{"etc/other-base": noise}])
+    other = f"{registry.host}/base/other:1"
+    push_with_skopeo(Path(layout.removeprefix("oci:").rsplit(":", 1)[0]), "base", other)
+    version = a_version(busybox_base, deployment="two-bases")
+    second = EndpointSpec(name="other", image=other, wsgi="app:app")
+    version = version.model_copy(update={"endpoints": [*version.endpoints, second]})
+    image = build_and_push(tmp_path, registry, version, APP)
+    assert image.bases == {"predict": busybox_base, "other": other}
+    assert image.base_included and image.base_image is None
+    repository = image.reference.split("@")[0]
+    for endpoint, base in image.bases.items():
+        inspected = json.loads(
+            skopeo(
+                "inspect",
+                "--tls-verify=false",
+                f"docker://{repository}@{image.endpoints[endpoint]}",
+            )
+        )
+        base_layers = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{base}"))
+        assert inspected["Layers"][: len(base_layers["Layers"])] == base_layers["Layers"]
+    # Both bases' layers were mounted from their repositories, not sent again.
+    base_bytes = sum(x.size for x in image.layers if x.role == "base")
+    app_bytes = sum(x.size for x in image.layers if x.role != "base")
+    assert image.pushed_bytes is not None
+    assert image.pushed_bytes < app_bytes + 8192 < base_bytes + app_bytes

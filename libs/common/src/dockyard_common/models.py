@@ -299,19 +299,41 @@ class LayerInfo(_Snapshot):
 class ImageInfo(_Snapshot):
     """A built version image: an OCI index with one image manifest per endpoint.
 
-    The endpoints share every layer; their configs differ only in command and port.
+    Each endpoint's manifest is built on the base image its definition names; the code,
+    runner and file layers are shared between them (stored once), and each distinct base
+    Python gets a dependency layer of its own.
     """
 
     reference: str = Field(description="Where the index lives, e.g. oci:<layout dir>:<ref>.")
     digest: BlobDigest = Field(description="Digest of the OCI image index of the version.")
     endpoints: dict[str, BlobDigest] = Field(description="Image manifest digest per endpoint.")
-    layers: list[LayerInfo]
-    base_image: str | None = None
+    layers: list[LayerInfo] = Field(
+        description="Every layer the build made or used, each once: the bases', the shared "
+        "ones, a dependency layer per base Python, and the wheelhouse for local targets "
+        "(role wheels:<python>, in no manifest)."
+    )
+    base_image: str | None = Field(
+        default=None,
+        description="The base image every endpoint runs on; None when they name different "
+        "ones (see bases).",
+    )
     base_included: bool = Field(
         default=False,
-        description="Whether the base image's layers are in the image (runnable by any OCI "
+        description="Whether the base images' layers are in the image (runnable by any OCI "
         "runtime) or only named by it (the embedded default: local targets run the app "
         "layers on the host's Python).",
+    )
+    bases: dict[str, str] = Field(
+        default_factory=dict, description="The base image each endpoint runs on, by endpoint."
+    )
+    pythons: dict[str, str] = Field(
+        default_factory=dict,
+        description="The Python (3.9) each endpoint's image dependencies are built for, by "
+        "endpoint: read from its base image, else its tag, else the builder's.",
+    )
+    file_sizes: dict[str, int] = Field(
+        default_factory=dict,
+        description="The bytes of each endpoint file, by '<endpoint>/<file name>'.",
     )
     layout: str | None = Field(
         default=None, description="The same index in the builder's OCI layout: oci:<dir>:<ref>."

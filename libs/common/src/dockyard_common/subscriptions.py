@@ -36,6 +36,18 @@ class ConsumerSpec:
     max_ack_pending: int | None = None
     """1 keeps the stream's order: the next event waits until this one is acknowledged."""
     retry_delays_s: Sequence[float] = field(default=(0.5, 1.0, 2.0, 5.0, 10.0, 30.0))
+    concurrency: int = 1
+    """Events handled at once: 1 handles them one after the other; more lets a slow one run
+    beside the others (each in its own task), never fetching more than can be handled."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError(f"consumer {self.durable}: concurrency must be at least 1")
+        if self.max_ack_pending is not None and self.concurrency > self.max_ack_pending:
+            raise ValueError(
+                f"consumer {self.durable}: concurrency {self.concurrency} exceeds "
+                f"max_ack_pending {self.max_ack_pending}"
+            )
 
     def retry_delay(self, delivered: int) -> float:
         """Delay before the next attempt after ``delivered`` failed ones."""

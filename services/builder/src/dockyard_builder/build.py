@@ -1,8 +1,13 @@
-"""One build: a version's code archive in, an OCI index with one image per endpoint out."""
+"""One build: a version's code archive in, an OCI index with one image per endpoint out.
+
+Each endpoint's image is built on the base image its definition names (each distinct base
+resolved once); the code, runner and file layers are written once and shared by every
+manifest, and each distinct base Python gets a dependency layer of its own. The wheelhouse
+for this machine's Python (local targets) is written beside them, in no manifest.
+"""
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import time
@@ -12,15 +17,8 @@ from typing import IO, Any
 
 from dockyard_builder.base import RegistrySource, resolve_base
 from dockyard_builder.cache import LayerCache
-from dockyard_builder.dependencies import (
-    DEPS_DIR,
-    DependencyTarget,
-    checked_requirements,
-    dependency_cache_key,
-    find_requirements,
-    install_dependencies,
-    python_version_of,
-)
+from dockyard_builder.dependencies import DEPS_DIR
+from dockyard_builder.dependency_layers import dependency_layer, wheelhouse_layer, wheelhouse_role
 from dockyard_builder.image import (
     APP_DIR,
     BaseImage,
@@ -28,9 +26,17 @@ from dockyard_builder.image import (
     endpoint_manifest,
     version_index,
 )
-from dockyard_builder.layers import LayerBlob, LayerEntry, entries_from_directory, write_layer
+from dockyard_builder.layers import (
+    LayerBlob,
+    LayerEntry,
+    entries_from_directory,
+    file_size_in_layer,
+    write_layer,
+)
 from dockyard_builder.push import push_image
+from dockyard_builder.pythons import BasePython, base_python
 from dockyard_builder.registry import RegistryClient, parse_image_name
+from dockyard_builder.requirements import DeclaredRequirements, declared_requirements
 from dockyard_builder.runner import RUNNER_DIR, runner_entries
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import ImageInfo, InvalidInput, LayerInfo, PermanentError, Version
@@ -39,8 +45,8 @@ from dockyard_common.oci_layout import MEDIA_TYPE_INDEX, OciLayout, descriptor
 
 __all__ = [
     "Progress",
-    "base_image_of",
     "build_version",
+    "endpoint_bases",
     "push_version",
     "tag_version",
     "unpack_code",
@@ -56,6 +62,11 @@ def version_ref_name(version: Version) -> str:
     return f"{version.owner}/{version.project}/{version.deployment}:{version.name}"
 
 
+def endpoint_bases(version: Version, settings: BuilderSettings) -> dict[str, str]:
+    """The base image of each endpoint: the one it names, else the default. Pure."""
+    return {e.name: e.image or settings.default_base_image for e in version.endpoints}
+
+
 def build_version(
     version: Version,
     code: IO[bytes] | Path,
@@ -69,21 +80,32 @@ def build_version(
 
     ``code`` is the tar.gz of the code, or a directory holding it (a git checkout whose
     ``commit`` is recorded). ``files`` maps each endpoint file's source (blob digest or URL)
-    to a local copy of its bytes. Every endpoint's image is the shared code and runner
-    layers plus one layer per file of its own. Blobs land in the layout before the index is
-    tagged, so an interrupted build leaves at most unreferenced blobs, never a tag pointing
-    at a half-written image. ``progress`` hears of the bytes written. With ``registries`` (a
-    registry is configured) or a base in a local layout, the base's layers come first and
-    the image is complete; otherwise it holds the app layers only and names its base.
+    to a local copy of its bytes. Blobs land in the layout before the index is tagged, so
+    an interrupted build leaves at most unreferenced blobs, never a tag pointing at a
+    half-written image. ``progress`` hears of the bytes written. With ``registries`` (a
+    registry is configured) or a base in a local layout, a base's layers come first and the
+    image is complete; otherwise it holds the app layers only and names its base.
     """
     started = time.perf_counter()
-    base_image = base_image_of(version, settings)
+    bases = endpoint_bases(version, settings)
     layout = OciLayout(settings.images_dir)
     layout.ensure()
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
         work = Path(scratch)
-        base = resolve_base(base_image, layout, registries, work, settings.base_image_layouts)
+        resolved: dict[str, BaseImage | None] = {}
+        pythons: dict[str, BasePython] = {}
+        for name in sorted(set(bases.values())):
+            resolved[name] = resolve_base(
+                name, layout, registries, work, settings.base_image_layouts
+            )
+            pythons[name] = base_python(
+                name,
+                resolved[name],
+                layout,
+                settings.base_python_cache_dir,
+                settings.host_python_version,
+            )
         code_root = unpack_code(code, work, settings)
         cache = LayerCache(settings.layer_cache_dir, layout)
         code_entries = entries_from_directory(code_root, APP_DIR)
@@ -100,20 +122,31 @@ def build_version(
         runner = write_layer(runner_entries(), work / "runner.layer", "gzip")
         built: list[tuple[str, LayerBlob]] = [("code", code_layer), ("runner", runner)]
         fresh: list[LayerBlob] = [code_layer, runner]
-        shared = [code_layer, runner]
-        python_path = [f"/{RUNNER_DIR}"]
-        python_version = _python_version(base, base_image, settings)
-        dependencies = _dependency_layer(code_root, python_version, settings, cache, work)
-        if dependencies is not None:
-            layer, is_fresh = dependencies
-            built.append(("dependencies", layer))
-            shared.append(layer)
-            python_path.append(f"/{DEPS_DIR}")
-            if is_fresh:
-                fresh.append(layer)
+        declared = declared_requirements(code_root, work / "requirements")
+        dependencies: dict[str, LayerBlob] = {}
+        if declared is not None:
+            requirements = work / "requirements.txt"
+            requirements.write_text(declared.text)
+            host = settings.host_python_version
+            wheels, downloaded = wheelhouse_layer(requirements, host, settings, cache, work)
+            fresh += [wheels] if downloaded is not None else []
+            for python in sorted({p.version for p in pythons.values()}):
+                layer, is_fresh = dependency_layer(
+                    requirements,
+                    python,
+                    settings,
+                    cache,
+                    work,
+                    downloaded if python == host else None,
+                )
+                dependencies[python] = layer
+                built.append(("dependencies", layer))
+                fresh += [layer] if is_fresh else []
+            built.append((wheelhouse_role(host), wheels))
         if not isinstance(code, Path):
             shutil.rmtree(code_root, ignore_errors=True)
         file_layers: dict[tuple[str, str], LayerBlob] = {}
+        file_sizes: dict[str, int] = {}
         for spec in version.endpoints:
             for file in spec.files:
                 place = (str(file.source), file.path)
@@ -132,28 +165,41 @@ def build_version(
                             cache.put(file.digest, file.path, cached)
                     file_layers[place] = cached
                 built.append((f"file:{spec.name}/{file.name}", file_layers[place]))
+                size = _file_size(pending.get(place), file_layers[place])
+                if size is not None:
+                    file_sizes[f"{spec.name}/{file.name}"] = size
         counter.finish()
         for blob in fresh:
             layout.add_blob_file(blob.path, blob.digest)
 
         manifests: dict[str, bytes] = {}
         for spec in version.endpoints:
-            layers = [*shared, *(file_layers[(str(f.source), f.path)] for f in spec.files)]
-            config = endpoint_config(version, spec, layers, base_image, commit, python_path, base)
+            base_name = bases[spec.name]
+            base = resolved[base_name]
+            deps = dependencies.get(pythons[base_name].version)
+            layers = [
+                code_layer,
+                runner,
+                *([deps] if deps is not None else []),
+                *(file_layers[(str(f.source), f.path)] for f in spec.files),
+            ]
+            python_path = [f"/{RUNNER_DIR}", *([f"/{DEPS_DIR}"] if deps is not None else [])]
+            config = endpoint_config(version, spec, layers, base_name, commit, python_path, base)
             layout.add_blob(config)
-            manifest = endpoint_manifest(version, spec, config, layers, base_image, commit, base)
+            manifest = endpoint_manifest(version, spec, config, layers, base_name, commit, base)
             layout.add_blob(manifest)
             manifests[spec.name] = manifest
-        index_descriptor = tag_version(layout, version, manifests, base_image, commit, base)
+        shared = next(iter(resolved)) if len(resolved) == 1 else None
+        index_descriptor = tag_version(
+            layout, version, manifests, shared, commit, resolved[shared] if shared else None
+        )
 
     reference = f"oci:{layout.root.resolve()}:{version_ref_name(version)}"
-    notes = []
-    if base is None:
-        notes.append(
-            f"no registry is configured: the image holds the app layers and names its base "
-            f"{base_image}; local targets run it on this machine's Python "
-            f"{settings.host_python_version}"
-        )
+    included = all(base is not None for base in resolved.values())
+    base_layers: dict[str, dict[str, Any]] = {}
+    for base in resolved.values():
+        for entry in base.layers if base is not None else []:
+            base_layers.setdefault(entry["digest"], entry)
     return ImageInfo(
         reference=reference,
         layout=reference,
@@ -166,44 +212,63 @@ def build_version(
                 LayerInfo(
                     digest=x["digest"], size=x["size"], media_type=x["mediaType"], role="base"
                 )
-                for x in (base.layers if base else [])
+                for x in base_layers.values()
             ),
             *(
                 LayerInfo(digest=blob.digest, size=blob.size, media_type=blob.media_type, role=role)
-                for role, blob in built
+                # Two base Pythons taking the same pure-Python wheels get one layer.
+                for role, blob in {(r, b.digest): (r, b) for r, b in built}.values()
             ),
         ],
-        base_image=base_image,
-        base_included=base is not None,
-        notes=notes,
+        base_image=shared,
+        base_included=included,
+        bases=bases,
+        pythons={endpoint: pythons[base].version for endpoint, base in bases.items()},
+        file_sizes=file_sizes,
+        notes=build_notes(bases, pythons, resolved, declared, settings.host_python_version),
         build_seconds=round(time.perf_counter() - started, 3),
     )
 
 
-def base_image_of(version: Version, settings: BuilderSettings) -> str:
-    """The base image the version's endpoints name, or the default.
-
-    A version is one image (its endpoints share every layer), so its endpoints may name one
-    base image between them.
-    """
-    named = sorted({e.image for e in version.endpoints if e.image})
-    if len(named) > 1:
-        raise InvalidInput(
-            f"the endpoints name different base images ({', '.join(named)}); a version has "
-            "one image: name the same base for all, or deploy them as separate deployments"
+def build_notes(
+    bases: Mapping[str, str],
+    pythons: Mapping[str, BasePython],
+    resolved: Mapping[str, BaseImage | None],
+    declared: DeclaredRequirements | None,
+    host_python: str,
+) -> list[str]:
+    """What a user should know of the image: the Python each endpoint's dependencies are
+    for, per target kind, and a base that is only named. Pure."""
+    notes = []
+    for base_name in sorted(set(bases.values())):
+        endpoints = ", ".join(sorted(e for e, b in bases.items() if b == base_name))
+        python = pythons[base_name]
+        on_image = f"Python {python.version} ({python.found_by})"
+        if declared is None:
+            notes.append(
+                f"{endpoints}: base image {base_name}, {on_image} on container and Kubernetes "
+                f"targets, this machine's Python {host_python} on local targets; no "
+                "dependencies declared"
+            )
+        else:
+            notes.append(
+                f"{endpoints}: base image {base_name}; the dependencies of {declared.source} "
+                f"are built for {on_image} on container and Kubernetes targets, and for this "
+                f"machine's Python {host_python} on local targets"
+            )
+    named_only = sorted(name for name, base in resolved.items() if base is None)
+    if named_only:
+        notes.append(
+            f"no registry is configured: the image holds the app layers and names its base "
+            f"{', '.join(named_only)}; local targets run it on this machine's Python "
+            f"{host_python}"
         )
-    return named[0] if named else settings.default_base_image
+    return notes
 
 
-def _python_version(base: BaseImage | None, base_image: str, settings: BuilderSettings) -> str:
-    """The base image's Python (its ``PYTHON_VERSION``, else its name's tag, else the host's)."""
-    config = (base.config.get("config") or {}) if base is not None else {}
-    for item in config.get("Env") or []:
-        key, _, value = str(item).partition("=")
-        match = re.match(r"(\d+)\.(\d+)", value)
-        if key == "PYTHON_VERSION" and match:
-            return f"{match.group(1)}.{match.group(2)}"
-    return python_version_of(base_image, settings.host_python_version)
+def _file_size(source: Path | None, layer: LayerBlob) -> int | None:
+    """An endpoint file's bytes: its local copy's, else the cached layer's header's."""
+    return source.stat().st_size if source is not None else file_size_in_layer(layer)
 
 
 def unpack_code(code: IO[bytes] | Path, work: Path, settings: BuilderSettings) -> Path:
@@ -235,13 +300,14 @@ def tag_version(
     layout: OciLayout,
     version: Version,
     manifests: dict[str, bytes],
-    base_image: str,
+    base_image: str | None,
     commit: str | None,
     base: BaseImage | None,
 ) -> dict[str, Any]:
     """Write the version's index over its endpoints' manifests and tag it; its descriptor.
 
-    The tag goes last: until then the layout holds unreferenced blobs at most.
+    ``base_image`` is the base every endpoint shares (None when they differ: each manifest
+    names its own). The tag goes last: until then the layout holds unreferenced blobs at most.
     """
     index = version_index(version, manifests, base_image, commit, base)
     layout.add_blob(index)
@@ -261,14 +327,11 @@ def push_version(
 
     Base layers already in another repository of the same registry are mounted, not sent.
     """
-    mount_from: dict[str, str] = {}
-    if image.base_included and image.base_image not in (None, *settings.base_image_layouts):
-        base = parse_image_name(str(image.base_image))
-        if base.host == client.host:
-            mount_from = {x.digest: base.repository for x in image.layers if x.role == "base"}
+    layout = OciLayout(settings.images_dir)
+    mount_from = _mountable_base_layers(image, layout, settings, client.host)
     started = time.perf_counter()
     pushed = push_image(
-        OciLayout(settings.images_dir),
+        layout,
         image.digest,
         client,
         settings.repository_of(version),
@@ -286,35 +349,24 @@ def push_version(
     )
 
 
-def _dependency_layer(
-    code_root: Path, python_version: str, settings: BuilderSettings, cache: LayerCache, work: Path
-) -> tuple[LayerBlob, bool] | None:
-    """The layer of the code's requirements (and whether it was just built); None if none."""
-    found = find_requirements(code_root)
-    if found is None:
-        return None
-    text = found.read_text(encoding="utf-8", errors="replace")
-    requirements = work / "requirements.txt"
-    requirements.write_text(checked_requirements(text, found.name))
-    target = DependencyTarget(python_version)
-    key = dependency_cache_key(requirements.read_bytes(), target, settings.package_index)
-    cached = cache.get(key, DEPS_DIR)
-    if cached is not None:
-        return cached, False
-    installed = work / "dependencies"
-    install_dependencies(
-        requirements,
-        installed,
-        target,
-        settings.package_index,
-        timeout_s=settings.pip_timeout_s,
-        retries=settings.pip_retries,
-    )
-    layer = write_layer(
-        entries_from_directory(installed, DEPS_DIR), work / "dependencies.layer", "gzip"
-    )
-    cache.put(key, DEPS_DIR, layer)
-    return layer, True
+def _mountable_base_layers(
+    image: ImageInfo, layout: OciLayout, settings: BuilderSettings, host: str
+) -> dict[str, str]:
+    """Base layer digest → the repository of the same registry holding it (its base's)."""
+    if not image.base_included:
+        return {}
+    base_digests = {x.digest for x in image.layers if x.role == "base"}
+    mount_from: dict[str, str] = {}
+    for endpoint, base_name in sorted(image.bases.items()):
+        if base_name in settings.base_image_layouts or endpoint not in image.endpoints:
+            continue
+        base = parse_image_name(base_name)
+        if base.host != host:
+            continue
+        for layer in layout.read_json(image.endpoints[endpoint])["layers"]:
+            if layer["digest"] in base_digests:
+                mount_from.setdefault(layer["digest"], base.repository)
+    return mount_from
 
 
 def _files_to_write(

@@ -1,17 +1,15 @@
-"""The dependency layer: what the code's requirements file needs, installed from wheels only.
+"""Dependency layers: the code's requirements installed, or downloaded, from wheels only.
 
-Valohai users keep a ``requirements-deployment.txt`` beside the ``requirements.txt`` of their
-training code, and the deployment one wins when both exist. The packages are installed with
-``pip install --target`` for the base image's Python and platform rather than the builder's,
-from wheels only (a source build would run arbitrary code on the builder and need a
-compiler), and the layer is cached by what determines it: the requirements, the Python
-version, the platforms and where pip looks for packages.
+For an image (container and Kubernetes targets) the packages are installed with ``pip
+install --target`` for the base image's Python and platform rather than the builder's; for
+local targets, which run on this machine's interpreter, they are downloaded as a wheelhouse
+for that interpreter. Wheels only: a source build would run arbitrary code on the builder
+and need a compiler. Each layer is cached by what determines it: the requirements, the
+Python version, the platforms and where pip looks for packages.
 
-The file is the user's and pip reads options from it (``--no-binary`` would undo wheels-only,
-``-r /proc/self/environ`` would print the builder's environment, ``--index-url`` would fetch
-from anywhere): only package requirements pass (names, extras, version specifiers, markers,
-``--hash``), one per line, rewritten into a file of our own. Where packages come from is the
-platform's setting, and pip runs isolated from the builder's configuration and environment.
+Where packages come from is the platform's setting (the requirement lines are checked by
+:mod:`~dockyard_builder.requirements`), and pip runs isolated from the builder's
+configuration and environment.
 """
 
 from __future__ import annotations
@@ -19,28 +17,27 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dockyard_common import InvalidInput, PermanentError, TransientError
+from dockyard_common import PermanentError, TransientError
 
 __all__ = [
     "DEPS_DIR",
-    "REQUIREMENTS_FILES",
     "DependencyTarget",
     "PackageIndex",
-    "checked_requirements",
     "dependency_cache_key",
-    "find_requirements",
+    "download_wheels",
     "install_dependencies",
-    "python_version_of",
+    "unavailable_reason",
+    "wheel_pins",
 ]
-
-REQUIREMENTS_FILES = ("requirements-deployment.txt", "requirements.txt")
-"""The requirements files the builder looks for at the code root, the first found wins."""
 
 DEPS_DIR = "dockyard/deps"
 """Where the installed packages live in the image (on ``PYTHONPATH``)."""
@@ -54,20 +51,6 @@ MANYLINUX_X86_64 = (
     "linux_x86_64",
 )
 """Wheel platforms a glibc x86_64 base image (Debian bookworm's glibc 2.36) runs."""
-
-_PYTHON_TAG = re.compile(r"(?:^|/)python:(\d+)\.(\d+)")
-
-_SPECIFIER = r"(?:===|==|!=|<=|>=|~=|<|>)\s*[A-Za-z0-9.*+!_-]+"
-_REQUIREMENT = re.compile(
-    r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"  # the project name
-    r"(?:\s*\[\s*[A-Za-z0-9._-]+(?:\s*,\s*[A-Za-z0-9._-]+)*\s*\])?"  # extras
-    rf"(?:\s*\(?\s*{_SPECIFIER}(?:\s*,\s*{_SPECIFIER})*\s*\)?)?"  # versions
-    r"(?:\s*;\s*[A-Za-z0-9_.'\" <>=!~()-]+)?"  # environment markers
-    r"(?:\s+--hash=sha256:[0-9a-f]{64})*"
-)
-
-# pip takes a name ending like an archive for a file to install.
-_ARCHIVE = re.compile(r"\.(whl|zip|tar|tgz|tar\.gz|tar\.bz2|tar\.xz|egg)$", re.IGNORECASE)
 
 # pip's words for "the index did not answer", checked first: an index that is down also
 # ends with "no matching distribution".
@@ -109,44 +92,6 @@ class PackageIndex:
     no_index: bool = False
 
 
-def find_requirements(code_root: Path) -> Path | None:
-    """The requirements file of the code, ``requirements-deployment.txt`` first; None if none."""
-    for name in REQUIREMENTS_FILES:
-        candidate = code_root / name
-        if candidate.is_file() and not candidate.is_symlink():
-            return candidate
-    return None
-
-
-def python_version_of(base_image: str, default: str) -> str:
-    """The ``major.minor`` Python of an official ``python:X.Y...`` image, else ``default``."""
-    match = _PYTHON_TAG.search(base_image)
-    return f"{match.group(1)}.{match.group(2)}" if match else default
-
-
-def checked_requirements(text: str, name: str) -> str:
-    """The requirements of ``text``, one per line, refusing anything but package requirements.
-
-    Raises :class:`InvalidInput` naming the first line that is an option, a file, a path or
-    a URL. Pure: the result is what the layer is cached by.
-    """
-    joined = re.sub(r"\\\r?\n", " ", text)
-    accepted: list[str] = []
-    for number, raw in enumerate(joined.splitlines(), start=1):
-        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
-        if not line:
-            continue
-        if not _REQUIREMENT.fullmatch(line) or _ARCHIVE.search(line.split()[0]):
-            raise InvalidInput(
-                f"{name} line {number}: {line[:120]!r} is not accepted: only package "
-                "requirements are (a name, extras, version specifiers, markers, --hash); "
-                "options, other files, paths and URLs are not, since where packages come "
-                "from is the platform's setting"
-            )
-        accepted.append(re.sub(r"\s+", " ", line))
-    return "".join(f"{line}\n" for line in accepted)
-
-
 def dependency_cache_key(requirements: bytes, target: DependencyTarget, index: PackageIndex) -> str:
     """The digest naming a dependency layer: same inputs, same layer, never installed twice."""
     material = "\0".join(
@@ -173,27 +118,112 @@ def install_dependencies(
 ) -> None:
     """``pip install --target dest`` the requirements for ``target``; blocking.
 
-    Raises :class:`PermanentError` when a requirement cannot be met from wheels (the message
-    quotes pip and says what to do) and :class:`TransientError` when pip failed otherwise
-    (an index that did not answer, say), so the build is retried.
+    Raises :class:`PermanentError` when a requirement cannot be met from wheels (naming the
+    package, its pin and the interpreter) and :class:`TransientError` when pip failed
+    otherwise (an index that did not answer, say), so the build is retried.
     """
+    _run_pip(
+        ["install", "--no-compile", "--target", str(dest)],
+        requirements,
+        target,
+        index,
+        timeout_s=timeout_s,
+        retries=retries,
+    )
+
+
+def download_wheels(
+    requirements: Path,
+    dest: Path,
+    target: DependencyTarget,
+    index: PackageIndex,
+    *,
+    timeout_s: float,
+    retries: int = 5,
+) -> list[str]:
+    """``pip download`` the wheels that meet the requirements for ``target`` into ``dest``.
+
+    Returns the pins that install exactly them (``name==version``, sorted), for a
+    ``requirements.txt`` beside the wheels. Errors as :func:`install_dependencies`.
+    """
+    _run_pip(
+        ["download", "--dest", str(dest)],
+        requirements,
+        target,
+        index,
+        timeout_s=timeout_s,
+        retries=retries,
+    )
+    return wheel_pins(path.name for path in dest.glob("*.whl"))
+
+
+def wheel_pins(names: Iterable[str]) -> list[str]:
+    """``name==version`` for each wheel file name (PEP 427), sorted. Pure."""
+    pins = set()
+    for name in names:
+        parts = name.removesuffix(".whl").split("-")
+        if len(parts) >= 5:
+            pins.add(f"{parts[0].replace('_', '-').lower()}=={parts[1]}")
+    return sorted(pins)
+
+
+def unavailable_reason(pip_output: str, python_version: str) -> str | None:
+    """What pip found no wheel for, in a person's words: the package, its pin, the interpreter.
+
+    None when pip's output names no such requirement. Pure.
+    """
+    missing = re.search(r"No matching distribution found for (.+)$", pip_output, re.MULTILINE)
+    if missing is None:
+        return None
+    requirement = missing.group(1).strip()
+    parts = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*([^;]*)", requirement)
+    package = parts.group(1) if parts else requirement
+    pin = (parts.group(3).strip() if parts else "") or "(any version)"
+    offered = re.search(
+        rf"satisfies the requirement {re.escape(package)}\b[^(\n]*\(from versions: ([^)]*)\)",
+        pip_output,
+        re.IGNORECASE,
+    )
+    versions = [v.strip() for v in offered.group(1).split(",")] if offered else []
+    versions = [v for v in versions if v and v != "none"]
+    if len(versions) > 6:
+        versions = [*versions[:3], "...", *versions[-2:]]
+    have = (
+        f"versions of {package} with one: {', '.join(versions)}"
+        if versions
+        else f"no version of {package} has one"
+    )
+    return (
+        f"{requirement}: no wheel of {package} {pin} for Python {python_version} on linux "
+        f"x86_64 ({have}); pin a version that publishes a wheel for Python {python_version}, "
+        "or name a base image whose Python has one"
+    )
+
+
+def _run_pip(
+    action: list[str],
+    requirements: Path,
+    target: DependencyTarget,
+    index: PackageIndex,
+    *,
+    timeout_s: float,
+    retries: int,
+) -> None:
     command = [
         sys.executable,
         "-m",
         "pip",
-        "install",
+        *action[:1],
         "--isolated",
         "--disable-pip-version-check",
         f"--retries={retries}",
         "--no-input",
-        "--no-compile",
         "--only-binary=:all:",
         "--implementation",
         "cp",
         "--python-version",
         target.python_version,
-        "--target",
-        str(dest),
+        *action[1:],
         "--requirement",
         str(requirements),
     ]
@@ -205,11 +235,12 @@ def install_dependencies(
         command += ["--find-links", link]
     if index.no_index:
         command.append("--no-index")
+    scratch = Path(tempfile.mkdtemp(dir=requirements.parent, prefix="pip-"))
     try:
         result = subprocess.run(  # noqa: S603 - a fixed argv, no shell
             command,
-            cwd=_empty_directory(dest.parent / "pip-cwd"),
-            env=_pip_environment(dest.parent),
+            cwd=_empty_directory(scratch / "cwd"),
+            env=_pip_environment(scratch),
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -219,11 +250,16 @@ def install_dependencies(
         raise TransientError(
             f"installing {requirements.name} took longer than {timeout_s:.0f} s", delay=30.0
         ) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     if result.returncode == 0:
         return
     tail = "\n".join(deque((result.stderr or result.stdout).strip().splitlines(), maxlen=6))
     if any(marker in result.stderr for marker in _UNREACHABLE):
         raise TransientError(f"the package index did not answer:\n{tail}", delay=30.0)
+    reason = unavailable_reason(result.stderr, target.python_version)
+    if reason is not None:
+        raise PermanentError(f"{requirements.name} cannot be installed from wheels: {reason}")
     if any(marker in result.stderr for marker in _NOT_INSTALLABLE):
         raise PermanentError(
             f"{requirements.name} cannot be installed from wheels for Python "

@@ -27,14 +27,15 @@ import docker
 import docker.errors
 
 from dockyard_builder.build import (
-    base_image_of,
+    endpoint_bases,
     tag_version,
     unpack_code,
     version_ref_name,
 )
-from dockyard_builder.dependencies import find_requirements
 from dockyard_builder.image import APP_DIR, BaseImage, endpoint_config, endpoint_manifest
 from dockyard_builder.layers import LayerEntry, entries_from_directory, write_layer
+from dockyard_builder.pythons import base_python
+from dockyard_builder.requirements import find_requirements
 from dockyard_builder.runner import RUNNER_DIR, runner_entries
 from dockyard_builder.settings import BuilderSettings
 from dockyard_common import ImageInfo, LayerInfo, PermanentError, TransientError, Version
@@ -105,6 +106,18 @@ def _engine(settings: BuilderSettings) -> docker.DockerClient:
         client.close()
         raise TransientError(f"the build engine does not answer: {exc}", delay=30.0) from exc
     return client
+
+
+def _one_base(version: Version, settings: BuilderSettings) -> str:
+    """The one base image of the version's endpoints: the engine builds one image."""
+    named = sorted(set(endpoint_bases(version, settings).values()))
+    if len(named) > 1:
+        raise PermanentError(
+            f"the endpoints name different base images ({', '.join(named)}); the docker "
+            "build backend builds one image for them all: name one base, or build with the "
+            "default layers backend, which builds an image per base"
+        )
+    return named[0]
 
 
 def _check_base(base_image: str) -> None:
@@ -196,7 +209,7 @@ def build_on_engine(
 ) -> ImageInfo:
     """Build ``version`` on the engine and write it into the settings' layout; blocking."""
     started = time.perf_counter()
-    base_image = base_image_of(version, settings)
+    base_image = _one_base(version, settings)
     layout = OciLayout(settings.images_dir)
     layout.ensure()
     settings.work_dir.mkdir(parents=True, exist_ok=True)
@@ -232,6 +245,13 @@ def build_on_engine(
         layout.add_blob(manifest)
         manifests[spec.name] = manifest
     index = tag_version(layout, version, manifests, base_image, commit, engine_image)
+    python = base_python(
+        base_image,
+        engine_image,
+        layout,
+        settings.base_python_cache_dir,
+        settings.host_python_version,
+    )
     reference = f"oci:{layout.root.resolve()}:{version_ref_name(version)}"
     return ImageInfo(
         reference=reference,
@@ -249,6 +269,8 @@ def build_on_engine(
         ],
         base_image=base_image,
         base_included=True,
+        bases=dict.fromkeys(manifests, base_image),
+        pythons=dict.fromkeys(manifests, python.version),
         notes=[
             "built by the docker backend: reproducible only as far as its run steps are; "
             "local targets unpack the layers above the base and run them on this machine's "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockyard_builder.layers import LayerBlob
-from dockyard_builder.runner import RUNNER_DIR, runner_command
+from dockyard_builder.runner import RUNNER_DIR, runner_command, server_command
 from dockyard_common.models import EndpointSpec, Version
 from dockyard_common.oci_layout import (
     MEDIA_TYPE_CONFIG,
@@ -86,21 +86,26 @@ def endpoint_command(spec: EndpointSpec) -> list[str]:
         return runner_command(spec.wsgi)
     command = spec.server_command
     script = " && ".join(command) if isinstance(command, list) else str(command)
-    return ["sh", "-c", script]
+    return server_command(script)
 
 
 def version_annotations(
-    version: Version, base_image: str, commit: str | None = None, base: BaseImage | None = None
+    version: Version,
+    base_image: str | None,
+    commit: str | None = None,
+    base: BaseImage | None = None,
 ) -> dict[str, str]:
-    """Annotations naming what the image is: owner, project, deployment, version, code."""
+    """Annotations naming what the image is: owner, project, deployment, version, code, and
+    its base (``base_image`` None: the endpoints' bases differ, each manifest names its own)."""
     annotations = {
         f"{ANNOTATION_PREFIX}.owner": version.owner,
         f"{ANNOTATION_PREFIX}.project": version.project,
         f"{ANNOTATION_PREFIX}.deployment": version.deployment,
         f"{ANNOTATION_PREFIX}.version": version.name,
         f"{ANNOTATION_PREFIX}.code": version.code.description,
-        BASE_NAME: base_image,
     }
+    if base_image is not None:
+        annotations[BASE_NAME] = base_image
     if version.code.git is not None:
         annotations["org.opencontainers.image.source"] = version.code.git.url
     if commit is not None:
@@ -208,7 +213,7 @@ def endpoint_manifest(
 def version_index(
     version: Version,
     manifests: dict[str, bytes],
-    base_image: str,
+    base_image: str | None,
     commit: str | None = None,
     base: BaseImage | None = None,
 ) -> bytes:

@@ -28,6 +28,7 @@ __all__ = [
     "LayerBlob",
     "LayerEntry",
     "entries_from_directory",
+    "file_size_in_layer",
     "write_layer",
 ]
 
@@ -208,3 +209,26 @@ def write_layer(
         media_type=_MEDIA_TYPES[compression],
         path=dest,
     )
+
+
+def file_size_in_layer(layer: LayerBlob) -> int | None:
+    """The size of the first regular file in ``layer`` (a file layer holds one); None if none.
+
+    Reads tar headers only as far as that file: a layer's directories come first.
+    """
+    with layer.path.open("rb") as raw:
+        if layer.media_type == MEDIA_TYPE_LAYER_ZSTD:
+            with (
+                zstandard.ZstdDecompressor().stream_reader(raw) as plain,
+                tarfile.open(fileobj=plain, mode="r|") as archive,
+            ):
+                return _first_file_size(archive)
+        with tarfile.open(fileobj=raw, mode="r|*") as archive:
+            return _first_file_size(archive)
+
+
+def _first_file_size(archive: tarfile.TarFile) -> int | None:
+    for member in archive:
+        if member.isfile():
+            return member.size
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import IO
 
@@ -58,8 +59,9 @@ class Builder:
         self._events = EventPublisher(js, source=f"{settings.event_source}/builder")
 
     async def run(self) -> None:
-        """Consume ``version.created`` until cancelled."""
-        await run_consumer(self._js, BUILD_CONSUMER, self.handle)
+        """Consume ``version.created`` until cancelled, up to ``build_concurrency`` at once."""
+        spec = replace(BUILD_CONSUMER, concurrency=self._settings.build_concurrency)
+        await run_consumer(self._js, spec, self.handle)
 
     async def handle(self, event: CloudEvent, message: Msg) -> None:
         """Build the version ``event`` carries and report how it went."""

@@ -46,7 +46,10 @@ class BuilderSettings(CommonSettings):
     """How often pip retries a connection to the index before the build is retried later
     (at least once: only a retry makes pip say that the index did not answer)."""
     host_python_version: str = f"{sys.version_info.major}.{sys.version_info.minor}"
-    """The Python dependencies are installed for when the base image does not say."""
+    """This machine's Python: what local targets run on (the wheelhouse is built for it),
+    and what image dependencies are built for when a base image says nothing of its own."""
+    build_concurrency: int = Field(default=2, ge=1, le=64)
+    """Builds run at once: a slow one (a large install) never holds up the others."""
 
     registry_url: str | None = None
     """The registry images are pushed to (``https://host`` or ``http://127.0.0.1:5000``);
@@ -92,6 +95,11 @@ class BuilderSettings(CommonSettings):
     def layer_cache_dir(self) -> Path:
         """Which file layers are already in the image layout."""
         return self.data_dir / "builder-cache" / "file-layers"
+
+    @property
+    def base_python_cache_dir(self) -> Path:
+        """Which Python each base image holds, by its digest (read from its layers once)."""
+        return self.data_dir / "builder-cache" / "base-pythons"
 
     @property
     def work_dir(self) -> Path:

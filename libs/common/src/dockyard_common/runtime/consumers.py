@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -34,7 +34,7 @@ EventHandler = Callable[[CloudEvent, Msg], Awaitable[None]]
 
 async def pull_messages(
     js: JetStreamContext, stream: str, config: ConsumerConfig
-) -> AsyncIterator[Msg]:
+) -> AsyncGenerator[Msg, None]:
     """Every message of a durable pull consumer (created or updated here), until cancelled.
 
     The caller acknowledges. Idle fetches and disconnects are waited out, not raised.
@@ -71,7 +71,12 @@ async def pull_messages(
 
 
 async def run_consumer(js: JetStreamContext, spec: ConsumerSpec, handle: EventHandler) -> None:
-    """Create (or update) the durable consumer; feed its events to ``handle`` until cancelled."""
+    """Create (or update) the durable consumer; feed its events to ``handle`` until cancelled.
+
+    Up to ``spec.concurrency`` events are handled at once, each in a task of its own with the
+    same retry decisions; cancelling the consumer cancels the handlers still running, whose
+    events are then redelivered.
+    """
     config = ConsumerConfig(
         durable_name=spec.durable,
         name=spec.durable,
@@ -82,8 +87,33 @@ async def run_consumer(js: JetStreamContext, spec: ConsumerSpec, handle: EventHa
         deliver_policy=DeliverPolicy.ALL,
         filter_subjects=[event_type_filter(t) for t in spec.event_types],
     )
-    async for message in pull_messages(js, EVENTS_STREAM, config):
-        await _deliver(spec, message, handle)
+    messages = pull_messages(js, EVENTS_STREAM, config)
+    if spec.concurrency == 1:
+        async for message in messages:
+            await _deliver(spec, message, handle)
+        return
+    # A slot is taken before a message is fetched: no message waits in this process
+    # (unacknowledged, its ack_wait running) for a handler to be free.
+    slots = asyncio.Semaphore(spec.concurrency)
+
+    async def deliver(message: Msg) -> None:
+        try:
+            await _deliver(spec, message, handle)
+        except nats.errors.Error as exc:
+            # The ack (or nak) did not reach the server: JetStream redelivers after ack_wait.
+            # One handler's lost connection must not cancel the others' work.
+            log.warning("consumer.ack.failed", durable=spec.durable, error=repr(exc))
+        finally:
+            slots.release()
+
+    async with contextlib.aclosing(messages), asyncio.TaskGroup() as handlers:
+        while True:
+            await slots.acquire()
+            try:
+                message = await anext(messages)
+            except StopAsyncIteration:
+                return
+            handlers.create_task(deliver(message), name=f"{spec.durable} {message.subject}")
 
 
 async def _deliver(spec: ConsumerSpec, message: Msg, handle: EventHandler) -> None:

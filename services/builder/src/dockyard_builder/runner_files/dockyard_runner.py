@@ -19,7 +19,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # Python 3.8 cannot subscript dict at run time
@@ -151,6 +151,27 @@ def with_access_log(
     return logged
 
 
+VALOHAI_METADATA_ENV = "DOCKYARD_VALOHAI_METADATA"
+"""The environment variable a driver passes Valohai's runtime document in (JSON)."""
+
+VALOHAI_METADATA_FILE = "valohai-metadata.json"
+
+
+def write_valohai_metadata(environ: Mapping[str, str], directory: str) -> None:
+    """Write ``valohai-metadata.json`` in ``directory`` from the environment, if it carries
+    one: endpoints written for Valohai read it at start. A file that cannot be written is
+    said in the log, not fatal (a base image's user may not own the working directory)."""
+    document = environ.get(VALOHAI_METADATA_ENV)
+    if not document:
+        return
+    path = os.path.join(directory, VALOHAI_METADATA_FILE)
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(document if document.endswith("\n") else document + "\n")
+    except OSError as exc:
+        log_line(f"dockyard_runner: could not write {path}: {exc}")
+
+
 def main(argv: list[str]) -> int:
     """``python -m dockyard_runner module:callable``."""
     if len(argv) != 2:
@@ -164,6 +185,8 @@ def main(argv: list[str]) -> int:
             reconfigure(line_buffering=True)
     sys.path.insert(0, os.getcwd())
     import dockyard_server
+
+    write_valohai_metadata(os.environ, os.getcwd())
 
     log_line(f"dockyard_runner: loading {argv[1]} (pid {os.getpid()})")
     app = with_health(with_access_log(load(argv[1])))

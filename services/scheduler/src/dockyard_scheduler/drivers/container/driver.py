@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 
 from dockyard_common import DockyardError, WorkloadState, get_logger
 from dockyard_common.logs import ReplicaLogs
+from dockyard_common.valohai_metadata import VALOHAI_METADATA_ENV, valohai_metadata_json
 from dockyard_scheduler.desired import Workload, endpoint_prefix
 from dockyard_scheduler.drivers import Reporter, report_until_published
 from dockyard_scheduler.drivers.container.engine import (
@@ -28,7 +29,6 @@ from dockyard_scheduler.drivers.container.engine import (
     EngineError,
     EngineUnavailable,
     Running,
-    container_limits,
     key_hash,
 )
 from dockyard_scheduler.drivers.container.images import IMAGE_REPOSITORY, EngineImage, ImageCache
@@ -37,6 +37,11 @@ from dockyard_scheduler.drivers.container.replicas import (
     ReplicaGroup,
     answers_http,
     replica_logs,
+)
+from dockyard_scheduler.drivers.container.resources import (
+    container_notes,
+    container_resources,
+    ignored_gpus_note,
 )
 from dockyard_scheduler.settings import SchedulerSettings
 
@@ -110,6 +115,7 @@ class ContainerDriver:
         await self._connect()
         count = workload.endpoint.replicas.min
         group = ReplicaGroup(workload, [Replica(index) for index in range(count)])
+        group.notes = container_notes(workload, container_resources(workload.endpoint))
         for replica, running in zip(
             group.replicas, await self._claim(workload, count), strict=False
         ):
@@ -306,6 +312,7 @@ class ContainerDriver:
     async def _start(self, group: ReplicaGroup, replica: Replica, image: EngineImage) -> str:
         workload = group.workload
         port = workload.endpoint.listen_port
+        resources = container_resources(workload.endpoint)
         name = f"{self._engine.owner}-{key_hash(workload.key)}-{replica.index}"
         starting = asyncio.ensure_future(
             self._engine.call(
@@ -320,8 +327,14 @@ class ContainerDriver:
                     "PORT": str(port),
                     "HOST": "0.0.0.0",  # noqa: S104 (inside the container's own namespace)
                     "VH_DEFAULT_PREFIX": endpoint_prefix(workload.version, workload.endpoint.name),
+                    VALOHAI_METADATA_ENV: valohai_metadata_json(
+                        workload.version,
+                        workload.endpoint.name,
+                        workload.target.name,
+                        workload.target.public_url,
+                    ),
                 },
-                limits=container_limits(workload.endpoint.resources),
+                limits=resources.limits,
             )
         )
         self._starts.add(starting)
@@ -334,6 +347,10 @@ class ContainerDriver:
             starting.add_done_callback(self._discard_when_started)
             raise
         replica.container_id, replica.host_port = running.id, running.host_port
+        if resources.gpus and not running.device_requests:
+            note = ignored_gpus_note(resources.gpus, self._engine.url)
+            if note not in group.notes:
+                group.notes = (*group.notes, note)
         log.info(
             "container.started",
             key=workload.key,
@@ -414,9 +431,9 @@ class ContainerDriver:
         must not end the supervision."""
         async with group.lock:
             observed = group.observed()
-            if group.reported == observed:
+            if group.reported == (observed, group.notes):
                 return
-            group.reported = observed
+            group.reported = (observed, group.notes)
             group.rolled_out = group.rolled_out or observed[0] is WorkloadState.READY
             await report_until_published(
                 self._report, group.endpoint_state(*observed), group.workload.key

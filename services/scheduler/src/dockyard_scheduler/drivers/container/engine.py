@@ -42,7 +42,6 @@ __all__ = [
     "EngineRefused",
     "EngineUnavailable",
     "Running",
-    "container_limits",
     "key_hash",
 ]
 
@@ -100,30 +99,8 @@ class Running:
     labels: dict[str, str]
     running: bool
     host_port: int | None
-
-
-def container_limits(resources: dict[str, Any]) -> dict[str, Any]:
-    """Engine limits for an endpoint's valohai.yaml ``resources`` (pure, no I/O).
-
-    ``cpu`` (cores) and ``memory`` (megabytes) take their ``max``, else their ``min`` (a
-    container gets no more than its limit); ``devices`` are not passed on.
-    """
-    limits: dict[str, Any] = {}
-    for name, convert in (
-        ("cpu", lambda cores: {"nano_cpus": int(cores * 1e9)}),
-        ("memory", lambda megabytes: {"mem_limit": f"{int(megabytes)}m"}),
-    ):
-        wanted = resources.get(name)
-        value = wanted.get("max", wanted.get("min")) if isinstance(wanted, dict) else wanted
-        if value is None:
-            continue
-        try:
-            amount = float(value)
-        except (TypeError, ValueError):
-            continue
-        if amount > 0:
-            limits.update(convert(amount))
-    return limits
+    device_requests: int = 0
+    """The device requests the engine kept (an engine may drop them without a word)."""
 
 
 def key_hash(key: str) -> str:
@@ -255,7 +232,10 @@ class Engine:
         container_port = container.labels.get(LABEL_PORT, "")
         bindings = (container.ports or {}).get(f"{container_port}/tcp") or []
         port = int(bindings[0]["HostPort"]) if bindings and bindings[0].get("HostPort") else None
-        return Running(container.id, dict(container.labels), container.status == "running", port)
+        kept = ((container.attrs or {}).get("HostConfig") or {}).get("DeviceRequests") or []
+        return Running(
+            container.id, dict(container.labels), container.status == "running", port, len(kept)
+        )
 
     def exit_code(self, container_id: str) -> int | None:
         """The exit code of a stopped container, None while it runs; :class:`ContainerGone`

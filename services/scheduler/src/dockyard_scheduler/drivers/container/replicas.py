@@ -44,7 +44,12 @@ class ReplicaGroup:
     note: str | None = None
     """The latest crash, said while no replica serves."""
     failed_at: float | None = None
-    reported: tuple[WorkloadState, tuple[str, ...], str | None] | None = None
+    notes: tuple[str, ...] = ()
+    """What the target made of the endpoint (its Python, where it listens, what it did not
+    honour): reported with every state."""
+    reported: tuple[tuple[WorkloadState, tuple[str, ...], str | None], tuple[str, ...]] | None = (
+        None
+    )
     rolled_out: bool = False
     """Whether it has been reported ready: then a replica down leaves it ready with fewer."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -74,8 +79,9 @@ class ReplicaGroup:
     def endpoint_state(
         self, state: WorkloadState, upstreams: tuple[str, ...], reason: str | None
     ) -> EndpointState:
-        """The report of ``state`` for this workload."""
-        return self.workload.observed(state, upstreams, reason)
+        """The report of ``state`` for this workload, with the target's notes."""
+        observed = self.workload.observed(state, upstreams, reason)
+        return observed.model_copy(update={"notes": list(self.notes)})
 
 
 async def replica_logs(engine: Engine, group: ReplicaGroup, tail: int) -> list[ReplicaLogs]:
