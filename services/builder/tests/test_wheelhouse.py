@@ -16,7 +16,7 @@ import uv
 from dockyard_builder.build import build_version
 from dockyard_builder.dependencies import DEPS_DIR, unavailable_reason
 from dockyard_builder.settings import BuilderSettings
-from dockyard_common import CodeRef, EndpointSpec, ImageInfo, PermanentError, Version
+from dockyard_common import CodeRef, EndpointSpec, ImageInfo, PermanentError, TargetKind, Version
 from dockyard_common.oci_layout import OciLayout
 from tests.harness.archives import tar_gz
 
@@ -196,3 +196,22 @@ def test_a_uv_projects_locked_dependencies_are_installed_and_uv_run_needs_nothin
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.startswith("six "), ran.stdout
     assert not (project / ".venv").exists(), os.listdir(project)
+
+
+def test_only_what_the_version_s_target_kinds_run_is_built(tmp_path: Path) -> None:
+    # numpy 1.13.3 has wheels for CPython 3.6 and none for this machine's Python: a version
+    # running only on container targets builds (and no wheelhouse is made for it), one
+    # running on a local target cannot.
+    code = tar_gz({"app.py": b"", "requirements.txt": b"numpy==1.13.3\n"})
+    settings = BuilderSettings(data_dir=tmp_path / "data")
+    version = a_version("python:3.6")
+    image = build_version(
+        version, io.BytesIO(code), settings, kinds=frozenset({TargetKind.CONTAINER})
+    )
+    roles = {layer.role for layer in image.layers}
+    assert "dependencies" in roles and not any(r.startswith("wheels:") for r in roles)
+    assert not any("local targets" in note for note in image.notes), image.notes
+    with pytest.raises(
+        PermanentError, match=f"no wheel of numpy ==1.13.3 for Python {HOST_PYTHON}"
+    ):
+        build_version(version, io.BytesIO(code), settings, kinds=frozenset({TargetKind.LOCAL}))

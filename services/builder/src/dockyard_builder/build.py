@@ -39,7 +39,7 @@ from dockyard_builder.registry import RegistryClient, parse_image_name
 from dockyard_builder.requirements import DeclaredRequirements, declared_requirements
 from dockyard_builder.runner import RUNNER_DIR, runner_entries
 from dockyard_builder.settings import BuilderSettings
-from dockyard_common import ImageInfo, InvalidInput, LayerInfo, PermanentError, Version
+from dockyard_common import ImageInfo, InvalidInput, LayerInfo, PermanentError, TargetKind, Version
 from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import MEDIA_TYPE_INDEX, OciLayout, descriptor
 
@@ -75,8 +75,14 @@ def build_version(
     commit: str | None = None,
     registries: RegistrySource | None = None,
     progress: Progress | None = None,
+    kinds: frozenset[TargetKind] | None = None,
 ) -> ImageInfo:
     """Build ``version`` into the settings' image layout and tag it; blocking (use a thread).
+
+    ``kinds`` are the kinds of its targets (None: not known, build for every kind): the
+    host's wheelhouse is built only for local targets and the images' dependency layers
+    only for container and Kubernetes ones, so that requirements one kind cannot meet never
+    fail a version that does not run there.
 
     ``code`` is the tar.gz of the code, or a directory holding it (a git checkout whose
     ``commit`` is recorded). ``files`` maps each endpoint file's source (blob digest or URL)
@@ -124,13 +130,18 @@ def build_version(
         fresh: list[LayerBlob] = [code_layer, runner]
         declared = declared_requirements(code_root, work / "requirements")
         dependencies: dict[str, LayerBlob] = {}
+        for_local = kinds is None or TargetKind.LOCAL in kinds
+        for_images = kinds is None or bool(kinds - {TargetKind.LOCAL})
         if declared is not None:
             requirements = work / "requirements.txt"
             requirements.write_text(declared.text)
             host = settings.host_python_version
-            wheels, downloaded = wheelhouse_layer(requirements, host, settings, cache, work)
-            fresh += [wheels] if downloaded is not None else []
-            for python in sorted({p.version for p in pythons.values()}):
+            downloaded: Path | None = None
+            if for_local:
+                wheels, downloaded = wheelhouse_layer(requirements, host, settings, cache, work)
+                fresh += [wheels] if downloaded is not None else []
+            image_pythons = {p.version for p in pythons.values()} if for_images else set()
+            for python in sorted(image_pythons):
                 layer, is_fresh = dependency_layer(
                     requirements,
                     python,
@@ -142,7 +153,8 @@ def build_version(
                 dependencies[python] = layer
                 built.append(("dependencies", layer))
                 fresh += [layer] if is_fresh else []
-            built.append((wheelhouse_role(host), wheels))
+            if for_local:
+                built.append((wheelhouse_role(host), wheels))
         if not isinstance(code, Path):
             shutil.rmtree(code_root, ignore_errors=True)
         file_layers: dict[tuple[str, str], LayerBlob] = {}
@@ -225,7 +237,9 @@ def build_version(
         bases=bases,
         pythons={endpoint: pythons[base].version for endpoint, base in bases.items()},
         file_sizes=file_sizes,
-        notes=build_notes(bases, pythons, resolved, declared, settings.host_python_version),
+        notes=build_notes(
+            bases, pythons, resolved, declared, settings.host_python_version, for_local, for_images
+        ),
         build_seconds=round(time.perf_counter() - started, 3),
     )
 
@@ -236,9 +250,12 @@ def build_notes(
     resolved: Mapping[str, BaseImage | None],
     declared: DeclaredRequirements | None,
     host_python: str,
+    for_local: bool = True,
+    for_images: bool = True,
 ) -> list[str]:
     """What a user should know of the image: the Python each endpoint's dependencies are
-    for, per target kind, and a base that is only named. Pure."""
+    for, per target kind (of those the version runs on), and a base that is only named.
+    Pure."""
     notes = []
     for base_name in sorted(set(bases.values())):
         endpoints = ", ".join(sorted(e for e, b in bases.items() if b == base_name))
@@ -251,17 +268,24 @@ def build_notes(
                 "dependencies declared"
             )
         else:
+            where = [
+                *([f"{on_image} on container and Kubernetes targets"] if for_images else []),
+                *([f"this machine's Python {host_python} on local targets"] if for_local else []),
+            ]
             notes.append(
                 f"{endpoints}: base image {base_name}; the dependencies of {declared.source} "
-                f"are built for {on_image} on container and Kubernetes targets, and for this "
-                f"machine's Python {host_python} on local targets"
+                f"are built for {', and for '.join(where)}"
             )
     named_only = sorted(name for name, base in resolved.items() if base is None)
     if named_only:
         notes.append(
             f"no registry is configured: the image holds the app layers and names its base "
-            f"{', '.join(named_only)}; local targets run it on this machine's Python "
-            f"{host_python}"
+            f"{', '.join(named_only)}"
+            + (
+                f"; local targets run it on this machine's Python {host_python}"
+                if for_local
+                else ""
+            )
         )
     return notes
 

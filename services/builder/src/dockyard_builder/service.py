@@ -35,14 +35,16 @@ from dockyard_common import (
     EventType,
     ImageInfo,
     PermanentError,
+    Target,
+    TargetKind,
     TransientError,
     Version,
     VersionStatus,
     get_logger,
 )
 from dockyard_common.oci_layout import OciLayout
-from dockyard_common.runtime import EventPublisher, keep_alive, run_consumer
-from dockyard_common.subjects import BLOB_BUCKET, blob_object_name, version_key
+from dockyard_common.runtime import EventPublisher, ResourceStore, keep_alive, run_consumer
+from dockyard_common.subjects import BLOB_BUCKET, TARGETS_BUCKET, blob_object_name, version_key
 from dockyard_common.subscriptions import BUILD_CONSUMER
 
 __all__ = ["Builder"]
@@ -159,7 +161,13 @@ class Builder:
             progress = ProgressReporter(version, self._publish_progress, asyncio.get_running_loop())
             try:
                 return await asyncio.to_thread(
-                    self._build_and_push, version, code, files, commit, progress
+                    self._build_and_push,
+                    version,
+                    code,
+                    files,
+                    commit,
+                    progress,
+                    await self._target_kinds(version),
                 )
             finally:
                 await progress.drain()
@@ -180,6 +188,7 @@ class Builder:
         files: dict[str, Path],
         commit: str | None,
         progress: Progress,
+        kinds: frozenset[TargetKind] | None,
     ) -> ImageInfo:
         """Build into the layout, then push when a registry is configured; blocking."""
         settings = self._settings
@@ -190,7 +199,9 @@ class Builder:
             with self._registry() as client:
                 return push_version(image, version, settings, client, progress)
         if settings.registry_url is None:
-            return build_version(version, code, settings, files, commit, progress=progress)
+            return build_version(
+                version, code, settings, files, commit, progress=progress, kinds=kinds
+            )
         client = self._registry()
         registries = RegistrySource(
             clients={client.host: client},
@@ -199,7 +210,9 @@ class Builder:
             private_prefix=(client.host, settings.registry_repository_prefix),
         )
         try:
-            image = build_version(version, code, settings, files, commit, registries, progress)
+            image = build_version(
+                version, code, settings, files, commit, registries, progress, kinds
+            )
             return push_version(image, version, settings, client, progress)
         finally:
             registries.close()
@@ -216,6 +229,18 @@ class Builder:
             password=password.get_secret_value() if password else None,
             chunk_bytes=settings.registry_chunk_bytes,
         )
+
+    async def _target_kinds(self, version: Version) -> frozenset[TargetKind] | None:
+        """The kinds of the version's targets, from the record; None when one is unknown
+        (then the build serves every kind)."""
+        store = await ResourceStore.open(self._js, TARGETS_BUCKET, Target)
+        kinds = set()
+        for name in version.targets:
+            stored = await store.get(name)
+            if stored is None:
+                return None
+            kinds.add(stored.value.kind)
+        return frozenset(kinds)
 
     def _scratch(self) -> Path:
         self._settings.work_dir.mkdir(parents=True, exist_ok=True)
