@@ -13,7 +13,9 @@ interpreter (never the platform's environment). Inside the namespaces it
    ``readonly`` paths are bound read-only, the ``hide`` paths (the data directory) covered with
    an empty tmpfs, and the replica's own paths (``expose``: its image tree, its version's
    environment, its home) bound back on top;
-4. runs the server's command as its child (same process group: the driver stops both), and
+4. waits for the network when ``egress`` is set (slirp4netns, which the driver starts outside
+   the namespace, gives it a NATed interface that cannot reach this machine's loopback);
+5. runs the server's command as its child (same process group: the driver stops both), and
    forwards each connection of the socket to the declared port, byte for byte, until the
    server exits; then exits as the server did (a code, or the same signal).
 """
@@ -49,6 +51,8 @@ def main(argv: list[str]) -> int:
         os.unlink(path)
     listener.bind(path)
     _mount_views(config["readonly"], config["hide"], config["expose"])
+    if config.get("egress") and not _wait_for_route(5.0):
+        print("dockyard: no network beyond loopback (slirp4netns did not come up)", flush=True)
     server = subprocess.Popen(config["command"], cwd=config["cwd"])  # noqa: S603 - the endpoint's
     signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))
     signal.signal(signal.SIGINT, lambda *_: server.send_signal(signal.SIGINT))
@@ -65,6 +69,17 @@ def main(argv: list[str]) -> int:
             signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     return code
+
+
+def _wait_for_route(timeout_s: float) -> bool:
+    """Whether a default route appears (slirp4netns, started from outside, configured tap0)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with open("/proc/self/net/route") as routes:
+            if any(line.split()[1:2] == ["00000000"] for line in routes.readlines()[1:]):
+                return True
+        time.sleep(0.01)
+    return False
 
 
 def _loopback_up() -> None:
