@@ -50,14 +50,10 @@ import io
 import json
 import os
 import platform
-import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -69,12 +65,11 @@ import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from dockyard_common.runtime.processes import stop_with_parent
 from dockyard_common.subjects import ALIASES_BUCKET, ROUTER_HEARTBEAT_SUBJECT
-from dockyard_platform.servers import free_port
 
 try:
     from bench.api import cpu_seconds, expect, machine_busy_seconds, sigterm_as_exit, summary_ms
+    from bench.common import ROUTER_WORKERS, Platform
 except ModuleNotFoundError:  # run as ``python bench/router.py``: bench/ is on sys.path
     from api import (  # type: ignore[no-redef,import-not-found]
         cpu_seconds,
@@ -83,6 +78,7 @@ except ModuleNotFoundError:  # run as ``python bench/router.py``: bench/ is on s
         sigterm_as_exit,
         summary_ms,
     )
+    from common import ROUTER_WORKERS, Platform  # type: ignore[no-redef,import-not-found]
 
 TARGET_RATIO = 0.5
 TARGET_ADDED_P50_MS = 1.0
@@ -93,13 +89,10 @@ PROJECT = "demo"
 DEPLOYMENT = "web"
 TARGET = "local-eu"
 ALIAS = "production"
-ROUTER_WORKERS = int(os.environ.get("DOCKYARD_ROUTER_WORKERS", "2"))
-"""Router processes the platform runs (the embedded default is 2)."""
 VERSIONS = ("v1", "v2")
 ENDPOINTS = [{"name": "predict", "wsgi": "app:app"}]
 PROJECT_PATH = f"/v1/projects/{OWNER}/{PROJECT}"
 DEPLOYMENT_PATH = f"{PROJECT_PATH}/deployments/{DEPLOYMENT}"
-STARTED_LINE = "Press Ctrl-C to stop."
 CLIENTS = {
     "wrk": "wrk (C, one thread)",
     "aiohttp": "aiohttp (this process, one event loop)",
@@ -135,76 +128,6 @@ def code_archive(version: str) -> bytes:
 
 
 # --- the platform ----------------------------------------------------------------------------
-
-
-@dataclass
-class Platform:
-    """The embedded platform (``python -m dockyard_platform``) as ``make run`` starts it."""
-
-    work_dir: Path
-    process: subprocess.Popen[str] | None = None
-    api_url: str = ""
-    router_url: str = ""
-    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    output: list[str] = field(default_factory=list)
-
-    def start(self, timeout_s: float = 120.0) -> None:
-        """Start the launcher; return once it prints that it is running."""
-        api_port, router_port = free_port(), free_port()
-        self.api_url = f"http://127.0.0.1:{api_port}"
-        self.router_url = f"http://127.0.0.1:{router_port}"
-        env = dict(
-            os.environ,
-            DOCKYARD_API_PORT=str(api_port),
-            DOCKYARD_ROUTER_PORT=str(router_port),
-            DOCKYARD_ADMIN_TOKEN=self.admin_token,
-            DOCKYARD_DATA_DIR=str(self.work_dir / "data"),
-            DOCKYARD_ROUTER_WORKERS=str(ROUTER_WORKERS),
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dockyard_platform"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            # Stopped with this process, however it ends: a killed bench left a whole
-            # platform running. (Start it from the main thread: the signal follows the
-            # thread that started it.)
-            preexec_fn=stop_with_parent,
-        )
-        started = threading.Event()
-
-        def read_output() -> None:
-            assert self.process is not None and self.process.stdout is not None
-            for line in self.process.stdout:
-                self.output.append(line)
-                if line.startswith(STARTED_LINE):
-                    started.set()
-
-        threading.Thread(target=read_output, daemon=True).start()
-        deadline = time.monotonic() + timeout_s
-        while not started.wait(0.2):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the platform did not start within {timeout_s:.0f} s (exit code "
-                    f"{self.process.poll()}); it printed:\n{self.tail()}"
-                )
-
-    def tail(self, chars: int = 3000) -> str:
-        """The end of what the launcher printed."""
-        return "".join(self.output)[-chars:]
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """Ctrl-C, as a person would (SIGKILL if it does not stop); safe to call twice."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 async def wait_ready(api: aiohttp.ClientSession, version: str, timeout_s: float) -> dict[str, Any]:
