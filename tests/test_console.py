@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Dialog, Page
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from tests.harness.archives import tar_gz
 from tests.harness.browser import pixel_spread, sign_in
@@ -119,7 +119,9 @@ async def test_a_deployer_watches_switches_tests_and_rolls_back_in_the_browser(
     asked = accept_dialogs(page)
     await sign_in(page, platform.api_url, token)
 
-    # The overview lists the deployment; its page follows the event feed.
+    # The overview lists the deployment with its health; its page follows the event feed.
+    health = await page.inner_text(f"tr[data-deployment={names.deployment}] .health")
+    assert health.strip() == "1 ready", health
     await page.click(f"a[href='/console/d/{names.owner}/{names.project}/{names.deployment}']")
     await page.wait_for_selector("#live-state:has-text('live')")
     await page.evaluate("window.__notReloaded = true")
@@ -159,6 +161,20 @@ async def test_a_deployer_watches_switches_tests_and_rolls_back_in_the_browser(
     await page.wait_for_selector("#flash:has-text('rolled back: production → v1')")
     assert await page.inner_text("tr[data-alias=production] .alias-target") == "v1"
     await answers(production, "v1")
+
+    # A version's page: its milestones, image and endpoint logs per target and replica.
+    await page.click("tr[data-version=v2] a")
+    assert await page.inner_text("#version-status") == "ready"
+    milestones = await page.locator("table.timings td:first-child").all_inner_texts()
+    assert milestones == ["submitted", "build started", "built", "ready"], milestones
+    assert (await page.inner_text("section:has(h2:text('Image'))")).count("sha256:") >= 2
+    logs = page.locator(".logs").first
+    assert await logs.locator("h3").all_inner_texts() == [
+        "predict on local-eu eu",
+        "predict on local-us us",
+    ]
+    async with page.expect_response(lambda r: "/logs/predict" in r.url and r.ok):
+        await logs.locator("input.follow").check()
     await context.close()
 
 
@@ -184,11 +200,13 @@ async def test_the_traffic_chart_moves_after_a_burst_of_calls(
         for _ in range(40):
             assert (await client.get(url)).status_code == 200
     # The page redraws its charts by itself: no reload.
-    await page.wait_for_function(
-        "parseInt(document.getElementById('total-requests').textContent) >= 40", timeout=20_000
-    )
+    await expect(page.locator(".totals")).to_have_attribute("data-requests", "40", timeout=20_000)
     legend = await page.locator("figure.chart .legend").first.inner_text()
     assert legend.startswith("v1: "), legend
+    # The request rate's line of v1 rose off the axis (y = 140 is zero).
+    points = await page.get_attribute("figure.chart polyline", "points") or ""
+    heights = [float(point.split(",")[1]) for point in points.split()]
+    assert min(heights) < 140, points
     await screenshot(page, tmp_path / "traffic.png")
     await context.close()
 
@@ -245,3 +263,27 @@ async def test_a_viewer_sees_no_action_and_forged_posts_are_refused(
     assert len(history) == 1, history
     for context in (viewer, deployer, anonymous):
         await context.close()
+
+
+async def test_the_platform_admin_drains_and_undrains_a_region_from_the_console(
+    platform: RunningPlatform, browser: Browser
+) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    asked = accept_dialogs(page)
+    await sign_in(page, platform.api_url, platform.admin_token)
+    await page.click("header nav >> text=Regions")
+    row = page.locator("tr[data-region=us]")
+    assert await row.locator("td").nth(2).inner_text() == "serving"
+    # The router's own view, asked server-side with the admin token.
+    regions = await page.locator("#router-regions tbody td:first-child").all_inner_texts()
+    assert "eu" in regions, regions
+    try:
+        await row.locator("button").click()
+        await page.wait_for_selector("#flash:has-text('us: drained')")
+        assert await page.locator("tr[data-region=us] td").nth(2).inner_text() == "drained"
+    finally:
+        await page.locator("tr[data-region=us] button").click()
+        await page.wait_for_selector("#flash:has-text('us: serving')")
+    assert asked == ["Drain region us?", "Undrain region us?"]
+    await context.close()

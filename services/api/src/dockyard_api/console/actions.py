@@ -21,7 +21,7 @@ from dockyard_api.console.reading import DeploymentView, read_deployment
 from dockyard_api.console.rendering import ConsoleRoute, flash, render
 from dockyard_api.console.security import Session, SignedIn, check_csrf
 from dockyard_api.console.tester import (
-    TestCall,
+    SampleCall,
     check_body,
     curl_command,
     parse_headers,
@@ -240,7 +240,7 @@ async def run_test(
     may_view(session.principal, owner, project, deployment)
     view = await read_deployment(context, owner, project, deployment)
     try:
-        call = TestCall(
+        call = SampleCall(
             owner=owner,
             project=project,
             deployment=deployment,

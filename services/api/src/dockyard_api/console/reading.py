@@ -11,7 +11,13 @@ from dockyard_common import Alias, Deployment, Target, Version
 from dockyard_common.platform_facts import Region
 from dockyard_common.subjects import alias_key, deployment_key, version_key
 
-__all__ = ["DeploymentView", "read_deployment", "read_owner", "read_regions"]
+__all__ = [
+    "DeploymentSummary",
+    "DeploymentView",
+    "read_deployment",
+    "read_owner",
+    "read_regions",
+]
 
 SHOWN_VERSIONS = 20
 
@@ -54,18 +60,35 @@ async def read_deployment(
     )
 
 
+@dataclass(frozen=True)
+class DeploymentSummary:
+    """A deployment's line in the overview: its aliases and how many versions are in each
+    status (its health at a glance)."""
+
+    deployment: Deployment
+    aliases: list[Alias]
+    statuses: dict[str, int]
+
+
 async def read_owner(
     context: ApiContext, owner: str
-) -> list[tuple[Project, list[tuple[Deployment, list[Alias]]]]]:
-    """The owner's projects, each with its deployments and their aliases."""
+) -> list[tuple[Project, list[DeploymentSummary]]]:
+    """The owner's projects, each with its deployments, their aliases and versions' health."""
     projects = []
     async for _, stored in context.projects.items(f"{owner}."):
         project = stored.value
         deployments = []
         async for _, deployed in context.deployments.items(deployment_key(owner, project.name, "")):
-            prefix = alias_key(owner, project.name, deployed.value.name, "")
+            name = deployed.value.name
+            prefix = alias_key(owner, project.name, name, "")
             aliases = [s.value async for _, s in context.aliases.items(prefix)]
-            deployments.append((deployed.value, aliases))
+            statuses: dict[str, int] = {}
+            async for _, version in context.versions.items(
+                version_key(owner, project.name, name, "")
+            ):
+                status = version.value.status.value
+                statuses[status] = statuses.get(status, 0) + 1
+            deployments.append(DeploymentSummary(deployed.value, aliases, statuses))
         projects.append((project, deployments))
     return projects
 

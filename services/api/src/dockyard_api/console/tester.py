@@ -18,8 +18,8 @@ from urllib.parse import quote
 import httpx
 
 __all__ = [
-    "TestCall",
-    "TestResult",
+    "SampleCall",
+    "SampleResult",
     "check_body",
     "curl_command",
     "parse_headers",
@@ -34,7 +34,7 @@ _DROPPED = frozenset(
 
 
 @dataclass(frozen=True)
-class TestCall:
+class SampleCall:
     """What the test form asks for."""
 
     owner: str
@@ -60,7 +60,7 @@ class TestCall:
 
 
 @dataclass(frozen=True)
-class TestResult:
+class SampleResult:
     """What came back."""
 
     status: int | None
@@ -94,7 +94,7 @@ def parse_headers(text: str) -> list[tuple[str, str]]:
 _CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 
 
-def check_body(call: TestCall) -> None:
+def check_body(call: SampleCall) -> None:
     """Raise ValueError when a JSON body does not parse."""
     if call.body_kind == "json":
         try:
@@ -103,7 +103,7 @@ def check_body(call: TestCall) -> None:
             raise ValueError(f"the JSON body does not parse: {exc}") from None
 
 
-def _content(call: TestCall) -> tuple[bytes | None, list[tuple[str, str]]]:
+def _content(call: SampleCall) -> tuple[bytes | None, list[tuple[str, str]]]:
     """The body to send and the header naming its type."""
     kind = _CONTENT_TYPES.get(call.body_kind)
     if kind is None:
@@ -111,7 +111,7 @@ def _content(call: TestCall) -> tuple[bytes | None, list[tuple[str, str]]]:
     return call.body.encode(), [("Content-Type", kind)]
 
 
-def curl_command(call: TestCall, router_url: str) -> str:
+def curl_command(call: SampleCall, router_url: str) -> str:
     """The same call as a shell command a user can paste."""
     parts = ["curl", "-i", "-X", call.method]
     _, extra = _content(call)
@@ -123,7 +123,7 @@ def curl_command(call: TestCall, router_url: str) -> str:
     return shlex.join(parts)
 
 
-async def run_test_call(call: TestCall, router_url: str, timeout_s: float = 30.0) -> TestResult:
+async def run_test_call(call: SampleCall, router_url: str, timeout_s: float = 30.0) -> SampleResult:
     """Send the call to the router; a failure to reach it is a result too."""
     content, extra = _content(call)
     started = time.perf_counter()
@@ -140,7 +140,7 @@ async def run_test_call(call: TestCall, router_url: str, timeout_s: float = 30.0
                 if len(body) > MAX_ANSWER_BYTES:
                     break
     except httpx.HTTPError as exc:
-        return TestResult(
+        return SampleResult(
             status=None,
             latency_ms=(time.perf_counter() - started) * 1000,
             headers=[],
@@ -152,7 +152,7 @@ async def run_test_call(call: TestCall, router_url: str, timeout_s: float = 30.0
             error=f"the router did not answer: {type(exc).__name__}: {exc}",
         )
     latency = (time.perf_counter() - started) * 1000
-    return TestResult(
+    return SampleResult(
         status=response.status_code,
         latency_ms=latency,
         headers=list(response.headers.items()),
