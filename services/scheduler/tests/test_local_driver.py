@@ -48,13 +48,13 @@ http.server.HTTPServer((os.environ["HOST"], int(os.environ["PORT"])), Handler).s
 """
 
 
-def tiny_image(layout_dir: Path, command: list[str]) -> tuple[str, str]:
+def tiny_image(layout_dir: Path, command: list[str], server: bytes = SERVER) -> tuple[str, str]:
     """An OCI layout holding one image: ``server.py`` in /app, run by ``command``."""
     layer = io.BytesIO()
     with tarfile.open(fileobj=layer, mode="w") as tar:
         info = tarfile.TarInfo("app/server.py")
-        info.size = len(SERVER)
-        tar.addfile(info, io.BytesIO(SERVER))
+        info.size = len(server)
+        tar.addfile(info, io.BytesIO(server))
     layout = OciLayout(layout_dir)
     layout.ensure()
     layer_bytes = layer.getvalue()
@@ -71,14 +71,22 @@ def tiny_image(layout_dir: Path, command: list[str]) -> tuple[str, str]:
     return f"oci:{layout_dir}:v1", layout.add_blob(manifest)
 
 
-def a_workload(tmp_path: Path, replicas: int, command: list[str] | None = None) -> Workload:
-    reference, manifest = tiny_image(tmp_path / "layout", command or ["python3", "server.py"])
+def a_workload(
+    tmp_path: Path,
+    replicas: int,
+    command: list[str] | None = None,
+    server: bytes = SERVER,
+    name: str = "v1",
+) -> Workload:
+    reference, manifest = tiny_image(
+        tmp_path / "layout", command or ["python3", "server.py"], server
+    )
     digest = "sha256:" + "0" * 64
     version = Version(
         owner="acme",
         project="demo",
         deployment="web",
-        name="v1",
+        name=name,
         code=CodeRef(blob=digest),
         targets=["local-eu"],
         endpoints=[
@@ -143,8 +151,17 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+async def get(http: httpx.AsyncClient, upstream: str) -> httpx.Response:
+    """GET / of a replica as the router reaches it: over TCP, or its Unix socket."""
+    if not upstream.startswith("unix:"):
+        return await http.get(upstream)
+    transport = httpx.AsyncHTTPTransport(uds=upstream.removeprefix("unix:"))
+    async with httpx.AsyncClient(transport=transport, timeout=5.0) as over_socket:
+        return await over_socket.get("http://localhost/")
+
+
 async def pids_behind(http: httpx.AsyncClient, upstreams: list[str]) -> set[int]:
-    return {int((await http.get(url)).text.removeprefix("pid=")) for url in upstreams}
+    return {int((await get(http, url)).text.removeprefix("pid=")) for url in upstreams}
 
 
 def records(settings: SchedulerSettings) -> list[ReplicaRecord]:
@@ -282,20 +299,65 @@ async def test_leftovers_nobody_wants_are_reaped_but_strangers_are_left_alone(
         await stranger.wait()
 
 
-async def test_replicas_on_a_hard_coded_port_fail_with_a_reason_saying_to_use_port(
+async def test_replicas_of_two_versions_on_one_hard_coded_port_serve_side_by_side(
+    tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
+) -> None:
+    # As real projects do: the port is in the command (valohai.yaml's port is 8000).
+    command = ["sh", "-c", "exec python3 server.py"]
+    hard_coded = SERVER.replace(b'os.environ["HOST"], int(os.environ["PORT"])', b'"0.0.0.0", 8000')
+    reports = Reports()
+    driver = LocalDriver(settings, reports)
+    first = a_workload(tmp_path, replicas=2, command=command, server=hard_coded)
+    second = a_workload(tmp_path / "v2", replicas=2, command=command, server=hard_coded, name="v2")
+    try:
+        await driver.ensure(first)
+        await driver.ensure(second)
+        ready = [
+            await reports.wait_for(
+                w.key, lambda s, v=w.version.name: s.version == v and ready_with(2)(s)
+            )
+            for w in (first, second)
+        ]
+        pids = [await pids_behind(http, state.upstreams) for state in ready]
+    finally:
+        await driver.close()
+    assert all(len(p) == 2 for p in pids) and not pids[0] & pids[1], pids
+    assert all(u.startswith("unix:") for state in ready for u in state.upstreams)
+    assert any("listens on port 8000" in note for note in ready[0].notes), ready[0].notes
+
+
+async def test_a_replica_listening_on_another_port_fails_naming_the_ports_it_listens_on(
+    tmp_path: Path, settings: SchedulerSettings
+) -> None:
+    command = ["python3", "-m", "http.server", "8123"]
+    reports = Reports()
+    driver = LocalDriver(settings.model_copy(update={"readiness_timeout_s": 3.0}), reports)
+    try:
+        await driver.ensure(a_workload(tmp_path, replicas=1, command=command))
+        failed = await reports.wait_for("failure", lambda s: s.state is WorkloadState.FAILED)
+    finally:
+        await driver.close()
+    assert failed.reason is not None
+    assert "not listening on its declared port 8000" in failed.reason, failed.reason
+    assert "it listens on 8123 instead" in failed.reason, failed.reason
+    assert "-15" not in failed.reason and "SIGTERM" not in failed.reason
+
+
+async def test_without_namespaces_a_hard_coded_port_fails_with_a_reason_saying_to_use_port(
     tmp_path: Path, settings: SchedulerSettings
 ) -> None:
     port = 20000 + os.getpid() % 20000
     command = ["sh", "-c", f"exec python3 -m http.server {port} --bind $HOST"]
     reports = Reports()
-    driver = LocalDriver(settings, reports)
+    driver = LocalDriver(settings.model_copy(update={"local_namespaces": False}), reports)
     try:
         await driver.ensure(a_workload(tmp_path, replicas=2, command=command))
         failed = await reports.wait_for("failure", lambda s: s.state is WorkloadState.FAILED)
     finally:
         await driver.close()
     assert failed.reason is not None
-    assert "$PORT" in failed.reason and "container target" in failed.reason
+    assert "$PORT" in failed.reason, failed.reason
+    assert any("namespaces are unavailable" in note for note in failed.notes), failed.notes
 
 
 async def test_a_replica_that_keeps_exiting_is_reported_crash_looping(
@@ -329,7 +391,8 @@ async def test_a_target_address_this_machine_lacks_fails_naming_the_address(
     # 192.0.2.0/24 is for documentation: no interface here has it.
     elsewhere = workload.target.model_copy(update={"address": "192.0.2.7"})
     workload = Workload(workload.version, workload.endpoint, elsewhere, workload.manifest_digest)
-    driver = LocalDriver(settings, Reports())
+    # Replicas use their target's address only where they have no namespaces of their own.
+    driver = LocalDriver(settings.model_copy(update={"local_namespaces": False}), Reports())
 
     with pytest.raises(PermanentError, match=r"cannot listen on 192\.0\.2\.7"):
         await driver.ensure(workload)

@@ -388,7 +388,10 @@ class EndpointState(_Snapshot):
     target: TargetName
     region: TargetName
     state: WorkloadState
-    upstreams: list[str] = Field(default_factory=list, description="http://host:port of replicas")
+    upstreams: list[str] = Field(
+        default_factory=list,
+        description="Where the replicas answer: http://host:port, or unix:/path of a Unix socket.",
+    )
     reason: str | None = None
     notes: list[str] = Field(
         default_factory=list,

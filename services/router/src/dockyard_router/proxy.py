@@ -33,7 +33,7 @@ from dockyard_router.paths import client_draw
 from dockyard_router.problems import problem_response
 from dockyard_router.settings import RouterSettings
 from dockyard_router.tables import Resolution, RouteTable
-from dockyard_router.upstreams import UpstreamPools, UpstreamUnavailable
+from dockyard_router.upstreams import UNIX_SCHEME, UpstreamPools, UpstreamUnavailable
 
 __all__ = ["HOP_BY_HOP", "INTERNAL_PREFIXES", "Proxy", "host_header", "request_target"]
 
@@ -80,7 +80,10 @@ def request_target(rest: str, query: bytes) -> bytes:
 
 
 def host_header(upstream: str) -> bytes:
-    """The Host sent upstream: the upstream URL's authority, from the route table only."""
+    """The Host sent upstream: the upstream URL's authority, from the route table only
+    (``localhost`` for a Unix socket)."""
+    if upstream.startswith(UNIX_SCHEME):
+        return b"localhost"
     return upstream.partition("//")[2].partition("/")[0].encode()
 
 

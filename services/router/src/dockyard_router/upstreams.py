@@ -1,5 +1,8 @@
 """Keep-alive HTTP/1.1 connections to upstreams, bounded per upstream, with passive health.
 
+An upstream is ``http://host:port``, or ``unix:/path`` for a replica reached through a Unix
+socket (a local target's replica in a network namespace of its own).
+
 A connection carries one request at a time. The proxy writes the request head and body
 to it and receives the response through a :class:`ResponseSink`, chunk by chunk as it
 arrives (httptools parses; nothing is buffered whole). An upstream that refused a
@@ -17,7 +20,16 @@ from typing import Protocol, cast
 
 import httptools
 
-__all__ = ["ResponseSink", "UpstreamConnection", "UpstreamPools", "UpstreamUnavailable"]
+__all__ = [
+    "UNIX_SCHEME",
+    "ResponseSink",
+    "UpstreamConnection",
+    "UpstreamPools",
+    "UpstreamUnavailable",
+]
+
+UNIX_SCHEME = "unix:"
+"""The prefix of an upstream reached through a Unix socket: ``unix:/run/replica.sock``."""
 
 
 class UpstreamUnavailable(Exception):
@@ -179,10 +191,10 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class _Pool:
-    """The connections to one upstream (``host:port``)."""
+    """The connections to one upstream (``host:port``, or a Unix socket's ``path``)."""
 
-    def __init__(self, host: str, port: int, limit: int) -> None:
-        self.host, self.port, self.limit = host, port, limit
+    def __init__(self, host: str, port: int, limit: int, path: str | None = None) -> None:
+        self.host, self.port, self.limit, self.path = host, port, limit, path
         self.idle: deque[UpstreamConnection] = deque()
         self.open = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
@@ -219,6 +231,10 @@ class UpstreamPools:
     def _pool(self, upstream: str) -> _Pool:
         pool = self._pools.get(upstream)
         if pool is None:
+            if upstream.startswith(UNIX_SCHEME):
+                path = upstream.removeprefix(UNIX_SCHEME)
+                pool = self._pools[upstream] = _Pool("localhost", 0, self._limit, path)
+                return pool
             host, _, port = upstream.partition("//")[2].rstrip("/").rpartition(":")
             pool = self._pools[upstream] = _Pool(host.strip("[]"), int(port or 80), self._limit)
         return pool
@@ -255,9 +271,14 @@ class UpstreamPools:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout_s):
-                _, protocol = await loop.create_connection(
-                    lambda: UpstreamConnection(pool), pool.host, pool.port
-                )
+                if pool.path is not None:
+                    _, protocol = await loop.create_unix_connection(
+                        lambda: UpstreamConnection(pool), pool.path
+                    )
+                else:
+                    _, protocol = await loop.create_connection(
+                        lambda: UpstreamConnection(pool), pool.host, pool.port
+                    )
         except BaseException as exc:  # cancelled too (the client left): the slot is free again
             pool.open -= 1
             pool._wake()

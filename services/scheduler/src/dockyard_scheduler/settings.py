@@ -23,6 +23,9 @@ class SchedulerSettings(CommonSettings):
     retry_failed_after_s: float = 30.0
     """A replica that failed to become ready is tried again after this long."""
     keep_replicas_on_exit: bool = False
+    local_namespaces: bool = True
+    """Run each local replica in user, network and mount namespaces of its own, where the
+    machine allows it (else, or when False, replicas listen on ``$PORT``)."""
     """Leave replicas serving when the scheduler stops; the next scheduler adopts them."""
 
     full_pass_every_s: float = 30.0

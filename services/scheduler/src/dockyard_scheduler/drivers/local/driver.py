@@ -1,11 +1,14 @@
-"""The local target driver: each replica a supervised process on the target's loopback address.
+"""The local target driver: each replica a supervised process in namespaces of its own.
 
-Each local target stands for a region and binds its endpoints to its own address
-(``127.0.1.1``, ``127.0.2.1``, ...). Images run on this machine's Python: the image's file tree
-is unpacked once per manifest digest, the command runs with the tree's code root as working
-directory. An endpoint runs ``replicas.min`` replicas per target, each on its own port (no
-autoscaler runs locally). A replica that never opens its port fails with its last log lines;
-one that exits is restarted with backoff, and reported crash-looping when that repeats.
+Images run on this machine's Python: the image's file tree is unpacked once per manifest
+digest and the command runs with the tree's code root as working directory, in the version's
+own virtual environment (:mod:`.environments`). Each replica has network and mount namespaces
+of its own (:mod:`.isolation`): it listens on its declared port, and the router reaches it
+through a Unix socket. Where namespaces are unavailable, each local target binds its replicas
+to its own address (``127.0.1.1``, ``127.0.2.1``, ...) on ``$PORT``. An endpoint runs
+``replicas.min`` replicas per target. A replica that never listens fails with the ports it
+does listen on and its last log lines; one that exits is restarted with backoff, and reported
+crash-looping when that repeats.
 
 Replicas outlive the scheduler process: a restarted scheduler adopts those whose workload is
 still wanted (same manifest digest) and reaps the rest after its first full pass. SIGTERM
@@ -16,21 +19,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
+import hashlib
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockyard_common import DockyardError, EndpointState, PermanentError, WorkloadState, get_logger
+from dockyard_common import DockyardError, PermanentError, WorkloadState, get_logger
 from dockyard_common.logs import ReplicaLogs
 from dockyard_common.runtime.processes import free_port
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Reporter, report_until_published
+from dockyard_scheduler.drivers.local.environments import (
+    ensure_environment,
+    interpreter,
+    uv_binary,
+)
 from dockyard_scheduler.drivers.local.images import UnpackedImage, unpack_image
+from dockyard_scheduler.drivers.local.isolation import (
+    launcher_command,
+    namespaces_unavailable,
+    socket_directory,
+)
+from dockyard_scheduler.drivers.local.notes import local_notes
 from dockyard_scheduler.drivers.local.replicas import (
     Replica,
     ReplicaRecord,
+    Sandbox,
     kill_group,
+    listening_ports,
     load_records,
     process_environment,
     tail_lines,
@@ -74,6 +91,15 @@ class LocalDriver:
         self._shims = settings.runtime_dir / "shims"
         self._records = settings.runtime_dir / "replicas"
         self._logs = settings.runtime_dir / "logs"
+        self._envs = settings.runtime_dir / "envs"
+        self._homes = settings.runtime_dir / "homes"
+        self._env_locks: dict[Path, asyncio.Lock] = {}
+        self._no_namespaces = (
+            namespaces_unavailable() if settings.local_namespaces else "turned off by a setting"
+        )
+        self._sockets = socket_directory(settings.runtime_dir)
+        if self._no_namespaces:
+            log.warning("replicas.namespaces.unavailable", why=self._no_namespaces)
         images = (settings.runtime_dir / "images").resolve()
         # What an earlier scheduler left running: adopted by ensure(), else reaped.
         self._leftovers: dict[tuple[str, int], ReplicaRecord] = {}
@@ -118,10 +144,15 @@ class LocalDriver:
                 if record.alive():
                     kill_group(record.pid)  # wanted no more: another image under this key
                 record = None
+            isolated = self._no_namespaces is None
+            port = workload.endpoint.listen_port if isolated else None
             replica = Replica(
                 workload=workload,
                 index=index,
-                port=record.port if record else _free_port(workload.target.address or "127.0.0.1"),
+                port=record.port
+                if record
+                else port or _free_port(workload.target.address or "127.0.0.1"),
+                socket=self._sockets / _socket_name(workload.key, index) if isolated else None,
                 log_path=self._logs / _file_name(workload.key, index, "log"),
                 record_path=self._records / _file_name(workload.key, index, "json"),
                 pid=record.pid if record else None,
@@ -207,30 +238,55 @@ class LocalDriver:
                 running.workload.manifest_digest,
                 self._settings.runtime_dir / "images",
             )
+            environment = await self._environment(running.workload)
         except DockyardError as exc:
-            log.warning("replica.unpack.failed", key=running.workload.key, error=str(exc))
+            log.warning("replica.prepare.failed", key=running.workload.key, error=str(exc))
             for replica in running.replicas:
-                replica.state, replica.reason = WorkloadState.FAILED, "could not unpack the image"
+                replica.state, replica.reason = WorkloadState.FAILED, str(exc)
             running.failed_at = time.monotonic()
-            await self._update(running, f"could not unpack the image: {exc}")
+            await self._update(running, str(exc))
             return
         async with asyncio.TaskGroup() as tasks:
             for replica, was_adopted in zip(running.replicas, adopted, strict=True):
-                tasks.create_task(self._supervise(running, replica, image, was_adopted))
+                sandbox = Sandbox(
+                    environment=environment,
+                    home=self._homes / _file_name(running.workload.key, replica.index, "home"),
+                    shims=self._shims,
+                    socket=replica.socket,
+                )
+                tasks.create_task(self._supervise(running, replica, image, sandbox, was_adopted))
+
+    async def _environment(self, workload: Workload) -> Path:
+        """The version's own environment, made once (replicas on two targets share it)."""
+        image = workload.version.image
+        if image is None:  # desired_workloads gives built versions only
+            raise PermanentError("the version has no image yet")
+        directory = self._envs / workload.manifest_digest.removeprefix("sha256:")
+        async with self._env_locks.setdefault(directory, asyncio.Lock()):
+            return await asyncio.to_thread(
+                ensure_environment, image, workload.manifest_digest, self._envs
+            )
 
     async def _supervise(
-        self, running: _Running, replica: Replica, image: UnpackedImage, adopted: bool
+        self,
+        running: _Running,
+        replica: Replica,
+        image: UnpackedImage,
+        sandbox: Sandbox,
+        adopted: bool,
     ) -> None:
         delays = self._settings.restart_backoff_s
         key = running.workload.key
         while True:
             if not adopted:
-                await self._start(replica, image)
+                await self._start(replica, image, sandbox)
             adopted = False
             if not await replica.wait_ready(self._settings.readiness_timeout_s):
+                # Why, before our own stop signal becomes the process's exit.
+                reason = await self._not_ready(replica)
                 await replica.kill(self._settings.stop_grace_s)
                 running.failed_at = time.monotonic()
-                await self._set(running, replica, WorkloadState.FAILED, self._not_ready(replica))
+                await self._set(running, replica, WorkloadState.FAILED, reason)
                 return
             replica.up_since = time.monotonic()
             await self._set(running, replica, WorkloadState.READY, None)
@@ -253,15 +309,31 @@ class LocalDriver:
                 f"{replica.last_log_lines()}",
             )
             await asyncio.sleep(delay)
-            replica.port = free_port(replica.host)
+            if replica.socket is None:
+                replica.port = free_port(replica.host)
 
-    async def _start(self, replica: Replica, image: UnpackedImage) -> None:
+    async def _start(self, replica: Replica, image: UnpackedImage, sandbox: Sandbox) -> None:
         self._ensure_shims()
         command = [str(part) for part in image.config.get("Cmd", [])]
         workdir = image.root / str(image.config.get("WorkingDir", "/")).lstrip("/")
-        env = process_environment(
-            replica.workload, image, host=replica.host, port=replica.port, shims=self._shims
-        )
+        host = replica.host if sandbox.socket is None else "0.0.0.0"  # noqa: S104  # its own
+        env = process_environment(replica.workload, image, sandbox, host=host, port=replica.port)
+        (sandbox.home / "tmp").mkdir(parents=True, exist_ok=True)
+        if sandbox.socket is not None:
+            sandbox.socket.parent.mkdir(parents=True, exist_ok=True)
+            command = launcher_command(
+                command,
+                socket=sandbox.socket,
+                port=replica.port,
+                cwd=workdir,
+                hide=[self._settings.data_dir],
+                expose=[
+                    (image.root, True),
+                    (sandbox.environment, True),
+                    (sandbox.home, True),
+                    (sandbox.shims, False),
+                ],
+            )
         replica.log_path.parent.mkdir(parents=True, exist_ok=True)
         with replica.log_path.open("ab") as log_file:
             # Its own session, and no parent-death signal: the replica outlives a scheduler
@@ -285,20 +357,40 @@ class LocalDriver:
             upstream=replica.upstream,
         )
 
-    def _not_ready(self, replica: Replica) -> str:
+    async def _not_ready(self, replica: Replica) -> str:
+        """Why a replica is not ready: how it exited, or which ports it listens on instead."""
         tail = replica.last_log_lines()
-        if "address already in use" in tail.lower():
+        port = replica.port
+        if replica.process is not None and replica.process.returncode is None:
+            with contextlib.suppress(TimeoutError):  # it may be exiting right now
+                async with asyncio.timeout(0.2):
+                    await replica.process.wait()
+        if replica.socket is None and "address already in use" in tail.lower():
             return (
-                "the server's port is already in use: on a local target every replica must "
-                "listen on $PORT (or use a container target for hard-coded ports). Last lines:\n"
-                + tail
+                "the server's port is already in use: without network namespaces every "
+                "replica must listen on $PORT. Last lines:\n" + tail
             )
         code = replica.process.returncode if replica.process is not None else None
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            memory = " (out of memory?)" if -code == signal.SIGKILL else ""
+            return f"killed by {name}{memory} before listening on port {port}. Last lines:\n{tail}"
         if code is not None:
-            return f"exited with code {code} before opening its port. Last lines:\n{tail}"
+            return f"exited with code {code} before listening on port {port}. Last lines:\n{tail}"
+        if replica.socket is None:
+            return (
+                f"never opened port {port} on {replica.host} within "
+                f"{self._settings.readiness_timeout_s:g} s; listen on $PORT. Last lines:\n{tail}"
+            )
+        ports = listening_ports(replica.pid) if replica.pid is not None else []
+        elsewhere = (
+            f"it listens on {', '.join(map(str, ports))} instead (set the endpoint's port)"
+            if ports
+            else "it listens on no TCP port"
+        )
         return (
-            f"never opened port {replica.port} on {replica.host} within "
-            f"{self._settings.readiness_timeout_s:g} s; listen on $PORT. Last lines:\n{tail}"
+            f"running, but not listening on its declared port {port} after "
+            f"{self._settings.readiness_timeout_s:g} s: {elsewhere}. Last lines:\n{tail}"
         )
 
     async def _set(
@@ -320,20 +412,24 @@ class LocalDriver:
             if summary == running.reported:
                 return
             running.was_ready = running.was_ready or summary.state is WorkloadState.READY
+            state = running.workload.observed(summary.state, summary.upstreams, summary.reason)
+            notes = local_notes(running.workload, self._no_namespaces)
             await report_until_published(
-                self._report, _endpoint_state(running.workload, summary), running.workload.key
+                self._report, state.model_copy(update={"notes": notes}), running.workload.key
             )
             running.reported = summary
 
     def _ensure_shims(self) -> None:
-        # ``python`` in an image command means this machine's interpreter (same minor version
-        # as the image's base), not the platform's virtual environment.
+        # After the version's environment on PATH: uv, as python images with uv have it.
         self._shims.mkdir(parents=True, exist_ok=True)
-        base = getattr(sys, "_base_executable", sys.executable)
-        for name in ("python", "python3"):
+        for name, target in (
+            ("python", interpreter()),
+            ("python3", interpreter()),
+            ("uv", uv_binary()),
+        ):
             link = self._shims / name
             if not link.exists():
-                link.symlink_to(base)
+                link.symlink_to(target)
 
 
 def _free_port(host: str) -> int:
@@ -349,6 +445,11 @@ def _file_name(key: str, index: int, suffix: str) -> str:
     return f"{key.replace('/', '_')}.{index}.{suffix}"
 
 
+def _socket_name(key: str, index: int) -> str:
+    """Short: a socket's whole path has 107 bytes at most."""
+    return f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.{index}.sock"
+
+
 def _ours(record: ReplicaRecord, images: Path) -> bool:
     """Whether a recorded process is alive and works inside our unpacked images."""
     if not record.alive():
@@ -356,7 +457,3 @@ def _ours(record: ReplicaRecord, images: Path) -> bool:
     with contextlib.suppress(OSError):
         return Path(f"/proc/{record.pid}/cwd").readlink().resolve().is_relative_to(images)
     return False
-
-
-def _endpoint_state(workload: Workload, summary: EndpointSummary) -> EndpointState:
-    return workload.observed(summary.state, summary.upstreams, summary.reason)

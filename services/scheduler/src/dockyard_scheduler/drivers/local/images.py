@@ -17,7 +17,7 @@ from dockyard_common.archives import ArchiveLimits, extract_archive
 from dockyard_common.oci_layout import BlobNotFound, OciLayout
 from dockyard_scheduler.drivers.layouts import layout_of
 
-__all__ = ["UnpackedImage", "unpack_image"]
+__all__ = ["UnpackedImage", "extract_layer", "unpack_image"]
 
 _LAYER_LIMITS = ArchiveLimits(max_members=1_000_000, max_bytes=64 * 1024**3)
 
@@ -30,7 +30,7 @@ class UnpackedImage:
     config: dict[str, Any]
 
 
-def _extract_layer(blob: Path, media_type: str, dest: Path) -> None:
+def extract_layer(blob: Path, media_type: str, dest: Path) -> None:
     # Layers are the builder's own, but never trusted: the same checks as user archives.
     with blob.open("rb") as raw:
         if media_type.endswith("+zstd"):
@@ -80,7 +80,7 @@ def _unpack(
         for layer in manifest["layers"]:
             if layer["digest"] in base_layers:
                 continue
-            _extract_layer(layout.blob_path(layer["digest"]), layer["mediaType"], scratch)
+            extract_layer(layout.blob_path(layer["digest"]), layer["mediaType"], scratch)
         with contextlib.suppress(FileExistsError, OSError):
             os.rename(scratch, root)
     finally:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ from dockyard_scheduler.drivers.local.images import UnpackedImage
 __all__ = [
     "Replica",
     "ReplicaRecord",
+    "Sandbox",
     "kill_group",
+    "listening_ports",
     "load_records",
     "process_environment",
     "tail_lines",
@@ -34,13 +37,31 @@ __all__ = [
 _TAIL_CHUNK = 64 * 1024
 
 
+_IMAGE_DEPS = "/dockyard/deps"
+"""The image's dependency layer (container targets): a local replica has its version's
+environment instead, so this ``PYTHONPATH`` entry is left out."""
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Where one replica lives on this machine: its version's environment, its own home."""
+
+    environment: Path
+    home: Path
+    shims: Path
+    socket: Path | None
+    """The Unix socket the router reaches it through; None without network namespaces
+    (the replica then listens on ``$PORT`` of the target's address)."""
+
+
 def process_environment(
-    workload: Workload, image: UnpackedImage, *, host: str, port: int, shims: Path
+    workload: Workload, image: UnpackedImage, sandbox: Sandbox, *, host: str, port: int
 ) -> dict[str, str]:
     """The environment of a replica: the image's Env mapped onto this machine.
 
-    ``PYTHONPATH`` entries are image paths, so they move under the unpacked tree; ``PATH``
-    starts with a directory whose ``python`` is this machine's interpreter.
+    ``PYTHONPATH`` entries are image paths, so they move under the unpacked tree. ``PATH``
+    starts with the version's environment, then ``uv``, then the system's directories; the
+    platform's own environment is on no path a replica sees.
     """
     env: dict[str, str] = {}
     for item in image.config.get("Env", []):
@@ -48,18 +69,55 @@ def process_environment(
         env[key] = value
     if "PYTHONPATH" in env:
         env["PYTHONPATH"] = os.pathsep.join(
-            str(image.root / entry.lstrip("/")) for entry in env["PYTHONPATH"].split(":") if entry
+            str(image.root / entry.lstrip("/"))
+            for entry in env["PYTHONPATH"].split(":")
+            if entry and entry.rstrip("/") != _IMAGE_DEPS
         )
     prefix = endpoint_prefix(workload.version, workload.endpoint.name)
+    tmp = sandbox.home / "tmp"
     env.update(
-        PATH=f"{shims}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-        HOME=str(image.root),
+        PATH=os.pathsep.join(
+            [str(sandbox.environment / "bin"), str(sandbox.shims), *_system_path()]
+        ),
+        VIRTUAL_ENV=str(sandbox.environment),
+        # `uv run` uses the version's environment as it is: installed at build time, offline.
+        UV_PROJECT_ENVIRONMENT=str(sandbox.environment),
+        UV_NO_SYNC="1",
+        UV_PYTHON_DOWNLOADS="never",
+        UV_CACHE_DIR=str(sandbox.home / ".cache" / "uv"),
+        HOME=str(sandbox.home),
+        TMPDIR=str(tmp),
         HOST=host,
         PORT=str(port),
         VH_DEFAULT_PREFIX=prefix,
         LANG=os.environ.get("LANG", "C.UTF-8"),
     )
     return env
+
+
+def _system_path() -> list[str]:
+    """The scheduler's PATH without the platform's own environment (``uv run`` puts it first)."""
+    ours = Path(sys.prefix).resolve()
+    kept = []
+    for entry in os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin").split(os.pathsep):
+        if entry and not Path(entry).resolve().is_relative_to(ours):
+            kept.append(entry)
+    return kept
+
+
+def listening_ports(pid: int) -> list[int]:
+    """The TCP ports listened on in ``pid``'s network namespace (``/proc/<pid>/net/tcp*``)."""
+    ports: set[int] = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
+                ports.add(int(fields[1].rpartition(":")[2], 16))
+    return sorted(ports)
 
 
 class ReplicaRecord(BaseModel):
@@ -71,6 +129,7 @@ class ReplicaRecord(BaseModel):
     index: int
     manifest_digest: str
     port: int
+    socket: str | None = None
     pid: int
     started: int
     """The process's start time in clock ticks since boot: a reused pid has another."""
@@ -161,6 +220,8 @@ class Replica:
     port: int
     log_path: Path
     record_path: Path
+    socket: Path | None = None
+    """The Unix socket of a replica in a network namespace of its own (None: ``$PORT``)."""
     process: asyncio.subprocess.Process | None = None
     pid: int | None = None
     """The process group leader: our child, or a process adopted from an earlier scheduler."""
@@ -179,6 +240,8 @@ class Replica:
     @property
     def upstream(self) -> str:
         """Where the router sends requests for this replica."""
+        if self.socket is not None:
+            return f"unix:{self.socket}"
         return f"http://{self.host}:{self.port}"
 
     def last_log_lines(self, count: int = 20) -> str:
@@ -206,6 +269,7 @@ class Replica:
             index=self.index,
             manifest_digest=self.workload.manifest_digest,
             port=self.port,
+            socket=str(self.socket) if self.socket else None,
             pid=self.pid,
             started=started,
         )
@@ -244,7 +308,11 @@ class Replica:
                 # Not wait_for: on 3.11 it can swallow a cancellation when the connection
                 # attempt fails at the same moment, and supervision would outlive remove().
                 async with asyncio.timeout(0.5):
-                    _, writer = await asyncio.open_connection(self.host, self.port)
+                    if self.socket is not None:
+                        # The launcher listens on it once the server accepts on its port.
+                        _, writer = await asyncio.open_unix_connection(self.socket)
+                    else:
+                        _, writer = await asyncio.open_connection(self.host, self.port)
             except (OSError, TimeoutError):
                 await asyncio.sleep(0.05)
                 continue

@@ -1,0 +1,40 @@
+"""What a local target makes of an endpoint's definition, as notes for its endpoint state.
+
+Every field a local target does not honour gets a note: nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+from dockyard_scheduler.desired import Workload
+from dockyard_scheduler.drivers.local.environments import HOST_PYTHON
+
+__all__ = ["local_notes"]
+
+
+def local_notes(workload: Workload, no_namespaces: str | None) -> list[str]:
+    """The notes of ``workload`` on a local target (``no_namespaces``: why there are none)."""
+    spec = workload.endpoint
+    notes = [f"runs on this machine's Python {HOST_PYTHON}, in the version's own environment"]
+    if no_namespaces is None:
+        notes.append(
+            f"each replica has network namespaces of its own and listens on port "
+            f"{spec.listen_port}; it reaches no network beyond its own loopback"
+        )
+    else:
+        notes.append(
+            f"network namespaces are unavailable here ({no_namespaces}): each replica must "
+            "listen on $PORT, a hard-coded port fails"
+        )
+    notes += [
+        f"resources.{name} is not honoured on a local target" for name in sorted(spec.resources)
+    ]
+    if spec.node_selector:
+        notes.append(
+            f"node-selector {spec.node_selector!r} is not honoured: a local target is one machine"
+        )
+    if spec.tolerations:
+        notes.append(
+            f"tolerations ({len(spec.tolerations)}) are not honoured: a local target has no "
+            "node taints"
+        )
+    return notes

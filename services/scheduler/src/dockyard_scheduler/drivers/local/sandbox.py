@@ -1,0 +1,226 @@
+"""A local replica's launcher, run inside the replica's own user, network and mount namespaces.
+
+The local driver starts ``unshare --user --map-root-user --net --mount -- python -I
+sandbox.py <config>``: this file is a script, standard library only, run by the target's
+interpreter (never the platform's environment). Inside the namespaces it
+
+1. brings the loopback interface up, so the server listens on its declared port (8000, or
+   whatever its command hard-codes) on 0.0.0.0 or 127.0.0.1 without meeting any other replica;
+2. binds the replica's Unix socket (a path outside: sockets ignore network namespaces), but
+   listens on it only once the server accepts on the declared port, so that a connection to
+   the socket is the readiness check, on the declared port;
+3. makes the platform's install and every other version read-only or invisible: the
+   ``readonly`` paths are bound read-only, the ``hide`` paths (the data directory) covered with
+   an empty tmpfs, and the replica's own paths (``expose``: its image tree, its version's
+   environment, its home) bound back on top;
+4. runs the server's command as its child (same process group: the driver stops both), and
+   forwards each connection of the socket to the declared port, byte for byte, until the
+   server exits; then exits as the server did (a code, or the same signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import fcntl
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
+_MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME, _MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(argv[1])
+    _loopback_up()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = config["socket"]
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener.bind(path)
+    _mount_views(config["readonly"], config["hide"], config["expose"])
+    server = subprocess.Popen(config["command"], cwd=config["cwd"])  # noqa: S603 - the endpoint's
+    signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))
+    signal.signal(signal.SIGINT, lambda *_: server.send_signal(signal.SIGINT))
+    port = int(config["port"])
+    if _wait_listening(server, port):
+        listener.listen(1024)
+        listener.setblocking(False)
+        asyncio.run(_forward(listener, port, server))
+    code = server.wait()
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    if code < 0:  # killed by a signal: die of the same one, so the driver reads it
+        if -code != signal.SIGKILL:
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    return code
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(probe, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(probe, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    mount = libc.mount
+    mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
+    mount.restype = ctypes.c_int
+
+    def encode(text: str | None) -> bytes | None:
+        return text.encode() if text is not None else None
+
+    if mount(encode(source), encode(target), encode(fstype), flags, encode(data)) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"mount {source} on {target}: {os.strerror(error)}")
+
+
+def _locked_flags(path: str) -> int:
+    """The flags a remount inside a user namespace must keep (the kernel locks them)."""
+    have = os.statvfs(path).f_flag
+    flags = 0
+    for st, ms in (
+        (os.ST_NOSUID, _MS_NOSUID),
+        (os.ST_NODEV, _MS_NODEV),
+        (os.ST_NOEXEC, _MS_NOEXEC),
+    ):
+        flags |= ms if have & st else 0
+    if have & os.ST_NOATIME:
+        flags |= _MS_NOATIME
+    elif have & os.ST_RELATIME:
+        flags |= _MS_RELATIME
+    else:
+        flags |= _MS_STRICTATIME
+    return flags | (_MS_NODIRATIME if have & os.ST_NODIRATIME else 0)
+
+
+def _read_only(path: str) -> None:
+    _mount(path, path, None, _MS_BIND | _MS_REC)
+    _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _locked_flags(path))
+
+
+def _mount_views(readonly: list[str], hide: list[str], expose: list[list[object]]) -> None:
+    # Opened before anything is covered: the exposed trees are bound back from these.
+    kept = [(str(p), bool(w), os.open(str(p), os.O_PATH | os.O_DIRECTORY)) for p, w in expose]
+    for path in readonly:
+        if os.path.isdir(path):
+            _read_only(path)
+    for path in hide:
+        _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755,size=1m")
+    for path, writable, fd in kept:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
+        if not writable:
+            _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _locked_flags(path))
+        os.close(fd)
+
+
+def _wait_listening(server: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether the server accepts on ``port`` (IPv4 or IPv6 loopback) before it exits."""
+    while server.poll() is None:
+        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                if probe.connect_ex((host, port)) == 0:
+                    return True
+        time.sleep(0.02)
+    return False
+
+
+class _Side(asyncio.Protocol):
+    """One end of a forwarded connection; what it receives its peer sends on."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side | None = None
+        self.early: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def link(self, peer: _Side) -> None:
+        self.peer, peer.peer = peer, self
+        for side in (self, peer):
+            for data in side.early:
+                side.peer.transport.write(data)  # type: ignore[union-attr]
+            side.early = []
+
+    def data_received(self, data: bytes) -> None:
+        if self.peer is None or self.peer.transport is None:
+            self.early.append(data)
+        else:
+            self.peer.transport.write(data)
+
+    def eof_received(self) -> bool:
+        if self.peer is not None and self.peer.transport is not None:
+            if self.peer.transport.can_write_eof():
+                self.peer.transport.write_eof()
+                return True
+            self.peer.transport.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+
+async def _forward(listener: socket.socket, port: int, server: subprocess.Popen[bytes]) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def attach(client: _Side) -> None:
+        try:
+            _, upstream = await loop.create_connection(_Side, "127.0.0.1", port)
+        except OSError:
+            try:
+                _, upstream = await loop.create_connection(_Side, "::1", port)
+            except OSError:
+                if client.transport is not None:
+                    client.transport.close()
+                return
+        if client.transport is None:  # the client left while we connected
+            if upstream.transport is not None:
+                upstream.transport.close()
+            return
+        client.link(upstream)
+
+    attaching: set[asyncio.Task[None]] = set()
+
+    def accepted() -> _Side:
+        client = _Side()
+
+        def start() -> None:
+            task = loop.create_task(attach(client))
+            attaching.add(task)
+            task.add_done_callback(attaching.discard)
+
+        loop.call_soon(start)
+        return client
+
+    unix = await loop.create_unix_server(accepted, sock=listener)
+    await asyncio.to_thread(server.wait)
+    unix.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
