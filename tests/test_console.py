@@ -155,12 +155,27 @@ async def test_a_deployer_watches_switches_tests_and_rolls_back_in_the_browser(
     assert await page.inner_text("#result-status") == "200"
     assert "curl -i -X POST" in await page.inner_text("#curl")
 
-    # Roll back: production points at v1 again, and the router serves v1.
+    # A canary on staging: v1 with 10 % of the requests to v2.
     await page.click("nav.sub >> text=Overview")
+    form = page.locator("form.set-alias")
+    await form.locator("input[name=alias]").fill("staging")
+    await form.locator("select[name=version]").select_option("v1")
+    await form.locator("select[name=canary]").select_option("v2")
+    await form.locator("input[name=canary_weight]").fill("10")
+    await form.locator("button").click()
+    await page.wait_for_selector("#flash:has-text('staging → v1 90% · v2 10%')")
+    assert await page.inner_text("tr[data-alias=staging] .alias-target") == "v1 90% · v2 10%"
+
+    # Roll back: production points at v1 again, and the router serves v1.
     await page.click("tr[data-alias=production] button[name=rollback]")
     await page.wait_for_selector("#flash:has-text('rolled back: production → v1')")
     assert await page.inner_text("tr[data-alias=production] .alias-target") == "v1"
     await answers(production, "v1")
+
+    # Stopping a version an alias uses is refused with the API's reason.
+    await page.click("tr[data-version=v2] button.danger")
+    assert "staging" in await page.inner_text("#problem")
+    await page.go_back()
 
     # A version's page: its milestones, image and endpoint logs per target and replica.
     await page.click("tr[data-version=v2] a")
@@ -261,6 +276,14 @@ async def test_a_viewer_sees_no_action_and_forged_posts_are_refused(
 
     history = (await api.get(f"{aliases}/production/history")).json()["items"]
     assert len(history) == 1, history
+
+    # Revoking the token ends its console sessions at once.
+    tokens = (await api.get(f"/v1/owners/{names.owner}/tokens")).json()["items"]
+    for token in tokens:
+        revoked = await api.delete(f"/v1/owners/{names.owner}/tokens/{token['id']}")
+        assert revoked.status_code == 204, revoked.text
+    await page.goto(base)
+    assert page.url.endswith("/console/sign-in"), page.url
     for context in (viewer, deployer, anonymous):
         await context.close()
 
