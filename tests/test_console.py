@@ -222,6 +222,9 @@ async def test_the_traffic_chart_moves_after_a_burst_of_calls(
     points = await page.get_attribute("figure.chart polyline", "points") or ""
     heights = [float(point.split(",")[1]) for point in points.split()]
     assert min(heights) < 140, points
+    # Beside them, the replicas serving v1: one on its one target.
+    replicas = page.locator("figure.chart:has(figcaption:text('Replicas')) .legend")
+    assert await replicas.inner_text() == "v1: 1"
     await screenshot(page, tmp_path / "traffic.png")
     await context.close()
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dockyard_api.console.charts import HEIGHT, traffic_charts
+from dockyard_api.console.charts import HEIGHT, ReplicaChange, replica_chart, traffic_charts
 from dockyard_api.console.tester import SampleCall, curl_command, parse_headers
 from dockyard_api.console.views import build_timings, grid, timeline_entry
 from dockyard_common import Alias, AliasTarget, Version
@@ -183,3 +183,20 @@ def test_build_timings_count_from_one_milestone_to_the_next() -> None:
         ("build started", "2026-12-08T12:00:01Z", "1.0 s"),
         ("built", "2026-12-08T12:00:04Z", "3.5 s"),
     ]
+
+
+def test_replicas_are_summed_over_targets_and_follow_each_change() -> None:
+    changes = [
+        ReplicaChange(NOW - timedelta(hours=3), "v1", "predict", "eu", 1),  # before: the start
+        ReplicaChange(NOW - timedelta(minutes=30, seconds=10), "v1", "predict", "us", 2),
+        ReplicaChange(NOW - timedelta(minutes=10, seconds=10), "v1", "predict", "eu", 0),
+        ReplicaChange(NOW - timedelta(minutes=5, seconds=10), "v2", "predict", "eu", 0),
+    ]
+    chart = replica_chart(changes, NOW)
+    [v1] = chart.series  # v2 never served: not drawn
+    heights = [float(point.split(",")[1]) for point in v1.points.split()]
+    top, middle, low = (HEIGHT - (HEIGHT - 4) * n / 3 for n in (3, 1, 2))
+    assert heights[0] == pytest.approx(middle, abs=0.05)  # eu's one replica from before the hour
+    assert heights[30] == pytest.approx(top, abs=0.05)  # and us's two
+    assert heights[-1] == pytest.approx(low, abs=0.05)  # eu scaled to zero
+    assert (chart.top, v1.last) == ("3", "2")

@@ -1,5 +1,6 @@
 """The traffic charts: the routers' request metrics (``DOCKYARD_TRAFFIC``) folded into
-per-minute series per version and per region, drawn as SVG polylines. Pure, no I/O.
+per-minute series per version and per region, and the replicas serving each version (from
+the endpoints' events), drawn as SVG polylines. Pure, no I/O.
 
 Every router process reports what it served each second; a minute's point sums the reports
 whose window ended in it, over every router process. Latency percentiles come from the
@@ -15,7 +16,14 @@ from datetime import datetime, timedelta
 
 from dockyard_common.traffic import LATENCY_BUCKETS_MS, DeploymentTraffic, EndpointTraffic
 
-__all__ = ["Chart", "Series", "TrafficCharts", "traffic_charts"]
+__all__ = [
+    "Chart",
+    "ReplicaChange",
+    "Series",
+    "TrafficCharts",
+    "replica_chart",
+    "traffic_charts",
+]
 
 WIDTH = 600
 HEIGHT = 140
@@ -65,6 +73,17 @@ class Chart:
     unit: str
     top: str
     series: list[Series]
+
+
+@dataclass(frozen=True)
+class ReplicaChange:
+    """An endpoint of a version on a target now serves from ``replicas`` replicas."""
+
+    at: datetime
+    version: str
+    endpoint: str
+    target: str
+    replicas: int
 
 
 @dataclass(frozen=True)
@@ -145,6 +164,38 @@ def _chart(
     values = {
         name: [metric(point, width_s) for point in points] for name, points in sorted(table.items())
     }
+    return _draw(title, unit, values)
+
+
+def replica_chart(
+    changes: list[ReplicaChange],
+    now: datetime,
+    span: timedelta = timedelta(hours=1),
+    buckets: int = 60,
+) -> Chart:
+    """Replicas serving each version over the ``span`` before ``now``: at each point, the
+    sum over its endpoints and targets of the replicas the latest change (oldest first,
+    earlier ones included) reported."""
+    width = span / buckets
+    start = now - span
+    current: dict[tuple[str, str, str], int] = {}
+    values: dict[str, list[float | None]] = {}
+    pending = sorted(changes, key=lambda change: change.at)
+    index = 0
+    for bucket in range(buckets):
+        end = start + width * (bucket + 1)
+        while index < len(pending) and pending[index].at <= end:
+            change = pending[index]
+            current[(change.version, change.endpoint, change.target)] = change.replicas
+            index += 1
+        for (version, _, _), replicas in current.items():
+            series = values.setdefault(version, [0.0] * buckets)
+            series[bucket] = (series[bucket] or 0.0) + replicas
+    shown = {name: series for name, series in sorted(values.items()) if any(series)}
+    return _draw("Replicas", "", shown)
+
+
+def _draw(title: str, unit: str, values: dict[str, list[float | None]]) -> Chart:
     top = max((v for series in values.values() for v in series if v is not None), default=0.0)
     scale = top if top > 0 else 1.0
     lines = []
@@ -160,7 +211,7 @@ def _chart(
                 name=name,
                 css=f"s{index % SERIES_CLASSES}",
                 points=points,
-                last="—" if last is None else f"{last:.3g} {unit}",
+                last="—" if last is None else f"{last:.3g} {unit}".rstrip(),
             )
         )
     return Chart(title=title, unit=unit, top=f"{top:.3g}", series=lines)

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 
 from dockyard_api.accounts import Principal, Role
 from dockyard_api.auth import authorize
-from dockyard_api.console.charts import traffic_charts
+from dockyard_api.console.charts import ReplicaChange, replica_chart, traffic_charts
 from dockyard_api.console.feeds import past_events, recent_traffic
 from dockyard_api.console.reading import read_deployment, read_owner, read_regions
 from dockyard_api.console.rendering import ConsoleRoute, render
@@ -215,10 +215,26 @@ async def logs_fragment(
     return render(request, "_logs.html", endpoint=endpoint, endpoint_logs=logs)
 
 
-async def _charts(context: ApiContext, owner: str, project: str, deployment: str) -> Any:
+async def _charts(context: ApiContext, owner: str, project: str, deployment: str) -> dict[str, Any]:
     span = timedelta(hours=1)
+    now = datetime.now().astimezone()
     reports = await recent_traffic(context.js, owner, project, deployment, span)
-    return traffic_charts(reports, datetime.now().astimezone(), span)
+    subject = event_subject(owner, project, deployment).removesuffix(">") + "endpoint.>"
+    changes = [
+        ReplicaChange(
+            at=datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")),
+            version=str(data.get("version")),
+            endpoint=str(data.get("endpoint")),
+            target=str(data.get("target")),
+            replicas=len(data.get("upstreams") or []),
+        )
+        for _, event in await past_events(context.js, subject)
+        if isinstance(data := event.get("data"), dict)
+    ]
+    return {
+        "charts": traffic_charts(reports, now, span),
+        "replicas": replica_chart(changes, now, span),
+    }
 
 
 @router.get("/d/{owner}/{project}/{deployment}/traffic")
@@ -237,7 +253,7 @@ async def traffic_page(
         request,
         "traffic.html",
         view=view,
-        charts=await _charts(context, owner, project, deployment),
+        **await _charts(context, owner, project, deployment),
         base=f"/console/d/{owner}/{project}/{deployment}",
         **common(session),
     )
@@ -255,8 +271,7 @@ async def traffic_fragment(
     """The charts alone (the page redraws them every few seconds)."""
     may_view(session.principal, owner, project, deployment)
     await read_deployment(context, owner, project, deployment)
-    charts = await _charts(context, owner, project, deployment)
-    return render(request, "_charts.html", charts=charts)
+    return render(request, "_charts.html", **await _charts(context, owner, project, deployment))
 
 
 @router.get("/regions")
