@@ -66,9 +66,16 @@ async def recent_traffic(
     return reports
 
 
-async def past_events(js: JetStreamContext, subject: str) -> list[tuple[str, dict[str, Any]]]:
-    """The events on ``subject`` the stream still holds, oldest first: (type, CloudEvent)."""
-    config = ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+async def past_events(
+    js: JetStreamContext, subject: str, since: datetime | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The events on ``subject`` the stream still holds (those stored since ``since`` when
+    given), oldest first: (type, CloudEvent)."""
+    config = (
+        ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        if since is None
+        else ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME, opt_start_time=since)
+    )
     events = []
     for message in await _read(js, EVENTS_STREAM, subject, config):
         try:

@@ -116,7 +116,10 @@ async def deployment_page(
     may_view(session.principal, owner, project, deployment)
     view = await read_deployment(context, owner, project, deployment)
     info = await context.js.stream_info(EVENTS_STREAM)
-    events = await past_events(context.js, event_subject(owner, project, deployment))
+    # The timeline starts with the last day's events: a busy deployment's whole history
+    # would be read on every page view otherwise.
+    since = datetime.now().astimezone() - timedelta(days=1)
+    events = await past_events(context.js, event_subject(owner, project, deployment), since)
     timeline = [
         timeline_entry(0, event_type, event) for event_type, event in events[-TIMELINE_LENGTH:]
     ]

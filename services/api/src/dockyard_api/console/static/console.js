@@ -53,7 +53,7 @@ function followEvents() {
   source.addEventListener("change", function (message) {
     var entry = JSON.parse(message.data);
     addToTimeline(entry);
-    if (reloadOn && entry.summary.indexOf(reloadOn) === 0 && entry.type.indexOf("version.") === 0) {
+    if (reloadOn && entry.summary.indexOf(reloadOn + ":") === 0 && entry.type.indexOf("version.") === 0) {
       window.clearTimeout(pending);
       pending = window.setTimeout(function () { window.location.reload(); }, 300);
     }
