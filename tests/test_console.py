@@ -154,6 +154,7 @@ async def test_a_deployer_watches_switches_tests_and_rolls_back_in_the_browser(
     assert await page.inner_text("#served-version") == "v2"
     assert await page.inner_text("#result-status") == "200"
     assert "curl -i -X POST" in await page.inner_text("#curl")
+    await screenshot(page, tmp_path / "test.png")
 
     # A canary on staging: v1 with 10 % of the requests to v2.
     await page.click("nav.sub >> text=Overview")
@@ -190,6 +191,7 @@ async def test_a_deployer_watches_switches_tests_and_rolls_back_in_the_browser(
     ]
     async with page.expect_response(lambda r: "/logs/predict" in r.url and r.ok):
         await logs.locator("input.follow").check()
+    await screenshot(page, tmp_path / "version.png")
     await context.close()
 
 
