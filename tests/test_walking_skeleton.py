@@ -54,8 +54,9 @@ async def test_a_submitted_version_answers_through_the_router_on_both_targets(
     assert set(placements) == {
         (e, t) for e in ("predict", "shell") for t in ("local-eu", "local-us")
     }
-    assert placements[("predict", "local-eu")]["upstreams"][0].startswith("http://127.0.1.1:")
-    assert placements[("predict", "local-us")]["upstreams"][0].startswith("http://127.0.2.1:")
+    # Each replica in a network namespace of its own, reached through its Unix socket.
+    eu, us = (placements[("predict", t)]["upstreams"] for t in ("local-eu", "local-us"))
+    assert eu[0].startswith("unix:") and us[0].startswith("unix:") and eu != us
 
     base = f"{platform.router_url}/{names.owner}/{names.project}/{names.deployment}/{version}"
     async with httpx.AsyncClient(timeout=10) as client:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from dockyard_scheduler.drivers.local.environments import (
 )
 from dockyard_scheduler.drivers.local.images import UnpackedImage, unpack_image
 from dockyard_scheduler.drivers.local.isolation import (
+    egress_command,
     launcher_command,
     namespaces_unavailable,
     socket_directory,
@@ -292,6 +294,9 @@ class LocalDriver:
             await self._set(running, replica, WorkloadState.READY, None)
             code = await replica.wait_exit()
             replica.record_path.unlink(missing_ok=True)
+            # What the server left in its group (its children, the network helper) goes too.
+            if replica.pid is not None:
+                kill_group(replica.pid)
             if time.monotonic() - replica.up_since >= _STAYED_UP_S:
                 replica.restarts = 0
             delay = delays[min(replica.restarts, len(delays) - 1)]
@@ -335,20 +340,32 @@ class LocalDriver:
                 ],
             )
         replica.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with replica.log_path.open("ab") as log_file:
-            # Its own session, and no parent-death signal: the replica outlives a scheduler
-            # crash or restart, and the next scheduler adopts it.
-            replica.process = await asyncio.create_subprocess_exec(
-                *command,
-                cwd=workdir,
-                env=env,
-                stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
-                stdin=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        replica.pid, replica.started = replica.process.pid, None
-        replica.save_record()
+        # The launcher holds the write end of this pipe as long as it lives; the network
+        # helper exits when it reads the end of it.
+        lifeline = os.pipe() if sandbox.socket is not None else None
+        open_ends = list(lifeline or ())
+        try:
+            with replica.log_path.open("ab") as log_file:
+                # Its own session, and no parent-death signal: the replica outlives a
+                # scheduler crash or restart, and the next scheduler adopts it.
+                replica.process = await asyncio.create_subprocess_exec(
+                    *command,
+                    cwd=workdir,
+                    env=env,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,
+                    pass_fds=lifeline[1:] if lifeline else (),
+                )
+            replica.pid, replica.started = replica.process.pid, None
+            replica.save_record()
+            if lifeline is not None:
+                os.close(open_ends.pop())  # the launcher's end: only the launcher holds it now
+                await self._give_egress(replica.process.pid, lifeline[0])
+        finally:
+            for end in open_ends:  # each once: a number closed twice may be another file's
+                os.close(end)
         log.info(
             "replica.started",
             key=replica.workload.key,
@@ -357,13 +374,43 @@ class LocalDriver:
             upstream=replica.upstream,
         )
 
+    async def _give_egress(self, pid: int, lifeline: int) -> None:
+        """Start slirp4netns for the replica's network namespace; it ends when ``lifeline``
+        (a pipe the launcher holds open) does. Only once the launcher has left our namespace:
+        joined too early it would configure this machine's own."""
+        command = egress_command(pid, lifeline)
+        if command is None:
+            return
+        ours = os.readlink("/proc/self/ns/net")  # /proc: never blocks
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                if os.readlink(f"/proc/{pid}/ns/net") != ours:
+                    break
+            except OSError:
+                return  # the launcher is gone already
+            await asyncio.sleep(0.005)
+        else:
+            log.warning("replica.egress.skipped", pid=pid, why="no network namespace of its own")
+            return
+        with contextlib.suppress(OSError):
+            await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+                start_new_session=True,
+                pass_fds=(lifeline,),
+            )
+
     async def _not_ready(self, replica: Replica) -> str:
         """Why a replica is not ready: how it exited, or which ports it listens on instead."""
         tail = replica.last_log_lines()
         port = replica.port
-        if replica.process is not None and replica.process.returncode is None:
-            with contextlib.suppress(TimeoutError):  # it may be exiting right now
-                async with asyncio.timeout(0.2):
+        if replica.process is not None and not replica.running():
+            # Gone: its exit code comes once the event loop's watcher has reaped it.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5.0):
                     await replica.process.wait()
         if replica.socket is None and "address already in use" in tail.lower():
             return (

@@ -5,9 +5,10 @@ valohai.yaml's ``port``, 8000 by default) is free for it, however many replicas,
 targets of the endpoint run on this machine; the router reaches it through a Unix socket
 that :mod:`~dockyard_scheduler.drivers.local.sandbox` forwards to that port. Its mount
 namespace shows the platform's install read-only and the data directory empty but for the
-replica's own image tree, environment and home. Where user namespaces are not allowed (a
-kernel setting, some container runtimes), replicas listen on ``$PORT`` instead, and the
-endpoint's notes say so.
+replica's own image tree, environment and home. Where slirp4netns is installed, it gives
+the namespace a way out to the network (not to this machine's loopback). Where user
+namespaces are not allowed (a kernel setting, some container runtimes), replicas listen on
+``$PORT`` instead, and the endpoint's notes say so.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +25,13 @@ from pathlib import Path
 from dockyard_scheduler.drivers.local import sandbox
 from dockyard_scheduler.drivers.local.environments import interpreter
 
-__all__ = ["launcher_command", "namespaces_unavailable", "protected_paths", "socket_directory"]
+__all__ = [
+    "egress_command",
+    "launcher_command",
+    "namespaces_unavailable",
+    "protected_paths",
+    "socket_directory",
+]
 
 _UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--propagation", "private"]
 _SUN_PATH_MAX = 107
@@ -42,6 +50,17 @@ def namespaces_unavailable() -> str | None:
     if done.returncode != 0:
         return done.stderr.strip() or f"unshare exited with code {done.returncode}"
     return None
+
+
+def egress_command(pid: int, exit_fd: int) -> list[str] | None:
+    """What gives the network namespace of ``pid`` a way out (NAT, no access to this
+    machine's loopback, where the platform's own services listen); None without
+    slirp4netns, and then replicas reach nothing beyond their own loopback."""
+    helper = shutil.which("slirp4netns")
+    if helper is None:
+        return None
+    options = ["--configure", "--mtu=65520", "--disable-host-loopback", f"--exit-fd={exit_fd}"]
+    return [helper, *options, str(pid), "tap0"]
 
 
 def protected_paths() -> list[str]:
@@ -84,5 +103,6 @@ def launcher_command(
         "readonly": protected_paths(),
         "hide": [str(p) for p in hide],
         "expose": [[str(p), writable] for p, writable in expose],
+        "egress": shutil.which("slirp4netns") is not None,
     }
     return [*_UNSHARE, "--", interpreter(), "-I", sandbox.__file__, json.dumps(config)]

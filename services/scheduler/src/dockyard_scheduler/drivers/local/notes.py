@@ -5,6 +5,8 @@ Every field a local target does not honour gets a note: nothing is dropped silen
 
 from __future__ import annotations
 
+import shutil
+
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers.local.environments import HOST_PYTHON
 
@@ -16,9 +18,14 @@ def local_notes(workload: Workload, no_namespaces: str | None) -> list[str]:
     spec = workload.endpoint
     notes = [f"runs on this machine's Python {HOST_PYTHON}, in the version's own environment"]
     if no_namespaces is None:
+        way_out = (
+            "the network through slirp4netns (not this machine's loopback)"
+            if shutil.which("slirp4netns")
+            else "no network beyond its own loopback (install slirp4netns for more)"
+        )
         notes.append(
-            f"each replica has network namespaces of its own and listens on port "
-            f"{spec.listen_port}; it reaches no network beyond its own loopback"
+            f"each replica has a network namespace of its own and listens on port "
+            f"{spec.listen_port}; it reaches {way_out}"
         )
     else:
         notes.append(

@@ -309,7 +309,7 @@ class Replica:
                 # attempt fails at the same moment, and supervision would outlive remove().
                 async with asyncio.timeout(0.5):
                     if self.socket is not None:
-                        # The launcher listens on it once the server accepts on its port.
+                        # The launcher listens on it once the server listens on its port.
                         _, writer = await asyncio.open_unix_connection(self.socket)
                     else:
                         _, writer = await asyncio.open_connection(self.host, self.port)

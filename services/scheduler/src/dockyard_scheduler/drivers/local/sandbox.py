@@ -7,13 +7,15 @@ interpreter (never the platform's environment). Inside the namespaces it
 1. brings the loopback interface up, so the server listens on its declared port (8000, or
    whatever its command hard-codes) on 0.0.0.0 or 127.0.0.1 without meeting any other replica;
 2. binds the replica's Unix socket (a path outside: sockets ignore network namespaces), but
-   listens on it only once the server accepts on the declared port, so that a connection to
+   listens on it only once the server listens on the declared port, so that a connection to
    the socket is the readiness check, on the declared port;
 3. makes the platform's install and every other version read-only or invisible: the
    ``readonly`` paths are bound read-only, the ``hide`` paths (the data directory) covered with
    an empty tmpfs, and the replica's own paths (``expose``: its image tree, its version's
    environment, its home) bound back on top;
-4. runs the server's command as its child (same process group: the driver stops both), and
+4. waits for the network when ``egress`` is set (slirp4netns, which the driver starts outside
+   the namespace, gives it a NATed interface that cannot reach this machine's loopback);
+5. runs the server's command as its child (same process group: the driver stops both), and
    forwards each connection of the socket to the declared port, byte for byte, until the
    server exits; then exits as the server did (a code, or the same signal).
 """
@@ -32,6 +34,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
@@ -49,6 +52,8 @@ def main(argv: list[str]) -> int:
         os.unlink(path)
     listener.bind(path)
     _mount_views(config["readonly"], config["hide"], config["expose"])
+    if config.get("egress") and not _wait_for_route(5.0):
+        print("dockyard: no network beyond loopback (slirp4netns did not come up)", flush=True)
     server = subprocess.Popen(config["command"], cwd=config["cwd"])  # noqa: S603 - the endpoint's
     signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))
     signal.signal(signal.SIGINT, lambda *_: server.send_signal(signal.SIGINT))
@@ -65,6 +70,17 @@ def main(argv: list[str]) -> int:
             signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     return code
+
+
+def _wait_for_route(timeout_s: float) -> bool:
+    """Whether a default route appears (slirp4netns, started from outside, configured tap0)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with open("/proc/self/net/route") as routes:
+            if any(line.split()[1:2] == ["00000000"] for line in routes.readlines()[1:]):
+                return True
+        time.sleep(0.01)
+    return False
 
 
 def _loopback_up() -> None:
@@ -129,14 +145,25 @@ def _mount_views(readonly: list[str], hide: list[str], expose: list[list[object]
 
 
 def _wait_listening(server: subprocess.Popen[bytes], port: int) -> bool:
-    """Whether the server accepts on ``port`` (IPv4 or IPv6 loopback) before it exits."""
+    """Whether the server listens on ``port`` before it exits. Read from the namespace's
+    socket tables, not by connecting: a server that serves one connection and exits
+    (``python -m wsgiref.simple_server``) keeps that one for its first request."""
     while server.poll() is None:
-        for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                if probe.connect_ex((host, port)) == 0:
-                    return True
+        if port in _listening_ports():
+            return True
         time.sleep(0.02)
     return False
+
+
+def _listening_ports() -> set[int]:
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in lines.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # TCP_LISTEN
+                    ports.add(int(fields[1].rpartition(":")[2], 16))
+    return ports
 
 
 class _Side(asyncio.Protocol):
@@ -146,6 +173,9 @@ class _Side(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: _Side | None = None
         self.early: list[bytes] = []
+        self.on_first_data: Callable[[], None] | None = None
+        """Called at the first bytes: the server is connected to only then, so that a
+        connection that sends nothing (a readiness check) costs the server nothing."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -159,6 +189,8 @@ class _Side(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self.peer is None or self.peer.transport is None:
+            if not self.early and self.on_first_data is not None:
+                self.on_first_data()
             self.early.append(data)
         else:
             self.peer.transport.write(data)
@@ -210,11 +242,12 @@ async def _forward(listener: socket.socket, port: int, server: subprocess.Popen[
         client = _Side()
 
         def start() -> None:
+            client.on_first_data = None
             task = loop.create_task(attach(client))
             attaching.add(task)
             task.add_done_callback(attaching.discard)
 
-        loop.call_soon(start)
+        client.on_first_data = start
         return client
 
     unix = await loop.create_unix_server(accepted, sock=listener)
