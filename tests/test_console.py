@@ -241,9 +241,18 @@ async def test_a_viewer_sees_no_action_and_forged_posts_are_refused(
     assert pointed.status_code in (200, 202), pointed.text
     base = f"{platform.api_url}/console/d/{names.owner}/{names.project}/{names.deployment}"
 
+    hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    described = await api.put(
+        f"/v1/projects/{names.owner}/{names.project}", json={"description": hostile}
+    )
+    assert described.status_code == 200, described.text
+
     viewer = await browser.new_context()
     page = await viewer.new_page()
     await sign_in(page, platform.api_url, await token_for(api, names, "viewer"))
+    # What a user wrote is shown as text, never run.
+    assert hostile in await page.inner_text("section.project")
+    assert await page.evaluate("window.pwned === undefined")
     response = await page.goto(base)
     assert response is not None and response.status == 200
     csp = response.headers["content-security-policy"]
