@@ -142,6 +142,8 @@ def _mount_views(readonly: list[str], hide: list[str], expose: list[list[object]
         if not writable:
             _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _locked_flags(path))
         os.close(fd)
+    for path in hide:  # its mount points made: nothing more is written there
+        _mount(None, path, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
 
 
 def _wait_listening(server: subprocess.Popen[bytes], port: int) -> bool:
