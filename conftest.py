@@ -1,3 +1,3 @@
 """Fixtures every test folder shares: real servers and the running platform."""
 
-pytest_plugins = ["tests.harness.fixtures"]
+pytest_plugins = ["tests.harness.fixtures", "tests.harness.browser"]

@@ -4,6 +4,7 @@
 #   skopeo           checks built images (inspect, copy --all re-hashes every blob)
 #   docker-registry  a real OCI registry on loopback for the push tests
 #   busybox-static   a one-file userland for runnable test base images
+#   chromium         the browser the console's Playwright tests drive
 # Needs root and apt-get to install; otherwise it says what is missing and what to run.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 [[ -x /bin/busybox ]] || missing+=(busybox-static)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 ((${#missing[@]})) || exit 0
 
 if ((EUID != 0)) || ! command -v apt-get >/dev/null 2>&1; then

@@ -9,7 +9,7 @@ from typing import cast
 from nats.aio.client import Client as NatsClient
 
 from dockyard_api.context import ApiContext
-from dockyard_api.routes.logs import _ask
+from dockyard_api.endpoint_logs import _ask
 from dockyard_common.logs import LogsRequest
 
 

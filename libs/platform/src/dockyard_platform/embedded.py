@@ -127,6 +127,7 @@ class EmbeddedPlatform:
                 "DOCKYARD_API_PORT": str(self.settings.api_port),
                 "DOCKYARD_ROUTER_HOST": self.settings.host,
                 "DOCKYARD_ROUTER_PORT": str(self.settings.router_port),
+                "DOCKYARD_ROUTER_URL": self.router_url,
                 "DOCKYARD_ROUTER_WORKERS": str(self.settings.router_workers),
                 "DOCKYARD_REGION": self.settings.region,
                 "DOCKYARD_LOG_FORMAT": self.settings.log_format,

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from dockyard_api import console
 from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.applied import AppliedWatch
 from dockyard_api.context import ApiContext
@@ -37,6 +38,7 @@ from dockyard_api.routes import (
     versions,
     webhooks,
 )
+from dockyard_api.sessions import SessionStore
 from dockyard_api.settings import ApiSettings
 from dockyard_api.sweeper import run_sweeper
 from dockyard_api.tracking import track_status
@@ -93,6 +95,7 @@ async def _open_context(settings: ApiSettings) -> ApiContext:
         dispatchers=AppliedWatch(nc, WEBHOOK_DISPATCHER_HEARTBEAT_SUBJECT),
         webhooks=await ResourceStore.open(js, WEBHOOKS_BUCKET, Webhook),
         regions=await ResourceStore.open(js, REGIONS_BUCKET, Region),
+        console_sessions=await SessionStore.open(js, settings.console_session_ttl_s),
     )
 
 
@@ -177,4 +180,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(
         blobs.router, max_body_size=settings.max_upload_bytes, responses=PROBLEM_RESPONSES
     )
+    app.include_router(console.router, max_body_size=settings.max_json_bytes)
+    app.mount("/console/static", console.static_files, name="console-static")
+    app.add_middleware(console.ConsoleHeaders)
     return app

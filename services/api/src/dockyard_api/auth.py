@@ -28,6 +28,7 @@ __all__ = [
     "access",
     "authenticate",
     "authorize",
+    "principal_for_hash",
     "require_platform_admin",
 ]
 
@@ -41,13 +42,21 @@ async def authenticate(
     """The caller behind the bearer token; 401 when there is none or it is not valid."""
     if credentials is None:
         raise Problem(401, "unauthenticated", "send 'Authorization: Bearer <token>'")
-    secret = credentials.credentials
-    admin = context.settings.admin_token.get_secret_value()
-    if secrets.compare_digest(secret.encode(), admin.encode()):
-        return Principal(owner=None, role=Role.ADMIN)
-    stored = await context.tokens.get(hash_token(secret))
-    if stored is None or stored.value.expired(utcnow()):
+    principal = await principal_for_hash(context, hash_token(credentials.credentials))
+    if principal is None:
         raise Problem(401, "unauthenticated", "the token is unknown, revoked or expired")
+    return principal
+
+
+async def principal_for_hash(context: ApiContext, token_hash: str) -> Principal | None:
+    """Who holds the token whose sha256 is ``token_hash``; None when it is unknown, revoked
+    or expired. By hash so that the console's sessions need not keep the secret itself."""
+    admin = hash_token(context.settings.admin_token.get_secret_value())
+    if secrets.compare_digest(token_hash.encode(), admin.encode()):
+        return Principal(owner=None, role=Role.ADMIN)
+    stored = await context.tokens.get(token_hash)
+    if stored is None or stored.value.expired(utcnow()):
+        return None
     token = stored.value
     return Principal(owner=token.owner, role=token.role, token_id=token.id)
 

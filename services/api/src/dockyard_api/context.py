@@ -12,6 +12,7 @@ from nats.js.object_store import ObjectStore
 
 from dockyard_api.accounts import ApiToken, Owner, Project
 from dockyard_api.applied import AppliedWatch
+from dockyard_api.sessions import SessionStore
 from dockyard_api.settings import ApiSettings
 from dockyard_api.webhooks.models import Webhook
 from dockyard_common import Alias, Deployment, Target, Version
@@ -93,6 +94,8 @@ class ApiContext:
     """The webhook dispatchers, applying subscription writes."""
     webhooks: ResourceStore[Webhook]
     regions: ResourceStore[Region]
+    console_sessions: SessionStore
+    """The web console's sign-ins."""
     checked_code: CheckedCode = field(default_factory=CheckedCode)
     refused_blobs: RefusedBlobs = field(default_factory=RefusedBlobs)
 

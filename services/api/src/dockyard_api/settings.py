@@ -47,6 +47,10 @@ class ApiSettings(WebhookSettings):
     """Names the platform this process belongs to in ``/readyz/platform``'s answer (a
     launcher sets it to tell its own platform from another on the same port); random when
     unset."""
+    router_url: str = "http://127.0.0.1:8081"
+    """Where the console sends an endpoint's test calls: the router, as a user would."""
+    console_session_ttl_s: float = Field(default=12 * 3600.0, gt=0)
+    """How long a console sign-in lasts (a revoked token ends it at once)."""
     ready_targets: list[str] = Field(default_factory=list)
     """Targets that must be registered before ``/readyz/platform`` answers 200; when empty,
     any one will do."""

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from nats.aio.client import Client as NatsClient
 from pydantic import BaseModel
 from structlog.contextvars import bind_contextvars
 
@@ -18,7 +19,9 @@ from dockyard_common import RouterHeartbeat, configure_logging, get_logger
 from dockyard_common.runtime import cancellable, connect_redis
 from dockyard_router.feeds import FEEDS, Feed, Mirror, RecordFeeds, follow_record
 from dockyard_router.feeds.aliases import ALIASES
+from dockyard_router.feeds.traffic import publish_traffic
 from dockyard_router.front import FrontConnection, front_factory, sweep_connections
+from dockyard_router.meter import TrafficMeter, router_id
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
 from dockyard_router.ops import admin_only, ops_routes
 from dockyard_router.proxy import Proxy
@@ -98,7 +101,15 @@ async def serve(
     internal = web.TCPSite(runner, "127.0.0.1", 0)
     await internal.start()
     internal_port = runner.addresses[0][1]
-    proxy = Proxy(table, settings, metrics, internal=f"http://127.0.0.1:{internal_port}")
+    meter = TrafficMeter()
+    proxy = Proxy(
+        table, settings, metrics, internal=f"http://127.0.0.1:{internal_port}", meter=meter
+    )
+    me = router_id(settings.router_worker)
+
+    async def traffic(nc: NatsClient) -> None:
+        await publish_traffic(nc, meter, me, settings.region)
+
     connections: set[FrontConnection] = set()
     server: asyncio.Server | None = None
     try:
@@ -114,7 +125,7 @@ async def serve(
             ),
         )
         background = [
-            lambda: follow_record(settings.nats_url, feeds, mirror, serving, beat),
+            lambda: follow_record(settings.nats_url, feeds, mirror, serving, beat, traffic),
             lambda: sweep_connections(
                 connections,
                 settings.client_idle_timeout_s,

@@ -1,11 +1,25 @@
-"""Prometheus metrics of the data plane: requests, latency, upstream errors, alias switches."""
+"""Prometheus metrics of the data plane: requests, latency, upstream errors, alias switches.
+
+A router of several worker processes (:mod:`dockyard_router.workers`) is one scrape target:
+its parent gives every worker one directory (``PROMETHEUS_MULTIPROC_DIR``), where
+prometheus_client keeps each process's values in a memory-mapped file, and whichever worker
+answers ``/metrics`` adds up the files of all of them, those of a worker that was replaced
+too, so a counter never goes back. Alias switches are counted by every worker that applied
+them. A single router process keeps its values in memory as before.
+"""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CONTENT_TYPE", "RouterMetrics"]
+__all__ = ["CONTENT_TYPE", "METRICS_DIR_ENV", "RouterMetrics"]
+
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""Where the workers of one router keep their metric files (set by their parent)."""
 
 _LABELS = ("deployment", "version", "endpoint", "region")
 
@@ -53,5 +67,10 @@ class RouterMetrics:
         )
 
     def exposition(self) -> bytes:
-        """The metrics in Prometheus' text format."""
-        return generate_latest(self.registry)
+        """The metrics in Prometheus' text format: of every worker of this router."""
+        shared = os.environ.get(METRICS_DIR_ENV)
+        if not shared:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

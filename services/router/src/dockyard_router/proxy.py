@@ -27,6 +27,7 @@ import httptools
 
 from dockyard_common import get_logger
 from dockyard_router.exchange import Exchange
+from dockyard_router.meter import TrafficMeter
 from dockyard_router.metrics import RouterMetrics
 from dockyard_router.paths import client_draw
 from dockyard_router.problems import problem_response
@@ -95,10 +96,12 @@ class Proxy:
         settings: RouterSettings,
         metrics: RouterMetrics,
         internal: str | None = None,
+        meter: TrafficMeter | None = None,
     ) -> None:
         self._table = table
         self._settings = settings
         self._metrics = metrics
+        self.meter = TrafficMeter() if meter is None else meter
         self._internal = internal
         self._region = settings.region
         self._pools = UpstreamPools(
@@ -222,6 +225,9 @@ class Proxy:
     ) -> None:
         started = time.perf_counter()
         candidates = self._candidates(resolution)
+        # The feed counts a request where its first candidate runs, start to end.
+        traffic_labels = resolution.labels(candidates[0][0] if candidates else self._region)
+        self.meter.started(traffic_labels)
         retryable = exchange.method in _IDEMPOTENT
         timeout = self._timeout_for(resolution)
         loop = asyncio.get_running_loop()
@@ -295,7 +301,9 @@ class Proxy:
             )
         finally:
             timer.cancel()
-            self._observe(resolution, served_by, exchange.status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._observe(resolution, served_by, exchange.status, seconds)
+            self.meter.finished(traffic_labels, exchange.status, seconds, failed=not served_by)
 
     async def _forward_internal(self, exchange: Exchange, target: bytes) -> None:
         """The router's own pages (ops API, metrics, health), served by its internal app."""

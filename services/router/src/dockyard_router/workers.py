@@ -7,7 +7,8 @@ failing; one that ends before it ever served, on its first start (its port is ta
 ends the router, which says so with its exit code instead of retrying forever. Once asked
 to stop, the parent waits for its workers' drain and no longer: past the bound, or soon
 after a second signal, it kills what is left, so that when it has exited its workers have
-too.
+too. It also gives them one directory for their metrics (:mod:`dockyard_router.metrics`),
+removed when it ends, so that ``/metrics`` counts every worker's requests.
 
 The workers stay in the parent's session. Where Linux groups CPU time by session
 (autogroups, as for every service of the embedded platform), the router's workers share one
@@ -21,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import sys
+import tempfile
 
 from dockyard_common import get_logger
 from dockyard_common.runtime.processes import stop_with_parent
+from dockyard_router.metrics import METRICS_DIR_ENV
 
 __all__ = ["READY_FD_ENV", "WORKER_ENV", "restart_delay", "supervise"]
 
@@ -61,6 +65,14 @@ def restart_delay(
 async def supervise(count: int, listen_fd: int | None = None) -> int:
     """Run ``count`` workers until SIGTERM or SIGINT; the router's exit code. Each worker
     inherits ``listen_fd``, the listening socket this process was handed, if any."""
+    metrics_dir = tempfile.mkdtemp(prefix="dockyard-router-metrics-")
+    try:
+        return await _supervise(count, listen_fd, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+async def _supervise(count: int, listen_fd: int | None, metrics_dir: str) -> int:
     loop = asyncio.get_running_loop()
     stopping, forced = asyncio.Event(), asyncio.Event()
     workers: dict[int, asyncio.subprocess.Process] = {}
@@ -80,7 +92,7 @@ async def supervise(count: int, listen_fd: int | None = None) -> int:
     async def keep_running(index: int) -> None:
         first_run, delay = True, None
         while not stopping.is_set():
-            process, served = await _start_worker(index, listen_fd)
+            process, served = await _start_worker(index, listen_fd, metrics_dir)
             workers[index] = process
             if stopping.is_set():  # the signal came while the process was being made
                 process.terminate()
@@ -125,7 +137,7 @@ async def supervise(count: int, listen_fd: int | None = None) -> int:
 
 
 async def _start_worker(
-    index: int, listen_fd: int | None
+    index: int, listen_fd: int | None, metrics_dir: str
 ) -> tuple[asyncio.subprocess.Process, asyncio.Future[bool]]:
     """Start worker ``index``; the future says True once the worker serves, False if it
     ended before."""
@@ -151,6 +163,7 @@ async def _start_worker(
                 **os.environ,
                 WORKER_ENV: str(index),
                 READY_FD_ENV: str(write_end),
+                METRICS_DIR_ENV: metrics_dir,
             },
             pass_fds=(write_end,) if listen_fd is None else (write_end, listen_fd),
             preexec_fn=stop_with_parent,

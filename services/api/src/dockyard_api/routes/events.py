@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fnmatch
 import json
 from collections.abc import AsyncIterator
@@ -12,14 +10,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from dockyard_api.auth import Caller
 from dockyard_api.context import ApiContext, get_context
+from dockyard_api.event_feed import event_subject, event_type_of, follow_events
 from dockyard_api.problems import Problem
 from dockyard_common import DeploymentName, OwnerName, ProjectName, get_logger
 from dockyard_common.catalogue import asyncapi_document
-from dockyard_common.subjects import EVENT_SUBJECT_PREFIX, EVENTS_STREAM
 
 __all__ = ["router"]
 
@@ -33,7 +30,7 @@ KEEPALIVE_S = 15.0
 def _frame(message: Msg) -> bytes:
     """One SSE frame: the stream sequence is the event id a client resumes from."""
     sequence = message.metadata.sequence.stream
-    event_type = message.subject.split(".", 5)[5]
+    event_type = event_type_of(message)
     data = message.data.decode()
     return f"id: {sequence}\nevent: {event_type}\ndata: {data}\n\n".encode()
 
@@ -74,32 +71,18 @@ async def events(
         raise Problem(404, "not-found", f"owner {owner!r} does not exist")
     if deployment is not None and project is None:
         raise Problem(422, "invalid-input", "a deployment filter needs its project")
-    subject = ".".join([EVENT_SUBJECT_PREFIX, owner or "*", project or "*", deployment or "*", ">"])
+    subject = event_subject(owner, project, deployment)
     patterns = [t.strip() for t in (types or "").split(",") if t.strip()]
     resume = last_event_id if last_event_id is not None else since
-    config = (
-        ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=resume + 1)
-        if resume is not None
-        else ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-    )
-    subscription = await context.js.subscribe(
-        subject, stream=EVENTS_STREAM, ordered_consumer=True, config=config
-    )
+    messages = await follow_events(context.js, subject, resume, KEEPALIVE_S)
 
     async def stream() -> AsyncIterator[bytes]:
-        try:
-            yield b": connected\n\n"
-            while True:
-                try:
-                    message = await subscription.next_msg(timeout=KEEPALIVE_S)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                if _wanted(patterns, message.subject):
-                    yield _frame(message)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(subscription.unsubscribe())
+        yield b": connected\n\n"
+        async for message in messages:
+            if message is None:
+                yield b": keep-alive\n\n"
+            elif _wanted(patterns, message.subject):
+                yield _frame(message)
 
     return StreamingResponse(
         stream(),

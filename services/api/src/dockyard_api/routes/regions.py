@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict
 
 from dockyard_api.auth import Caller, PlatformAdmin
 from dockyard_api.context import ApiContext, get_context
+from dockyard_api.draining import set_drained
 from dockyard_api.listing import Page
 from dockyard_api.preconditions import etag
-from dockyard_common import Conflict, EventType, TargetName, utcnow
+from dockyard_common import TargetName
 from dockyard_common.platform_facts import Region
-from dockyard_common.subjects import region_key
 
 __all__ = ["router"]
 
@@ -45,28 +45,9 @@ async def put_region(
 ) -> Region:
     """Drain (``{"drained": true}``) or undrain a region: routers send a drained region no
     requests while another region can serve them; requests under way finish."""
-    key = region_key(region)
-    announce = (
-        EventType.PLATFORM_REGION_DRAINED if body.drained else EventType.PLATFORM_REGION_UNDRAINED
-    )
-    value = Region(name=region, drained=body.drained, updated_at=utcnow())
-    for _ in range(10):
-        current = await context.regions.get(key)
-        if current is not None and current.value.drained == body.drained:
-            response.headers["ETag"] = etag(current.revision)
-            return current.value  # already so: nothing written, nothing announced
-        try:
-            if current is None:
-                revision = await context.regions.create(key, value, announce=announce)
-            else:
-                revision = await context.regions.update(
-                    key, value, current.revision, announce=announce
-                )
-        except Conflict:
-            continue  # another operator's change landed meanwhile: look again
-        response.headers["ETag"] = etag(revision)
-        return value
-    raise Conflict(f"region {region!r} kept changing; retry")
+    stored = await set_drained(context, region, body.drained)
+    response.headers["ETag"] = etag(stored.revision)
+    return stored.value
 
 
 @router.get("")

@@ -14,6 +14,9 @@ holds changes nothing. A router never acts on a service's report, only on what t
 holds. The mirror is read only by a process that starts while NATS does not answer. To
 add an input: a :class:`~.feed.Feed` in a module of its own, named in
 :data:`.record.FEEDS`, and a row here.
+
+One output rides on the same NATS connection: the request metrics feed (:mod:`.traffic`),
+what this process served, published once a second on the traffic stream.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import nats.errors
@@ -131,9 +131,11 @@ async def follow_record(
     mirror: Mirror,
     serving: asyncio.Event,
     beat: Callable[[str, int], RouterHeartbeat],
+    also: Callable[[NatsClient], Coroutine[Any, Any, None]] | None = None,
 ) -> None:
     """Until cancelled: connect to NATS (the mirror loaded while it does not answer), follow
-    every feed, and once ``serving`` is set, beat on the routers' heartbeat subject."""
+    every feed, and once ``serving`` is set, beat on the routers' heartbeat subject and run
+    ``also`` (the traffic feed) on the same connection."""
     connecting = asyncio.create_task(_connect(nats_url))
     loading: asyncio.Task[None] | None = None
     try:
@@ -156,6 +158,8 @@ async def follow_record(
             tasks.create_task(feeds.follow(js, heartbeat.applied_through))
             await serving.wait()
             tasks.create_task(heartbeat.run())
+            if also is not None:
+                tasks.create_task(also(nc))
     finally:
         with contextlib.suppress(nats.errors.Error):
             await nc.close()
