@@ -10,6 +10,7 @@ import tarfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -77,6 +78,7 @@ def a_workload(
     command: list[str] | None = None,
     server: bytes = SERVER,
     name: str = "v1",
+    resources: dict[str, Any] | None = None,
 ) -> Workload:
     reference, manifest = tiny_image(
         tmp_path / "layout", command or ["python3", "server.py"], server
@@ -94,6 +96,7 @@ def a_workload(
                 name="predict",
                 wsgi="app:app",
                 replicas=Replicas(min=replicas, max=replicas),
+                resources=resources or {},
             )
         ],
         image=ImageInfo(reference=reference, digest=digest, layers=[], endpoints={}),
@@ -358,6 +361,26 @@ async def test_without_namespaces_a_hard_coded_port_fails_with_a_reason_saying_t
     assert failed.reason is not None
     assert "$PORT" in failed.reason, failed.reason
     assert any("namespaces are unavailable" in note for note in failed.notes), failed.notes
+
+
+async def test_a_replica_over_its_memory_limit_fails_saying_so(
+    tmp_path: Path, settings: SchedulerSettings
+) -> None:
+    # 256 MB at start under a 64 MB limit: the allocation fails, as it would be killed
+    # for memory in a container.
+    command = ["python3", "-c", "block = bytearray(256 * 1024 * 1024)"]
+    resources = {"memory": {"max": 64}, "cpu": 1}
+    reports = Reports()
+    driver = LocalDriver(settings, reports)
+    try:
+        await driver.ensure(a_workload(tmp_path, 1, command=command, resources=resources))
+        failed = await reports.wait_for("failure", lambda s: s.state is WorkloadState.FAILED)
+    finally:
+        await driver.close()
+    assert failed.reason is not None and "MemoryError" in failed.reason, failed.reason
+    assert "out of memory: resources.memory is 64 MB" in failed.reason, failed.reason
+    assert any("64 MB limits the replica's data" in note for note in failed.notes), failed.notes
+    assert any("resources.cpu is not honoured" in note for note in failed.notes), failed.notes
 
 
 async def test_a_replica_that_keeps_exiting_is_reported_crash_looping(

@@ -15,6 +15,7 @@ from typing import Any
 
 from dockyard_common.models import EndpointSpec
 from dockyard_scheduler.desired import Workload
+from dockyard_scheduler.drivers.resource_values import positive_number, resource_bounds
 
 __all__ = [
     "GPU_DEVICES",
@@ -43,36 +44,13 @@ class ContainerResources:
         return sum(int(r.get("Count", 0)) for r in self.limits.get("device_requests", []))
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        amount = float(value)
-    except (TypeError, ValueError):
-        return None
-    return amount if amount > 0 else None
-
-
-def _bounds(value: Any) -> tuple[float | None, float | None, bool]:
-    """(min, max, readable) of a ``resources`` entry (a number is its own max)."""
-    if value is None:
-        return None, None, True
-    if isinstance(value, dict):
-        low, high = value.get("min"), value.get("max")
-        readable = (low is None or _number(low) is not None) and (
-            high is None or _number(high) is not None
-        )
-        return _number(low), _number(high), readable
-    return None, _number(value), _number(value) is not None
-
-
 def container_resources(spec: EndpointSpec) -> ContainerResources:
     """The limits and device requests of ``spec`` on a container target, with a note for
     every field of its definition the target does not honour."""
     limits: dict[str, Any] = {}
     notes: list[str] = []
     resources = spec.resources
-    cpu_min, cpu_max, readable = _bounds(resources.get("cpu"))
+    cpu_min, cpu_max, readable = resource_bounds(resources.get("cpu"))
     if not readable:
         notes.append(f"resources.cpu {resources['cpu']!r} is not a number of cores: not honoured")
     if cpu_max or cpu_min:
@@ -82,7 +60,7 @@ def container_resources(spec: EndpointSpec) -> ContainerResources:
             f"resources.cpu.min {cpu_min:g} is not reserved: a container target gives a limit "
             f"only ({(cpu_max or cpu_min):g} CPU)"
         )
-    memory_min, memory_max, readable = _bounds(resources.get("memory"))
+    memory_min, memory_max, readable = resource_bounds(resources.get("memory"))
     if not readable:
         notes.append(f"resources.memory {resources['memory']!r} is not megabytes: not honoured")
     if memory_max or memory_min:
@@ -119,7 +97,7 @@ def _device_requests(devices: Any) -> tuple[list[dict[str, Any]], list[str]]:
     notes: list[str] = []
     for name, count in sorted(devices.items()):
         driver = GPU_DEVICES.get(str(name))
-        number = _number(count)
+        number = positive_number(count)
         if driver is None or number is None:
             notes.append(
                 f"resources.devices {name}: {count!r} is not honoured on a container target"

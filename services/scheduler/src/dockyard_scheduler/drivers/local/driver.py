@@ -43,7 +43,7 @@ from dockyard_scheduler.drivers.local.isolation import (
     namespaces_unavailable,
     socket_directory,
 )
-from dockyard_scheduler.drivers.local.notes import local_notes
+from dockyard_scheduler.drivers.local.notes import local_notes, memory_limit_mb
 from dockyard_scheduler.drivers.local.replicas import (
     Replica,
     ReplicaRecord,
@@ -304,14 +304,16 @@ class LocalDriver:
             log.warning(
                 "replica.exited", key=key, replica=replica.index, code=code, restart_in_s=delay
             )
+            tail = replica.last_log_lines()
             exited = "exited" if code is None else f"exited with code {code}"
+            exited += _memory_hint(replica, tail)
             looping = "crash-looping: " if replica.restarts >= CRASH_LOOP_RESTARTS else ""
             await self._set(
                 running,
                 replica,
                 WorkloadState.DEPLOYING,
                 f"{looping}{exited}; restart {replica.restarts} in {delay:g} s; last lines:\n"
-                f"{replica.last_log_lines()}",
+                f"{tail}",
             )
             await asyncio.sleep(delay)
             if replica.socket is None:
@@ -338,6 +340,7 @@ class LocalDriver:
                     (sandbox.home, True),
                     (sandbox.shims, False),
                 ],
+                memory_bytes=_megabytes(memory_limit_mb(replica.workload.endpoint)),
             )
         replica.log_path.parent.mkdir(parents=True, exist_ok=True)
         # The launcher holds the write end of this pipe as long as it lives; the network
@@ -420,10 +423,13 @@ class LocalDriver:
         code = replica.process.returncode if replica.process is not None else None
         if code is not None and code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-            memory = " (out of memory?)" if -code == signal.SIGKILL else ""
-            return f"killed by {name}{memory} before listening on port {port}. Last lines:\n{tail}"
+            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+            return f"killed by {name}{hint} before listening on port {port}. Last lines:\n{tail}"
         if code is not None:
-            return f"exited with code {code} before listening on port {port}. Last lines:\n{tail}"
+            return (
+                f"exited with code {code}{_memory_hint(replica, tail)} before listening on port "
+                f"{port}. Last lines:\n{tail}"
+            )
         if replica.socket is None:
             return (
                 f"never opened port {port} on {replica.host} within "
@@ -490,6 +496,18 @@ def _free_port(host: str) -> int:
 
 def _file_name(key: str, index: int, suffix: str) -> str:
     return f"{key.replace('/', '_')}.{index}.{suffix}"
+
+
+def _memory_hint(replica: Replica, tail: str) -> str:
+    """Why a replica whose allocations failed under its memory limit exited."""
+    memory = memory_limit_mb(replica.workload.endpoint)
+    if memory is None or "MemoryError" not in tail:
+        return ""
+    return f" (out of memory: resources.memory is {memory:g} MB)"
+
+
+def _megabytes(amount: float | None) -> int | None:
+    return None if amount is None else int(amount * 1024 * 1024)
 
 
 def _socket_name(key: str, index: int) -> str:

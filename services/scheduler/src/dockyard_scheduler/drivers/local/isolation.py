@@ -93,6 +93,7 @@ def launcher_command(
     cwd: Path,
     hide: list[Path],
     expose: list[tuple[Path, bool]],
+    memory_bytes: int | None = None,
 ) -> list[str]:
     """The command that starts ``command`` in namespaces of its own, reached at ``socket``."""
     config = {
@@ -104,5 +105,6 @@ def launcher_command(
         "hide": [str(p) for p in hide],
         "expose": [[str(p), writable] for p, writable in expose],
         "egress": shutil.which("slirp4netns") is not None,
+        "memory_bytes": memory_bytes,
     }
     return [*_UNSHARE, "--", interpreter(), "-I", sandbox.__file__, json.dumps(config)]

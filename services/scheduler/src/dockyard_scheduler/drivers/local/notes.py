@@ -7,10 +7,18 @@ from __future__ import annotations
 
 import shutil
 
+from dockyard_common.models import EndpointSpec
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers.local.environments import HOST_PYTHON
+from dockyard_scheduler.drivers.resource_values import resource_bounds
 
-__all__ = ["local_notes"]
+__all__ = ["local_notes", "memory_limit_mb"]
+
+
+def memory_limit_mb(spec: EndpointSpec) -> float | None:
+    """The memory a local replica may use: the definition's ``max``, else its number or ``min``."""
+    low, high, _ = resource_bounds(spec.resources.get("memory"))
+    return high or low
 
 
 def local_notes(workload: Workload, no_namespaces: str | None) -> list[str]:
@@ -32,8 +40,16 @@ def local_notes(workload: Workload, no_namespaces: str | None) -> list[str]:
             f"network namespaces are unavailable here ({no_namespaces}): each replica must "
             "listen on $PORT, a hard-coded port fails"
         )
+    memory = memory_limit_mb(spec)
+    if memory is not None and no_namespaces is None:
+        notes.append(
+            f"resources.memory: {memory:g} MB limits the replica's data (RLIMIT_DATA; a local "
+            "target has no cgroup to count its resident memory)"
+        )
     notes += [
-        f"resources.{name} is not honoured on a local target" for name in sorted(spec.resources)
+        f"resources.{name} is not honoured on a local target"
+        for name in sorted(spec.resources)
+        if not (name == "memory" and memory is not None and no_namespaces is None)
     ]
     if spec.node_selector:
         notes.append(

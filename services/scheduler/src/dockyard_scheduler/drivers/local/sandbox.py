@@ -15,7 +15,9 @@ interpreter (never the platform's environment). Inside the namespaces it
    environment, its home) bound back on top;
 4. waits for the network when ``egress`` is set (slirp4netns, which the driver starts outside
    the namespace, gives it a NATed interface that cannot reach this machine's loopback);
-5. runs the server's command as its child (same process group: the driver stops both), and
+5. limits the server's memory when asked (``memory_bytes``: RLIMIT_DATA, what a machine
+   without a writable cgroup v2 offers; the server's allocations past it fail);
+6. runs the server's command as its child (same process group: the driver stops both), and
    forwards each connection of the socket to the declared port, byte for byte, until the
    server exits; then exits as the server did (a code, or the same signal).
 """
@@ -28,6 +30,7 @@ import ctypes
 import fcntl
 import json
 import os
+import resource
 import signal
 import socket
 import struct
@@ -54,6 +57,9 @@ def main(argv: list[str]) -> int:
     _mount_views(config["readonly"], config["hide"], config["expose"])
     if config.get("egress") and not _wait_for_route(5.0):
         print("dockyard: no network beyond loopback (slirp4netns did not come up)", flush=True)
+    if config.get("memory_bytes"):
+        limit = int(config["memory_bytes"])
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     server = subprocess.Popen(config["command"], cwd=config["cwd"])  # noqa: S603 - the endpoint's
     signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))
     signal.signal(signal.SIGINT, lambda *_: server.send_signal(signal.SIGINT))
