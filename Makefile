@@ -69,6 +69,8 @@ bench: install
 	$(RUN) python bench/build.py
 	$(RUN) python bench/router.py
 	$(RUN) python bench/scheduler.py
+	$(RUN) python bench/namespace_hop.py
+	$(RUN) python bench/projects.py
 	$(RUN) python bench/container_target.py
 	$(RUN) python bench/cli_startup.py
 	UV="$(UV)" $(RUN) python bench/install_size.py
