@@ -32,6 +32,7 @@ from dockyard_common.runtime.processes import free_port
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers import Reporter, report_until_published
 from dockyard_scheduler.drivers.local.environments import (
+    Environment,
     ensure_environment,
     interpreter,
     uv_binary,
@@ -95,7 +96,7 @@ class LocalDriver:
         self._logs = settings.runtime_dir / "logs"
         self._envs = settings.runtime_dir / "envs"
         self._homes = settings.runtime_dir / "homes"
-        self._env_locks: dict[Path, asyncio.Lock] = {}
+        self._env_locks: dict[str, asyncio.Lock] = {}
         self._no_namespaces = (
             namespaces_unavailable() if settings.local_namespaces else "turned off by a setting"
         )
@@ -251,20 +252,24 @@ class LocalDriver:
         async with asyncio.TaskGroup() as tasks:
             for replica, was_adopted in zip(running.replicas, adopted, strict=True):
                 sandbox = Sandbox(
-                    environment=environment,
+                    environment=environment.path,
+                    dependencies=environment.dependencies,
                     home=self._homes / _file_name(running.workload.key, replica.index, "home"),
                     shims=self._shims,
                     socket=replica.socket,
                 )
                 tasks.create_task(self._supervise(running, replica, image, sandbox, was_adopted))
 
-    async def _environment(self, workload: Workload) -> Path:
+    async def _environment(self, workload: Workload) -> Environment:
         """The version's own environment, made once (replicas on two targets share it)."""
         image = workload.version.image
         if image is None:  # desired_workloads gives built versions only
             raise PermanentError("the version has no image yet")
-        directory = self._envs / workload.manifest_digest.removeprefix("sha256:")
-        async with self._env_locks.setdefault(directory, asyncio.Lock()):
+        # One at a time per set of dependencies (versions sharing it wait for the first)
+        # and per version (its replicas on two targets).
+        house = next((x.digest for x in image.layers if x.role.startswith("wheels:")), None)
+        key = house or workload.manifest_digest
+        async with self._env_locks.setdefault(key, asyncio.Lock()):
             return await asyncio.to_thread(
                 ensure_environment, image, workload.manifest_digest, self._envs
             )
@@ -337,6 +342,7 @@ class LocalDriver:
                 expose=[
                     (image.root, True),
                     (sandbox.environment, True),
+                    *([(sandbox.dependencies, False)] if sandbox.dependencies else []),
                     (sandbox.home, True),
                     (sandbox.shims, False),
                 ],

@@ -47,6 +47,8 @@ class Sandbox:
     """Where one replica lives on this machine: its version's environment, its own home."""
 
     environment: Path
+    dependencies: Path | None
+    """The shared environment of its locked dependencies (read-only to it), if any."""
     home: Path
     shims: Path
     socket: Path | None
