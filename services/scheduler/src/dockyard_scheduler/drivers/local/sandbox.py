@@ -57,10 +57,15 @@ def main(argv: list[str]) -> int:
     _mount_views(config["readonly"], config["hide"], config["expose"])
     if config.get("egress") and not _wait_for_route(5.0):
         print("dockyard: no network beyond loopback (slirp4netns did not come up)", flush=True)
-    if config.get("memory_bytes"):
-        limit = int(config["memory_bytes"])
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    server = subprocess.Popen(config["command"], cwd=config["cwd"])  # noqa: S603 - the endpoint's
+    limit = config.get("memory_bytes")
+
+    def limit_memory() -> None:  # in the server's process only, not in this forwarder
+        if limit:
+            resource.setrlimit(resource.RLIMIT_DATA, (int(limit), int(limit)))
+
+    server = subprocess.Popen(  # noqa: S603 - the endpoint's own command
+        config["command"], cwd=config["cwd"], preexec_fn=limit_memory
+    )
     signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))
     signal.signal(signal.SIGINT, lambda *_: server.send_signal(signal.SIGINT))
     port = int(config["port"])
