@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository's tests.harness
+from tests.harness.archives import folder_tar_gz
 
 try:
     from bench.common import Platform
@@ -51,15 +52,6 @@ SERVING = [
 OWNER, PROJECT = "bench", "forms"
 
 
-def archive(folder: Path) -> bytes:
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
-    return data.getvalue()
-
-
 def endpoints_of(yaml: str) -> list[str]:
     return [line.split(":", 1)[1].strip() for line in yaml.splitlines() if "name:" in line]
 
@@ -68,7 +60,7 @@ def deploy(api: httpx.Client, router_url: str, name: str, version: str) -> dict[
     folder = PROJECTS / name
     base = f"/v1/projects/{OWNER}/{PROJECT}"
     deployment = f"{base}/deployments/{name}"
-    code = archive(folder)
+    code = folder_tar_gz(folder)
     digest = "sha256:" + hashlib.sha256(code).hexdigest()
     api.put(f"{base}/blobs/{digest}", content=code).raise_for_status()
     api.put(deployment, json={"targets": ["local-eu", "local-us"]})

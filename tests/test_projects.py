@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.harness.archives import folder_tar_gz
 from tests.harness.fixtures import Names, RunningPlatform, admin_client
 from tests.harness.flows import ensure_project
 
@@ -65,16 +64,6 @@ EXPECTED: dict[str, Answers | Fails] = {
 }
 
 
-def archive(folder: Path) -> bytes:
-    """The project's folder as a tar.gz, as the CLI packs a repository."""
-    data = io.BytesIO()
-    with tarfile.open(fileobj=data, mode="w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
-    return data.getvalue()
-
-
 @dataclass
 class Outcome:
     version: dict[str, Any]
@@ -86,7 +75,7 @@ async def deploy(
 ) -> Outcome:
     folder = PROJECTS / name
     base = f"/v1/projects/{owner}/demo"
-    code = archive(folder)
+    code = folder_tar_gz(folder)
     digest = "sha256:" + hashlib.sha256(code).hexdigest()
     assert (await api.put(f"{base}/blobs/{digest}", content=code)).status_code in (200, 201)
     deployment = f"{base}/deployments/{name}"

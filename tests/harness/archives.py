@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 
 def tar_gz(files: dict[str, bytes], *, hostile: list[tarfile.TarInfo] | None = None) -> bytes:
@@ -17,6 +18,12 @@ def tar_gz(files: dict[str, bytes], *, hostile: list[tarfile.TarInfo] | None = N
         for info in hostile or []:
             archive.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
     return buffer.getvalue()
+
+
+def folder_tar_gz(folder: Path) -> bytes:
+    """A folder's files as a tar.gz, as the CLI packs a repository."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    return tar_gz({str(path.relative_to(folder)): path.read_bytes() for path in files})
 
 
 def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
