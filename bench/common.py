@@ -1,4 +1,4 @@
-"""What the benchmarks share: the embedded platform, started as ``make run`` starts it.
+"""What the benchmarks share: the embedded platform as ``make run`` starts it, wrk, figures.
 
 Import it as ``bench.common`` (run from the repository's root, ``python -m bench.x``) or as
 ``common`` (``python bench/x.py``: bench/ is then on ``sys.path``).
@@ -7,8 +7,11 @@ Import it as ``bench.common`` (run from the repository's root, ``python -m bench
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -19,7 +22,16 @@ from pathlib import Path
 from dockyard_common.runtime.processes import stop_with_parent
 from dockyard_platform.servers import free_port
 
-__all__ = ["ROUTER_WORKERS", "STARTED_LINE", "Platform", "percentile"]
+__all__ = [
+    "ROUTER_WORKERS",
+    "STARTED_LINE",
+    "Platform",
+    "WrkRun",
+    "parse_wrk",
+    "percentile",
+    "run_wrk",
+    "spread",
+]
 
 ROUTER_WORKERS = int(os.environ.get("DOCKYARD_ROUTER_WORKERS", "2"))
 """Router processes the platform runs (the embedded default is 2)."""
@@ -106,3 +118,65 @@ class Platform:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+# --- wrk, the load generator (Debian's package) ---------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+_BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    """One wrk run: requests/s, latency percentiles (ms), bytes/s, errors."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    bytes_per_s: float
+    errors: int
+
+
+def run_wrk(url: str, connections: int, seconds: float) -> WrkRun:
+    """``wrk`` on one thread with ``connections`` keep-alive connections for ``seconds``."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk; make bench does it)")
+    done = subprocess.run(
+        [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    return parse_wrk(done.stdout)
+
+
+def parse_wrk(output: str) -> WrkRun:
+    """The figures of wrk's ``--latency`` report."""
+    percentiles: dict[str, float] = {}
+    rps = bytes_per_s = 0.0
+    errors = 0
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("50%", "99%"):
+            value = re.fullmatch(r"([\d.]+)(us|ms|s|m)", words[1])
+            if value:
+                percentiles[words[0]] = float(value[1]) * _UNITS[value[2]]
+        elif line.startswith("Requests/sec:"):
+            rps = float(words[1])
+        elif line.startswith("Transfer/sec:"):
+            amount = re.fullmatch(r"([\d.]+)(B|KB|MB|GB)", words[1])
+            bytes_per_s = float(amount[1]) * _BYTES[amount[2]] if amount else 0.0
+        elif "Non-2xx or 3xx responses:" in line:
+            errors += int(words[-1])
+        elif line.strip().startswith("Socket errors:"):
+            errors += sum(int(n) for n in re.findall(r"\d+", line))
+    return WrkRun(
+        rps, percentiles.get("50%", 0.0), percentiles.get("99%", 0.0), bytes_per_s, errors
+    )
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of repeated measurements."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
