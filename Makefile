@@ -62,18 +62,18 @@ format: install
 
 # bench/router.py's headline load generator is wrk (Debian's package), installed when missing.
 bench: install
-	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
-		|| echo "make bench: no wrk (apt-get install wrk): bench/router.py uses aiohttp only" >&2
-	$(RUN) python bench/api.py
-	$(RUN) python bench/build.py
-	$(RUN) python bench/router.py
-	$(RUN) python bench/scheduler.py
-	$(RUN) python bench/namespace_hop.py
-	$(RUN) python bench/projects.py
-	$(RUN) python bench/container_target.py
-	$(RUN) python bench/cli_startup.py
-	UV="$(UV)" $(RUN) python bench/install_size.py
+	@for tool in wrk nginx haproxy; do command -v $$tool >/dev/null 2>&1 \
+		|| PATH="$$PATH:/usr/sbin" command -v $$tool >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light haproxy \
+			>/dev/null; } \
+		|| { echo "make bench: needs $$tool (apt-get install wrk nginx-light haproxy)" >&2; \
+			exit 1; }; done
+	set -o pipefail; logs=$$(mktemp -d) && trap 'rm -rf "$$logs"' EXIT \
+		&& for script in proxies switching projects namespace_hop build api scheduler cli_startup; do \
+			echo "== bench/$$script.py" && $(RUN) python bench/$$script.py \
+			| tee "$$logs/$$script.log" || exit 1; done \
+		&& $(RUN) python bench/report.py "$$logs"
 
 # kill -9 of each platform process under load (tests/faults), rendered as docs/reliability.md
 # with the hostile inputs tests/test_hostile_inputs.py sends.

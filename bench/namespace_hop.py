@@ -179,7 +179,22 @@ def main() -> int:
             for key, value in run.items():
                 figures[f"{name}_c{clients}_{key}"] = round(value, 1)
         figures[f"hop_p50_us_c{clients}"] = round(hop, 1)
-    print(json.dumps({"benchmark": "namespace_hop", "rounds": args.rounds, **figures}))
+    rows = []
+    for clients in (1, 32):
+        for figure in ("p50_us", "p99_us", "rps"):
+            bridged = figures[f"bridged_c{clients}_{figure}"]
+            direct = figures[f"direct_c{clients}_{figure}"]
+            rows.append(
+                {
+                    "name": f"bridged call c={clients} {figure}",
+                    "subject": bridged,
+                    "reference": direct,
+                    "ratio": round(bridged / direct, 3),
+                    "raw": {k: v for k, v in figures.items() if f"_c{clients}_{figure}" in k},
+                }
+            )
+    result = {"benchmark": "namespace_hop", "rounds": args.rounds, **figures, "rows": rows}
+    print(json.dumps(result))
     return 0
 
 
