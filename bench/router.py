@@ -804,8 +804,7 @@ def report(
         )
     print(
         f"  (at concurrency {args.concurrency} a request mostly waits its turn for a CPU: "
-        f"p50 ≈ {args.concurrency} / throughput, so the added p50 there follows the ratio; "
-        "see bench/README.md)"
+        f"p50 ≈ {args.concurrency} / throughput, so the added p50 there follows the ratio)"
     )
     print(
         f"switch propagation: {len(switched)} PUTs of alias {ALIAS} alternating v1/v2, "

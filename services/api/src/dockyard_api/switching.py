@@ -395,8 +395,8 @@ async def _write_plan(
 
     An alias switch waits on every round trip before its write, and there were three reads
     (deployment, versions, alias): planning from the followed buckets takes that round trip
-    off a switch here (bench/README.md). A version the plan names is held after the write,
-    at the revision this process knew, so one stopped meanwhile is still caught."""
+    off a switch here (bench/router.py measures it). A version the plan names is held after
+    the write, at the revision this process knew, so one stopped meanwhile is still caught."""
     if recent is not None:
         with contextlib.suppress(Conflict):
             return await _write(context, key, recent, force)
