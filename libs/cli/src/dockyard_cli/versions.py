@@ -216,13 +216,25 @@ def status_command(
                 "region": s["region"],
                 "state": s["state"],
                 "replicas": len(s.get("upstreams") or []),
+                "desired": _desired_text(s),
                 "reason": s.get("reason"),
             }
             for s in states
         ]
-        lines.append(table(rows, ["endpoint", "target", "region", "state", "replicas", "reason"]))
+        columns = ["endpoint", "target", "region", "state", "replicas", "desired", "reason"]
+        lines.append(table(rows, columns))
     lines += [f"{name:<24} {url}" for name, url in urls.items()]
     emit(output, found, "\n".join(lines))
+
+
+def _desired_text(state: dict[str, Any]) -> str:
+    """What the autoscaler wants of an endpoint state, and why: ``4 (load)``; empty for a
+    fixed count."""
+    desired = state.get("desired_replicas")
+    if desired is None:
+        return ""
+    because = state.get("scaled_because")
+    return f"{desired} ({because})" if because else str(desired)
 
 
 def stop_command(

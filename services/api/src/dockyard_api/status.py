@@ -59,22 +59,32 @@ def overall_rollout_status(version: Version, states: list[EndpointState]) -> Ver
 
 def endpoint_fact(previous: EndpointState | None, current: EndpointState) -> str | None:
     """The fact an endpoint report makes: ``endpoint.scaled`` when a ready endpoint's
-    replica count changed, the event of its state when anything else changed, None when
-    the report says what the record already holds."""
-    if previous is not None and (previous.state, previous.upstreams, previous.reason) == (
-        current.state,
-        current.upstreams,
-        current.reason,
-    ):
+    replica count (serving, or wanted by the autoscaler) changed, the event of its state
+    when anything else changed, None when the report says what the record already holds."""
+    if previous is not None and _said(previous) == _said(current):
         return None
     if (
         previous is not None
         and previous.state is WorkloadState.READY
         and current.state is WorkloadState.READY
-        and len(previous.upstreams) != len(current.upstreams)
+        and (
+            len(previous.upstreams) != len(current.upstreams)
+            or previous.desired_replicas != current.desired_replicas
+        )
     ):
         return EventType.ENDPOINT_SCALED
     return _STATE_FACTS[current.state]
+
+
+def _said(state: EndpointState) -> tuple[object, ...]:
+    """What a report says of an endpoint, its time aside."""
+    return (
+        state.state,
+        state.upstreams,
+        state.reason,
+        state.desired_replicas,
+        state.scaled_because,
+    )
 
 
 def version_fact(before: Version, after: Version) -> str | None:

@@ -28,6 +28,17 @@ class SchedulerSettings(CommonSettings):
     machine allows it (else, or when False, replicas listen on ``$PORT``)."""
     """Leave replicas serving when the scheduler stops; the next scheduler adopts them."""
 
+    autoscale_stable_s: float = Field(default=60.0, gt=0)
+    """The autoscaler's stable window: the average load over it decides, and a scale-down
+    needs all of it to agree (:mod:`dockyard_scheduler.scaling`)."""
+    autoscale_panic_s: float = Field(default=6.0, gt=0)
+    """The panic window: a burst over it asking for twice the replicas scales up at once."""
+    autoscale_every_s: float = Field(default=1.0, gt=0)
+    """How often the autoscaler decides (the routers report once a second)."""
+    scale_down_drain_s: float = Field(default=2.0, ge=0)
+    """How long a replica scaled down stays up after it left the route: for the routers to
+    stop sending to it and the requests under way to end; then it gets ``stop_grace_s``."""
+
     full_pass_every_s: float = 30.0
     """How often the whole state of record is reconciled (events wake it in between)."""
 

@@ -5,8 +5,10 @@ digest and the command runs with the tree's code root as working directory, in t
 own virtual environment (:mod:`.environments`). Each replica has network and mount namespaces
 of its own (:mod:`.isolation`): it listens on its declared port, and the router reaches it
 through a Unix socket. Where namespaces are unavailable, each local target binds its replicas
-to its own address (``127.0.1.1``, ``127.0.2.1``, ...) on ``$PORT``. An endpoint runs
-``replicas.min`` replicas per target. A replica that never listens fails with the ports it
+to its own address (``127.0.1.1``, ``127.0.2.1``, ...) on ``$PORT``. An endpoint starts
+with ``replicas.min`` replicas per target; the scheduler's autoscaler changes the count with
+:meth:`LocalDriver.scale`, which starts and stops replicas the same way (a replica leaves the
+reported upstreams before it is stopped). A replica that never listens fails with the ports it
 does listen on and its last log lines; one that exits is restarted with backoff, and reported
 crash-looping when that repeats.
 
@@ -82,6 +84,14 @@ class _Running:
     reported: EndpointSummary | None = None
     failed_at: float | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    image: UnpackedImage | None = None
+    environment: Environment | None = None
+    group: asyncio.TaskGroup | None = None
+    """Where the replicas' supervisions run (set once image and environment are ready)."""
+    supervisors: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    desired: int | None = None
+    scaled_because: str | None = None
+    reported_scale: tuple[int | None, str | None] = (None, None)
 
 
 class LocalDriver:
@@ -94,6 +104,7 @@ class LocalDriver:
         self._shims = settings.runtime_dir / "shims"
         self._records = settings.runtime_dir / "replicas"
         self._logs = settings.runtime_dir / "logs"
+        self._retiring: set[asyncio.Task[None]] = set()
         self._envs = settings.runtime_dir / "envs"
         self._homes = settings.runtime_dir / "homes"
         self._env_locks: dict[str, asyncio.Lock] = {}
@@ -188,8 +199,85 @@ class LocalDriver:
         await asyncio.gather(*(replica.kill(grace) for replica in running.replicas))
         return True
 
+    def replica_count(self, key: str) -> int | None:
+        """How many replicas the workload runs (starting ones included); None when none
+        runs under ``key`` or it cannot be scaled yet (its image is being prepared)."""
+        running = self._running.get(key)
+        if running is None or running.group is None:
+            return None
+        return len(running.replicas)
+
+    async def scale(self, key: str, count: int, reason: str) -> bool:
+        """Run ``count`` replicas of the workload ``key``; False when nothing changed.
+
+        New replicas start as the first ones did. Replicas to stop leave the endpoint's
+        reported upstreams first (so the routers stop sending to them), then get
+        ``scale_down_drain_s`` for the requests under way before they are stopped.
+        """
+        running = self._running.get(key)
+        if running is None or running.group is None or running.image is None:
+            return False
+        environment = running.environment
+        if environment is None:
+            return False
+        current = len(running.replicas)
+        running.desired, running.scaled_because = count, reason
+        if count > current:
+            used = {replica.index for replica in running.replicas}
+            indexes = [i for i in range(count + len(used)) if i not in used][: count - current]
+            for index in indexes:
+                replica = self._fresh_replica(running.workload, index)
+                running.replicas.append(replica)
+                running.supervisors[index] = running.group.create_task(
+                    self._supervise(
+                        running,
+                        replica,
+                        running.image,
+                        self._sandbox(running.workload, replica, environment),
+                        False,
+                    )
+                )
+        elif count < current:
+            # Those not serving go first, then the most recently added.
+            order = sorted(
+                running.replicas, key=lambda r: (r.state is WorkloadState.READY, -r.index)
+            )
+            leaving = order[: current - count]
+            running.replicas = [r for r in running.replicas if r not in leaving]
+            for replica in leaving:
+                task = running.supervisors.pop(replica.index, None)
+                if task is not None:
+                    task.cancel()
+            retire = asyncio.create_task(self._retire(key, leaving))
+            self._retiring.add(retire)
+            retire.add_done_callback(self._retiring.discard)
+        log.info("replicas.scaled", key=key, replicas=count, was=current, reason=reason)
+        await self._update(running)
+        return count != current
+
+    def _fresh_replica(self, workload: Workload, index: int) -> Replica:
+        """A replica to start (not adopted), as ensure() makes them."""
+        isolated = self._no_namespaces is None
+        return Replica(
+            workload=workload,
+            index=index,
+            port=workload.endpoint.listen_port
+            if isolated
+            else _free_port(workload.target.address or "127.0.0.1"),
+            socket=self._sockets / _socket_name(workload.key, index) if isolated else None,
+            log_path=self._logs / _file_name(workload.key, index, "log"),
+            record_path=self._records / _file_name(workload.key, index, "json"),
+        )
+
+    async def _retire(self, key: str, leaving: list[Replica]) -> None:
+        """Stop replicas the route no longer names, once the routers had time to see it."""
+        await asyncio.sleep(self._settings.scale_down_drain_s)
+        await asyncio.gather(*(r.kill(self._settings.stop_grace_s) for r in leaving))
+        log.info("replicas.retired", key=key, replicas=[r.index for r in leaving])
+
     async def close(self) -> None:
         """Stop every replica (on shutdown), or leave them to the next scheduler if so set."""
+        await asyncio.gather(*self._retiring, return_exceptions=True)  # scaled down: stop
         if not self._settings.keep_replicas_on_exit:
             await asyncio.gather(*(self.remove(key) for key in list(self._running)))
             return
@@ -249,16 +337,26 @@ class LocalDriver:
             running.failed_at = time.monotonic()
             await self._update(running, str(exc))
             return
+        running.image, running.environment = image, environment
         async with asyncio.TaskGroup() as tasks:
+            running.group = tasks
             for replica, was_adopted in zip(running.replicas, adopted, strict=True):
-                sandbox = Sandbox(
-                    environment=environment.path,
-                    dependencies=environment.dependencies,
-                    home=self._homes / _file_name(running.workload.key, replica.index, "home"),
-                    shims=self._shims,
-                    socket=replica.socket,
+                sandbox = self._sandbox(running.workload, replica, environment)
+                running.supervisors[replica.index] = tasks.create_task(
+                    self._supervise(running, replica, image, sandbox, was_adopted)
                 )
-                tasks.create_task(self._supervise(running, replica, image, sandbox, was_adopted))
+            # Open until remove() cancels it: scale() adds supervisions to the group.
+            await asyncio.Event().wait()
+
+    def _sandbox(self, workload: Workload, replica: Replica, environment: Environment) -> Sandbox:
+        """What a replica runs in: the version's environment, a home, the shims, its socket."""
+        return Sandbox(
+            environment=environment.path,
+            dependencies=environment.dependencies,
+            home=self._homes / _file_name(workload.key, replica.index, "home"),
+            shims=self._shims,
+            socket=replica.socket,
+        )
 
     async def _environment(self, workload: Workload) -> Environment:
         """The version's own environment, made once (replicas on two targets share it)."""
@@ -468,15 +566,17 @@ class LocalDriver:
             )
             if reason is not None:
                 summary = EndpointSummary(summary.state, summary.upstreams, reason)
-            if summary == running.reported:
+            scale = (running.desired, running.scaled_because)
+            if summary == running.reported and scale == running.reported_scale:
                 return
             running.was_ready = running.was_ready or summary.state is WorkloadState.READY
             state = running.workload.observed(summary.state, summary.upstreams, summary.reason)
             notes = local_notes(running.workload, self._no_namespaces)
-            await report_until_published(
-                self._report, state.model_copy(update={"notes": notes}), running.workload.key
+            state = state.model_copy(
+                update={"notes": notes, "desired_replicas": scale[0], "scaled_because": scale[1]}
             )
-            running.reported = summary
+            await report_until_published(self._report, state, running.workload.key)
+            running.reported, running.reported_scale = summary, scale
 
     def _ensure_shims(self) -> None:
         # After the version's environment on PATH: uv, as python images with uv have it.
