@@ -224,6 +224,44 @@ async def test_two_replicas_with_a_hard_coded_port_both_serve(
 
 
 @pytest.mark.docker
+async def test_the_autoscaler_s_count_adds_containers_and_removes_them_after_the_route(
+    tmp_path: Path,
+    base_image: str,
+    engine: Any,
+    settings: SchedulerSettings,
+    driver: tuple[ContainerDriver, Reports],
+) -> None:
+    container_driver, reports = driver
+    workload = _workload(tmp_path, base_image, SERVE.format(port="$PORT"))
+    await container_driver.ensure(workload)
+    await reports.wait_for("ready", lambda s: len(s.upstreams) == 1)
+    assert container_driver.replica_count(workload.key) == 1
+
+    assert await container_driver.scale(workload.key, 3, "load") is True
+    three = await reports.wait_for("three upstreams", lambda s: len(s.upstreams) == 3)
+    assert (three.desired_replicas, three.scaled_because) == (3, "load")
+    assert len(_ours(engine, settings)) == 3
+
+    seen = len(reports.seen)
+    assert await container_driver.scale(workload.key, 1, "load") is True
+    # The report without the two leaving comes first: they still run for the drain.
+    one = await reports.wait_for("one upstream", lambda s: len(s.upstreams) == 1, after=seen)
+    assert one.upstreams[0] in three.upstreams
+    assert len(_ours(engine, settings)) == 3
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            if len(_ours(engine, settings)) == 1:
+                break
+        except docker.errors.APIError:  # listed, then removed before it was looked at
+            pass
+        assert time.monotonic() < deadline, "the scaled-down containers were not removed"
+        await asyncio.sleep(0.2)
+    assert "code layer" in await asyncio.to_thread(_get, f"{one.upstreams[0]}/index.html")
+    await container_driver.remove(workload.key)
+
+
+@pytest.mark.docker
 async def test_a_workload_removed_while_its_container_starts_leaves_none(
     tmp_path: Path, base_image: str, engine: Any, settings: SchedulerSettings
 ) -> None:

@@ -47,9 +47,11 @@ class ReplicaGroup:
     notes: tuple[str, ...] = ()
     """What the target made of the endpoint (its Python, where it listens, what it did not
     honour): reported with every state."""
-    reported: tuple[tuple[WorkloadState, tuple[str, ...], str | None], tuple[str, ...]] | None = (
-        None
-    )
+    reported: tuple[object, ...] | None = None
+    """What was last reported: (observed, notes, desired, scaled_because)."""
+    desired: int | None = None
+    """The count the autoscaler last asked for, and why: reported with every state."""
+    scaled_because: str | None = None
     rolled_out: bool = False
     """Whether it has been reported ready: then a replica down leaves it ready with fewer."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -81,7 +83,13 @@ class ReplicaGroup:
     ) -> EndpointState:
         """The report of ``state`` for this workload, with the target's notes."""
         observed = self.workload.observed(state, upstreams, reason)
-        return observed.model_copy(update={"notes": list(self.notes)})
+        return observed.model_copy(
+            update={
+                "notes": list(self.notes),
+                "desired_replicas": self.desired,
+                "scaled_because": self.scaled_because,
+            }
+        )
 
 
 async def replica_logs(engine: Engine, group: ReplicaGroup, tail: int) -> list[ReplicaLogs]:
