@@ -1,8 +1,9 @@
-"""Autoscaling on request load, on the embedded default: real router, scheduler and endpoint
-processes, bounded load from the test.
+"""Autoscaling on request load and scale to zero, on the embedded default: real router,
+scheduler and endpoint processes, bounded load from the test.
 
 A platform of the module's own (its own NATS), with the autoscaler's windows shortened
 (stable 6 s, panic 2 s) so that a test takes seconds, not minutes; the rule is the same.
+Its router holds at most 4 requests per idle endpoint and worker.
 """
 
 from __future__ import annotations
@@ -36,7 +37,19 @@ AUTOSCALE = {
     "DOCKYARD_AUTOSCALE_STABLE_S": "6",
     "DOCKYARD_AUTOSCALE_PANIC_S": "2",
     "DOCKYARD_SCALE_DOWN_DRAIN_S": "1",
+    "DOCKYARD_HOLD_QUEUE": "4",
 }
+
+SLOW_START_APP = b"""\
+import time
+
+time.sleep(1.5)  # a model loading: a start from zero takes a while
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"awake"]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +60,13 @@ def scaling_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runni
 
 
 async def deploy(
-    api: httpx.AsyncClient, names: Names, version: str, replicas: dict[str, Any]
+    api: httpx.AsyncClient,
+    names: Names,
+    version: str,
+    replicas: dict[str, Any],
+    app: bytes = SLOW_APP,
 ) -> None:
-    code = await upload_blob(api, names, tar_gz({"app.py": SLOW_APP}))
+    code = await upload_blob(api, names, tar_gz({"app.py": app}))
     created = await create_version(
         api,
         names,
@@ -64,13 +81,19 @@ async def deploy(
     await wait_for_version(api, names, version, "ready", within_s=60)
 
 
-async def serving(api: httpx.AsyncClient, names: Names, version: str) -> tuple[int, int | None]:
-    """(replicas serving, replicas the autoscaler wants) of predict on local-eu."""
+async def endpoint_state(api: httpx.AsyncClient, names: Names, version: str) -> dict[str, Any]:
+    """The state of predict on local-eu, as the record holds it."""
     url = (
         f"/v1/projects/{names.owner}/{names.project}/deployments/{names.deployment}"
         f"/versions/{version}"
     )
-    [state] = [s for s in (await api.get(url)).json()["endpoint_states"]]
+    [state] = (await api.get(url)).json()["endpoint_states"]
+    return state  # type: ignore[no-any-return]
+
+
+async def serving(api: httpx.AsyncClient, names: Names, version: str) -> tuple[int, int | None]:
+    """(replicas serving, replicas the autoscaler wants) of predict on local-eu."""
+    state = await endpoint_state(api, names, version)
     return len(state["upstreams"]), state.get("desired_replicas")
 
 
@@ -162,3 +185,71 @@ async def test_a_canary_at_ten_percent_runs_fewer_replicas_than_the_main_version
     assert set(outcomes) == {"200"}, outcomes
     assert canary[0] < main[0], (main, canary)
     assert canary[0] <= 2, canary
+
+
+async def idle_endpoint(api: httpx.AsyncClient, names: Names) -> None:
+    """Deploy v1 (slow to start) with min 0 and idle_s 2, and wait until it idles."""
+    await put_deployment(api, names, ["local-eu"])
+    await deploy(api, names, "v1", {"min": 0, "max": 2, "idle_s": 2}, app=SLOW_START_APP)
+
+    async def idle() -> bool:
+        return (await endpoint_state(api, names, "v1"))["state"] == "idle"
+
+    await until(idle, 30, "the endpoint did not go idle after 2 s without a request")
+    state = await endpoint_state(api, names, "v1")
+    assert (state["upstreams"], state["desired_replicas"], state["scaled_because"]) == (
+        [],
+        0,
+        "idle",
+    )
+
+
+async def test_an_idle_endpoint_goes_to_zero_and_its_next_request_is_answered(
+    scaling_platform: RunningPlatform, names: Names
+) -> None:
+    async with admin_client(scaling_platform) as api:
+        await idle_endpoint(api, names)
+        version = await api.get(
+            f"/v1/projects/{names.owner}/{names.project}/deployments/{names.deployment}/versions/v1"
+        )
+        assert version.json()["status"] == "ready"  # an idle version still serves
+        url = (
+            f"{scaling_platform.router_url}/{names.owner}/{names.project}/{names.deployment}"
+            "/v1/predict/"
+        )
+        async with httpx.AsyncClient(timeout=30) as client:
+            started = time.monotonic()
+            answer = await client.get(url)
+            waited = time.monotonic() - started
+        assert (answer.status_code, answer.text) == (200, "awake"), answer.text
+        assert waited >= 1.5  # held while the replica started (its import sleeps 1.5 s)
+        state = await endpoint_state(api, names, "v1")
+        assert (state["state"], len(state["upstreams"])) == ("ready", 1)
+        assert state["scaled_because"] == "wake"
+
+
+async def test_a_full_hold_queue_answers_503_with_retry_after(
+    scaling_platform: RunningPlatform, names: Names
+) -> None:
+    async with admin_client(scaling_platform) as api:
+        await idle_endpoint(api, names)
+        url = (
+            f"{scaling_platform.router_url}/{names.owner}/{names.project}/{names.deployment}"
+            "/v1/predict/"
+        )
+
+        async def call() -> httpx.Response:
+            async with httpx.AsyncClient(timeout=30) as client:  # a connection each
+                return await client.get(url)
+
+        # 2 router workers hold 4 each: of 24 at once, at least 16 find the queue full.
+        answers = await asyncio.gather(*(call() for _ in range(24)))
+    statuses = Counter(answer.status_code for answer in answers)
+    assert set(statuses) == {200, 503}, statuses
+    assert statuses[503] >= 16 and statuses[200] >= 1, statuses
+    for answer in answers:
+        if answer.status_code == 503:
+            assert answer.headers["Retry-After"] == "1"
+            assert answer.json()["type"].endswith("/hold-queue-full"), answer.text
+        else:
+            assert answer.text == "awake"

@@ -183,3 +183,16 @@ def test_the_autoscaler_wanting_another_count_is_scaled_and_kept_with_its_reason
     [held] = folded.version.endpoint_states
     assert (held.desired_replicas, held.scaled_because) == (3, "load")
     assert fold_report(folded.version, OBSERVED, wanted) is None
+
+
+def test_an_endpoint_gone_idle_is_scaled_and_its_version_stays_ready() -> None:
+    built = a_version(VersionStatus.BUILT, image=IMAGE)
+    ready = observe(observe(built, state("local-eu", READY)).version, state("local-us", READY))
+    idle = state("local-eu", WorkloadState.IDLE).model_copy(
+        update={"upstreams": [], "desired_replicas": 0, "scaled_because": "idle"}
+    )
+    folded = observe(ready.version, idle)
+    assert facts(folded) == [(EventType.ENDPOINT_SCALED, "local-eu")]
+    assert folded.version.status is VersionStatus.READY
+    woken = observe(folded.version, state("local-eu", READY))
+    assert facts(woken) == [(EventType.ENDPOINT_SCALED, "local-eu")]

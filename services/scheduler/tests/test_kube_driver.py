@@ -201,6 +201,17 @@ async def test_the_autoscaler_owns_the_deployment_count_against_api_server_stub(
     assert not await driver.ensure(scaled), "an unchanged workload was applied again"
     assert stubs["k8s-eu"].objects[key]["spec"]["replicas"] == 3
 
+    assert await driver.scale(scaled.key, 0, "idle")
+    idle = await states.wait("idle", state_is(WorkloadState.IDLE))
+    assert (idle.upstreams, idle.desired_replicas) == ([], 0)
+    assert driver.replica_count(scaled.key) == 0
+    seen = len(states.seen)
+    assert await driver.scale(scaled.key, 1, "wake")
+    woken = await states.wait(
+        "ready again", lambda s: states.seen.index(s) >= seen and s.state is WorkloadState.READY
+    )
+    assert woken.upstreams == ["http://web-v1-predict.dy-acme-demo.svc:8000"]
+
 
 async def test_a_stopped_version_is_collected_by_its_labels_against_api_server_stub(
     stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]

@@ -55,6 +55,7 @@ class DeployRequest:
     name: str | None = None
     endpoints: list[str] = field(default_factory=list)
     files: dict[str, dict[str, Path]] = field(default_factory=dict)
+    replicas: dict[str, dict[str, Any]] = field(default_factory=dict)
     targets: list[str] = field(default_factory=list)
     wait: bool = False
     alias: str | None = None
@@ -85,6 +86,37 @@ def parse_file_options(values: list[str]) -> dict[str, dict[str, Path]]:
             raise ValueError(f"--file {value!r}: write it as ENDPOINT.NAME=PATH")
         files.setdefault(endpoint, {})[name] = Path(path)
     return files
+
+
+def parse_replicas_options(values: list[str], idle: list[str]) -> dict[str, dict[str, Any]]:
+    """``ENDPOINT=MIN:MAX[:TARGET_CONCURRENCY]`` and ``ENDPOINT=SECONDS`` (the idle time of
+    an endpoint with min 0) options as the version body's ``replicas``; ValueError if
+    malformed (the server checks the numbers)."""
+    replicas: dict[str, dict[str, Any]] = {}
+    for value in values:
+        endpoint, sep, counts = value.partition("=")
+        parts = counts.split(":")
+        try:
+            numbers = [float(part) for part in parts]
+        except ValueError:
+            numbers = []
+        if not sep or not endpoint or len(numbers) not in (2, 3):
+            raise ValueError(f"--replicas {value!r}: write it as ENDPOINT=MIN:MAX[:TARGET]")
+        replicas[endpoint] = {"min": int(numbers[0]), "max": int(numbers[1])}
+        if len(numbers) == 3:
+            replicas[endpoint]["target_concurrency"] = numbers[2]
+    for value in idle:
+        endpoint, sep, seconds = value.partition("=")
+        try:
+            idle_s = float(seconds)
+        except ValueError:
+            idle_s = -1.0
+        if not sep or endpoint not in replicas or idle_s < 0:
+            raise ValueError(
+                f"--idle {value!r}: write it as ENDPOINT=SECONDS, for an endpoint given --replicas"
+            )
+        replicas[endpoint]["idle_s"] = idle_s
+    return replicas
 
 
 def missing_endpoint_definitions(folder: Path) -> str | None:
@@ -249,6 +281,8 @@ def deploy(client: ApiClient, request: DeployRequest, say: Say) -> Deployed:
         body["endpoints"] = request.endpoints
     if files:
         body["files"] = files
+    if request.replicas:
+        body["replicas"] = request.replicas
     waiting = request.wait or request.alias is not None
     if not waiting:
         version = client.post(f"{scope.deployment_path}/versions", body)

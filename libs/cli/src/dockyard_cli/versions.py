@@ -25,6 +25,7 @@ from dockyard_cli.deploying import (
     endpoint_urls,
     missing_endpoint_definitions,
     parse_file_options,
+    parse_replicas_options,
     start,
 )
 from dockyard_cli.events import mebibytes
@@ -71,6 +72,20 @@ def deploy_command(
         list[str] | None,
         typer.Option("--target", "-t", help="Targets of a new deployment (default: every one)."),
     ] = None,
+    replicas: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--replicas",
+            help="ENDPOINT=MIN:MAX[:TARGET]: replicas per target; MIN < MAX autoscales on "
+            "requests in flight per replica (TARGET, default 4); MIN 0 scales to zero.",
+        ),
+    ] = None,
+    idle: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--idle", help="ENDPOINT=SECONDS: with MIN 0, idle this long before going to zero."
+        ),
+    ] = None,
     alias: Annotated[
         str | None,
         typer.Option(help="Point this alias at the version once ready (implies --wait)."),
@@ -87,6 +102,10 @@ def deploy_command(
         files = parse_file_options(file or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--file") from None
+    try:
+        counts = parse_replicas_options(replicas or [], idle or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--replicas") from None
     for named in files.values():
         for file_name, path in named.items():
             # Relative to where the user stands, else to the code folder (its model file).
@@ -101,6 +120,7 @@ def deploy_command(
             name=name,
             endpoints=endpoint or [],
             files=files,
+            replicas=counts,
             targets=target or [],
             wait=wait,
             alias=alias,

@@ -50,7 +50,7 @@ async def run(nc: NatsClient, settings: SchedulerSettings) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(run_consumer(js, SCHEDULE_CONSUMER, handler.on_event))
             tasks.create_task(reconciler.run_periodically(settings.full_pass_every_s))
-            tasks.create_task(Autoscaler(drivers, reconciler, settings).run(js))
+            tasks.create_task(Autoscaler(drivers, reconciler, settings).run(nc))
     finally:
         await logs.close()
         await drivers.close()

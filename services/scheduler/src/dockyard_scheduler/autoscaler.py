@@ -9,6 +9,11 @@ region the requests were served in. Once a second each autoscaled workload (``re
 gets the count :func:`~.scaling.decide` asks for, one change at a time with the reconciler's
 changes. The driver reports the new state, with ``desired_replicas`` and ``scaled_because``,
 through the usual report → record → fact flow (``endpoint.scaled``).
+
+An endpoint with ``min: 0`` idle for ``idle_s`` goes to zero (reported ``idle``). A router
+holding a request for it publishes a :class:`~dockyard_common.traffic.WakeRequest` on
+``AUTOSCALE_WAKE_SUBJECT``: the endpoint in that region gets one replica at once, not at the
+next tick, and counts as asked for (it will not idle again for ``idle_s``).
 """
 
 from __future__ import annotations
@@ -18,14 +23,19 @@ import json
 import time
 from collections.abc import Callable
 
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy
 from pydantic import ValidationError
 
 from dockyard_common import DockyardError, get_logger
-from dockyard_common.subjects import TRAFFIC_STREAM, TRAFFIC_SUBJECT_PREFIX, version_key
-from dockyard_common.traffic import DeploymentTraffic
+from dockyard_common.subjects import (
+    AUTOSCALE_WAKE_SUBJECT,
+    TRAFFIC_STREAM,
+    TRAFFIC_SUBJECT_PREFIX,
+    version_key,
+)
+from dockyard_common.traffic import DeploymentTraffic, WakeRequest
 from dockyard_scheduler.drivers import Drivers
 from dockyard_scheduler.reconcile import Reconciler
 from dockyard_scheduler.scaling import LoadHistory, decide
@@ -59,6 +69,8 @@ class Autoscaler:
             history = self._histories[key] = LoadHistory(
                 stable_s=self._settings.autoscale_stable_s,
                 panic_s=self._settings.autoscale_panic_s,
+                # Idle time counts from when the autoscaler first saw it, not from never.
+                first_seen=self._clock(),
             )
         return history
 
@@ -119,8 +131,43 @@ class Autoscaler:
             except DockyardError as exc:
                 log.warning("autoscale.failed", key=key, error=str(exc))
 
-    async def run(self, js: JetStreamContext) -> None:
-        """Until cancelled: follow the traffic stream, and decide every second."""
+    async def wake(self, request: WakeRequest) -> int:
+        """Start one replica of an idle endpoint a router holds a request for; how many
+        workloads were woken (0: none idle there, or already starting)."""
+        woken = 0
+        for key in self.workload_keys_in(
+            request.owner,
+            request.project,
+            request.deployment,
+            request.version,
+            request.endpoint,
+            request.region,
+        ):
+            self.history(key).woken(self._clock())
+            async with self._reconciler.exclusive():
+                if self._drivers.replica_count(key) == 0:
+                    await self._drivers.scale(key, 1, "wake")
+                    woken += 1
+        return woken
+
+    async def run(self, nc: NatsClient) -> None:
+        """Until cancelled: follow the traffic stream and the wake-ups, and decide every
+        second."""
+        js = nc.jetstream()
+
+        async def on_wake(msg: Msg) -> None:
+            try:
+                request = WakeRequest.model_validate_json(msg.data)
+            except ValidationError as exc:
+                log.warning("autoscale.wake.unreadable", error=str(exc))
+                return
+            try:
+                woken = await self.wake(request)
+            except DockyardError as exc:
+                log.warning("autoscale.wake.failed", request=request.model_dump(), error=str(exc))
+                return
+            if woken:
+                log.info("autoscale.woken", **request.model_dump(), workloads=woken)
 
         async def on_message(msg: Msg) -> None:
             try:
@@ -130,6 +177,7 @@ class Autoscaler:
                 return
             self.observe(traffic)
 
+        waking = await nc.subscribe(AUTOSCALE_WAKE_SUBJECT, cb=on_wake)
         subscription = await js.subscribe(
             f"{TRAFFIC_SUBJECT_PREFIX}.>",
             stream=TRAFFIC_STREAM,
@@ -146,3 +194,4 @@ class Autoscaler:
                     log.exception("autoscale.tick.failed")
         finally:
             await subscription.unsubscribe()
+            await waking.unsubscribe()

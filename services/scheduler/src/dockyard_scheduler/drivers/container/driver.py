@@ -115,7 +115,7 @@ class ContainerDriver:
         if current is not None:
             await self._remove(workload.key)
         await self._connect()
-        count = workload.endpoint.replicas.min
+        count = max(workload.endpoint.replicas.min, 1)  # min 0: idled by the autoscaler
         group = ReplicaGroup(workload, [Replica(index) for index in range(count)])
         group.notes = container_notes(workload, container_resources(workload.endpoint))
         for replica, running in zip(
@@ -210,6 +210,7 @@ class ContainerDriver:
             return False
         current = len(group.replicas)
         group.desired, group.scaled_because = count, reason
+        group.waking = current == 0 and count > 0
         if count > current:
             used = {replica.index for replica in group.replicas}
             indexes = [i for i in range(count + len(used)) if i not in used][: count - current]

@@ -189,19 +189,18 @@ class KubernetesDriver:
         """The count of a ready workload autoscaled on request load: the one last set, else
         the one its Deployment started with (1: its rendering leaves the field out)."""
         tracked = self._tracked.get(key)
-        if (
-            tracked is None
-            or tracked.workload is None
-            or tracked.reported is not WorkloadState.READY
-        ):
+        if tracked is None or tracked.workload is None or running(tracked.task):
             return None
-        if running(tracked.task):
+        if tracked.reported is WorkloadState.IDLE:
+            return 0
+        if tracked.reported is not WorkloadState.READY:
             return None
         return tracked.replicas if tracked.replicas is not None else 1
 
     async def scale(self, key: str, count: int, reason: str) -> bool:
         """Set the Deployment's replica count (the Service keeps the upstream: Kubernetes
-        takes a stopping pod out of it before the pod gets SIGTERM)."""
+        takes a stopping pod out of it before the pod gets SIGTERM). At zero the workload
+        is reported idle; from zero, ready once a replica is available."""
         tracked = self._tracked.get(key)
         if tracked is None or not tracked.name:
             return False
@@ -210,7 +209,13 @@ class KubernetesDriver:
         changed = tracked.replicas != count
         tracked.replicas, tracked.scaled_because = count, reason
         log.info("kube.workload.scaled", key=key, replicas=count, reason=reason)
-        if tracked.reported is WorkloadState.READY:
+        if count == 0:
+            await self._state(tracked, WorkloadState.IDLE)
+        elif tracked.reported is WorkloadState.IDLE:
+            # Woken: ready again once the rollout poll finds a replica available.
+            tracked.rollout_since = time.monotonic()
+            cluster.wake.set()
+        elif tracked.reported is WorkloadState.READY:
             await self._state(tracked, WorkloadState.READY)
         return changed
 

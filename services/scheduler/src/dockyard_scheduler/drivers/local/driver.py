@@ -92,6 +92,9 @@ class _Running:
     desired: int | None = None
     scaled_because: str | None = None
     reported_scale: tuple[int | None, str | None] = (None, None)
+    waking: bool = False
+    """Started from zero: reported idle, not deploying, until a replica is ready (the
+    routers hold its requests meanwhile rather than refuse them)."""
 
 
 class LocalDriver:
@@ -150,7 +153,8 @@ class LocalDriver:
         if current is not None:
             await self.remove(workload.key)
         replicas, adopted = [], []
-        for index in range(workload.endpoint.replicas.min):
+        # min 0 starts with one all the same: the autoscaler idles it after idle_s.
+        for index in range(max(workload.endpoint.replicas.min, 1)):
             record = self._leftovers.pop((workload.key, index), None)
             if record is not None and (
                 record.manifest_digest != workload.manifest_digest or not record.alive()
@@ -222,6 +226,7 @@ class LocalDriver:
             return False
         current = len(running.replicas)
         running.desired, running.scaled_because = count, reason
+        running.waking = current == 0 and count > 0
         if count > current:
             used = {replica.index for replica in running.replicas}
             indexes = [i for i in range(count + len(used)) if i not in used][: count - current]
@@ -566,6 +571,11 @@ class LocalDriver:
             )
             if reason is not None:
                 summary = EndpointSummary(summary.state, summary.upstreams, reason)
+            if (not running.replicas and running.desired == 0) or (
+                running.waking and summary.state is WorkloadState.DEPLOYING
+            ):
+                summary = EndpointSummary(WorkloadState.IDLE, [], None)
+            running.waking = running.waking and summary.state is WorkloadState.IDLE
             scale = (running.desired, running.scaled_because)
             if summary == running.reported and scale == running.reported_scale:
                 return
