@@ -202,6 +202,8 @@ async def idle_endpoint(api: httpx.AsyncClient, names: Names) -> None:
         0,
         "idle",
     )
+    # Past the drain (1 s): the replica is gone, not merely out of the route.
+    await asyncio.sleep(2)
 
 
 async def test_an_idle_endpoint_goes_to_zero_and_its_next_request_is_answered(
