@@ -14,8 +14,9 @@ deploys two stdlib WSGI endpoints on the local target ``local-eu``:
   ``failed_requests`` over all three (anything but a 200; goal 0: no scale-down may fail a
   request);
 - **cold start**: ``hello`` with ``min: 0``, ``idle_s: 1``. ``--trials`` times: wait until the
-  record shows it idle (no replica), call it, time the answer (the router holds the request,
-  asks the scheduler for a replica, forwards it once ready), then 5 warm calls. Reported:
+  record shows it idle (no replica) and the drain has passed (the process is gone), call it,
+  time the answer (the router holds the request, asks the scheduler for a replica, forwards
+  it once ready), then 5 warm calls. Reported:
   ``cold_start_p50_s``/``cold_start_p99_s`` and ``warm_p50_ms``. Goal: p50 ≤ 1 s.
 
 Prints readable lines, then one JSON object as the last line.
@@ -72,6 +73,8 @@ def app(environ, start_response):
 TARGET_CONCURRENCY = 4
 MAX_REPLICAS = 8
 HIGH_CLIENTS = 32
+DRAIN_S = 2.0
+"""The scheduler's DOCKYARD_SCALE_DOWN_DRAIN_S (its default)."""
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -213,6 +216,9 @@ async def cold_starts(
                     if time.monotonic() > deadline:
                         raise SystemExit(f"trial {trial}: the endpoint never went idle")
                     await asyncio.sleep(0.05)
+                # Past the scale-down drain (2 s): the last replica is stopped, not merely
+                # out of the route, so the call below waits for a process start.
+                await asyncio.sleep(DRAIN_S + 0.5)
                 started = time.perf_counter()
                 answer = await client.get(f"{url}/v1/hello/")
                 cold.append(time.perf_counter() - started)

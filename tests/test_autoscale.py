@@ -187,8 +187,9 @@ async def test_a_canary_at_ten_percent_runs_fewer_replicas_than_the_main_version
     assert canary[0] <= 2, canary
 
 
-async def idle_endpoint(api: httpx.AsyncClient, names: Names) -> None:
-    """Deploy v1 (slow to start) with min 0 and idle_s 2, and wait until it idles."""
+async def idle_endpoint(api: httpx.AsyncClient, names: Names, *, past_drain: bool = True) -> None:
+    """Deploy v1 (slow to start) with min 0 and idle_s 2, and wait until it idles (and its
+    last replica is stopped, unless not ``past_drain``)."""
     await put_deployment(api, names, ["local-eu"])
     await deploy(api, names, "v1", {"min": 0, "max": 2, "idle_s": 2}, app=SLOW_START_APP)
 
@@ -202,8 +203,9 @@ async def idle_endpoint(api: httpx.AsyncClient, names: Names) -> None:
         0,
         "idle",
     )
-    # Past the drain (1 s): the replica is gone, not merely out of the route.
-    await asyncio.sleep(2)
+    if past_drain:
+        # Past the drain (1 s): the replica is gone, not merely out of the route.
+        await asyncio.sleep(2)
 
 
 async def test_an_idle_endpoint_goes_to_zero_and_its_next_request_is_answered(
@@ -255,3 +257,26 @@ async def test_a_full_hold_queue_answers_503_with_retry_after(
             assert answer.json()["type"].endswith("/hold-queue-full"), answer.text
         else:
             assert answer.text == "awake"
+
+
+async def test_a_request_during_the_last_replica_s_drain_wakes_a_new_one_that_keeps_serving(
+    scaling_platform: RunningPlatform, names: Names
+) -> None:
+    async with admin_client(scaling_platform) as api:
+        await idle_endpoint(api, names, past_drain=False)
+        url = (
+            f"{scaling_platform.router_url}/{names.owner}/{names.project}/{names.deployment}"
+            "/v1/predict/"
+        )
+        async with httpx.AsyncClient(timeout=30) as client:
+            first = await client.get(url)  # the retiring replica is still up: a new one starts
+            assert (first.status_code, first.text) == (200, "awake"), first.text
+
+            async def woken() -> bool:
+                state = await endpoint_state(api, names, "v1")
+                return state["state"] == "ready" and len(state["upstreams"]) == 1
+
+            await until(woken, 20, "no replica ready after a wake during the drain")
+            await asyncio.sleep(2)  # the retired replica is stopped by now
+            later = [await client.get(url) for _ in range(20)]
+        assert [(a.status_code, a.text) for a in later] == [(200, "awake")] * 20

@@ -89,6 +89,9 @@ class _Running:
     group: asyncio.TaskGroup | None = None
     """Where the replicas' supervisions run (set once image and environment are ready)."""
     supervisors: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    retiring: set[int] = field(default_factory=set)
+    """Indexes of replicas scaled down and not stopped yet: a new replica takes another
+    (its socket, log and record are named by its index)."""
     desired: int | None = None
     scaled_because: str | None = None
     reported_scale: tuple[int | None, str | None] = (None, None)
@@ -228,7 +231,7 @@ class LocalDriver:
         running.desired, running.scaled_because = count, reason
         running.waking = current == 0 and count > 0
         if count > current:
-            used = {replica.index for replica in running.replicas}
+            used = {replica.index for replica in running.replicas} | running.retiring
             indexes = [i for i in range(count + len(used)) if i not in used][: count - current]
             for index in indexes:
                 replica = self._fresh_replica(running.workload, index)
@@ -250,10 +253,11 @@ class LocalDriver:
             leaving = order[: current - count]
             running.replicas = [r for r in running.replicas if r not in leaving]
             for replica in leaving:
+                running.retiring.add(replica.index)
                 task = running.supervisors.pop(replica.index, None)
                 if task is not None:
                     task.cancel()
-            retire = asyncio.create_task(self._retire(key, leaving))
+            retire = asyncio.create_task(self._retire(running, leaving))
             self._retiring.add(retire)
             retire.add_done_callback(self._retiring.discard)
         log.info("replicas.scaled", key=key, replicas=count, was=current, reason=reason)
@@ -274,11 +278,12 @@ class LocalDriver:
             record_path=self._records / _file_name(workload.key, index, "json"),
         )
 
-    async def _retire(self, key: str, leaving: list[Replica]) -> None:
+    async def _retire(self, running: _Running, leaving: list[Replica]) -> None:
         """Stop replicas the route no longer names, once the routers had time to see it."""
         await asyncio.sleep(self._settings.scale_down_drain_s)
         await asyncio.gather(*(r.kill(self._settings.stop_grace_s) for r in leaving))
-        log.info("replicas.retired", key=key, replicas=[r.index for r in leaving])
+        running.retiring -= {r.index for r in leaving}
+        log.info("replicas.retired", key=running.workload.key, replicas=[r.index for r in leaving])
 
     async def close(self) -> None:
         """Stop every replica (on shutdown), or leave them to the next scheduler if so set."""
