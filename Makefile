@@ -3,7 +3,7 @@
 #               four services); the development tools are left out
 #   make test   install everything, lint, then run every test against real servers
 #   make lint   ruff, mypy --strict, import-linter contracts
-#   make bench  the benchmarks (bench/), each printing its figures and a JSON line
+#   make bench  the benchmarks (bench/) against their peers, written to docs/benchmarks.md
 #   make reliability  the fault suite's figures as docs/reliability.md
 
 SHELL := /bin/bash
