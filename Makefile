@@ -3,7 +3,7 @@
 #               four services); the development tools are left out
 #   make test   install everything, lint, then run every test against real servers
 #   make lint   ruff, mypy --strict, import-linter contracts
-#   make bench  the benchmarks (bench/), each printing its figures and a JSON line
+#   make bench  the benchmarks (bench/) against their peers, written to docs/benchmarks.md
 #   make reliability  the fault suite's figures as docs/reliability.md
 
 SHELL := /bin/bash
@@ -60,7 +60,8 @@ format: install
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-# bench/router.py's headline load generator is wrk (Debian's package), installed when missing.
+# The benchmarks of bench/README.md's table, then docs/benchmarks.md and .json from their
+# results; wrk (the load generator), nginx and HAProxy (the peers) installed when missing.
 bench: install
 	@for tool in wrk nginx haproxy; do command -v $$tool >/dev/null 2>&1 \
 		|| PATH="$$PATH:/usr/sbin" command -v $$tool >/dev/null 2>&1 \
