@@ -36,13 +36,17 @@ from dockyard_scheduler.drivers.container.replicas import (
     Replica,
     ReplicaGroup,
     answers_http,
+    listens_reachably,
+    not_listening_reason,
     replica_logs,
+    socket_table_pid,
 )
 from dockyard_scheduler.drivers.container.resources import (
     container_notes,
     container_resources,
     ignored_gpus_note,
 )
+from dockyard_scheduler.drivers.sockets import listening_sockets
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["ContainerDriver"]
@@ -120,6 +124,7 @@ class ContainerDriver:
             group.replicas, await self._claim(workload, count), strict=False
         ):
             replica.container_id, replica.host_port = running.id, running.host_port
+            replica.pid = running.pid
             log.info("container.adopted", key=workload.key, container=running.id[:12])
         self._groups[workload.key] = group
         for replica in group.replicas:
@@ -347,6 +352,7 @@ class ContainerDriver:
             starting.add_done_callback(self._discard_when_started)
             raise
         replica.container_id, replica.host_port = running.id, running.host_port
+        replica.pid = running.pid
         if resources.gpus and not running.device_requests:
             note = ignored_gpus_note(resources.gpus, self._engine.url)
             if note not in group.notes:
@@ -374,22 +380,32 @@ class ContainerDriver:
     ) -> tuple[bool, str]:
         if replica.host_port is None:
             return False, "the engine published no host port for the container"
-        deadline = time.monotonic() + self._settings.readiness_timeout_s
+        port = group.workload.endpoint.listen_port
+        # The socket table where the engine runs here (see replicas.py), else an HTTP probe.
+        pid = socket_table_pid(replica.pid, container_id)
+        waited = self._settings.readiness_timeout_s
+        deadline = time.monotonic() + waited
         while time.monotonic() < deadline:
             if exited.done():
                 tail = await self._log_tail(container_id)
                 return False, (
-                    f"exited with code {exited.result()} before answering HTTP on port "
-                    f"{group.workload.endpoint.listen_port}. Last lines:\n{tail}"
+                    f"exited with code {exited.result()} before listening on port {port}. "
+                    f"Last lines:\n{tail}"
                 )
-            if await answers_http(group.address, replica.host_port):
+            sockets = listening_sockets(pid) if pid is not None else None
+            if sockets is not None:
+                if listens_reachably(sockets, port):
+                    return True, ""
+            elif await answers_http(group.address, replica.host_port):
                 return True, ""
             await asyncio.sleep(0.05)
         tail = await self._log_tail(container_id)
+        sockets = listening_sockets(pid) if pid is not None else None
+        if sockets is not None:
+            return False, f"{not_listening_reason(sockets, port, waited)}. Last lines:\n{tail}"
         return False, (
-            f"never answered HTTP on port {group.workload.endpoint.listen_port} within "
-            f"{self._settings.readiness_timeout_s:g} s; listen on $PORT (or the declared "
-            f"port) on 0.0.0.0. Last lines:\n{tail}"
+            f"never answered HTTP on port {port} within {waited:g} s; listen on $PORT (or the "
+            f"declared port) on 0.0.0.0. Last lines:\n{tail}"
         )
 
     async def _wait_exit(self, container_id: str, exited: asyncio.Future[int]) -> int:
