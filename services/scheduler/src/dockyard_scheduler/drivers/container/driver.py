@@ -55,6 +55,7 @@ log = get_logger(__name__)
 
 _LOG_TAIL_LINES = 20
 _EARLY_EXITS_KEPT = 256
+_EXIT_LOG_WAIT_S = 2.0
 _STATUS_POLL_S = 5.0
 """How often a running replica's state is asked for, in case the events stream broke."""
 
@@ -295,7 +296,7 @@ class ContainerDriver:
             await self._update(group)
             code = await self._wait_exit(container_id, exited)
             replica.ready = False
-            tail = await self._log_tail(container_id)
+            tail = await self._exit_tail(container_id)
             await self._discard(container_id)
             replica.container_id = None
             delay = delays[min(replica.restarts, len(delays) - 1)]
@@ -387,7 +388,7 @@ class ContainerDriver:
         deadline = time.monotonic() + waited
         while time.monotonic() < deadline:
             if exited.done():
-                tail = await self._log_tail(container_id)
+                tail = await self._exit_tail(container_id)
                 return False, (
                     f"exited with code {exited.result()} before listening on port {port}. "
                     f"Last lines:\n{tail}"
@@ -428,6 +429,17 @@ class ContainerDriver:
             return await self._engine.call(self._engine.log_tail, container_id, _LOG_TAIL_LINES)
         except EngineError as exc:
             return f"(no logs: {exc})"
+
+    async def _exit_tail(self, container_id: str) -> str:
+        """The last lines of a container that just exited: podman's log may lag its exit
+        event, so an empty log is read again for a moment before it is taken as empty."""
+        tail = await self._log_tail(container_id)
+        for _ in range(int(_EXIT_LOG_WAIT_S / 0.1)):
+            if tail:
+                break
+            await asyncio.sleep(0.1)
+            tail = await self._log_tail(container_id)
+        return tail
 
     async def _discard(self, container_id: str) -> None:
         self._exits.pop(container_id, None)
