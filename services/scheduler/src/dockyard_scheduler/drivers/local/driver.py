@@ -50,7 +50,6 @@ from dockyard_scheduler.drivers.local.replicas import (
     ReplicaRecord,
     Sandbox,
     kill_group,
-    listening_ports,
     load_records,
     process_environment,
     tail_lines,
@@ -61,6 +60,7 @@ from dockyard_scheduler.drivers.local.rollout import (
     ReplicaStatus,
     summarise,
 )
+from dockyard_scheduler.drivers.sockets import listening_ports
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["LocalDriver"]
