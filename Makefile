@@ -1,7 +1,9 @@
 # The interface to the project: CI calls the same targets a person does.
 #   make run    install what running needs, then run the embedded platform (NATS, Redis,
 #               four services); the development tools are left out
-#   make test   install everything, lint, then run every test against real servers
+#   make test   install everything, lint, then run every test against real servers except
+#               the long suites (marker `long`)
+#   make test-long  the long suites: the projects on container targets (CI runs it too)
 #   make lint   ruff, mypy --strict, import-linter contracts
 #   make bench  the benchmarks (bench/) against their peers, written to docs/benchmarks.md
 #   make reliability  the fault suite's figures as docs/reliability.md
@@ -17,7 +19,7 @@ UV := $(shell command -v uv 2>/dev/null \
 RUN := $(UV) run --frozen --all-packages
 PYTEST_ARGS ?=
 
-.PHONY: install install-run run test lint format pytest uv bench system-deps reliability
+.PHONY: install install-run run test test-long lint format pytest uv bench system-deps reliability
 
 uv:
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 \
@@ -52,9 +54,14 @@ system-deps:
 	bash .ci/system-deps.sh
 
 pytest: install system-deps
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest -m "not long" $(PYTEST_ARGS)
 
 test: lint pytest
+
+# Minutes each: the real projects' forms on container targets (podman, a Python base image
+# made with mmdebstrap and cached under ~/.cache/dockyard-tests). Without an engine they skip.
+test-long: install system-deps
+	$(RUN) pytest -m long $(PYTEST_ARGS)
 
 format: install
 	$(RUN) ruff format .

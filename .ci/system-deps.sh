@@ -5,6 +5,7 @@
 #   docker-registry  a real OCI registry on loopback for the push tests
 #   busybox-static   a one-file userland for runnable test base images
 #   chromium         the browser the console's Playwright tests drive
+#   mmdebstrap       makes the Python base image of the container targets' long suite
 # Needs root and apt-get to install; otherwise it says what is missing and what to run.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v skopeo >/dev/null 2>&1 || missing+=(skopeo)
 command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
 [[ -x /bin/busybox ]] || missing+=(busybox-static)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
 ((${#missing[@]})) || exit 0
 
 if ((EUID != 0)) || ! command -v apt-get >/dev/null 2>&1; then

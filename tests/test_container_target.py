@@ -329,9 +329,30 @@ async def test_a_server_that_never_answers_fails_with_its_last_lines(
     failed = await reports.wait_for("failed", lambda s: s.state is WorkloadState.FAILED)
 
     await container_driver.close()
-    assert "never answered HTTP" in (failed.reason or "")
+    # Read from the container's socket table: the engine runs on this machine.
+    assert "not listening on its declared port" in (failed.reason or "")
+    assert "it listens on no TCP port" in (failed.reason or "")
     assert "warming up forever" in (failed.reason or "")
     assert _ours(engine, settings) == [], "a failed replica's container was left behind"
+
+
+@pytest.mark.docker
+async def test_a_server_on_the_containers_loopback_only_fails_saying_to_listen_on_every_address(
+    tmp_path: Path, base_image: str, engine: Any, settings: SchedulerSettings
+) -> None:
+    reports = Reports()
+    impatient = settings.model_copy(update={"readiness_timeout_s": 2.0})
+    container_driver = ContainerDriver(impatient, reports)
+    # uvicorn's default: reachable from inside the container only.
+    workload = _workload(tmp_path, base_image, SERVE.format(port="127.0.0.1:$PORT"))
+
+    await container_driver.ensure(workload)
+    failed = await reports.wait_for("failed", lambda s: s.state is WorkloadState.FAILED)
+
+    await container_driver.close()
+    port = workload.endpoint.listen_port
+    assert f"listens on its declared port {port} on 127.0.0.1 only" in (failed.reason or "")
+    assert "listen on 0.0.0.0" in (failed.reason or "")
 
 
 @pytest.mark.docker

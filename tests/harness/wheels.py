@@ -14,11 +14,18 @@ def _record_line(name: str, data: bytes) -> str:
 
 
 def make_wheel(
-    directory: Path, name: str, version: str, module_source: str, tag: str = "py3-none-any"
+    directory: Path,
+    name: str,
+    version: str,
+    module_source: str,
+    tag: str = "py3-none-any",
+    scripts: dict[str, str] | None = None,
 ) -> Path:
     """Write ``<name>-<version>-<tag>.whl`` holding module ``name``; returns its path.
 
-    ``tag`` (``cp39-cp39-manylinux2014_x86_64``, say) makes a wheel for one Python only."""
+    ``tag`` (``cp39-cp39-manylinux2014_x86_64``, say) makes a wheel for one Python only;
+    ``scripts`` are console scripts (``{"tinyserve": "tinyserve:main"}``) pip writes into
+    ``bin``."""
     directory.mkdir(parents=True, exist_ok=True)
     dist_info = f"{name}-{version}.dist-info"
     files = {
@@ -30,6 +37,9 @@ def make_wheel(
             f"Wheel-Version: 1.0\nGenerator: dockyard-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
         ).encode(),
     }
+    if scripts:
+        lines = "".join(f"{script} = {target}\n" for script, target in scripts.items())
+        files[f"{dist_info}/entry_points.txt"] = f"[console_scripts]\n{lines}".encode()
     record = [_record_line(path, data) for path, data in files.items()]
     record.append(f"{dist_info}/RECORD,,")
     files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()

@@ -10,6 +10,7 @@ import pytest
 
 from dockyard_builder.build import build_version
 from dockyard_builder.dependencies import DEPS_DIR
+from dockyard_builder.dependency_layers import IMAGE_SHEBANG, portable_script
 from dockyard_builder.pythons import python_version_of
 from dockyard_builder.requirements import checked_requirements
 from dockyard_builder.settings import BuilderSettings
@@ -78,6 +79,45 @@ def test_requirements_become_a_layer_on_the_python_path(tmp_path: Path, wheelhou
     image = build(settings, {"app.py": APP, "requirements.txt": b"tinydep==1.0\n"})
     assert f"{DEPS_DIR}/tinydep/__init__.py" in layer_names(settings, image, "dependencies")
     assert "PYTHONPATH=/dockyard/runner:/dockyard/deps" in config_env(settings, image)
+
+
+def test_the_dependencies_scripts_are_on_the_path_and_start_the_images_python(
+    tmp_path: Path,
+) -> None:
+    house = tmp_path / "wheels"
+    make_wheel(
+        house, "tinyserve", "1.0", "def main(): ...\n", scripts={"tinyserve": "tinyserve:main"}
+    )
+    settings = offline(tmp_path, house)
+    image = build(settings, {"app.py": APP, "requirements.txt": b"tinyserve==1.0\n"})
+
+    layer = next(layer for layer in image.layers if layer.role == "dependencies")
+    with tarfile.open(OciLayout(settings.images_dir).blob_path(layer.digest)) as archive:
+        script = archive.extractfile(f"{DEPS_DIR}/bin/tinyserve")
+        assert script is not None
+        first_line = script.read().splitlines()[0]
+    # pip wrote the builder's own interpreter there, which no image has.
+    assert first_line == IMAGE_SHEBANG
+    path = next(item for item in config_env(settings, image) if item.startswith("PATH="))
+    assert path.startswith(f"PATH=/{DEPS_DIR}/bin:/usr/local/sbin:"), path
+
+
+TRAMPOLINE = b"#!/bin/sh\n'''exec' /a/very/long/path/bin/python3 \"$0\" \"$@\"\n' '''\n"
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        (b"#!/srv/builder/.venv/bin/python\nimport sys\n", IMAGE_SHEBANG + b"\nimport sys\n"),
+        (TRAMPOLINE + b"import sys\n", IMAGE_SHEBANG + b"\nimport sys\n"),
+        (b"#!/bin/sh\necho a shell script\n", b"#!/bin/sh\necho a shell script\n"),
+        (b"\x7fELF binary", b"\x7fELF binary"),
+    ],
+)
+def test_a_script_pip_wrote_is_made_to_start_the_images_python(
+    written: bytes, expected: bytes
+) -> None:
+    assert portable_script(written) == expected
 
 
 def test_requirements_deployment_wins_over_requirements(tmp_path: Path, wheelhouse: Path) -> None:

@@ -196,7 +196,11 @@ def build_version(
                 *(file_layers[(str(f.source), f.path)] for f in spec.files),
             ]
             python_path = [f"/{RUNNER_DIR}", *([f"/{DEPS_DIR}"] if deps is not None else [])]
-            config = endpoint_config(version, spec, layers, base_name, commit, python_path, base)
+            # The dependencies' scripts (uvicorn, streamlit) come first, as pip's would.
+            bin_path = [f"/{DEPS_DIR}/bin"] if deps is not None else []
+            config = endpoint_config(
+                version, spec, layers, base_name, commit, python_path, base, bin_path
+            )
             layout.add_blob(config)
             manifest = endpoint_manifest(version, spec, config, layers, base_name, commit, base)
             layout.add_blob(manifest)

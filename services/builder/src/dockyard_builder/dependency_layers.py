@@ -1,8 +1,10 @@
 """The layers of a version's dependencies: one per base Python, and a wheelhouse.
 
 - A *dependency layer* holds the packages installed for one base image's Python under
-  :data:`~dockyard_builder.dependencies.DEPS_DIR` (on ``PYTHONPATH`` in the image): what
-  container and Kubernetes targets run.
+  :data:`~dockyard_builder.dependencies.DEPS_DIR` (on ``PYTHONPATH`` in the image, its
+  ``bin`` on ``PATH``): what container and Kubernetes targets run. Its scripts
+  (``uvicorn``, ``streamlit``) start the image's ``python3``, not the builder's interpreter
+  that pip wrote into them.
 - The *wheelhouse* holds, under :data:`WHEELS_DIR`, the wheels that meet the requirements
   for this machine's Python and a ``requirements.txt`` pinning exactly them: what local
   targets install into a version's own environment, offline
@@ -29,12 +31,52 @@ from dockyard_builder.dependencies import (
 from dockyard_builder.layers import LayerBlob, entries_from_directory, write_layer
 from dockyard_builder.settings import BuilderSettings
 
-__all__ = ["WHEELS_DIR", "dependency_layer", "wheelhouse_layer", "wheelhouse_role"]
+__all__ = [
+    "IMAGE_SHEBANG",
+    "WHEELS_DIR",
+    "dependency_layer",
+    "portable_script",
+    "wheelhouse_layer",
+    "wheelhouse_role",
+]
 
 WHEELS_DIR = "wheels"
 """Where the wheelhouse layer holds its wheels and their ``requirements.txt``."""
 
 _WHEELHOUSE_KEY = "wheelhouse"
+_DEPS_KEY = f"{DEPS_DIR}:image-shebangs"
+"""The cache's name of dependency layers whose scripts start the image's Python."""
+
+IMAGE_SHEBANG = b"#!/usr/bin/env python3"
+"""What a dependency script starts in the image: the Python on the image's ``PATH``."""
+
+# pip writes its own interpreter's path, or, past the kernel's shebang length, a sh
+# trampoline: #!/bin/sh, then '''exec' /long/path/python "$0" "$@", then ' '''.
+_TRAMPOLINE = (b"#!/bin/sh\n'''exec' ", b"' '''\n")
+
+
+def portable_script(content: bytes) -> bytes:
+    """A console script pip installed, made to start the image's ``python3``; any other
+    file as it is. Pure."""
+    if content.startswith(_TRAMPOLINE[0]):
+        end = content.find(_TRAMPOLINE[1])
+        if end != -1 and b"python" in content[:end]:
+            return IMAGE_SHEBANG + b"\n" + content[end + len(_TRAMPOLINE[1]) :]
+        return content
+    first, newline, rest = content.partition(b"\n")
+    if first.startswith(b"#!") and b"python" in first and newline:
+        return IMAGE_SHEBANG + b"\n" + rest
+    return content
+
+
+def _make_scripts_portable(installed: Path) -> None:
+    scripts = installed / "bin"
+    for script in sorted(scripts.iterdir()) if scripts.is_dir() else []:
+        if script.is_file() and not script.is_symlink():
+            content = script.read_bytes()
+            portable = portable_script(content)
+            if portable != content:
+                script.write_bytes(portable)
 
 
 def wheelhouse_role(python: str) -> str:
@@ -92,7 +134,7 @@ def dependency_layer(
     """
     target = DependencyTarget(python)
     key = dependency_cache_key(requirements.read_bytes(), target, settings.package_index)
-    cached = cache.get(key, DEPS_DIR)
+    cached = cache.get(key, _DEPS_KEY)
     if cached is not None:
         return cached, False
     index = (
@@ -109,8 +151,9 @@ def dependency_layer(
         timeout_s=settings.pip_timeout_s,
         retries=settings.pip_retries,
     )
+    _make_scripts_portable(installed)
     layer = write_layer(
         entries_from_directory(installed, DEPS_DIR), work / f"dependencies-{python}.layer", "gzip"
     )
-    cache.put(key, DEPS_DIR, layer)
+    cache.put(key, _DEPS_KEY, layer)
     return layer, True

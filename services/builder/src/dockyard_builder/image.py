@@ -133,17 +133,19 @@ def endpoint_config(
     commit: str | None = None,
     python_path: list[str] | None = None,
     base: BaseImage | None = None,
+    bin_path: list[str] | None = None,
 ) -> bytes:
     """The image config of one endpoint: Env, Cmd, WorkingDir, ExposedPorts, Labels.
 
-    On a base image, its environment comes first (its ``PATH`` kept) and its layers' diff
-    ids before the app's; its entrypoint is dropped, since the command is the whole story.
+    On a base image, its environment comes first (its ``PATH`` kept, after ``bin_path``: the
+    dependency layer's scripts) and its layers' diff ids before the app's; its entrypoint
+    is dropped, since the command is the whole story.
     """
     port = spec.listen_port
     base_env = _base_env(base)
     env = {
         **base_env,
-        "PATH": base_env.get("PATH", DEFAULT_PATH),
+        "PATH": ":".join([*(bin_path or []), base_env.get("PATH", DEFAULT_PATH)]),
         "PYTHONPATH": ":".join(python_path or [f"/{RUNNER_DIR}"]),
         "PYTHONUNBUFFERED": "1",
         "PORT": str(port),

@@ -38,13 +38,17 @@ from dockyard_scheduler.drivers.container.replicas import (
     Replica,
     ReplicaGroup,
     answers_http,
+    listens_reachably,
+    not_listening_reason,
     replica_logs,
+    socket_table_pid,
 )
 from dockyard_scheduler.drivers.container.resources import (
     container_notes,
     container_resources,
     ignored_gpus_note,
 )
+from dockyard_scheduler.drivers.sockets import listening_sockets
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["ContainerDriver"]
@@ -53,6 +57,7 @@ log = get_logger(__name__)
 
 _LOG_TAIL_LINES = 20
 _EARLY_EXITS_KEPT = 256
+_EXIT_LOG_WAIT_S = 2.0
 _STATUS_POLL_S = 5.0
 """How often a running replica's state is asked for, in case the events stream broke."""
 
@@ -122,6 +127,7 @@ class ContainerDriver:
             group.replicas, await self._claim(workload, count), strict=False
         ):
             replica.container_id, replica.host_port = running.id, running.host_port
+            replica.pid = running.pid
             log.info("container.adopted", key=workload.key, container=running.id[:12])
         self._groups[workload.key] = group
         for replica in group.replicas:
@@ -334,7 +340,7 @@ class ContainerDriver:
             await self._update(group)
             code = await self._wait_exit(container_id, exited)
             replica.ready = False
-            tail = await self._log_tail(container_id)
+            tail = await self._exit_tail(container_id)
             await self._discard(container_id)
             replica.container_id = None
             delay = delays[min(replica.restarts, len(delays) - 1)]
@@ -391,6 +397,7 @@ class ContainerDriver:
             starting.add_done_callback(self._discard_when_started)
             raise
         replica.container_id, replica.host_port = running.id, running.host_port
+        replica.pid = running.pid
         if resources.gpus and not running.device_requests:
             note = ignored_gpus_note(resources.gpus, self._engine.url)
             if note not in group.notes:
@@ -418,22 +425,32 @@ class ContainerDriver:
     ) -> tuple[bool, str]:
         if replica.host_port is None:
             return False, "the engine published no host port for the container"
-        deadline = time.monotonic() + self._settings.readiness_timeout_s
+        port = group.workload.endpoint.listen_port
+        # The socket table where the engine runs here (see replicas.py), else an HTTP probe.
+        pid = socket_table_pid(replica.pid, container_id)
+        waited = self._settings.readiness_timeout_s
+        deadline = time.monotonic() + waited
         while time.monotonic() < deadline:
             if exited.done():
-                tail = await self._log_tail(container_id)
+                tail = await self._exit_tail(container_id)
                 return False, (
-                    f"exited with code {exited.result()} before answering HTTP on port "
-                    f"{group.workload.endpoint.listen_port}. Last lines:\n{tail}"
+                    f"exited with code {exited.result()} before listening on port {port}. "
+                    f"Last lines:\n{tail}"
                 )
-            if await answers_http(group.address, replica.host_port):
+            sockets = listening_sockets(pid) if pid is not None else None
+            if sockets is not None:
+                if listens_reachably(sockets, port):
+                    return True, ""
+            elif await answers_http(group.address, replica.host_port):
                 return True, ""
             await asyncio.sleep(0.05)
         tail = await self._log_tail(container_id)
+        sockets = listening_sockets(pid) if pid is not None else None
+        if sockets is not None:
+            return False, f"{not_listening_reason(sockets, port, waited)}. Last lines:\n{tail}"
         return False, (
-            f"never answered HTTP on port {group.workload.endpoint.listen_port} within "
-            f"{self._settings.readiness_timeout_s:g} s; listen on $PORT (or the declared "
-            f"port) on 0.0.0.0. Last lines:\n{tail}"
+            f"never answered HTTP on port {port} within {waited:g} s; listen on $PORT (or the "
+            f"declared port) on 0.0.0.0. Last lines:\n{tail}"
         )
 
     async def _wait_exit(self, container_id: str, exited: asyncio.Future[int]) -> int:
@@ -456,6 +473,17 @@ class ContainerDriver:
             return await self._engine.call(self._engine.log_tail, container_id, _LOG_TAIL_LINES)
         except EngineError as exc:
             return f"(no logs: {exc})"
+
+    async def _exit_tail(self, container_id: str) -> str:
+        """The last lines of a container that just exited: podman's log may lag its exit
+        event, so an empty log is read again for a moment before it is taken as empty."""
+        tail = await self._log_tail(container_id)
+        for _ in range(int(_EXIT_LOG_WAIT_S / 0.1)):
+            if tail:
+                break
+            await asyncio.sleep(0.1)
+            tail = await self._log_tail(container_id)
+        return tail
 
     async def _discard(self, container_id: str) -> None:
         self._exits.pop(container_id, None)

@@ -101,6 +101,8 @@ class Running:
     host_port: int | None
     device_requests: int = 0
     """The device requests the engine kept (an engine may drop them without a word)."""
+    pid: int | None = None
+    """Its first process as the engine's machine numbers it (0 or None once stopped)."""
 
 
 def key_hash(key: str) -> str:
@@ -232,9 +234,16 @@ class Engine:
         container_port = container.labels.get(LABEL_PORT, "")
         bindings = (container.ports or {}).get(f"{container_port}/tcp") or []
         port = int(bindings[0]["HostPort"]) if bindings and bindings[0].get("HostPort") else None
-        kept = ((container.attrs or {}).get("HostConfig") or {}).get("DeviceRequests") or []
+        attrs = container.attrs or {}
+        kept = (attrs.get("HostConfig") or {}).get("DeviceRequests") or []
+        pid = (attrs.get("State") or {}).get("Pid") or None
         return Running(
-            container.id, dict(container.labels), container.status == "running", port, len(kept)
+            container.id,
+            dict(container.labels),
+            container.status == "running",
+            port,
+            len(kept),
+            int(pid) if pid else None,
         )
 
     def exit_code(self, container_id: str) -> int | None:

@@ -1,6 +1,11 @@
 """The replicas of a container workload: what they add up to, how readiness is probed, and
 their logs.
 
+Readiness is read from the container's socket table where the engine runs on this machine
+(the declared port listens, on an address the published port reaches), as on local targets:
+no request is spent on it, and a replica that listens elsewhere says where. On an engine
+elsewhere, an HTTP request to the published port probes it instead.
+
 ``ReplicaGroup.observed`` is a pure decision over the replicas' states (no I/O): the driver
 reports it whenever it changes.
 """
@@ -10,13 +15,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dockyard_common import DockyardError, EndpointState, WorkloadState
 from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload
 from dockyard_scheduler.drivers.container.engine import Engine
+from dockyard_scheduler.drivers.sockets import Listening
 
-__all__ = ["Replica", "ReplicaGroup", "answers_http", "replica_logs"]
+__all__ = [
+    "Replica",
+    "ReplicaGroup",
+    "answers_http",
+    "listens_reachably",
+    "not_listening_reason",
+    "replica_logs",
+    "socket_table_pid",
+]
 
 _PROBE = b"GET /_dockyard/health HTTP/1.0\r\nHost: dockyard-probe\r\n\r\n"
 
@@ -33,6 +48,8 @@ class Replica:
     """Why it failed for good (its supervisor ended); None while it runs or retries."""
     restarts: int = 0
     task: asyncio.Task[None] | None = None
+    pid: int | None = None
+    """The container's first process, as the engine numbers it."""
 
 
 @dataclass
@@ -138,3 +155,40 @@ async def answers_http(host: str, port: int) -> bool:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
+
+
+def socket_table_pid(pid: int | None, container_id: str) -> int | None:
+    """``pid`` when this machine's ``/proc`` shows it in the container's cgroup (the engine
+    runs here, in our pid namespace), so its socket table is the container's; else None."""
+    if not pid:
+        return None
+    try:
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    return pid if container_id in cgroup else None
+
+
+def listens_reachably(sockets: list[Listening], port: int) -> bool:
+    """Whether ``port`` listens on an address the engine's published port reaches. Pure."""
+    return any(s.port == port and not s.loopback_only for s in sockets)
+
+
+def not_listening_reason(sockets: list[Listening], port: int, waited_s: float) -> str:
+    """Why a running container is not ready, from its socket table. Pure."""
+    on_port = sorted({s.address for s in sockets if s.port == port})
+    if on_port:
+        return (
+            f"running, but it listens on its declared port {port} on {', '.join(on_port)} "
+            "only, which the container's published port cannot reach: listen on 0.0.0.0 "
+            "(uvicorn and flask: --host 0.0.0.0)"
+        )
+    ports = sorted({s.port for s in sockets})
+    elsewhere = (
+        f"it listens on {', '.join(map(str, ports))} instead (set the endpoint's port)"
+        if ports
+        else "it listens on no TCP port"
+    )
+    return (
+        f"running, but not listening on its declared port {port} after {waited_s:g} s: {elsewhere}"
+    )

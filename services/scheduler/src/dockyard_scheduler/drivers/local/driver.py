@@ -52,7 +52,6 @@ from dockyard_scheduler.drivers.local.replicas import (
     ReplicaRecord,
     Sandbox,
     kill_group,
-    listening_ports,
     load_records,
     process_environment,
     tail_lines,
@@ -63,6 +62,7 @@ from dockyard_scheduler.drivers.local.rollout import (
     ReplicaStatus,
     summarise,
 )
+from dockyard_scheduler.drivers.sockets import listening_ports
 from dockyard_scheduler.settings import SchedulerSettings
 
 __all__ = ["LocalDriver"]

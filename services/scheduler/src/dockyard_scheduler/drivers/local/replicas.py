@@ -27,7 +27,6 @@ __all__ = [
     "ReplicaRecord",
     "Sandbox",
     "kill_group",
-    "listening_ports",
     "load_records",
     "process_environment",
     "tail_lines",
@@ -105,21 +104,6 @@ def _system_path() -> list[str]:
         if entry and not Path(entry).resolve().is_relative_to(ours):
             kept.append(entry)
     return kept
-
-
-def listening_ports(pid: int) -> list[int]:
-    """The TCP ports listened on in ``pid``'s network namespace (``/proc/<pid>/net/tcp*``)."""
-    ports: set[int] = set()
-    for name in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
-                ports.add(int(fields[1].rpartition(":")[2], 16))
-    return sorted(ports)
 
 
 class ReplicaRecord(BaseModel):
