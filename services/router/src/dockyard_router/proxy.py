@@ -224,7 +224,8 @@ class Proxy:
         self, exchange: Exchange, idle: IdleRoute, raw_path: str, region: str, draw: float
     ) -> Resolution | None:
         """Hold a request for an endpoint scaled to zero until a replica serves it; its
-        resolution then, or None once answered (queue full: 503, deadline: 504)."""
+        resolution then, or None once answered (queue full: 503, deadline: 504, a start that
+        failed: why, as for any request routed nowhere)."""
         held = self._held.get(idle.key, 0)
         if held >= self._settings.hold_queue:
             self._metrics.unrouted.labels("hold-queue-full").inc()
@@ -244,6 +245,10 @@ class Proxy:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._settings.wake_deadline_s
+        # Every way out ends what started() began: a request cancelled while held (its
+        # client gone, a shutdown) would otherwise stay "in flight" for ever, so the
+        # endpoint would never idle again and its phantom load would add replicas.
+        counted = True
         try:
             while True:
                 now = loop.time()
@@ -263,8 +268,18 @@ class Proxy:
                 resolution = self._table.resolve(raw_path, region, draw)
                 if resolution is not None:
                     self.meter.released(labels)
+                    counted = False
                     return resolution
+                if self._table.idle(raw_path, region, draw) is None:
+                    # Neither served nor idle any more (the start failed, the version went):
+                    # the reason now, not a 504 at the deadline.
+                    self.meter.finished(labels, 503, now - started, failed=True)
+                    counted = False
+                    self._unrouted(exchange, raw_path, region, draw)
+                    return None
                 if now >= deadline:
+                    self.meter.finished(labels, 504, now - started, failed=True)
+                    counted = False
                     break
                 changed = self._routes_changed
                 with contextlib.suppress(TimeoutError):
@@ -275,7 +290,8 @@ class Proxy:
             if not self._held[idle.key]:
                 del self._held[idle.key]
                 self._woken.pop(idle.key, None)
-        self.meter.finished(labels, 504, loop.time() - started, failed=True)
+            if counted:  # cancelled while held: 499, as nginx logs a client gone
+                self.meter.finished(labels, 499, loop.time() - started, failed=True)
         self._problem(
             exchange,
             504,
