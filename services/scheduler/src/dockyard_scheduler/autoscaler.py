@@ -126,7 +126,17 @@ class Autoscaler:
                 continue
             try:
                 async with self._reconciler.exclusive():
-                    if self._drivers.workload(key) is workload:  # not replaced meanwhile
+                    # Decided again under the lock: a wake (or a replacement) while this
+                    # waited for it would be undone by the decision made before.
+                    if self._drivers.workload(key) is not workload:
+                        continue
+                    current = self._drivers.replica_count(key)
+                    if current is None:
+                        continue
+                    decision = decide(replicas, current, history, self._clock())
+                    if decision.replicas != current:
+                        # Returns once changed: the driver publishes its report outside
+                        # the lock (a NATS outage must not stall the reconciler).
                         await self._drivers.scale(key, decision.replicas, decision.reason)
             except DockyardError as exc:
                 log.warning("autoscale.failed", key=key, error=str(exc))

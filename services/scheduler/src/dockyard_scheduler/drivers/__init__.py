@@ -109,7 +109,9 @@ class Scalable(Protocol):
     async def scale(self, key: str, count: int, reason: str) -> bool:
         """Run ``count`` replicas of ``key`` (``reason`` goes into its report); False when
         nothing changed. A replica stopped must first leave the reported upstreams, so
-        that no request is sent to it once it stops."""
+        that no request is sent to it once it stops: its drain counts from the publication
+        of that report. Called under the reconciler's lock: a report that has to wait for
+        NATS is published in the background, not awaited here."""
         ...
 
 
