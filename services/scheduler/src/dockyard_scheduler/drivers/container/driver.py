@@ -178,6 +178,8 @@ class ContainerDriver:
             return False
         ids = [running.id for running in leftovers]
         if group is not None:
+            for publish in list(group.publishing):  # no report after the removal's
+                publish.cancel()
             tasks = [r.task for r in group.replicas if r.task is not None]
             for task in tasks:
                 task.cancel()
@@ -210,7 +212,9 @@ class ContainerDriver:
 
     async def scale(self, key: str, count: int, reason: str) -> bool:
         """Run ``count`` containers of ``key``; False when nothing changed. Containers to
-        remove leave the reported upstreams first and are removed after the drain."""
+        remove leave the reported upstreams first and are removed ``scale_down_drain_s``
+        after that report is published. Returns once the change is made; the report is
+        published in the background (retried while NATS is away)."""
         group = self._groups.get(key)
         if group is None:
             return False
@@ -233,17 +237,27 @@ class ContainerDriver:
             for replica in leaving:
                 if replica.task is not None:
                     replica.task.cancel()
-            self._orphan(self._retire(leaving))
+        else:
+            leaving = []
         log.info("containers.scaled", key=key, replicas=count, was=current, reason=reason)
-        await self._update(group)
+        publish = asyncio.create_task(self._publish_then_retire(group, leaving))
+        group.publishing.add(publish)
+        publish.add_done_callback(group.publishing.discard)
+        self._orphan(publish)
         return count != current
 
-    async def _retire(self, leaving: list[Replica]) -> None:
-        """Remove containers the route no longer names, once the routers had time to see it."""
-        await asyncio.sleep(self._settings.scale_down_drain_s)
-        await asyncio.gather(*(r.task for r in leaving if r.task), return_exceptions=True)
-        ids = [r.container_id for r in leaving if r.container_id is not None]
-        await asyncio.gather(*(self._discard(container_id) for container_id in ids))
+    async def _publish_then_retire(self, group: ReplicaGroup, leaving: list[Replica]) -> None:
+        """Report the scaled group; then remove the containers it no longer names, once the
+        routers had ``scale_down_drain_s`` to apply that report (cancelled: at once)."""
+        try:
+            await self._update(group)
+            if leaving:
+                await asyncio.sleep(self._settings.scale_down_drain_s)
+        finally:
+            if leaving:
+                await asyncio.gather(*(r.task for r in leaving if r.task), return_exceptions=True)
+                ids = [r.container_id for r in leaving if r.container_id is not None]
+                await asyncio.gather(*(self._discard(container_id) for container_id in ids))
 
     async def close(self) -> None:
         """Stop every container this driver runs or found (keeping images), then disconnect."""

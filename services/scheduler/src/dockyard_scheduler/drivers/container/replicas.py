@@ -71,6 +71,8 @@ class ReplicaGroup:
     scaled_because: str | None = None
     waking: bool = False
     """Started from zero: idle, not deploying, until a replica serves."""
+    publishing: set[asyncio.Task[None]] = field(default_factory=set)
+    """Reports of a scale() under way (each then removes what it scaled down)."""
     rolled_out: bool = False
     """Whether it has been reported ready: then a replica down leaves it ready with fewer."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

@@ -8,12 +8,13 @@ through a Unix socket. Where namespaces are unavailable, each local target binds
 to its own address (``127.0.1.1``, ``127.0.2.1``, ...) on ``$PORT``. An endpoint starts
 with ``replicas.min`` replicas per target; the scheduler's autoscaler changes the count with
 :meth:`LocalDriver.scale`, which starts and stops replicas the same way (a replica leaves the
-reported upstreams before it is stopped). A replica that never listens fails with the ports it
-does listen on and its last log lines; one that exits is restarted with backoff, and reported
-crash-looping when that repeats.
+published upstreams, then drains, before it is stopped). A replica that never listens fails
+with the ports it does listen on and its last log lines; one that exits is restarted with
+backoff, and reported crash-looping when that repeats.
 
 Replicas outlive the scheduler process: a restarted scheduler adopts those whose workload is
-still wanted (same manifest digest) and reaps the rest after its first full pass. SIGTERM
+still wanted (same manifest digest), every serving one of them (those the autoscaler added
+too), and reaps the rest, retiring ones included, after its first full pass. SIGTERM
 stops them, unless ``keep_replicas_on_exit`` is set (a scheduler upgrade without downtime).
 """
 
@@ -95,6 +96,8 @@ class _Running:
     desired: int | None = None
     scaled_because: str | None = None
     reported_scale: tuple[int | None, str | None] = (None, None)
+    publishing: set[asyncio.Task[None]] = field(default_factory=set)
+    """Reports of scale() under way (each then retires what it scaled down)."""
     waking: bool = False
     """Started from zero: reported idle, not deploying, until a replica is ready (the
     routers hold its requests meanwhile rather than refuse them)."""
@@ -156,8 +159,17 @@ class LocalDriver:
         if current is not None:
             await self.remove(workload.key)
         replicas, adopted = [], []
-        # min 0 starts with one all the same: the autoscaler idles it after idle_s.
-        for index in range(max(workload.endpoint.replicas.min, 1)):
+        # min 0 starts with one all the same: the autoscaler idles it after idle_s. Every
+        # replica an earlier scheduler left serving is adopted, those its autoscaler added
+        # too (killed by the reaping instead, they would fail the requests routed to them).
+        floor = max(workload.endpoint.replicas.min, 1)
+        left = {
+            index
+            for (key, index), record in self._leftovers.items()
+            if key == workload.key and not record.retiring
+        }
+        wanted = sorted(set(range(floor)) | left)[: max(workload.endpoint.replicas.max, floor)]
+        for index in wanted:
             record = self._leftovers.pop((workload.key, index), None)
             if record is not None and (
                 record.manifest_digest != workload.manifest_digest or not record.alive()
@@ -202,6 +214,9 @@ class LocalDriver:
             running.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running.task
+        for publish in list(running.publishing):  # no report after the removal's
+            publish.cancel()
+        await asyncio.gather(*running.publishing, return_exceptions=True)
         grace = self._settings.stop_grace_s
         await asyncio.gather(*(replica.kill(grace) for replica in running.replicas))
         return True
@@ -218,8 +233,12 @@ class LocalDriver:
         """Run ``count`` replicas of the workload ``key``; False when nothing changed.
 
         New replicas start as the first ones did. Replicas to stop leave the endpoint's
-        reported upstreams first (so the routers stop sending to them), then get
-        ``scale_down_drain_s`` for the requests under way before they are stopped.
+        reported upstreams first; ``scale_down_drain_s`` counts from when that report is
+        published (the routers apply it after the API folds it into the fact, well under
+        the default 2 s), for them to stop sending and the requests under way to end; then
+        the replicas are stopped. Returns once the change is made: the report is published
+        in the background (retried while NATS is away), so a caller holding the
+        reconciler's lock does not hold it through an outage.
         """
         running = self._running.get(key)
         if running is None or running.group is None or running.image is None:
@@ -254,14 +273,18 @@ class LocalDriver:
             running.replicas = [r for r in running.replicas if r not in leaving]
             for replica in leaving:
                 running.retiring.add(replica.index)
+                replica.retiring = True
+                replica.save_record()  # a scheduler restarted meanwhile stops it
                 task = running.supervisors.pop(replica.index, None)
                 if task is not None:
                     task.cancel()
-            retire = asyncio.create_task(self._retire(running, leaving))
-            self._retiring.add(retire)
-            retire.add_done_callback(self._retiring.discard)
+        else:
+            leaving = []
         log.info("replicas.scaled", key=key, replicas=count, was=current, reason=reason)
-        await self._update(running)
+        publish = asyncio.create_task(self._publish_then_retire(running, leaving))
+        for tasks in (self._retiring, running.publishing):
+            tasks.add(publish)
+            publish.add_done_callback(tasks.discard)
         return count != current
 
     def _fresh_replica(self, workload: Workload, index: int) -> Replica:
@@ -278,16 +301,33 @@ class LocalDriver:
             record_path=self._records / _file_name(workload.key, index, "json"),
         )
 
-    async def _retire(self, running: _Running, leaving: list[Replica]) -> None:
-        """Stop replicas the route no longer names, once the routers had time to see it."""
-        await asyncio.sleep(self._settings.scale_down_drain_s)
-        await asyncio.gather(*(r.kill(self._settings.stop_grace_s) for r in leaving))
-        running.retiring -= {r.index for r in leaving}
-        log.info("replicas.retired", key=running.workload.key, replicas=[r.index for r in leaving])
+    async def _publish_then_retire(self, running: _Running, leaving: list[Replica]) -> None:
+        """Report the scaled endpoint; then stop the replicas it no longer names, once the
+        routers had ``scale_down_drain_s`` to apply that report (cancelled: at once)."""
+        try:
+            await self._update(running)
+            if leaving:
+                await asyncio.sleep(self._settings.scale_down_drain_s)
+        finally:
+            if leaving:
+                await asyncio.gather(*(r.kill(self._settings.stop_grace_s) for r in leaving))
+                running.retiring -= {r.index for r in leaving}
+                log.info(
+                    "replicas.retired",
+                    key=running.workload.key,
+                    replicas=[r.index for r in leaving],
+                )
 
     async def close(self) -> None:
         """Stop every replica (on shutdown), or leave them to the next scheduler if so set."""
-        await asyncio.gather(*self._retiring, return_exceptions=True)  # scaled down: stop
+        # Scaled down: stopped after their drain, or now if the report cannot be published.
+        if self._retiring:
+            settings = self._settings
+            bound = settings.scale_down_drain_s + settings.stop_grace_s + 5.0
+            _, late = await asyncio.wait(set(self._retiring), timeout=bound)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if not self._settings.keep_replicas_on_exit:
             await asyncio.gather(*(self.remove(key) for key in list(self._running)))
             return
