@@ -221,6 +221,7 @@ class ContainerDriver:
         current = len(group.replicas)
         group.desired, group.scaled_because = count, reason
         group.waking = current == 0 and count > 0
+        leaving: list[Replica] = []
         if count > current:
             used = {replica.index for replica in group.replicas}
             indexes = [i for i in range(count + len(used)) if i not in used][: count - current]
@@ -237,8 +238,6 @@ class ContainerDriver:
             for replica in leaving:
                 if replica.task is not None:
                     replica.task.cancel()
-        else:
-            leaving = []
         log.info("containers.scaled", key=key, replicas=count, was=current, reason=reason)
         publish = asyncio.create_task(self._publish_then_retire(group, leaving))
         group.publishing.add(publish)

@@ -249,6 +249,7 @@ class LocalDriver:
         current = len(running.replicas)
         running.desired, running.scaled_because = count, reason
         running.waking = current == 0 and count > 0
+        leaving: list[Replica] = []
         if count > current:
             used = {replica.index for replica in running.replicas} | running.retiring
             indexes = [i for i in range(count + len(used)) if i not in used][: count - current]
@@ -278,8 +279,6 @@ class LocalDriver:
                 task = running.supervisors.pop(replica.index, None)
                 if task is not None:
                     task.cancel()
-        else:
-            leaving = []
         log.info("replicas.scaled", key=key, replicas=count, was=current, reason=reason)
         publish = asyncio.create_task(self._publish_then_retire(running, leaving))
         for tasks in (self._retiring, running.publishing):
