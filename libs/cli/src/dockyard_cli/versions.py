@@ -21,6 +21,7 @@ from dockyard_cli.console import (
 from dockyard_cli.deploying import (
     Deployed,
     DeployRequest,
+    OptionError,
     deploy,
     endpoint_urls,
     missing_endpoint_definitions,
@@ -104,8 +105,8 @@ def deploy_command(
         raise typer.BadParameter(str(exc), param_hint="--file") from None
     try:
         counts = parse_replicas_options(replicas or [], idle or [])
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--replicas") from None
+    except OptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=exc.option) from None
     for named in files.values():
         for file_name, path in named.items():
             # Relative to where the user stands, else to the code folder (its model file).
