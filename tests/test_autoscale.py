@@ -9,6 +9,7 @@ Its router holds at most 4 requests per idle endpoint and worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
+from dockyard_common.subjects import version_key
+from dockyard_scheduler.drivers.local.replicas import ReplicaRecord, load_records
 from tests.harness.archives import tar_gz
 from tests.harness.fixtures import Names, RunningPlatform, admin_client, start_platform_process
 from tests.harness.flows import create_version, put_deployment, upload_blob, wait_for_version
@@ -97,6 +100,22 @@ async def serving(api: httpx.AsyncClient, names: Names, version: str) -> tuple[i
     return len(state["upstreams"]), state.get("desired_replicas")
 
 
+def replica_records(platform: RunningPlatform, names: Names, version: str) -> list[ReplicaRecord]:
+    """The adoption records of predict's replicas on this machine (live or not)."""
+    prefix = f"{version_key(names.owner, names.project, names.deployment, version)}/predict/"
+    directory = platform.data_dir / "runtime" / "replicas"
+    return [record for _, record in load_records(directory) if record.key.startswith(prefix)]
+
+
+async def until_stopped(records: list[ReplicaRecord], within_s: float, what: str) -> None:
+    """Wait until none of the processes ``records`` name runs any more."""
+
+    async def stopped() -> bool:
+        return not any(record.alive() for record in records)
+
+    await until(stopped, within_s, what)
+
+
 class Load:
     """``clients`` callers in a loop until stopped, counting answers by outcome."""
 
@@ -144,13 +163,22 @@ async def test_replicas_rise_under_load_and_fall_after_without_a_failed_request(
 
         await until(risen, 30, "no second replica under a load of 6 in flight")
         peak = await serving(api, names, "v1")
+        at_peak = replica_records(scaling_platform, names, "v1")
+        assert len(at_peak) >= 2, at_peak
         heavy_outcomes = await heavy.stop()
 
         async def fallen() -> bool:
             return await serving(api, names, "v1") == (1, 1)
 
         await until(fallen, 40, f"replicas did not fall back to 1 (peak {peak})")
-        await asyncio.sleep(3)  # past the drain and the stop of the replicas removed
+        [staying] = [r for r in replica_records(scaling_platform, names, "v1") if not r.retiring]
+        # The light load runs on through the drain and the stop of the replicas removed.
+        await until_stopped(
+            [r for r in at_peak if r.index != staying.index],
+            15,
+            "the replicas scaled down still run",
+        )
+        assert [r.index for r in replica_records(scaling_platform, names, "v1")] == [staying.index]
         light_outcomes = await light.stop()
     assert set(heavy_outcomes) == {"200"}, heavy_outcomes
     assert set(light_outcomes) == {"200"}, light_outcomes
@@ -187,11 +215,15 @@ async def test_a_canary_at_ten_percent_runs_fewer_replicas_than_the_main_version
     assert canary[0] <= 2, canary
 
 
-async def idle_endpoint(api: httpx.AsyncClient, names: Names, *, past_drain: bool = True) -> None:
+async def idle_endpoint(
+    api: httpx.AsyncClient, names: Names, platform: RunningPlatform, *, past_drain: bool = True
+) -> list[ReplicaRecord]:
     """Deploy v1 (slow to start) with min 0 and idle_s 2, and wait until it idles (and its
-    last replica is stopped, unless not ``past_drain``)."""
+    last replica is stopped, unless not ``past_drain``); the records of the replicas it ran."""
     await put_deployment(api, names, ["local-eu"])
     await deploy(api, names, "v1", {"min": 0, "max": 2, "idle_s": 2}, app=SLOW_START_APP)
+    ran = replica_records(platform, names, "v1")
+    assert len(ran) == 1, ran
 
     async def idle() -> bool:
         return (await endpoint_state(api, names, "v1"))["state"] == "idle"
@@ -205,14 +237,16 @@ async def idle_endpoint(api: httpx.AsyncClient, names: Names, *, past_drain: boo
     )
     if past_drain:
         # Past the drain (1 s): the replica is gone, not merely out of the route.
-        await asyncio.sleep(2)
+        await until_stopped(ran, 15, "the idle endpoint's last replica still runs")
+        assert replica_records(platform, names, "v1") == []
+    return ran
 
 
 async def test_an_idle_endpoint_goes_to_zero_and_its_next_request_is_answered(
     scaling_platform: RunningPlatform, names: Names
 ) -> None:
     async with admin_client(scaling_platform) as api:
-        await idle_endpoint(api, names)
+        await idle_endpoint(api, names, scaling_platform)
         version = await api.get(
             f"/v1/projects/{names.owner}/{names.project}/deployments/{names.deployment}/versions/v1"
         )
@@ -236,7 +270,7 @@ async def test_a_full_hold_queue_answers_503_with_retry_after(
     scaling_platform: RunningPlatform, names: Names
 ) -> None:
     async with admin_client(scaling_platform) as api:
-        await idle_endpoint(api, names)
+        await idle_endpoint(api, names, scaling_platform)
         url = (
             f"{scaling_platform.router_url}/{names.owner}/{names.project}/{names.deployment}"
             "/v1/predict/"
@@ -263,7 +297,7 @@ async def test_a_request_during_the_last_replica_s_drain_wakes_a_new_one_that_ke
     scaling_platform: RunningPlatform, names: Names
 ) -> None:
     async with admin_client(scaling_platform) as api:
-        await idle_endpoint(api, names, past_drain=False)
+        [retiring] = await idle_endpoint(api, names, scaling_platform, past_drain=False)
         url = (
             f"{scaling_platform.router_url}/{names.owner}/{names.project}/{names.deployment}"
             "/v1/predict/"
@@ -277,6 +311,33 @@ async def test_a_request_during_the_last_replica_s_drain_wakes_a_new_one_that_ke
                 return state["state"] == "ready" and len(state["upstreams"]) == 1
 
             await until(woken, 20, "no replica ready after a wake during the drain")
-            await asyncio.sleep(2)  # the retired replica is stopped by now
+            await until_stopped([retiring], 15, "the retired replica still runs")
             later = [await client.get(url) for _ in range(20)]
         assert [(a.status_code, a.text) for a in later] == [(200, "awake")] * 20
+
+
+async def test_a_held_request_whose_client_leaves_lets_the_endpoint_idle_again(
+    scaling_platform: RunningPlatform, names: Names
+) -> None:
+    # Cancelled while held, the request stayed "in flight" in the router's feed for ever:
+    # the endpoint never idled again.
+    async with admin_client(scaling_platform) as api:
+        await idle_endpoint(api, names, scaling_platform)
+        url = (
+            f"{scaling_platform.router_url}/{names.owner}/{names.project}/{names.deployment}"
+            "/v1/predict/"
+        )
+        async with httpx.AsyncClient(timeout=0.5) as client:
+            with contextlib.suppress(httpx.TimeoutException):
+                await client.get(url)  # held while the replica starts (1.5 s): it leaves
+
+        async def woken() -> bool:
+            state = await endpoint_state(api, names, "v1")
+            return state["state"] == "ready" and len(state["upstreams"]) == 1
+
+        await until(woken, 20, "the held request did not wake the endpoint")
+
+        async def idle_again() -> bool:
+            return (await endpoint_state(api, names, "v1"))["state"] == "idle"
+
+        await until(idle_again, 20, "the endpoint stayed awake after its only client left")
