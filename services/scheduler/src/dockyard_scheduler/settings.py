@@ -36,8 +36,9 @@ class SchedulerSettings(CommonSettings):
     autoscale_every_s: float = Field(default=1.0, gt=0)
     """How often the autoscaler decides (the routers report once a second)."""
     scale_down_drain_s: float = Field(default=2.0, ge=0)
-    """How long a replica scaled down stays up after it left the route: for the routers to
-    stop sending to it and the requests under way to end; then it gets ``stop_grace_s``."""
+    """How long a replica scaled down stays up once the report without it is published (it
+    waits for that through a NATS outage): for the routers to apply it (report → record →
+    fact → routers) and the requests under way to end; then it gets ``stop_grace_s``."""
 
     full_pass_every_s: float = 30.0
     """How often the whole state of record is reconciled (events wake it in between)."""
