@@ -559,3 +559,34 @@ async def test_a_restarted_scheduler_stops_a_replica_that_was_retiring_instead_o
         await first.close()  # leaves replica 0 running: the second stops it
         await second.close()
     assert records(settings) == []
+
+
+async def test_a_restarted_scheduler_starts_a_fresh_replica_beside_a_last_one_retiring(
+    tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
+) -> None:
+    # Its record is at index 0: adopted as serving, the endpoint idling would have kept it.
+    workload = a_workload(tmp_path, replicas=0, max_replicas=1)
+    keep = settings.model_copy(update={"keep_replicas_on_exit": True})
+    first_reports = FlakyReports()
+    first = LocalDriver(keep, first_reports)
+    await first.ensure(workload)
+    one = await first_reports.wait_for("one ready", ready_with(1))
+    first_reports.down = True
+    assert await first.scale(workload.key, 0, "idle")
+    [retiring] = records(settings)
+    assert retiring.retiring and retiring.index == 0
+
+    reports = Reports()
+    second = LocalDriver(settings, reports)
+    try:
+        await second.ensure(workload)  # the endpoint idles again later: the autoscaler's
+        fresh = await reports.wait_for("a fresh replica", ready_with(1))
+        assert fresh.upstreams != one.upstreams
+        assert second.reap_leftovers() == 1
+        await wait_until_gone({retiring.pid})
+        assert (await get(http, fresh.upstreams[0])).status_code == 200
+    finally:
+        first_reports.down = False
+        await first.close()
+        await second.close()
+    assert records(settings) == []

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import os
 import signal
 import time
@@ -162,13 +163,15 @@ class LocalDriver:
         # min 0 starts with one all the same: the autoscaler idles it after idle_s. Every
         # replica an earlier scheduler left serving is adopted, those its autoscaler added
         # too (killed by the reaping instead, they would fail the requests routed to them).
+        # A retiring one is left to the reaping, and its index (its socket) to it.
         floor = max(workload.endpoint.replicas.min, 1)
-        left = {
-            index
-            for (key, index), record in self._leftovers.items()
-            if key == workload.key and not record.retiring
-        }
-        wanted = sorted(set(range(floor)) | left)[: max(workload.endpoint.replicas.max, floor)]
+        left, retiring = set(), set()
+        for (key, index), record in self._leftovers.items():
+            if key == workload.key:
+                (retiring if record.retiring else left).add(index)
+        free = (i for i in itertools.count() if i not in retiring)
+        lowest = {next(free) for _ in range(floor)}
+        wanted = sorted(lowest | left)[: max(workload.endpoint.replicas.max, floor)]
         for index in wanted:
             record = self._leftovers.pop((workload.key, index), None)
             if record is not None and (
@@ -196,7 +199,7 @@ class LocalDriver:
             )
             replicas.append(replica)
             adopted.append(record is not None)
-        running = _Running(workload, replicas, was_ready=any(adopted))
+        running = _Running(workload, replicas, was_ready=any(adopted), retiring=retiring)
         self._running[workload.key] = running
         running.task = asyncio.create_task(
             self._run(running, adopted), name=f"workload {workload.key}"
