@@ -270,9 +270,13 @@ class Proxy:
                     self.meter.released(labels)
                     counted = False
                     return resolution
-                if self._table.idle(raw_path, region, draw) is None:
-                    # Neither served nor idle any more (the start failed, the version went):
-                    # the reason now, not a 504 at the deadline.
+                if (
+                    self._table.idle(raw_path, region, draw) is None
+                    and self._table.explain(raw_path, region, draw).retry_after_s is None
+                ):
+                    # Neither served, idle nor starting any more (the start failed, the
+                    # version went): the reason now, not a 504 at the deadline. A start
+                    # reported "deploying" on its way is waited for.
                     self.meter.finished(labels, 503, now - started, failed=True)
                     counted = False
                     self._unrouted(exchange, raw_path, region, draw)
