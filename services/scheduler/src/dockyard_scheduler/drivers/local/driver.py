@@ -165,10 +165,11 @@ class LocalDriver:
         # too (killed by the reaping instead, they would fail the requests routed to them).
         # A retiring one is left to the reaping, and its index (its socket) to it.
         floor = max(workload.endpoint.replicas.min, 1)
-        left, retiring = set(), set()
-        for (key, index), record in self._leftovers.items():
+        left: set[int] = set()
+        retiring: set[int] = set()
+        for (key, index), found in self._leftovers.items():
             if key == workload.key:
-                (retiring if record.retiring else left).add(index)
+                (retiring if found.retiring else left).add(index)
         free = (i for i in itertools.count() if i not in retiring)
         lowest = {next(free) for _ in range(floor)}
         wanted = sorted(lowest | left)[: max(workload.endpoint.replicas.max, floor)]
