@@ -20,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -42,6 +44,7 @@ from dockyard_scheduler.drivers.local.isolation import (
     egress_command,
     launcher_command,
     namespaces_unavailable,
+    private_directory,
     socket_directory,
 )
 from dockyard_scheduler.drivers.local.notes import local_notes, memory_limit_mb
@@ -96,6 +99,7 @@ class LocalDriver:
         self._logs = settings.runtime_dir / "logs"
         self._envs = settings.runtime_dir / "envs"
         self._homes = settings.runtime_dir / "homes"
+        self._roots = settings.runtime_dir / "roots"
         self._env_locks: dict[str, asyncio.Lock] = {}
         self._no_namespaces = (
             namespaces_unavailable() if settings.local_namespaces else "turned off by a setting"
@@ -107,7 +111,7 @@ class LocalDriver:
         # What an earlier scheduler left running: adopted by ensure(), else reaped.
         self._leftovers: dict[tuple[str, int], ReplicaRecord] = {}
         for path, record in load_records(self._records):
-            if _ours(record, images):
+            if _ours(record, images, self._roots.resolve()):
                 self._leftovers[(record.key, record.index)] = record
             else:
                 path.unlink(missing_ok=True)
@@ -332,19 +336,24 @@ class LocalDriver:
         env = process_environment(replica.workload, image, sandbox, host=host, port=replica.port)
         (sandbox.home / "tmp").mkdir(parents=True, exist_ok=True)
         if sandbox.socket is not None:
-            sandbox.socket.parent.mkdir(parents=True, exist_ok=True)
+            private_directory(sandbox.socket.parent)
+            root = self._roots / _file_name(replica.workload.key, replica.index, "root")
+            root.mkdir(parents=True, exist_ok=True)
+            # What the replica writes into its image tree and environment: fresh at each
+            # start, as a new container's layer is.
+            layers = self._roots / _file_name(replica.workload.key, replica.index, "layers")
+            await asyncio.to_thread(shutil.rmtree, layers, True)
             command = launcher_command(
                 command,
                 socket=sandbox.socket,
                 port=replica.port,
                 cwd=workdir,
-                hide=[self._settings.data_dir],
-                expose=[
-                    (image.root, True),
-                    (sandbox.environment, True),
-                    *([(sandbox.dependencies, False)] if sandbox.dependencies else []),
-                    (sandbox.home, True),
-                    (sandbox.shims, False),
+                root=root,
+                readonly=[sandbox.shims, *([sandbox.dependencies] if sandbox.dependencies else [])],
+                writable=[sandbox.home],
+                overlays=[
+                    (image.root, layers / "image"),
+                    (sandbox.environment, layers / "environment"),
                 ],
                 memory_bytes=_megabytes(memory_limit_mb(replica.workload.endpoint)),
             )
@@ -521,10 +530,16 @@ def _socket_name(key: str, index: int) -> str:
     return f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.{index}.sock"
 
 
-def _ours(record: ReplicaRecord, images: Path) -> bool:
-    """Whether a recorded process is alive and works inside our unpacked images."""
+def _ours(record: ReplicaRecord, images: Path, roots: Path) -> bool:
+    """Whether a recorded process is alive and ours: one working inside our unpacked images,
+    or a launcher building its root in ours (its own root hides its working directory)."""
     if not record.alive():
         return False
     with contextlib.suppress(OSError):
-        return Path(f"/proc/{record.pid}/cwd").readlink().resolve().is_relative_to(images)
+        if Path(f"/proc/{record.pid}/cwd").readlink().resolve().is_relative_to(images):
+            return True
+        command = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
+        config = json.loads(command[-2]) if len(command) > 1 and command[-2][:1] == b"{" else {}
+        root = config.get("root") if isinstance(config, dict) else None
+        return isinstance(root, str) and Path(root).is_relative_to(roots)
     return False
