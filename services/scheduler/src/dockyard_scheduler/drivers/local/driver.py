@@ -303,6 +303,8 @@ class LocalDriver:
             await self._set(running, replica, WorkloadState.READY, None)
             code = await replica.wait_exit()
             replica.record_path.unlink(missing_ok=True)
+            if replica.socket is not None:  # its launcher cannot: the path is outside its root
+                replica.socket.unlink(missing_ok=True)
             # What the server left in its group (its children, the network helper) goes too.
             if replica.pid is not None:
                 kill_group(replica.pid)
@@ -380,7 +382,7 @@ class LocalDriver:
             replica.save_record()
             if lifeline is not None:
                 os.close(open_ends.pop())  # the launcher's end: only the launcher holds it now
-                await self._give_egress(replica.process.pid, lifeline[0])
+                await self._give_egress(replica.process.pid, lifeline[0], replica.log_path)
         finally:
             for end in open_ends:  # each once: a number closed twice may be another file's
                 os.close(end)
@@ -392,7 +394,7 @@ class LocalDriver:
             upstream=replica.upstream,
         )
 
-    async def _give_egress(self, pid: int, lifeline: int) -> None:
+    async def _give_egress(self, pid: int, lifeline: int, log_path: Path) -> None:
         """Start slirp4netns for the replica's network namespace; it ends when ``lifeline``
         (a pipe the launcher holds open) does. Only once the launcher has left our namespace:
         joined too early it would configure this machine's own."""
@@ -411,15 +413,19 @@ class LocalDriver:
         else:
             log.warning("replica.egress.skipped", pid=pid, why="no network namespace of its own")
             return
-        with contextlib.suppress(OSError):
-            await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-                pass_fds=(lifeline,),
-            )
+        try:
+            # Its words go to the replica's log: a network that did not come up is told there.
+            with log_path.open("ab") as log_file:
+                await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(lifeline,),
+                )
+        except OSError as exc:
+            log.warning("replica.egress.failed", pid=pid, error=str(exc))
 
     async def _not_ready(self, replica: Replica) -> str:
         """Why a replica is not ready: how it exited, or which ports it listens on instead."""
