@@ -62,6 +62,9 @@ def main(argv: list[str]) -> int:
         os.unlink(path)
     listener.bind(path)
     _enter_root(config["root"], config["readonly"], config["writable"], config["overlays"])
+    # Where the server works, at the path it has outside too: /proc/<pid>/cwd tells the
+    # scheduler (and a person) which image a launcher serves.
+    os.chdir(config["cwd"])
     _unprivileged_ports()
     if config.get("egress") and not _wait_for_route(5.0):
         print("dockyard: no network beyond loopback (slirp4netns did not come up)", flush=True)
