@@ -27,6 +27,8 @@ __all__ = [
     "STARTED_LINE",
     "Platform",
     "WrkRun",
+    "haproxy_config",
+    "nginx_proxy_config",
     "parse_wrk",
     "percentile",
     "run_wrk",
@@ -180,3 +182,57 @@ def parse_wrk(output: str) -> WrkRun:
 def spread(values: list[float]) -> dict[str, float]:
     """Median, min and max of repeated measurements."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+# --- the peers: nginx and HAProxy as plain reverse proxies (Debian's packages) --------------
+
+_NGINX = """\
+{user}worker_processes 2;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    upstream model {{ server {server}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://model;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+_HAPROXY = """\
+global
+    nbthread 2
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+frontend front
+    bind 127.0.0.1:{port}
+    default_backend model
+backend model
+    server upstream {server}
+"""
+
+
+def nginx_proxy_config(work: Path, name: str, port: int, server: str) -> str:
+    """nginx with two workers proxying to ``server`` (``host:port`` or ``unix:/path``) with
+    kept-alive connections, as a user who knows nginx writes it."""
+    # Run as root, nginx's workers would drop to nobody, who cannot reach a replica's socket.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return _NGINX.format(user=user, work=work, name=name, port=port, server=server)
+
+
+def haproxy_config(port: int, server: str) -> str:
+    """HAProxy with two threads proxying to ``server`` (``host:port`` or a socket's path),
+    reusing its connections."""
+    return _HAPROXY.format(port=port, server=server)

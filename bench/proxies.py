@@ -38,9 +38,15 @@ from tests.harness.fixtures import Names
 from tests.harness.router import private_record, record_version, start_router
 
 try:
-    from bench.common import WrkRun, run_wrk, spread
+    from bench.common import WrkRun, haproxy_config, nginx_proxy_config, run_wrk, spread
 except ModuleNotFoundError:  # run as ``python bench/proxies.py``: bench/ is on sys.path
-    from common import WrkRun, run_wrk, spread  # type: ignore[no-redef,import-not-found]
+    from common import (  # type: ignore[no-redef,import-not-found]
+        WrkRun,
+        haproxy_config,
+        nginx_proxy_config,
+        run_wrk,
+        spread,
+    )
 
 NAMES = Names(owner="bench", project="proxies", deployment="web")
 CONNECTIONS = (1, 32, 128)
@@ -60,43 +66,6 @@ http {{
         location = /big {{ alias {work}/big.bin; }}
     }}
 }}
-"""
-
-NGINX_CONF = """\
-worker_processes 2;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    upstream model {{ server 127.0.0.1:{upstream}; keepalive 256; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://model;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}
-}}
-"""
-
-HAPROXY_CONF = """\
-global
-    nbthread 2
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
-frontend front
-    bind 127.0.0.1:{port}
-    default_backend model
-backend model
-    server upstream 127.0.0.1:{upstream}
 """
 
 
@@ -203,15 +172,13 @@ async def benchmark(args: argparse.Namespace, work: Path) -> list[dict[str, Any]
         with (
             nginx(UPSTREAM_CONF.format(work=work, port=upstream), work, "upstream", upstream),
             nginx(
-                NGINX_CONF.format(work=work, port=nginx_port, upstream=upstream),
+                nginx_proxy_config(work, "nginx", nginx_port, f"127.0.0.1:{upstream}"),
                 work,
                 "nginx",
                 nginx_port,
             ),
         ):
-            (work / "haproxy.cfg").write_text(
-                HAPROXY_CONF.format(port=haproxy_port, upstream=upstream)
-            )
+            (work / "haproxy.cfg").write_text(haproxy_config(haproxy_port, f"127.0.0.1:{upstream}"))
             binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
             with process(
                 [binary, "-f", str(work / "haproxy.cfg")], haproxy_port, work / "haproxy.log"

@@ -39,48 +39,26 @@ from dockyard_platform.servers import free_port
 from tests.harness.archives import tar_gz
 
 try:
-    from bench.common import Platform, WrkRun, percentile, run_wrk
+    from bench.common import (
+        Platform,
+        WrkRun,
+        haproxy_config,
+        nginx_proxy_config,
+        percentile,
+        run_wrk,
+    )
 except ModuleNotFoundError:  # run as ``python bench/switching.py``: bench/ is on sys.path
-    from common import Platform, WrkRun, percentile, run_wrk  # type: ignore[no-redef,import-not-found]
+    from common import (  # type: ignore[no-redef,import-not-found]
+        Platform,
+        WrkRun,
+        haproxy_config,
+        nginx_proxy_config,
+        percentile,
+        run_wrk,
+    )
 
 DEPLOYMENT = "/v1/projects/bench/switching/deployments/web"
 ROUTED = "/bench/switching/web/production/predict/"
-
-NGINX = """\
-{user}worker_processes 2;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    upstream model {{ server unix:{socket}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://model;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}
-}}
-"""
-
-HAPROXY = """\
-global
-    nbthread 2
-    maxconn 4096
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
-frontend front
-    bind 127.0.0.1:{port}
-    default_backend model
-backend model
-    server replica {socket}
-"""
 
 
 def app(version: str) -> bytes:
@@ -184,12 +162,11 @@ class Reloaded:
         return f"http://127.0.0.1:{self.port}/"
 
     def _write(self, version: str) -> None:
-        template = NGINX if self.kind == "nginx" else HAPROXY
-        # Run as root, nginx's workers would drop to nobody, who cannot reach the sockets.
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        text = template.format(
-            work=self.work, port=self.port, socket=self.sockets[version], user=user
-        )
+        socket_path = self.sockets[version]
+        if self.kind == "nginx":
+            text = nginx_proxy_config(self.work, "nginx", self.port, f"unix:{socket_path}")
+        else:
+            text = haproxy_config(self.port, socket_path)
         self.conf.write_text(text)
 
     def switch(self, version: str) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from starlette.requests import Request
 
 from dockyard_api.console.charts import HEIGHT, ReplicaChange, replica_chart, traffic_charts
+from dockyard_api.console.security import cookie_options
 from dockyard_api.console.tester import SampleCall, curl_command, parse_headers
 from dockyard_api.console.views import build_timings, grid, timeline_entry
 from dockyard_common import Alias, AliasTarget, Version
@@ -200,3 +202,22 @@ def test_replicas_are_summed_over_targets_and_follow_each_change() -> None:
     assert heights[30] == pytest.approx(top, abs=0.05)  # and us's two
     assert heights[-1] == pytest.approx(low, abs=0.05)  # eu scaled to zero
     assert (chart.top, v1.last) == ("3", "2")
+
+
+def test_the_session_cookie_is_secure_over_https_and_behind_a_tls_proxy() -> None:
+    def options(url: str, headers: dict[str, str]) -> dict[str, object]:
+        scope = {
+            "type": "http",
+            "scheme": url.split(":")[0],
+            "path": "/console/",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            "server": ("dockyard.example", 443),
+            "query_string": b"",
+        }
+        return cookie_options(Request(scope))
+
+    assert options("https://x", {})["secure"] is True
+    assert options("http://x", {"X-Forwarded-Proto": "https"})["secure"] is True
+    assert options("http://x", {})["secure"] is False
+    assert options("http://x", {})["samesite"] == "strict"
+    assert options("http://x", {})["httponly"] is True

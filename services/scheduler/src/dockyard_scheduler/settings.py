@@ -23,10 +23,10 @@ class SchedulerSettings(CommonSettings):
     retry_failed_after_s: float = 30.0
     """A replica that failed to become ready is tried again after this long."""
     keep_replicas_on_exit: bool = False
+    """Leave replicas serving when the scheduler stops; the next scheduler adopts them."""
     local_namespaces: bool = True
     """Run each local replica in user, network and mount namespaces of its own, where the
     machine allows it (else, or when False, replicas listen on ``$PORT``)."""
-    """Leave replicas serving when the scheduler stops; the next scheduler adopts them."""
 
     autoscale_stable_s: float = Field(default=60.0, gt=0)
     """The autoscaler's stable window: the average load over it decides, and a scale-down

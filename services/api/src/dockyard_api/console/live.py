@@ -12,9 +12,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import StreamingResponse
 
+from dockyard_api.auth import principal_for_hash
 from dockyard_api.console.pages import may_view
 from dockyard_api.console.rendering import ConsoleRoute
-from dockyard_api.console.security import SignedIn
+from dockyard_api.console.security import Session, SignedIn
 from dockyard_api.console.views import timeline_entry
 from dockyard_api.context import ApiContext, get_context
 from dockyard_api.event_feed import event_subject, event_type_of, follow_events
@@ -25,6 +26,12 @@ __all__ = ["router"]
 router = APIRouter(prefix="/console", route_class=ConsoleRoute, include_in_schema=False)
 
 KEEPALIVE_S = 15.0
+
+
+async def still_signed_in(context: ApiContext, session: Session) -> bool:
+    """Whether the session still stands and its token is still valid."""
+    held = await context.console_sessions.find(session.id)
+    return held is not None and await principal_for_hash(context, held.token_hash) is not None
 
 
 @router.get("/d/{owner}/{project}/{deployment}/events")
@@ -49,6 +56,9 @@ async def deployment_events(
         yield b": connected\n\n"
         async for message in messages:
             if message is None:
+                # A session signed out, or a token revoked, ends its live feed too.
+                if not await still_signed_in(context, session):
+                    return
                 yield b": keep-alive\n\n"
                 continue
             sequence = message.metadata.sequence.stream

@@ -85,11 +85,14 @@ class CsrfRefused(Exception):
 
 
 def cookie_options(request: Request) -> dict[str, object]:
-    """HttpOnly, SameSite=Strict, scoped to the console; Secure when served over https."""
+    """HttpOnly, SameSite=Strict, scoped to the console; Secure when served over https,
+    directly or behind a proxy that ended TLS and says so (``X-Forwarded-Proto``: a client
+    that forges it only keeps its own cookie off plain http)."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
     return {
         "httponly": True,
         "samesite": "strict",
-        "secure": request.url.scheme == "https",
+        "secure": request.url.scheme == "https" or forwarded == "https",
         "path": "/console",
     }
 

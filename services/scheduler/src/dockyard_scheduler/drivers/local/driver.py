@@ -24,7 +24,9 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
+import json
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -46,6 +48,7 @@ from dockyard_scheduler.drivers.local.isolation import (
     egress_command,
     launcher_command,
     namespaces_unavailable,
+    private_directory,
     socket_directory,
 )
 from dockyard_scheduler.drivers.local.notes import local_notes, memory_limit_mb
@@ -117,6 +120,7 @@ class LocalDriver:
         self._retiring: set[asyncio.Task[None]] = set()
         self._envs = settings.runtime_dir / "envs"
         self._homes = settings.runtime_dir / "homes"
+        self._roots = settings.runtime_dir / "roots"
         self._env_locks: dict[str, asyncio.Lock] = {}
         self._no_namespaces = (
             namespaces_unavailable() if settings.local_namespaces else "turned off by a setting"
@@ -128,7 +132,7 @@ class LocalDriver:
         # What an earlier scheduler left running: adopted by ensure(), else reaped.
         self._leftovers: dict[tuple[str, int], ReplicaRecord] = {}
         for path, record in load_records(self._records):
-            if _ours(record, images):
+            if _ours(record, images, self._roots.resolve()):
                 self._leftovers[(record.key, record.index)] = record
             else:
                 path.unlink(missing_ok=True)
@@ -450,6 +454,8 @@ class LocalDriver:
             await self._set(running, replica, WorkloadState.READY, None)
             code = await replica.wait_exit()
             replica.record_path.unlink(missing_ok=True)
+            if replica.socket is not None:  # its launcher cannot: the path is outside its root
+                replica.socket.unlink(missing_ok=True)
             # What the server left in its group (its children, the network helper) goes too.
             if replica.pid is not None:
                 kill_group(replica.pid)
@@ -483,19 +489,24 @@ class LocalDriver:
         env = process_environment(replica.workload, image, sandbox, host=host, port=replica.port)
         (sandbox.home / "tmp").mkdir(parents=True, exist_ok=True)
         if sandbox.socket is not None:
-            sandbox.socket.parent.mkdir(parents=True, exist_ok=True)
+            private_directory(sandbox.socket.parent)
+            root = self._roots / _file_name(replica.workload.key, replica.index, "root")
+            root.mkdir(parents=True, exist_ok=True)
+            # What the replica writes into its image tree and environment: fresh at each
+            # start, as a new container's layer is.
+            layers = self._roots / _file_name(replica.workload.key, replica.index, "layers")
+            await asyncio.to_thread(shutil.rmtree, layers, True)
             command = launcher_command(
                 command,
                 socket=sandbox.socket,
                 port=replica.port,
                 cwd=workdir,
-                hide=[self._settings.data_dir],
-                expose=[
-                    (image.root, True),
-                    (sandbox.environment, True),
-                    *([(sandbox.dependencies, False)] if sandbox.dependencies else []),
-                    (sandbox.home, True),
-                    (sandbox.shims, False),
+                root=root,
+                readonly=[sandbox.shims, *([sandbox.dependencies] if sandbox.dependencies else [])],
+                writable=[sandbox.home],
+                overlays=[
+                    (image.root, layers / "image"),
+                    (sandbox.environment, layers / "environment"),
                 ],
                 memory_bytes=_megabytes(memory_limit_mb(replica.workload.endpoint)),
             )
@@ -522,7 +533,7 @@ class LocalDriver:
             replica.save_record()
             if lifeline is not None:
                 os.close(open_ends.pop())  # the launcher's end: only the launcher holds it now
-                await self._give_egress(replica.process.pid, lifeline[0])
+                await self._give_egress(replica.process.pid, lifeline[0], replica.log_path)
         finally:
             for end in open_ends:  # each once: a number closed twice may be another file's
                 os.close(end)
@@ -534,7 +545,7 @@ class LocalDriver:
             upstream=replica.upstream,
         )
 
-    async def _give_egress(self, pid: int, lifeline: int) -> None:
+    async def _give_egress(self, pid: int, lifeline: int, log_path: Path) -> None:
         """Start slirp4netns for the replica's network namespace; it ends when ``lifeline``
         (a pipe the launcher holds open) does. Only once the launcher has left our namespace:
         joined too early it would configure this machine's own."""
@@ -553,15 +564,19 @@ class LocalDriver:
         else:
             log.warning("replica.egress.skipped", pid=pid, why="no network namespace of its own")
             return
-        with contextlib.suppress(OSError):
-            await asyncio.create_subprocess_exec(
-                *command,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-                start_new_session=True,
-                pass_fds=(lifeline,),
-            )
+        try:
+            # Its words go to the replica's log: a network that did not come up is told there.
+            with log_path.open("ab") as log_file:
+                await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(lifeline,),
+                )
+        except OSError as exc:
+            log.warning("replica.egress.failed", pid=pid, error=str(exc))
 
     async def _not_ready(self, replica: Replica) -> str:
         """Why a replica is not ready: how it exited, or which ports it listens on instead."""
@@ -679,10 +694,16 @@ def _socket_name(key: str, index: int) -> str:
     return f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.{index}.sock"
 
 
-def _ours(record: ReplicaRecord, images: Path) -> bool:
-    """Whether a recorded process is alive and works inside our unpacked images."""
+def _ours(record: ReplicaRecord, images: Path, roots: Path) -> bool:
+    """Whether a recorded process is alive and ours: one working inside our unpacked images,
+    or a launcher building its root in ours (its own root hides its working directory)."""
     if not record.alive():
         return False
     with contextlib.suppress(OSError):
-        return Path(f"/proc/{record.pid}/cwd").readlink().resolve().is_relative_to(images)
+        if Path(f"/proc/{record.pid}/cwd").readlink().resolve().is_relative_to(images):
+            return True
+        command = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
+        config = json.loads(command[-2]) if len(command) > 1 and command[-2][:1] == b"{" else {}
+        root = config.get("root") if isinstance(config, dict) else None
+        return isinstance(root, str) and Path(root).is_relative_to(roots)
     return False

@@ -3,12 +3,13 @@
 Each replica gets a network namespace of its own, so the port its command hard-codes (or
 valohai.yaml's ``port``, 8000 by default) is free for it, however many replicas, versions and
 targets of the endpoint run on this machine; the router reaches it through a Unix socket
-that :mod:`~dockyard_scheduler.drivers.local.sandbox` forwards to that port. Its mount
-namespace shows the platform's install read-only and the data directory empty but for the
-replica's own image tree, environment and home. Where slirp4netns is installed, it gives
-the namespace a way out to the network (not to this machine's loopback). Where user
-namespaces are not allowed (a kernel setting, some container runtimes), replicas listen on
-``$PORT`` instead, and the endpoint's notes say so.
+that :mod:`~dockyard_scheduler.drivers.local.sandbox` forwards to that port. Its root is a
+file system of its own: this machine's system directories and interpreter read-only, its
+image tree, environment and home writable, nothing else (not the data directory, not the
+platform, not anyone's home); it runs without capabilities, so it cannot change that. Where
+slirp4netns is installed, it gives the namespace a way out to the network (not to this
+machine's loopback). Where user namespaces are not allowed (a kernel setting, some container
+runtimes), replicas listen on ``$PORT`` instead, and the endpoint's notes say so.
 """
 
 from __future__ import annotations
@@ -16,24 +17,39 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from dockyard_common import PermanentError
 from dockyard_scheduler.drivers.local import sandbox
-from dockyard_scheduler.drivers.local.environments import interpreter
+from dockyard_scheduler.drivers.local.environments import interpreter, uv_binary
 
 __all__ = [
     "egress_command",
     "launcher_command",
     "namespaces_unavailable",
-    "protected_paths",
+    "private_directory",
     "socket_directory",
+    "system_paths",
 ]
 
-_UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--propagation", "private"]
+_UNSHARE = [
+    "unshare",
+    "--user",
+    "--map-root-user",
+    "--net",
+    "--mount",
+    "--propagation",
+    "private",
+]
+_SYSTEM = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys"]
+"""What a replica sees of this machine, read-only, besides its interpreter: as a container
+image's root would give it, without anyone's home, the data directory or the platform."""
 _SUN_PATH_MAX = 107
 """A Unix socket's path has 108 bytes, its terminating NUL included."""
 
@@ -63,16 +79,11 @@ def egress_command(pid: int, exit_fd: int) -> list[str] | None:
     return [helper, *options, str(pid), "tap0"]
 
 
-def protected_paths() -> list[str]:
-    """What a replica sees read-only: the platform's environment, its code, the interpreter's."""
-    paths = {Path(sys.prefix), Path(sys.base_prefix)}
-    paths.update(Path(entry) for entry in sys.path if entry and Path(entry).is_dir())
-    resolved = sorted({p.resolve() for p in paths}, key=lambda p: len(p.parts))
-    kept: list[Path] = []
-    for path in resolved:
-        if path != Path("/") and not any(path.is_relative_to(k) for k in kept):
-            kept.append(path)
-    return [str(p) for p in kept]
+def system_paths() -> list[str]:
+    """This machine's directories a replica sees read-only: the system's, the interpreter's
+    installation (``sys.base_prefix``, under a home directory with pyenv) and ``uv``."""
+    paths = [*_SYSTEM, sys.base_prefix, uv_binary()]
+    return [p for p in dict.fromkeys(paths) if os.path.lexists(p)]
 
 
 def socket_directory(runtime_dir: Path) -> Path:
@@ -85,25 +96,40 @@ def socket_directory(runtime_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"dockyard-sockets-{digest}"
 
 
+def private_directory(path: Path) -> Path:
+    """``path`` made (mode 0700) or found, and refused unless it is a directory of ours that
+    no one else may write in: in the system's temp dir another user could have made it
+    first, to hand the router sockets of theirs."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    held = path.lstat()
+    if not stat.S_ISDIR(held.st_mode) or held.st_uid != os.geteuid() or held.st_mode & 0o022:
+        raise PermanentError(f"{path} is not a private directory of this user: not used")
+    return path
+
+
 def launcher_command(
     command: list[str],
     *,
     socket: Path,
     port: int,
     cwd: Path,
-    hide: list[Path],
-    expose: list[tuple[Path, bool]],
+    root: Path,
+    readonly: list[Path],
+    writable: list[Path],
+    overlays: list[tuple[Path, Path]],
     memory_bytes: int | None = None,
 ) -> list[str]:
-    """The command that starts ``command`` in namespaces of its own, reached at ``socket``."""
+    """The command that starts ``command`` in namespaces of its own, reached at ``socket``,
+    in a root of its own built in the empty directory ``root``."""
     config = {
         "socket": str(socket),
         "port": port,
-        "cwd": str(cwd),
+        "cwd": str(cwd.resolve()),
         "command": command,
-        "readonly": protected_paths(),
-        "hide": [str(p) for p in hide],
-        "expose": [[str(p), writable] for p, writable in expose],
+        "root": str(root.resolve()),
+        "readonly": [*system_paths(), *(str(p.resolve()) for p in readonly)],
+        "writable": [str(p.resolve()) for p in writable],
+        "overlays": [[str(p.resolve()), str(layer.resolve())] for p, layer in overlays],
         "egress": shutil.which("slirp4netns") is not None,
         "memory_bytes": memory_bytes,
     }

@@ -279,16 +279,18 @@ class Replica:
         return None
 
     async def kill(self, grace_s: float) -> None:
-        """SIGTERM the process group, SIGKILL it after ``grace_s``; forget the record."""
+        """SIGTERM the process group, SIGKILL it after ``grace_s``; forget the record and
+        the socket (outside the launcher's root, it cannot remove it)."""
         self.record_path.unlink(missing_ok=True)
-        if self.pid is None or not self.running():
-            return
-        kill_group(self.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.wait_exit(), grace_s)
-        except TimeoutError:
-            kill_group(self.pid, signal.SIGKILL)
-            await self.wait_exit()
+        if self.pid is not None and self.running():
+            kill_group(self.pid, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.wait_exit(), grace_s)
+            except TimeoutError:
+                kill_group(self.pid, signal.SIGKILL)
+                await self.wait_exit()
+        if self.socket is not None:
+            self.socket.unlink(missing_ok=True)
 
     async def wait_ready(self, timeout_s: float) -> bool:
         """Whether the replica opened its port before ``timeout_s`` (False if it exited)."""

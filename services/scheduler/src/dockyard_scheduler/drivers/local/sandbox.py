@@ -5,21 +5,24 @@ sandbox.py <config>``: this file is a script, standard library only, run by the 
 interpreter (never the platform's environment). Inside the namespaces it
 
 1. brings the loopback interface up, so the server listens on its declared port (8000, or
-   whatever its command hard-codes) on 0.0.0.0 or 127.0.0.1 without meeting any other replica;
+   whatever its command hard-codes, 80 included) on 0.0.0.0 or 127.0.0.1 without meeting any
+   other replica;
 2. binds the replica's Unix socket (a path outside: sockets ignore network namespaces), but
    listens on it only once the server listens on the declared port, so that a connection to
    the socket is the readiness check, on the declared port;
-3. makes the platform's install and every other version read-only or invisible: the
-   ``readonly`` paths are bound read-only, the ``hide`` paths (the data directory) covered with
-   an empty tmpfs, and the replica's own paths (``expose``: its image tree, its version's
-   environment, its home) bound back on top;
+3. pivots into a root of its own (``root``, an empty directory made a tmpfs) holding only
+   what is named: the ``readonly`` paths (system directories, the interpreter, ``uv``, shared
+   dependencies), the ``writable`` ones (its home), the ``overlays`` (its image tree and its
+   version's environment, each the replica's own copy: what it writes goes to a layer of its
+   own, as in a container), ``/proc``, a few devices and a private ``/tmp``; the old root
+   is detached;
 4. waits for the network when ``egress`` is set (slirp4netns, which the driver starts outside
    the namespace, gives it a NATed interface that cannot reach this machine's loopback);
-5. limits the server's memory when asked (``memory_bytes``: RLIMIT_DATA, what a machine
-   without a writable cgroup v2 offers; the server's allocations past it fail);
-6. runs the server's command as its child (same process group: the driver stops both), and
-   forwards each connection of the socket to the declared port, byte for byte, until the
-   server exits; then exits as the server did (a code, or the same signal).
+5. runs the server's command as its child without any capability (so it cannot undo the
+   mounts), with ``no_new_privs``, and with a memory limit when asked (``memory_bytes``:
+   RLIMIT_DATA per process, what a machine without a writable cgroup v2 offers);
+6. forwards each connection of the socket to the declared port, byte for byte, until the
+   server exits; then exits as the server did (its code, or the signal that killed it).
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
 _MS_NOATIME, _MS_NODIRATIME, _MS_RELATIME, _MS_STRICTATIME = 1024, 2048, 1 << 21, 1 << 24
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_MNT_DETACH = 2
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
+_PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP = 38, 24
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 
 
 def main(argv: list[str]) -> int:
@@ -54,28 +61,30 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener.bind(path)
-    _mount_views(config["readonly"], config["hide"], config["expose"])
+    _enter_root(config["root"], config["readonly"], config["writable"], config["overlays"])
+    # Where the server works, at the path it has outside too: /proc/<pid>/cwd tells the
+    # scheduler (and a person) which image a launcher serves.
+    os.chdir(config["cwd"])
+    _unprivileged_ports()
     if config.get("egress") and not _wait_for_route(5.0):
         print("dockyard: no network beyond loopback (slirp4netns did not come up)", flush=True)
     limit = config.get("memory_bytes")
-
-    def limit_memory() -> None:  # in the server's process only, not in this forwarder
-        if limit:
-            resource.setrlimit(resource.RLIMIT_DATA, (int(limit), int(limit)))
-
     server = subprocess.Popen(  # noqa: S603 - the endpoint's own command
-        config["command"], cwd=config["cwd"], preexec_fn=limit_memory
+        config["command"],
+        cwd=config["cwd"],
+        preexec_fn=lambda: _no_privileges(int(limit) if limit else None),
     )
-    signal.signal(signal.SIGTERM, lambda *_: server.send_signal(signal.SIGTERM))
-    signal.signal(signal.SIGINT, lambda *_: server.send_signal(signal.SIGINT))
+    # The driver stops a replica by signalling its whole process group, the server
+    # included: nothing to pass on, but a handler (not SIG_IGN, which the server would
+    # inherit) keeps this process until the server has gone.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
     port = int(config["port"])
     if _wait_listening(server, port):
         listener.listen(1024)
         listener.setblocking(False)
         asyncio.run(_forward(listener, port, server))
     code = server.wait()
-    with contextlib.suppress(OSError):
-        os.unlink(path)
     if code < 0:  # killed by a signal: die of the same one, so the driver reads it
         if -code != signal.SIGKILL:
             signal.signal(-code, signal.SIG_DFL)
@@ -139,22 +148,105 @@ def _read_only(path: str) -> None:
     _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _locked_flags(path))
 
 
-def _mount_views(readonly: list[str], hide: list[str], expose: list[list[object]]) -> None:
-    # Opened before anything is covered: the exposed trees are bound back from these.
-    kept = [(str(p), bool(w), os.open(str(p), os.O_PATH | os.O_DIRECTORY)) for p, w in expose]
+def _place(root: str, path: str, writable: bool) -> None:
+    """``path`` of this machine at the same path under ``root``: a symlink as a symlink, a
+    file or a directory bound (read-only unless ``writable``)."""
+    inside = root + path
+    if os.path.islink(path):
+        os.makedirs(os.path.dirname(inside), exist_ok=True)
+        if not os.path.lexists(inside):
+            os.symlink(os.readlink(path), inside)
+        return
+    if os.path.isdir(path):
+        os.makedirs(inside, exist_ok=True)
+    elif os.path.exists(path):
+        os.makedirs(os.path.dirname(inside), exist_ok=True)
+        Path(inside).touch()
+    else:
+        return
+    _mount(path, inside, None, _MS_BIND | _MS_REC)
+    if not writable:
+        _mount(None, inside, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _locked_flags(inside))
+
+
+def _overlay(root: str, path: str, layer: str) -> None:
+    """``path`` under ``root`` as the replica's own copy: what it writes goes into ``layer``
+    (its upper directory), never into ``path``, which its sibling replicas share."""
+    inside = root + path
+    os.makedirs(inside, exist_ok=True)
+    os.makedirs(f"{layer}/upper", exist_ok=True)
+    os.makedirs(f"{layer}/work", exist_ok=True)
+    options = f"lowerdir={path},upperdir={layer}/upper,workdir={layer}/work"
+    _mount("overlay", inside, "overlay", _MS_NOSUID | _MS_NODEV, options)
+
+
+def _enter_root(
+    root: str, readonly: list[str], writable: list[str], overlays: list[list[str]]
+) -> None:
+    """Make ``root`` (an empty directory) the replica's whole file system, then pivot into it.
+
+    It holds only what is named: this machine's system directories and interpreter and the
+    platform's ``uv`` read-only, the replica's image tree, environment and home writable, a
+    ``/proc``, a few devices, and a private ``/tmp``. The data
+    directory, the platform's install, other versions and the users' homes are not in it,
+    and the old root is detached, so nothing below it can be reached again.
+    """
+    _mount("tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755")
+    # Fresh, empty and the replica's own: not this machine's temp directories (first: what
+    # is placed below lies under them, on a test machine).
+    for place in ("/tmp", "/var/tmp", "/run", "/dev/shm"):  # noqa: S108
+        os.makedirs(root + place, exist_ok=True)
+        _mount("tmpfs", root + place, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
     for path in readonly:
-        if os.path.isdir(path):
-            _read_only(path)
-    for path in hide:
-        _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=0755,size=1m")
-    for path, writable, fd in kept:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
-        if not writable:
-            _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _locked_flags(path))
-        os.close(fd)
-    for path in hide:  # its mount points made: nothing more is written there
-        _mount(None, path, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+        _place(root, path, writable=False)
+    for path in writable:
+        _place(root, path, writable=True)
+    for path, layer in overlays:
+        _overlay(root, path, layer)
+    for device in ("null", "zero", "full", "random", "urandom", "tty"):
+        _place(root, f"/dev/{device}", writable=True)
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        if not os.path.lexists(f"{root}/dev/{name}"):
+            os.symlink(target, f"{root}/dev/{name}")
+    # This machine's /proc (a fresh one needs a PID namespace of its own): its processes'
+    # environments and files stay closed to another user namespace.
+    _place(root, "/proc", writable=True)
+    os.chdir(root)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_SYS_PIVOT_ROOT, b".", b".") != 0:  # the old root now lies under "/"
+        error = ctypes.get_errno()
+        raise OSError(error, f"pivot_root into {root}: {os.strerror(error)}")
+    if libc.umount2(b".", _MNT_DETACH) != 0:  # ... and is gone
+        error = ctypes.get_errno()
+        raise OSError(error, f"detaching the old root: {os.strerror(error)}")
+    os.chdir("/")
+    _mount(None, "/", None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+
+
+def _unprivileged_ports() -> None:
+    """Any port for the server, 80 included: the namespace is its own (a per-namespace knob)."""
+    with (
+        contextlib.suppress(OSError),
+        open("/proc/sys/net/ipv4/ip_unprivileged_port_start", "w") as knob,
+    ):
+        knob.write("0")
+
+
+def _no_privileges(memory_bytes: int | None) -> None:
+    """In the server's process before its exec: no capability can come back (it could
+    otherwise undo its mounts), no privilege gained by exec, the memory limit."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    for capability in range(64):
+        libc.prctl(_PR_CAPBSET_DROP, capability, 0, 0, 0)  # EINVAL past the last: ignored
+    if memory_bytes:
+        resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
 
 
 def _wait_listening(server: subprocess.Popen[bytes], port: int) -> bool:
