@@ -78,7 +78,7 @@ bench: install
 		|| { echo "make bench: needs $$tool (apt-get install wrk nginx-light haproxy)" >&2; \
 			exit 1; }; done
 	set -o pipefail; logs=$$(mktemp -d) && trap 'rm -rf "$$logs"' EXIT \
-		&& for script in proxies switching projects namespace_hop build api scheduler cli_startup; do \
+		&& for script in proxies switching projects namespace_hop build api scheduler autoscale cli_startup; do \
 			echo "== bench/$$script.py" && $(RUN) python bench/$$script.py \
 			| tee "$$logs/$$script.log" || exit 1; done \
 		&& $(RUN) python bench/report.py "$$logs"

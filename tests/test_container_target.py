@@ -23,7 +23,15 @@ import pytest
 
 from dockyard_builder.build import build_version
 from dockyard_builder.settings import BuilderSettings
-from dockyard_common import CodeRef, EndpointSpec, EndpointState, Target, TargetKind, Version
+from dockyard_common import (
+    CodeRef,
+    DockyardError,
+    EndpointSpec,
+    EndpointState,
+    Target,
+    TargetKind,
+    Version,
+)
 from dockyard_common.models import Replicas, WorkloadState
 from dockyard_scheduler.desired import Workload, desired_workloads
 from dockyard_scheduler.drivers.container import ContainerDriver
@@ -51,8 +59,12 @@ class Reports:
 
     seen: list[EndpointState] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    down: bool = False
+    """Reports fail (NATS away) while set."""
 
     async def __call__(self, state: EndpointState) -> None:
+        if self.down:
+            raise DockyardError("NATS is away")
         self.seen.append(state)
         self.changed.set()
 
@@ -221,6 +233,81 @@ async def test_two_replicas_with_a_hard_coded_port_both_serve(
     tag = f"{IMAGE_REPOSITORY}:{workload.manifest_digest.removeprefix('sha256:')}"
     with pytest.raises(docker.errors.ImageNotFound):
         engine.images.get(tag)
+
+
+@pytest.mark.docker
+async def test_the_autoscaler_s_count_adds_containers_and_removes_them_after_the_route(
+    tmp_path: Path,
+    base_image: str,
+    engine: Any,
+    settings: SchedulerSettings,
+    driver: tuple[ContainerDriver, Reports],
+) -> None:
+    container_driver, reports = driver
+    workload = _workload(tmp_path, base_image, SERVE.format(port="$PORT"))
+    await container_driver.ensure(workload)
+    await reports.wait_for("ready", lambda s: len(s.upstreams) == 1)
+    assert container_driver.replica_count(workload.key) == 1
+
+    assert await container_driver.scale(workload.key, 3, "load") is True
+    three = await reports.wait_for("three upstreams", lambda s: len(s.upstreams) == 3)
+    assert (three.desired_replicas, three.scaled_because) == (3, "load")
+    assert len(_ours(engine, settings)) == 3
+
+    seen = len(reports.seen)
+    assert await container_driver.scale(workload.key, 1, "load") is True
+    # The report without the two leaving comes first: they still run for the drain.
+    one = await reports.wait_for("one upstream", lambda s: len(s.upstreams) == 1, after=seen)
+    assert one.upstreams[0] in three.upstreams
+    assert len(_ours(engine, settings)) == 3
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            if len(_ours(engine, settings)) == 1:
+                break
+        except docker.errors.APIError:  # listed, then removed before it was looked at
+            pass
+        assert time.monotonic() < deadline, "the scaled-down containers were not removed"
+        await asyncio.sleep(0.2)
+    assert "code layer" in await asyncio.to_thread(_get, f"{one.upstreams[0]}/index.html")
+    await container_driver.remove(workload.key)
+
+
+@pytest.mark.docker
+async def test_containers_scaled_down_stay_until_their_report_is_published_and_a_drain_after(
+    tmp_path: Path,
+    base_image: str,
+    engine: Any,
+    settings: SchedulerSettings,
+    driver: tuple[ContainerDriver, Reports],
+) -> None:
+    # The drain ran from scale() on: with NATS slow to take the smaller upstream list, the
+    # containers were removed while every router still sent requests to them.
+    container_driver, reports = driver
+    workload = _workload(tmp_path, base_image, SERVE.format(port="$PORT"))
+    await container_driver.ensure(workload)
+    await reports.wait_for("ready", lambda s: len(s.upstreams) == 1)
+    assert await container_driver.scale(workload.key, 2, "load") is True
+    await reports.wait_for("two upstreams", lambda s: len(s.upstreams) == 2)
+
+    reports.down = True  # NATS goes away
+    seen = len(reports.seen)
+    # Returns at once: the report waits for NATS outside the reconciler's lock.
+    assert await asyncio.wait_for(container_driver.scale(workload.key, 1, "load"), 1.0)
+    await asyncio.sleep(settings.scale_down_drain_s + 1.5)
+    assert len(reports.seen) == seen
+    assert len(_ours(engine, settings)) == 2, "removed while still routed"
+    reports.down = False
+    await reports.wait_for("one upstream", lambda s: len(s.upstreams) == 1, after=seen)
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            if len(_ours(engine, settings)) == 1:
+                break
+        except docker.errors.APIError:  # listed, then removed before it was looked at
+            pass
+        assert time.monotonic() < deadline, "the scaled-down container was not removed"
+        await asyncio.sleep(0.2)
 
 
 @pytest.mark.docker

@@ -16,7 +16,12 @@ import pytest
 from dockyard_cli.aliases import alias_body
 from dockyard_cli.calls import call_path, request_body, served_line
 from dockyard_cli.config import Login, load_login, save_login
-from dockyard_cli.deploying import lines_until, parse_file_options
+from dockyard_cli.deploying import (
+    OptionError,
+    lines_until,
+    parse_file_options,
+    parse_replicas_options,
+)
 from dockyard_cli.logs import new_lines, render_logs
 from dockyard_cli.packing import pack, packed_files
 from dockyard_cli.scope import Scope
@@ -190,3 +195,34 @@ def test_a_version_s_warnings_and_every_target_s_notes_are_shown() -> None:
         "note: endpoint greet: dependencies built for Python 3.9",
         "note: greet on local-eu: runs on Python 3.11",
     ]
+
+
+def test_replicas_options_become_the_version_body_s_replicas() -> None:
+    assert parse_replicas_options(["predict=0:4:2", "embed=2:2"], ["predict=60"]) == {
+        "predict": {"min": 0, "max": 4, "target_concurrency": 2.0, "idle_s": 60.0},
+        "embed": {"min": 2, "max": 2},
+    }
+    for bad in (["predict=4"], ["predict"], ["predict=a:b"], ["=1:2"]):
+        with pytest.raises(ValueError, match="ENDPOINT=MIN:MAX"):
+            parse_replicas_options(bad, [])
+    with pytest.raises(OptionError, match="give predict --replicas predict=0:MAX") as given:
+        parse_replicas_options([], ["predict=60"])
+    assert given.value.option == "--idle"
+
+
+def test_replicas_options_out_of_range_are_usage_errors_naming_their_option() -> None:
+    # inf crashed with OverflowError, 1.5 was truncated to 1, --idle errors were blamed on
+    # --replicas, and --idle was taken for an endpoint that never idles.
+    for bad in (["e=inf:3"], ["e=1.5:3"], ["e=-1:3"], ["e=1:nan"]):
+        with pytest.raises(OptionError, match="MIN and MAX whole numbers") as caught:
+            parse_replicas_options(bad, [])
+        assert caught.value.option == "--replicas"
+    for bad in (["e=0:3:0"], ["e=0:3:inf"], ["e=0:3:x"]):
+        with pytest.raises(OptionError, match="TARGET a number above 0"):
+            parse_replicas_options(bad, [])
+    for idle in (["e=inf"], ["e=-5"], ["e=soon"], ["e"]):
+        with pytest.raises(OptionError, match="ENDPOINT=SECONDS") as caught:
+            parse_replicas_options(["e=0:3"], idle)
+        assert caught.value.option == "--idle"
+    with pytest.raises(OptionError, match="only an endpoint with MIN 0 idles"):
+        parse_replicas_options(["e=1:3"], ["e=60"])

@@ -171,3 +171,28 @@ def test_a_stop_is_announced_once_every_workload_is_reported_removed() -> None:
     late_ready = state("local-eu", READY)
     assert fold_report(stopped.version, OBSERVED, late_ready) is None
     assert fold_report(stopped.version, EventType.SCHEDULER_VERSION_REMOVED, gone.version) is None
+
+
+def test_the_autoscaler_wanting_another_count_is_scaled_and_kept_with_its_reason() -> None:
+    ready = observe(a_version(VersionStatus.BUILT, image=IMAGE), state("local-eu", READY))
+    wanted = state("local-eu", READY).model_copy(
+        update={"desired_replicas": 3, "scaled_because": "load"}
+    )
+    folded = observe(ready.version, wanted)
+    assert facts(folded) == [(EventType.ENDPOINT_SCALED, "local-eu")]
+    [held] = folded.version.endpoint_states
+    assert (held.desired_replicas, held.scaled_because) == (3, "load")
+    assert fold_report(folded.version, OBSERVED, wanted) is None
+
+
+def test_an_endpoint_gone_idle_is_scaled_and_its_version_stays_ready() -> None:
+    built = a_version(VersionStatus.BUILT, image=IMAGE)
+    ready = observe(observe(built, state("local-eu", READY)).version, state("local-us", READY))
+    idle = state("local-eu", WorkloadState.IDLE).model_copy(
+        update={"upstreams": [], "desired_replicas": 0, "scaled_because": "idle"}
+    )
+    folded = observe(ready.version, idle)
+    assert facts(folded) == [(EventType.ENDPOINT_SCALED, "local-eu")]
+    assert folded.version.status is VersionStatus.READY
+    woken = observe(folded.version, state("local-eu", READY))
+    assert facts(woken) == [(EventType.ENDPOINT_SCALED, "local-eu")]

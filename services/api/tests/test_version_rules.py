@@ -172,6 +172,12 @@ def test_the_valohai_yaml_s_warnings_stay_with_the_version() -> None:
     assert decided.named("v1").warnings == said
 
 
-def test_scale_to_zero_is_refused_until_a_driver_can_wake_an_endpoint() -> None:
+def test_scale_to_zero_is_taken_on_load_and_refused_on_cpu() -> None:
     idle = request(files={"predict": {"model": MODEL}}, replicas={"predict": {"min": 0, "max": 2}})
-    assert "min 0 (scale to zero) is not available yet" in refusal(idle, facts())
+    decided = decide_version(idle, DEPLOYMENT, facts())
+    assert decided.named("v1").endpoints[0].replicas.min == 0
+    on_cpu = request(
+        files={"predict": {"model": MODEL}},
+        replicas={"predict": {"min": 0, "max": 2, "metric": "cpu"}},
+    )
+    assert "min 0 (scale to zero) needs metric concurrency" in refusal(on_cpu, facts())

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from dockyard_common.models import VersionStatus, WorkloadState
 from dockyard_router.front import FrontConnection, sweep_connections
@@ -288,3 +289,83 @@ async def test_a_process_without_its_tables_yet_answers_503_with_retry_after() -
         front.close()
         proxy.close()
         origin.close()
+
+
+def put_predict(table: RouteTable, state: WorkloadState, generation: int) -> None:
+    """Version v1's endpoint predict on local-eu in ``state``, without upstreams."""
+    version = RoutedVersion(
+        owner="acme",
+        project="demo",
+        deployment="web",
+        name="v1",
+        status=VersionStatus.READY,
+        endpoint_states=[
+            RoutedEndpoint(
+                endpoint="predict", target="local-eu", region="eu", state=state, upstreams=[]
+            )
+        ],
+    )
+    assert table.put_version("acme/demo/web/v1", generation, version)
+
+
+@pytest.fixture
+async def idle_router() -> AsyncIterator[tuple[str, Proxy, RouteTable, list[object]]]:
+    """A router whose predict endpoint is idle (scaled to zero); the wake-ups it asked for."""
+    table = RouteTable()
+    put_predict(table, WorkloadState.IDLE, 1)
+    wakes: list[object] = []
+    proxy = Proxy(
+        table, RouterSettings(region="eu", wake_deadline_s=10), RouterMetrics(), wake=wakes.append
+    )
+    front = await asyncio.get_running_loop().create_server(
+        lambda: FrontConnection(proxy.handle, OPEN), "127.0.0.1", 0
+    )
+    yield f"http://127.0.0.1:{front.sockets[0].getsockname()[1]}", proxy, table, wakes
+    front.close()
+    proxy.close()
+
+
+async def test_a_held_request_whose_client_leaves_is_in_flight_no_more(
+    idle_router: tuple[str, Proxy, RouteTable, list[object]],
+) -> None:
+    # Cancelled while held, it stayed in flight for ever: the endpoint never idled again.
+    base, proxy, _, wakes = idle_router
+    async with httpx.AsyncClient(base_url=base, timeout=0.3) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(f"{PREFIX}/x")
+    assert wakes, "the held request asked for no wake-up"
+    for _ in range(100):  # the router notices the connection closed
+        [window] = proxy.meter.take("r1", "eu")
+        [entry] = window.endpoints
+        if entry.in_flight == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert (entry.in_flight, entry.requests, entry.errors) == (0, 1, 1)
+    assert proxy.meter.take("r1", "eu") == []  # quiet now: forgotten
+
+
+async def test_a_held_request_whose_wake_fails_is_told_why_at_once(
+    idle_router: tuple[str, Proxy, RouteTable, list[object]],
+) -> None:
+    # It waited for the whole wake deadline, and got a 504 that hid the reason.
+    base, proxy, table, _ = idle_router
+
+    async def fail_the_start() -> None:
+        await asyncio.sleep(0.3)
+        put_predict(table, WorkloadState.FAILED, 2)
+        proxy.routes_changed()
+
+    failing = asyncio.create_task(fail_the_start())
+    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+        answer = await client.get(f"{PREFIX}/x")
+    await failing
+    assert answer.status_code != 504, answer.text
+    assert answer.status_code >= 500
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    assert not answer.json()["type"].endswith("/wake-timeout"), answer.text
+
+
+def test_a_hold_queue_of_zero_is_refused() -> None:
+    # Only a held request wakes an idle endpoint: with none held it never woke.
+    with pytest.raises(ValidationError, match="hold_queue"):
+        RouterSettings(region="eu", hold_queue=0)

@@ -470,3 +470,28 @@ def test_a_route_that_stops_serving_is_still_known_and_serves_again_when_ready()
     record.version(version("v1", state("local-eu", "eu", "http://127.0.1.1:9")))
     assert table.resolve("/acme/demo/web/v1/predict/", "eu", draw=0.0) is not None
     assert len(table.routes) == 1
+
+
+def test_an_idle_endpoint_is_found_by_version_and_alias_own_region_first() -> None:
+    idle = WorkloadState.IDLE
+    record = Record(RouteTable())
+    record.version(
+        version("v1", state("local-us", "us", state=idle), state("local-eu", "eu", state=idle))
+    )
+    record.alias(AliasTarget(version="v1"))
+    table = record.table
+    path = "/acme/demo/web/v1/predict/x"
+    assert table.resolve(path, "eu", 0.5) is None
+    found = table.idle(path, "eu", 0.5)
+    assert found is not None
+    assert (found.key, found.version, found.endpoint, found.region) == (KEY, "v1", "predict", "eu")
+    assert found.scope == ("acme", "demo", "web")
+    by_alias = table.idle("/acme/demo/web/production/predict/", "us", 0.5)
+    assert by_alias is not None and (by_alias.version, by_alias.region) == ("v1", "us")
+    assert table.idle("/acme/demo/web/v1/other/", "eu", 0.5) is None
+
+
+def test_an_endpoint_that_is_not_idle_is_not_held() -> None:
+    table = table_of(state("local-eu", "eu", state=WorkloadState.DEPLOYING))
+    assert table.idle("/acme/demo/web/v1/predict/", "eu", 0.5) is None
+    assert table.idle("/acme/demo/web/v9/predict/", "eu", 0.5) is None

@@ -146,7 +146,7 @@ async def test_workloads_are_applied_and_reported_ready_against_api_server_stub(
 ) -> None:
     driver, states = driver_of()
     assert await driver.ensure(workload("v1"))
-    assert await driver.ensure(workload("v2", replicas=Replicas(min=1, max=4)))
+    assert await driver.ensure(workload("v2", replicas=Replicas(min=1, max=4, metric="cpu")))
     ready = await states.wait("v1 ready", state_is(WorkloadState.READY, "v1"))
     await states.wait("v2 ready", state_is(WorkloadState.READY, "v2"))
     eu = stubs["k8s-eu"]
@@ -180,12 +180,45 @@ async def test_an_unchanged_reapply_does_not_call_the_api_against_api_server_stu
     assert written == {("PATCH", "deployments"): 1}, "only the changed Deployment is written"
 
 
+async def test_the_autoscaler_owns_the_deployment_count_against_api_server_stub(
+    stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
+) -> None:
+    driver, states = driver_of()
+    scaled = workload("v1", replicas=Replicas(min=1, max=4))
+    await driver.ensure(scaled)
+    await states.wait("ready", state_is(WorkloadState.READY))
+    assert stubs["k8s-eu"].names("horizontalpodautoscalers") == set()
+    assert driver.replica_count(scaled.key) == 1
+    assert await driver.scale(scaled.key, 3, "load")
+    report = await states.wait("scaled", lambda s: s.desired_replicas == 3)
+    assert (report.state, report.scaled_because) == (WorkloadState.READY, "load")
+    key = ("deployments", "dy-acme-demo", "web-v1-predict")
+    assert stubs["k8s-eu"].objects[key]["spec"]["replicas"] == 3
+    owners = stubs["k8s-eu"].owners[key]
+    assert ("spec", "replicas") in owners["dockyard-autoscaler"]
+    assert ("spec", "replicas") not in owners["dockyard-scheduler"]
+    assert driver.replica_count(scaled.key) == 3
+    assert not await driver.ensure(scaled), "an unchanged workload was applied again"
+    assert stubs["k8s-eu"].objects[key]["spec"]["replicas"] == 3
+
+    assert await driver.scale(scaled.key, 0, "idle")
+    idle = await states.wait("idle", state_is(WorkloadState.IDLE))
+    assert (idle.upstreams, idle.desired_replicas) == ([], 0)
+    assert driver.replica_count(scaled.key) == 0
+    seen = len(states.seen)
+    assert await driver.scale(scaled.key, 1, "wake")
+    woken = await states.wait(
+        "ready again", lambda s: states.seen.index(s) >= seen and s.state is WorkloadState.READY
+    )
+    assert woken.upstreams == ["http://web-v1-predict.dy-acme-demo.svc:8000"]
+
+
 async def test_a_stopped_version_is_collected_by_its_labels_against_api_server_stub(
     stubs: dict[str, KubeStub], driver_of: Callable[..., tuple[KubernetesDriver, States]]
 ) -> None:
     driver, states = driver_of()
     for version in ("v1", "v2"):
-        await driver.ensure(workload(version, replicas=Replicas(min=1, max=3)))
+        await driver.ensure(workload(version, replicas=Replicas(min=1, max=3, metric="cpu")))
         await states.wait(f"{version} ready", state_is(WorkloadState.READY, version))
     assert await driver.remove(workload("v1").key)
     eu = stubs["k8s-eu"]

@@ -17,6 +17,7 @@ import pytest
 
 from dockyard_common import (
     CodeRef,
+    DockyardError,
     EndpointSpec,
     EndpointState,
     ImageInfo,
@@ -79,6 +80,7 @@ def a_workload(
     server: bytes = SERVER,
     name: str = "v1",
     resources: dict[str, Any] | None = None,
+    max_replicas: int | None = None,
 ) -> Workload:
     reference, manifest = tiny_image(
         tmp_path / "layout", command or ["python3", "server.py"], server
@@ -95,7 +97,7 @@ def a_workload(
             EndpointSpec(
                 name="predict",
                 wsgi="app:app",
-                replicas=Replicas(min=replicas, max=replicas),
+                replicas=Replicas(min=replicas, max=max_replicas or replicas),
                 resources=resources or {},
             )
         ],
@@ -445,3 +447,146 @@ def test_a_layer_that_is_not_zstd_fails_the_unpacking_with_a_reason(tmp_path: Pa
     with pytest.raises(PermanentError, match="is not readable zstd"):
         unpack_image(image, manifest, tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == [], "a half-unpacked tree was left"
+
+
+class FlakyReports(Reports):
+    """Reports that fail (NATS away) while ``down`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+
+    async def __call__(self, state: EndpointState) -> None:
+        if self.down:
+            raise DockyardError("NATS is away")
+        await super().__call__(state)
+
+
+async def test_a_replica_scaled_down_drains_from_the_published_report_and_scale_does_not_wait(
+    tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
+) -> None:
+    # The drain ran from scale() on, before the smaller upstream list was published: with
+    # NATS slow, the replica stopped while every router still sent requests to it.
+    reports = FlakyReports()
+    driver = LocalDriver(settings.model_copy(update={"scale_down_drain_s": 0.5}), reports)
+    workload = a_workload(tmp_path, replicas=1, max_replicas=2)
+    try:
+        await driver.ensure(workload)
+        await reports.wait_for("one ready", ready_with(1))
+        assert await driver.scale(workload.key, 2, "load")
+        two = await reports.wait_for("two ready", ready_with(2))
+        pids = await pids_behind(http, two.upstreams)
+        assert len(pids) == 2
+
+        reports.down = True
+        seen = len(reports.seen)
+        # Returns at once: the report waits for NATS outside the reconciler's lock.
+        assert await asyncio.wait_for(driver.scale(workload.key, 1, "load"), 1.0)
+        await asyncio.sleep(2.0)  # four drains, the report retried all along
+        assert len(reports.seen) == seen
+        assert await pids_behind(http, two.upstreams) == pids, "stopped while still routed"
+        assert [r.retiring for r in records(settings)].count(True) == 1
+
+        reports.down = False
+        one = await reports.wait_for("one upstream", ready_with(1), within_s=15)
+        [staying] = await pids_behind(http, one.upstreams)
+        await wait_until_gone(pids - {staying}, within_s=0.5 + settings.stop_grace_s + 2)
+        assert [r.retiring for r in records(settings)] == [False]
+    finally:
+        await driver.close()
+
+
+async def test_a_restarted_scheduler_adopts_the_replicas_the_autoscaler_added(
+    tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
+) -> None:
+    # Only the indexes below min were adopted: the autoscaler's were SIGKILLed by the
+    # reaping while the routers still sent to them.
+    workload = a_workload(tmp_path, replicas=1, max_replicas=3)
+    keep = settings.model_copy(update={"keep_replicas_on_exit": True})
+    first_reports = Reports()
+    first = LocalDriver(keep, first_reports)
+    await first.ensure(workload)
+    await first_reports.wait_for("one ready", ready_with(1))
+    assert await first.scale(workload.key, 3, "load")
+    three = await first_reports.wait_for("three ready", ready_with(3))
+    pids = await pids_behind(http, three.upstreams)
+    await first.close()
+
+    reports = Reports()
+    second = LocalDriver(settings, reports)
+    try:
+        await second.ensure(workload)
+        adopted = await reports.wait_for("adopted replicas ready", ready_with(3))
+        assert sorted(adopted.upstreams) == sorted(three.upstreams)
+        assert second.reap_leftovers() == 0, "an adopted replica was reaped"
+        assert await pids_behind(http, adopted.upstreams) == pids
+        assert second.replica_count(workload.key) == 3
+    finally:
+        await second.close()
+    await wait_until_gone(pids)
+
+
+async def test_a_restarted_scheduler_stops_a_replica_that_was_retiring_instead_of_adopting_it(
+    tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
+) -> None:
+    workload = a_workload(tmp_path, replicas=1, max_replicas=2)
+    keep = settings.model_copy(update={"keep_replicas_on_exit": True})
+    first_reports = FlakyReports()
+    first = LocalDriver(keep, first_reports)
+    await first.ensure(workload)
+    await first_reports.wait_for("one ready", ready_with(1))
+    assert await first.scale(workload.key, 2, "load")
+    two = await first_reports.wait_for("two ready", ready_with(2))
+    first_reports.down = True  # the smaller list is not published: the replica stays retiring
+    assert await first.scale(workload.key, 1, "load")
+    [retiring] = [r for r in records(settings) if r.retiring]
+    assert not gone(retiring.pid)
+    retiring_upstream = f"unix:{retiring.socket}" if retiring.socket else None
+
+    # A second scheduler starts meanwhile (the first one as good as dead).
+    reports = Reports()
+    second = LocalDriver(settings, reports)
+    try:
+        await second.ensure(workload)
+        adopted = await reports.wait_for("one replica", ready_with(1))
+        assert adopted.upstreams[0] in two.upstreams
+        if retiring_upstream is not None:
+            assert adopted.upstreams[0] != retiring_upstream
+        assert second.reap_leftovers() == 1
+        await wait_until_gone({retiring.pid})
+    finally:
+        first_reports.down = False
+        await first.close()  # leaves replica 0 running: the second stops it
+        await second.close()
+    assert records(settings) == []
+
+
+async def test_a_restarted_scheduler_starts_a_fresh_replica_beside_a_last_one_retiring(
+    tmp_path: Path, settings: SchedulerSettings, http: httpx.AsyncClient
+) -> None:
+    # Its record is at index 0: adopted as serving, the endpoint idling would have kept it.
+    workload = a_workload(tmp_path, replicas=0, max_replicas=1)
+    keep = settings.model_copy(update={"keep_replicas_on_exit": True})
+    first_reports = FlakyReports()
+    first = LocalDriver(keep, first_reports)
+    await first.ensure(workload)
+    one = await first_reports.wait_for("one ready", ready_with(1))
+    first_reports.down = True
+    assert await first.scale(workload.key, 0, "idle")
+    [retiring] = records(settings)
+    assert retiring.retiring and retiring.index == 0
+
+    reports = Reports()
+    second = LocalDriver(settings, reports)
+    try:
+        await second.ensure(workload)  # the endpoint idles again later: the autoscaler's
+        fresh = await reports.wait_for("a fresh replica", ready_with(1))
+        assert fresh.upstreams != one.upstreams
+        assert second.reap_leftovers() == 1
+        await wait_until_gone({retiring.pid})
+        assert (await get(http, fresh.upstreams[0])).status_code == 200
+    finally:
+        first_reports.down = False
+        await first.close()
+        await second.close()
+    assert records(settings) == []

@@ -57,7 +57,8 @@ def a_workload(
 VARIANTS: dict[str, Workload] = {
     "wsgi-defaults": a_workload(),
     "server-command-port": a_workload(wsgi=None, **{"server-command": "python -m x", "port": 9000}),
-    "autoscaled": a_workload(replicas=Replicas(min=2, max=10, target_cpu_percent=60)),
+    "autoscaled": a_workload(replicas=Replicas(min=2, max=10, metric="cpu", target_cpu_percent=60)),
+    "autoscaled-on-load": a_workload(replicas=Replicas(min=2, max=10)),
     "fixed-three": a_workload(replicas=Replicas(min=3, max=3)),
     "resources-gpu": a_workload(
         resources={
@@ -103,6 +104,12 @@ def test_an_autoscaled_endpoint_leaves_the_replica_count_to_its_autoscaler() -> 
     fixed = _by_kind(VARIANTS["fixed-three"])
     assert fixed["Deployment"]["spec"]["replicas"] == 3
     assert "HorizontalPodAutoscaler" not in fixed
+
+
+def test_an_endpoint_autoscaled_on_load_has_no_hpa_its_count_is_the_scheduler_s() -> None:
+    objects = _by_kind(VARIANTS["autoscaled-on-load"])
+    assert "replicas" not in objects["Deployment"]["spec"]
+    assert "HorizontalPodAutoscaler" not in objects
 
 
 def test_the_image_is_pinned_by_the_endpoint_manifest_digest() -> None:

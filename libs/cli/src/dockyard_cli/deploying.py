@@ -8,6 +8,7 @@ request, so no event of the build or rollout can slip by between it and the firs
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import tempfile
 import time
@@ -55,6 +56,7 @@ class DeployRequest:
     name: str | None = None
     endpoints: list[str] = field(default_factory=list)
     files: dict[str, dict[str, Path]] = field(default_factory=dict)
+    replicas: dict[str, dict[str, Any]] = field(default_factory=dict)
     targets: list[str] = field(default_factory=list)
     wait: bool = False
     alias: str | None = None
@@ -85,6 +87,64 @@ def parse_file_options(values: list[str]) -> dict[str, dict[str, Path]]:
             raise ValueError(f"--file {value!r}: write it as ENDPOINT.NAME=PATH")
         files.setdefault(endpoint, {})[name] = Path(path)
     return files
+
+
+class OptionError(ValueError):
+    """A malformed command-line option; ``option`` names it (``--idle``), for the usage error."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def _count(text: str) -> int | None:
+    """A replica count: a whole number, not negative (``1.5`` and ``inf`` are not)."""
+    return int(text) if text.strip().isdigit() else None
+
+
+def parse_replicas_options(values: list[str], idle: list[str]) -> dict[str, dict[str, Any]]:
+    """``ENDPOINT=MIN:MAX[:TARGET_CONCURRENCY]`` and ``ENDPOINT=SECONDS`` (the idle time of
+    an endpoint with min 0) options as the version body's ``replicas``; :class:`OptionError`
+    naming the option if malformed (the server checks the rest: min <= max, the bounds)."""
+    replicas: dict[str, dict[str, Any]] = {}
+    for value in values:
+        endpoint, sep, counts = value.partition("=")
+        parts = counts.split(":")
+        usage = f"--replicas {value!r}: write it as ENDPOINT=MIN:MAX[:TARGET]"
+        if not sep or not endpoint or len(parts) not in (2, 3):
+            raise OptionError("--replicas", usage)
+        low, high = _count(parts[0]), _count(parts[1])
+        if low is None or high is None:
+            raise OptionError("--replicas", f"{usage}, MIN and MAX whole numbers (0, 1, 2...)")
+        replicas[endpoint] = {"min": low, "max": high}
+        if len(parts) == 3:
+            try:
+                target = float(parts[2])
+            except ValueError:
+                target = math.nan
+            if not (math.isfinite(target) and target > 0):
+                raise OptionError("--replicas", f"{usage}, TARGET a number above 0 (e.g. 2)")
+            replicas[endpoint]["target_concurrency"] = target
+    for value in idle:
+        endpoint, sep, seconds = value.partition("=")
+        try:
+            idle_s = float(seconds)
+        except ValueError:
+            idle_s = math.nan
+        if not sep or not endpoint or not (math.isfinite(idle_s) and idle_s >= 0):
+            raise OptionError("--idle", f"--idle {value!r}: write it as ENDPOINT=SECONDS")
+        if endpoint not in replicas:
+            raise OptionError(
+                "--idle", f"--idle {value!r}: give {endpoint} --replicas {endpoint}=0:MAX too"
+            )
+        if replicas[endpoint]["min"] != 0:
+            raise OptionError(
+                "--idle",
+                f"--idle {value!r}: only an endpoint with MIN 0 idles; {endpoint} has "
+                f"--replicas min {replicas[endpoint]['min']}",
+            )
+        replicas[endpoint]["idle_s"] = idle_s
+    return replicas
 
 
 def missing_endpoint_definitions(folder: Path) -> str | None:
@@ -249,6 +309,8 @@ def deploy(client: ApiClient, request: DeployRequest, say: Say) -> Deployed:
         body["endpoints"] = request.endpoints
     if files:
         body["files"] = files
+    if request.replicas:
+        body["replicas"] = request.replicas
     waiting = request.wait or request.alias is not None
     if not waiting:
         version = client.post(f"{scope.deployment_path}/versions", body)

@@ -94,6 +94,8 @@ def describe(event: FeedEvent) -> str:
         )
         if data.get("upstreams"):
             text += f", {len(data['upstreams'])} replica(s)"
+        if data.get("desired_replicas") is not None:
+            text += f", {data['desired_replicas']} wanted ({data.get('scaled_because') or '?'})"
         if data.get("reason"):
             text += f": {data['reason']}"
     elif kind == "alias.changed":

@@ -21,10 +21,12 @@ from dockyard_cli.console import (
 from dockyard_cli.deploying import (
     Deployed,
     DeployRequest,
+    OptionError,
     deploy,
     endpoint_urls,
     missing_endpoint_definitions,
     parse_file_options,
+    parse_replicas_options,
     start,
 )
 from dockyard_cli.events import mebibytes
@@ -71,6 +73,20 @@ def deploy_command(
         list[str] | None,
         typer.Option("--target", "-t", help="Targets of a new deployment (default: every one)."),
     ] = None,
+    replicas: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--replicas",
+            help="ENDPOINT=MIN:MAX[:TARGET]: replicas per target; MIN < MAX autoscales on "
+            "requests in flight per replica (TARGET, default 4); MIN 0 scales to zero.",
+        ),
+    ] = None,
+    idle: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--idle", help="ENDPOINT=SECONDS: with MIN 0, idle this long before going to zero."
+        ),
+    ] = None,
     alias: Annotated[
         str | None,
         typer.Option(help="Point this alias at the version once ready (implies --wait)."),
@@ -87,6 +103,10 @@ def deploy_command(
         files = parse_file_options(file or [])
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--file") from None
+    try:
+        counts = parse_replicas_options(replicas or [], idle or [])
+    except OptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=exc.option) from None
     for named in files.values():
         for file_name, path in named.items():
             # Relative to where the user stands, else to the code folder (its model file).
@@ -101,6 +121,7 @@ def deploy_command(
             name=name,
             endpoints=endpoint or [],
             files=files,
+            replicas=counts,
             targets=target or [],
             wait=wait,
             alias=alias,
@@ -216,13 +237,25 @@ def status_command(
                 "region": s["region"],
                 "state": s["state"],
                 "replicas": len(s.get("upstreams") or []),
+                "desired": _desired_text(s),
                 "reason": s.get("reason"),
             }
             for s in states
         ]
-        lines.append(table(rows, ["endpoint", "target", "region", "state", "replicas", "reason"]))
+        columns = ["endpoint", "target", "region", "state", "replicas", "desired", "reason"]
+        lines.append(table(rows, columns))
     lines += [f"{name:<24} {url}" for name, url in urls.items()]
     emit(output, found, "\n".join(lines))
+
+
+def _desired_text(state: dict[str, Any]) -> str:
+    """What the autoscaler wants of an endpoint state, and why: ``4 (load)``; empty for a
+    fixed count."""
+    desired = state.get("desired_replicas")
+    if desired is None:
+        return ""
+    because = state.get("scaled_because")
+    return f"{desired} ({because})" if because else str(desired)
 
 
 def stop_command(

@@ -35,7 +35,10 @@ _STATE_FACTS = {
     WorkloadState.READY: EventType.ENDPOINT_READY,
     WorkloadState.FAILED: EventType.ENDPOINT_FAILED,
     WorkloadState.STOPPED: EventType.ENDPOINT_STOPPED,
+    WorkloadState.IDLE: EventType.ENDPOINT_SCALED,
 }
+_SERVING = (WorkloadState.READY, WorkloadState.IDLE)
+"""An idle endpoint (scaled to zero) serves: its next request starts a replica."""
 
 
 @dataclass(frozen=True)
@@ -47,34 +50,47 @@ class Folded:
 
 
 def overall_rollout_status(version: Version, states: list[EndpointState]) -> VersionStatus:
-    """``ready`` when every endpoint is ready on every target, ``failed`` when any failed."""
+    """``ready`` when every endpoint is ready (or idle, scaled to zero) on every target,
+    ``failed`` when any failed."""
     by_place = {(s.endpoint, s.target): s.state for s in states}
     if any(state is WorkloadState.FAILED for state in by_place.values()):
         return VersionStatus.FAILED
     wanted = [(e.name, t) for e in version.endpoints for t in version.targets]
-    if all(by_place.get(place) is WorkloadState.READY for place in wanted):
+    if all(by_place.get(place) in _SERVING for place in wanted):
         return VersionStatus.READY
     return VersionStatus.DEPLOYING
 
 
 def endpoint_fact(previous: EndpointState | None, current: EndpointState) -> str | None:
     """The fact an endpoint report makes: ``endpoint.scaled`` when a ready endpoint's
-    replica count changed, the event of its state when anything else changed, None when
-    the report says what the record already holds."""
-    if previous is not None and (previous.state, previous.upstreams, previous.reason) == (
-        current.state,
-        current.upstreams,
-        current.reason,
-    ):
+    replica count (serving, or wanted by the autoscaler) changed, or it went to zero
+    (``idle``) or back, the event of its state
+    when anything else changed, None when the report says what the record already holds."""
+    if previous is not None and _said(previous) == _said(current):
         return None
     if (
         previous is not None
-        and previous.state is WorkloadState.READY
-        and current.state is WorkloadState.READY
-        and len(previous.upstreams) != len(current.upstreams)
+        and previous.state in _SERVING
+        and current.state in _SERVING
+        and (
+            len(previous.upstreams) != len(current.upstreams)
+            or previous.desired_replicas != current.desired_replicas
+            or previous.state is not current.state
+        )
     ):
         return EventType.ENDPOINT_SCALED
     return _STATE_FACTS[current.state]
+
+
+def _said(state: EndpointState) -> tuple[object, ...]:
+    """What a report says of an endpoint, its time aside."""
+    return (
+        state.state,
+        state.upstreams,
+        state.reason,
+        state.desired_replicas,
+        state.scaled_because,
+    )
 
 
 def version_fact(before: Version, after: Version) -> str | None:

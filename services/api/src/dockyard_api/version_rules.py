@@ -153,13 +153,16 @@ def _with_replicas(
         spec.model_copy(update={"replicas": replicas[spec.name]}) if spec.name in replicas else spec
         for spec in endpoints
     ]
-    idle = sorted(spec.name for spec in counted if spec.replicas.min == 0)
-    if idle:
-        # The contract allows it; no driver scales from zero yet, and a version asking for
-        # it would never become ready.
+    # min 0 scales to zero on request load; on CPU nothing measures an endpoint with no
+    # replica, so it would never come back.
+    on_cpu = sorted(
+        spec.name for spec in counted if spec.replicas.min == 0 and spec.replicas.metric == "cpu"
+    )
+    if on_cpu:
         problems.append(
-            f"replicas of {', '.join(map(repr, idle))}: min 0 (scale to zero) is not "
-            "available yet; give min 1 or more"
+            f"replicas of {', '.join(map(repr, on_cpu))}: min 0 (scale to zero) needs "
+            "metric concurrency (a CPU autoscaler cannot wake an endpoint with no replica); "
+            "give min 1 or more, or metric concurrency"
         )
     return counted, problems
 

@@ -19,7 +19,7 @@ from dockyard_common import RouterHeartbeat, configure_logging, get_logger
 from dockyard_common.runtime import cancellable, connect_redis
 from dockyard_router.feeds import FEEDS, Feed, Mirror, RecordFeeds, follow_record
 from dockyard_router.feeds.aliases import ALIASES
-from dockyard_router.feeds.traffic import publish_traffic
+from dockyard_router.feeds.traffic import Waker, publish_traffic
 from dockyard_router.front import FrontConnection, front_factory, sweep_connections
 from dockyard_router.meter import TrafficMeter, router_id
 from dockyard_router.metrics import CONTENT_TYPE, RouterMetrics
@@ -64,6 +64,7 @@ async def serve(
         loaded.set()
 
     def applied(feed: Feed[Any], value: BaseModel | None) -> None:
+        proxy.routes_changed()  # the proxy exists before the feeds apply anything
         if feed is ALIASES and isinstance(value, RoutedAlias):
             deployment = f"{value.owner}/{value.project}/{value.deployment}"
             metrics.alias_switches.labels(deployment, value.name).inc()
@@ -101,13 +102,19 @@ async def serve(
     internal = web.TCPSite(runner, "127.0.0.1", 0)
     await internal.start()
     internal_port = runner.addresses[0][1]
-    meter = TrafficMeter()
+    meter, waker = TrafficMeter(), Waker()
     proxy = Proxy(
-        table, settings, metrics, internal=f"http://127.0.0.1:{internal_port}", meter=meter
+        table,
+        settings,
+        metrics,
+        internal=f"http://127.0.0.1:{internal_port}",
+        meter=meter,
+        wake=waker,
     )
     me = router_id(settings.router_worker)
 
     async def traffic(nc: NatsClient) -> None:
+        waker.attach(nc)
         await publish_traffic(nc, meter, me, settings.region)
 
     connections: set[FrontConnection] = set()

@@ -71,6 +71,14 @@ class TrafficMeter:
         counts.settle(now)
         counts.in_flight += 1
 
+    def released(self, labels: Labels) -> None:
+        """A request :meth:`started` while held is no longer counted here (it is forwarded,
+        and counted again from there): in flight no more, not an answer."""
+        now = self._clock()
+        counts = self._counts_of(labels, now)
+        counts.settle(now)
+        counts.in_flight = max(0, counts.in_flight - 1)
+
     def finished(self, labels: Labels, status: int, seconds: float, *, failed: bool) -> None:
         """The request :meth:`started` with ``labels`` ended: answered ``status`` after
         ``seconds``; ``failed`` when no upstream answered (an upstream failure)."""

@@ -12,27 +12,34 @@ an answer and the method is idempotent.
 A request whose Host header is missing (HTTP/1.1), repeated or not a ``host[:port]`` is
 refused with 400 (RFC 9112 §3.2); a valid one reaches the upstream as X-Forwarded-Host. A
 path that resolves to nothing is answered with why (:meth:`RouteTable.explain`), and with
-503 while this process has not loaded its tables yet.
+503 while this process has not loaded its tables yet. A path naming an endpoint scaled to
+zero (``idle``) is held instead: the router asks the scheduler for a replica (a
+:class:`~dockyard_common.traffic.WakeRequest`, at most once a second per endpoint) and
+forwards the request the moment the table shows one ready; past ``hold_queue`` held requests
+per endpoint it answers 503 with ``Retry-After``, past ``wake_deadline_s`` 504.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import re
 import time
+from collections.abc import Callable
 
 import httptools
 
 from dockyard_common import get_logger
+from dockyard_common.traffic import WakeRequest
 from dockyard_router.exchange import Exchange
 from dockyard_router.meter import TrafficMeter
 from dockyard_router.metrics import RouterMetrics
 from dockyard_router.paths import client_draw
 from dockyard_router.problems import problem_response
 from dockyard_router.settings import RouterSettings
-from dockyard_router.tables import Resolution, RouteTable
+from dockyard_router.tables import IdleRoute, Resolution, RouteTable
 from dockyard_router.upstreams import UNIX_SCHEME, UpstreamPools, UpstreamUnavailable
 
 __all__ = ["HOP_BY_HOP", "INTERNAL_PREFIXES", "Proxy", "host_header", "request_target"]
@@ -68,6 +75,8 @@ _HOST = re.compile(rb"(?:\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::[0
 """RFC 9110's ``uri-host [ ":" port ]``: an IP literal or a registered name, no userinfo."""
 _HOSTS_CACHED = 1024
 _NO_TABLE_RETRY = b"Retry-After: 1\r\n"
+_WAKE_AGAIN_S = 1.0
+"""A held request's endpoint is asked for again this often (a wake-up may be lost)."""
 
 
 def request_target(rest: str, query: bytes) -> bytes:
@@ -97,11 +106,16 @@ class Proxy:
         metrics: RouterMetrics,
         internal: str | None = None,
         meter: TrafficMeter | None = None,
+        wake: Callable[[WakeRequest], None] | None = None,
     ) -> None:
         self._table = table
         self._settings = settings
         self._metrics = metrics
         self.meter = TrafficMeter() if meter is None else meter
+        self._wake = wake
+        self._held: dict[str, int] = {}
+        self._woken: dict[str, float] = {}
+        self._routes_changed = asyncio.Event()
         self._internal = internal
         self._region = settings.region
         self._pools = UpstreamPools(
@@ -118,6 +132,11 @@ class Proxy:
     def healthy(self, upstream: str) -> bool:
         """Whether requests go to ``upstream`` now (False while set aside after a failure)."""
         return self._pools.healthy(upstream, time.monotonic())
+
+    def routes_changed(self) -> None:
+        """The tables took a write: held requests look again."""
+        self._routes_changed.set()
+        self._routes_changed = asyncio.Event()
 
     def close(self) -> None:
         """Close the idle upstream connections."""
@@ -182,7 +201,14 @@ class Proxy:
         draw = client_draw(client.decode("latin-1")) if client else random.random()  # noqa: S311
         resolution = self._table.resolve(raw_path, region, draw)
         if resolution is None:
-            return self._unrouted(exchange, raw_path, region, draw)
+            idle = None
+            if self._wake is not None and self._table.loaded:
+                idle = self._table.idle(raw_path, region, draw)
+            if idle is None:
+                return self._unrouted(exchange, raw_path, region, draw)
+            resolution = await self._hold(exchange, idle, raw_path, region, draw)
+            if resolution is None:
+                return None
         forwarded = b"%sX-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % (
             b"".join(kept),
             forwarded_for + b", " + exchange.front.peer if forwarded_for else exchange.front.peer,
@@ -193,6 +219,91 @@ class Proxy:
         if exchange.chunked_request:
             forwarded += b"Transfer-Encoding: chunked\r\n"
         await self._forward(exchange, resolution, request_target(resolution.rest, query), forwarded)
+
+    async def _hold(
+        self, exchange: Exchange, idle: IdleRoute, raw_path: str, region: str, draw: float
+    ) -> Resolution | None:
+        """Hold a request for an endpoint scaled to zero until a replica serves it; its
+        resolution then, or None once answered (queue full: 503, deadline: 504, a start that
+        failed: why, as for any request routed nowhere)."""
+        held = self._held.get(idle.key, 0)
+        if held >= self._settings.hold_queue:
+            self._metrics.unrouted.labels("hold-queue-full").inc()
+            self._problem(
+                exchange,
+                503,
+                "hold-queue-full",
+                f"{idle.key} is starting from zero and {held} requests already wait for it "
+                "here: try again shortly",
+                _NO_TABLE_RETRY,
+            )
+            return None
+        self._held[idle.key] = held + 1
+        owner, project, deployment = idle.scope
+        labels = (f"{owner}/{project}/{deployment}", idle.version, idle.endpoint, idle.region)
+        self.meter.started(labels)  # the autoscaler sees what waits as in flight
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self._settings.wake_deadline_s
+        # Every way out ends what started() began: a request cancelled while held (its
+        # client gone, a shutdown) would otherwise stay "in flight" for ever, so the
+        # endpoint would never idle again and its phantom load would add replicas.
+        counted = True
+        try:
+            while True:
+                now = loop.time()
+                last = self._woken.get(idle.key, -_WAKE_AGAIN_S)
+                if self._wake is not None and now - last >= _WAKE_AGAIN_S:
+                    self._woken[idle.key] = now
+                    self._wake(
+                        WakeRequest(
+                            owner=owner,
+                            project=project,
+                            deployment=deployment,
+                            version=idle.version,
+                            endpoint=idle.endpoint,
+                            region=idle.region,
+                        )
+                    )
+                resolution = self._table.resolve(raw_path, region, draw)
+                if resolution is not None:
+                    self.meter.released(labels)
+                    counted = False
+                    return resolution
+                if (
+                    self._table.idle(raw_path, region, draw) is None
+                    and self._table.explain(raw_path, region, draw).retry_after_s is None
+                ):
+                    # Neither served, idle nor starting any more (the start failed, the
+                    # version went): the reason now, not a 504 at the deadline. A start
+                    # reported "deploying" on its way is waited for.
+                    self.meter.finished(labels, 503, now - started, failed=True)
+                    counted = False
+                    self._unrouted(exchange, raw_path, region, draw)
+                    return None
+                if now >= deadline:
+                    self.meter.finished(labels, 504, now - started, failed=True)
+                    counted = False
+                    break
+                changed = self._routes_changed
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(deadline - now, _WAKE_AGAIN_S)):
+                        await changed.wait()
+        finally:
+            self._held[idle.key] -= 1
+            if not self._held[idle.key]:
+                del self._held[idle.key]
+                self._woken.pop(idle.key, None)
+            if counted:  # cancelled while held: 499, as nginx logs a client gone
+                self.meter.finished(labels, 499, loop.time() - started, failed=True)
+        self._problem(
+            exchange,
+            504,
+            "wake-timeout",
+            f"{idle.key} was scaled to zero and no replica of it was ready within "
+            f"{self._settings.wake_deadline_s:g} s",
+        )
+        return None
 
     def _valid_host(self, host: bytes) -> bool:
         """Whether a Host header holds ``host[:port]``; valid ones are remembered (bounded),

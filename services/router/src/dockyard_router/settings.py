@@ -46,6 +46,12 @@ class RouterSettings(CommonSettings):
     Retry-After) and closed at once, without being read."""
     upstream_connections: int = 256
     """Connections at most per upstream and router process (kept alive between requests)."""
+    hold_queue: int = Field(default=64, ge=1)
+    """Requests at most held per endpoint scaled to zero and router process while a replica
+    starts; one more is answered 503 with Retry-After. At least 1: only a held request
+    wakes an idle endpoint, so 0 would leave it asleep for ever."""
+    wake_deadline_s: float = Field(default=30.0, gt=0)
+    """How long a held request waits for a replica to be ready before a 504."""
     admin_token: SecretStr | None = None
     """The platform admin token: the ops API (/_ops) and /metrics answer only to it; both
     are off when it is unset."""

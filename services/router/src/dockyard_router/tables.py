@@ -26,7 +26,7 @@ from dockyard_common.models import VersionStatus, WorkloadState
 from dockyard_router.paths import pick_version, split_request_path
 from dockyard_router.routed import RoutedAlias, RoutedRegion, RoutedVersion
 
-__all__ = ["Miss", "Resolution", "Route", "RouteTable", "routes_of"]
+__all__ = ["IdleRoute", "Miss", "Resolution", "Route", "RouteTable", "routes_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +81,25 @@ class Resolution:
         """(deployment, version, endpoint, region): the metrics labels of this request."""
         deployment, _, endpoint = self.key.rpartition(f"/{self.version}/")
         return deployment, self.version, endpoint, region
+
+
+@dataclass(frozen=True)
+class IdleRoute:
+    """An endpoint a path names that is scaled to zero (``idle``) where it would serve: a
+    request for it is held while the scheduler starts a replica."""
+
+    key: str
+    """``owner/project/deployment/version/endpoint``."""
+    version: str
+    endpoint: str
+    region: str
+    """Where to start one: the preferred region if the endpoint idles there."""
+
+    @property
+    def scope(self) -> tuple[str, str, str]:
+        """(owner, project, deployment)."""
+        owner, project, deployment = self.key.split("/", 3)[:3]
+        return owner, project, deployment
 
 
 @dataclass(frozen=True)
@@ -268,6 +287,37 @@ class RouteTable:
             prefix=path.prefix,
             alias=alias,
         )
+
+    def idle(self, raw_path: str, own_region: str, draw: float) -> IdleRoute | None:
+        """The idle endpoint a path that :meth:`resolve` found nothing for names (called
+        with the same arguments); None when it names none (:meth:`explain` says why)."""
+        path = split_request_path(raw_path)
+        if path is None:
+            return None
+        versions = self._explained.get(path.deployment) or {}
+        version = path.name
+        if version not in versions:
+            alias = self.aliases.get(f"{path.deployment}/{path.name}")
+            if alias is None:
+                return None
+            version = pick_version(alias.target_in(own_region), draw)
+        held = versions.get(version)
+        if held is None:
+            return None
+        key = path.route_key(version)
+        idle = [r for r in routes_of(held) if r.key == key and r.state is WorkloadState.IDLE]
+        if not idle:
+            return None
+        nearest = {region: rank for rank, region in enumerate(self.region_order, start=1)}
+        best = min(
+            idle,
+            key=lambda r: (
+                r.region in self._drained,
+                0 if r.region == own_region else nearest.get(r.region, len(nearest) + 1),
+                r.region,
+            ),
+        )
+        return IdleRoute(key=key, version=version, endpoint=path.endpoint, region=best.region)
 
     def explain(self, raw_path: str, own_region: str, draw: float) -> Miss:
         """Why :meth:`resolve` found nothing for this path (called with the same arguments).

@@ -1,5 +1,5 @@
 """The scheduler's wiring: a driver per kind of target, the reconcile loop over them, the
-events it consumes and publishes, and the logs requests it answers."""
+events it consumes and publishes, the autoscaler and the logs requests it answers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from nats.aio.client import Client as NatsClient
 from dockyard_common import TargetKind
 from dockyard_common.runtime import EventPublisher, run_consumer
 from dockyard_common.subscriptions import SCHEDULE_CONSUMER
+from dockyard_scheduler.autoscaler import Autoscaler
 from dockyard_scheduler.drivers import Driver, Drivers, Reporter
 from dockyard_scheduler.drivers.container import ContainerDriver
 from dockyard_scheduler.drivers.kubernetes import KubernetesDriver
@@ -49,6 +50,7 @@ async def run(nc: NatsClient, settings: SchedulerSettings) -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(run_consumer(js, SCHEDULE_CONSUMER, handler.on_event))
             tasks.create_task(reconciler.run_periodically(settings.full_pass_every_s))
+            tasks.create_task(Autoscaler(drivers, reconciler, settings).run(nc))
     finally:
         await logs.close()
         await drivers.close()

@@ -28,6 +28,18 @@ class SchedulerSettings(CommonSettings):
     """Run each local replica in user, network and mount namespaces of its own, where the
     machine allows it (else, or when False, replicas listen on ``$PORT``)."""
 
+    autoscale_stable_s: float = Field(default=60.0, gt=0)
+    """The autoscaler's stable window: the average load over it decides, and a scale-down
+    needs all of it to agree (:mod:`dockyard_scheduler.scaling`)."""
+    autoscale_panic_s: float = Field(default=6.0, gt=0)
+    """The panic window: a burst over it asking for twice the replicas scales up at once."""
+    autoscale_every_s: float = Field(default=1.0, gt=0)
+    """How often the autoscaler decides (the routers report once a second)."""
+    scale_down_drain_s: float = Field(default=2.0, ge=0)
+    """How long a replica scaled down stays up once the report without it is published (it
+    waits for that through a NATS outage): for the routers to apply it (report → record →
+    fact → routers) and the requests under way to end; then it gets ``stop_grace_s``."""
+
     full_pass_every_s: float = 30.0
     """How often the whole state of record is reconciled (events wake it in between)."""
 

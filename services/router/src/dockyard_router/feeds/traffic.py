@@ -7,6 +7,10 @@ autoscaler reads them, and so may any subscriber.
 
 A window that cannot be published (NATS away) is dropped, not queued: the feed is a rate,
 and an autoscaler acting on minutes-old traffic would act wrongly.
+
+The :class:`Waker` rides on the same connection: the proxy calls it for an endpoint scaled
+to zero it holds requests of, and it publishes the wake-up for the scheduler (a core NATS
+message: the proxy asks again every second while it holds requests, so one lost is no harm).
 """
 
 from __future__ import annotations
@@ -20,14 +24,43 @@ from nats.aio.client import Client as NatsClient
 
 from dockyard_common import DockyardError, get_logger
 from dockyard_common.runtime import EventPublisher
-from dockyard_common.subjects import TRAFFIC_EVENT_TYPE
+from dockyard_common.subjects import AUTOSCALE_WAKE_SUBJECT, TRAFFIC_EVENT_TYPE
+from dockyard_common.traffic import WakeRequest
 from dockyard_router.meter import TrafficMeter
 
-__all__ = ["PUBLISH_EVERY_S", "publish_traffic"]
+__all__ = ["PUBLISH_EVERY_S", "Waker", "publish_traffic"]
 
 log = get_logger(__name__)
 
 PUBLISH_EVERY_S = 1.0
+
+
+class Waker:
+    """Publishes the proxy's wake-ups once NATS is connected (dropped before: the proxy asks
+    again)."""
+
+    def __init__(self) -> None:
+        self._nc: NatsClient | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def attach(self, nc: NatsClient) -> None:
+        """The connection to publish on."""
+        self._nc = nc
+
+    def __call__(self, request: WakeRequest) -> None:
+        if self._nc is None:
+            log.warning("wake.dropped", reason="NATS not connected yet")
+            return
+        task = asyncio.create_task(self._send(self._nc, request))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    @staticmethod
+    async def _send(nc: NatsClient, request: WakeRequest) -> None:
+        try:
+            await nc.publish(AUTOSCALE_WAKE_SUBJECT, request.model_dump_json().encode())
+        except nats.errors.Error as exc:
+            log.warning("wake.dropped", error=str(exc))
 
 
 async def publish_traffic(nc: NatsClient, meter: TrafficMeter, router: str, region: str) -> None:

@@ -1,7 +1,7 @@
 """Target drivers: make a target run the workloads the reconciler asks for.
 
 What every kind shares lives here: the :class:`Driver` protocol (and the optional
-:class:`LogSource`), :class:`Drivers` (one driver per kind, seen as one), the
+:class:`LogSource` and :class:`Scalable`), :class:`Drivers` (one driver per kind, seen as one), the
 :data:`Reporter` a driver tells observed states through, and :func:`report_until_published`.
 Each kind is a subpackage (``local``, ``container``, ``kubernetes``) that imports no other;
 ``fake`` holds a driver for unit tests only, and ``layouts`` the OCI-layout lookup of the
@@ -18,7 +18,14 @@ from dockyard_common import DockyardError, EndpointState, TargetKind, get_logger
 from dockyard_common.logs import ReplicaLogs
 from dockyard_scheduler.desired import Workload
 
-__all__ = ["Driver", "Drivers", "LogSource", "Reporter", "report_until_published"]
+__all__ = [
+    "Driver",
+    "Drivers",
+    "LogSource",
+    "Reporter",
+    "Scalable",
+    "report_until_published",
+]
 
 log = get_logger(__name__)
 
@@ -89,6 +96,25 @@ class LogSource(Protocol):
         ...
 
 
+@runtime_checkable
+class Scalable(Protocol):
+    """A driver whose workloads' replica count the scheduler's autoscaler sets (an optional
+    capability: a driver without it runs the fixed count it was given)."""
+
+    def replica_count(self, key: str) -> int | None:
+        """How many replicas the workload ``key`` runs or starts; None when it cannot be
+        scaled now (not running, or still being set up)."""
+        ...
+
+    async def scale(self, key: str, count: int, reason: str) -> bool:
+        """Run ``count`` replicas of ``key`` (``reason`` goes into its report); False when
+        nothing changed. A replica stopped must first leave the reported upstreams, so
+        that no request is sent to it once it stops: its drain counts from the publication
+        of that report. Called under the reconciler's lock: a report that has to wait for
+        NATS is published in the background, not awaited here."""
+        ...
+
+
 class Drivers:
     """One driver per kind of target, seen by the reconciler as the union of what they run.
 
@@ -122,6 +148,16 @@ class Drivers:
         """The workload running under ``key``, whichever driver runs it."""
         driver = self._owner_of(key)
         return None if driver is None else driver.workload(key)
+
+    def replica_count(self, key: str) -> int | None:
+        """How many replicas ``key`` runs, when its driver can scale it now; else None."""
+        driver = self._owner_of(key)
+        return driver.replica_count(key) if isinstance(driver, Scalable) else None
+
+    async def scale(self, key: str, count: int, reason: str) -> bool:
+        """Run ``count`` replicas of ``key``; False when nothing changed or none can."""
+        driver = self._owner_of(key)
+        return await driver.scale(key, count, reason) if isinstance(driver, Scalable) else False
 
     def reap_leftovers(self) -> int:
         """Stop what a previous scheduler left running and nothing adopted, on every driver."""

@@ -4,7 +4,9 @@ Every replica runs in its own container and network namespace, so a server with 
 port works as well as one on ``$PORT``; the engine publishes that port on the target's address
 (``127.0.3.1``, say) at a free host port of its choosing. Supervision is the local driver's: a
 replica that never answers HTTP fails after the readiness deadline with its last log lines, one
-that exits is replaced with backoff and reported crash-looping. Containers are labelled with
+that exits is replaced with backoff and reported crash-looping. The autoscaler sets the count
+(:meth:`ContainerDriver.scale`): a container scaled away leaves the reported upstreams, then
+is removed after the drain. Containers are labelled with
 this installation's owner label and their workload, so a restarted scheduler adopts the ones
 still running the image it wants and removes the rest.
 """
@@ -61,7 +63,7 @@ _STATUS_POLL_S = 5.0
 
 
 class ContainerDriver:
-    """Runs workloads as supervised containers, ``replicas.min`` of each."""
+    """Runs workloads as supervised containers, ``replicas.min`` of each to start with."""
 
     def __init__(
         self, settings: SchedulerSettings, report: Reporter, engine: Engine | None = None
@@ -118,7 +120,7 @@ class ContainerDriver:
         if current is not None:
             await self._remove(workload.key)
         await self._connect()
-        count = workload.endpoint.replicas.min
+        count = max(workload.endpoint.replicas.min, 1)  # min 0: idled by the autoscaler
         group = ReplicaGroup(workload, [Replica(index) for index in range(count)])
         group.notes = container_notes(workload, container_resources(workload.endpoint))
         for replica, running in zip(
@@ -176,6 +178,8 @@ class ContainerDriver:
             return False
         ids = [running.id for running in leftovers]
         if group is not None:
+            for publish in list(group.publishing):  # no report after the removal's
+                publish.cancel()
             tasks = [r.task for r in group.replicas if r.task is not None]
             for task in tasks:
                 task.cancel()
@@ -200,6 +204,59 @@ class ContainerDriver:
         """The last ``tail`` lines of each replica's container; [] for a workload not run here."""
         group = self._groups.get(key)
         return [] if group is None else await replica_logs(self._engine, group, tail)
+
+    def replica_count(self, key: str) -> int | None:
+        """How many replicas (containers, starting ones included) the workload runs."""
+        group = self._groups.get(key)
+        return None if group is None else len(group.replicas)
+
+    async def scale(self, key: str, count: int, reason: str) -> bool:
+        """Run ``count`` containers of ``key``; False when nothing changed. Containers to
+        remove leave the reported upstreams first and are removed ``scale_down_drain_s``
+        after that report is published. Returns once the change is made; the report is
+        published in the background (retried while NATS is away)."""
+        group = self._groups.get(key)
+        if group is None:
+            return False
+        current = len(group.replicas)
+        group.desired, group.scaled_because = count, reason
+        group.waking = current == 0 and count > 0
+        leaving: list[Replica] = []
+        if count > current:
+            used = {replica.index for replica in group.replicas}
+            indexes = [i for i in range(count + len(used)) if i not in used][: count - current]
+            for index in indexes:
+                replica = Replica(index)
+                group.replicas.append(replica)
+                replica.task = asyncio.create_task(
+                    self._supervise(group, replica), name=f"container {key}#{index}"
+                )
+        elif count < current:
+            order = sorted(group.replicas, key=lambda r: (r.ready, -r.index))
+            leaving = order[: current - count]
+            group.replicas = [r for r in group.replicas if r not in leaving]
+            for replica in leaving:
+                if replica.task is not None:
+                    replica.task.cancel()
+        log.info("containers.scaled", key=key, replicas=count, was=current, reason=reason)
+        publish = asyncio.create_task(self._publish_then_retire(group, leaving))
+        group.publishing.add(publish)
+        publish.add_done_callback(group.publishing.discard)
+        self._orphan(publish)
+        return count != current
+
+    async def _publish_then_retire(self, group: ReplicaGroup, leaving: list[Replica]) -> None:
+        """Report the scaled group; then remove the containers it no longer names, once the
+        routers had ``scale_down_drain_s`` to apply that report (cancelled: at once)."""
+        try:
+            await self._update(group)
+            if leaving:
+                await asyncio.sleep(self._settings.scale_down_drain_s)
+        finally:
+            if leaving:
+                await asyncio.gather(*(r.task for r in leaving if r.task), return_exceptions=True)
+                ids = [r.container_id for r in leaving if r.container_id is not None]
+                await asyncio.gather(*(self._discard(container_id) for container_id in ids))
 
     async def close(self) -> None:
         """Stop every container this driver runs or found (keeping images), then disconnect."""
@@ -459,9 +516,10 @@ class ContainerDriver:
         must not end the supervision."""
         async with group.lock:
             observed = group.observed()
-            if group.reported == (observed, group.notes):
+            said = (observed, group.notes, group.desired, group.scaled_because)
+            if group.reported == said:
                 return
-            group.reported = (observed, group.notes)
+            group.reported = said
             group.rolled_out = group.rolled_out or observed[0] is WorkloadState.READY
             await report_until_published(
                 self._report, group.endpoint_state(*observed), group.workload.key

@@ -64,9 +64,15 @@ class ReplicaGroup:
     notes: tuple[str, ...] = ()
     """What the target made of the endpoint (its Python, where it listens, what it did not
     honour): reported with every state."""
-    reported: tuple[tuple[WorkloadState, tuple[str, ...], str | None], tuple[str, ...]] | None = (
-        None
-    )
+    reported: tuple[object, ...] | None = None
+    """What was last reported: (observed, notes, desired, scaled_because)."""
+    desired: int | None = None
+    """The count the autoscaler last asked for, and why: reported with every state."""
+    scaled_because: str | None = None
+    waking: bool = False
+    """Started from zero: idle, not deploying, until a replica serves."""
+    publishing: set[asyncio.Task[None]] = field(default_factory=set)
+    """Reports of a scale() under way (each then removes what it scaled down)."""
     rolled_out: bool = False
     """Whether it has been reported ready: then a replica down leaves it ready with fewer."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -80,11 +86,17 @@ class ReplicaGroup:
         """(state, upstreams, reason).
 
         Ready once every replica has come up (or failed for good) and one serves, then for as
-        long as any serves, with the upstreams of those that do; failed once all failed.
+        long as any serves, with the upstreams of those that do; failed once all failed;
+        idle once the autoscaler took it to zero.
         """
+        if not self.replicas and self.desired == 0:
+            return WorkloadState.IDLE, (), None
         upstreams = tuple(
             sorted(f"http://{self.address}:{r.host_port}" for r in self.replicas if r.ready)
         )
+        if self.waking and not upstreams and not all(r.failed for r in self.replicas):
+            return WorkloadState.IDLE, (), None
+        self.waking = False
         failures = [r.failed for r in self.replicas if r.failed is not None]
         settled = all(r.ready or r.failed is not None for r in self.replicas)
         if upstreams and (settled or self.rolled_out):
@@ -98,7 +110,13 @@ class ReplicaGroup:
     ) -> EndpointState:
         """The report of ``state`` for this workload, with the target's notes."""
         observed = self.workload.observed(state, upstreams, reason)
-        return observed.model_copy(update={"notes": list(self.notes)})
+        return observed.model_copy(
+            update={
+                "notes": list(self.notes),
+                "desired_replicas": self.desired,
+                "scaled_because": self.scaled_because,
+            }
+        )
 
 
 async def replica_logs(engine: Engine, group: ReplicaGroup, tail: int) -> list[ReplicaLogs]:

@@ -28,7 +28,7 @@ from kubernetes import client as k8s
 from kubernetes.config import ConfigException, new_client_from_config
 
 from dockyard_common import PermanentError, TransientError, get_logger
-from dockyard_scheduler.drivers.kubernetes.manifests import FIELD_MANAGER
+from dockyard_scheduler.drivers.kubernetes.manifests import FIELD_MANAGER, SCALE_FIELD_MANAGER
 
 __all__ = ["PLURALS", "ApiRefused", "ClusterApi", "KubeconfigUnreadable"]
 
@@ -153,6 +153,25 @@ class ClusterApi:
             _content_type="application/apply-patch+yaml",
         )
         return stored
+
+    async def set_replicas(self, namespace: str, name: str, count: int) -> None:
+        """Set a Deployment's ``spec.replicas`` by server-side apply, as the autoscaler's
+        field manager (the scheduler's own leaves that field out)."""
+        await self._retried(
+            f"scale Deployment {name}",
+            self._patch["deployments"],
+            name,
+            namespace,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"replicas": count},
+            },
+            field_manager=SCALE_FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
 
     async def list(
         self, plural: str, selector: str, namespace: str | None = None, *, attempts: int = 0

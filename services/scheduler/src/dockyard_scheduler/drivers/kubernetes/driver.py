@@ -185,6 +185,40 @@ class KubernetesDriver:
         cluster = await self._cluster(tracked.target)
         return await workload_logs(cluster.api, tracked.namespace, tracked.name, tail)
 
+    def replica_count(self, key: str) -> int | None:
+        """The count of a ready workload autoscaled on request load: the one last set, else
+        the one its Deployment started with (1: its rendering leaves the field out)."""
+        tracked = self._tracked.get(key)
+        if tracked is None or tracked.workload is None or running(tracked.task):
+            return None
+        if tracked.reported is WorkloadState.IDLE:
+            return 0
+        if tracked.reported is not WorkloadState.READY:
+            return None
+        return tracked.replicas if tracked.replicas is not None else 1
+
+    async def scale(self, key: str, count: int, reason: str) -> bool:
+        """Set the Deployment's replica count (the Service keeps the upstream: Kubernetes
+        takes a stopping pod out of it before the pod gets SIGTERM). At zero the workload
+        is reported idle; from zero, ready once a replica is available."""
+        tracked = self._tracked.get(key)
+        if tracked is None or not tracked.name:
+            return False
+        cluster = await self._cluster(tracked.target)
+        await cluster.api.set_replicas(tracked.namespace, tracked.name, count)
+        changed = tracked.replicas != count
+        tracked.replicas, tracked.scaled_because = count, reason
+        log.info("kube.workload.scaled", key=key, replicas=count, reason=reason)
+        if count == 0:
+            await self._state(tracked, WorkloadState.IDLE)
+        elif tracked.reported is WorkloadState.IDLE:
+            # Woken: ready again once the rollout poll finds a replica available.
+            tracked.rollout_since = time.monotonic()
+            cluster.wake.set()
+        elif tracked.reported is WorkloadState.READY:
+            await self._state(tracked, WorkloadState.READY)
+        return changed
+
     async def close(self) -> None:
         """Stop watching and writing; the objects keep running on their clusters."""
         tasks = [t.task for t in self._tracked.values() if t.task is not None]
@@ -383,7 +417,12 @@ class KubernetesDriver:
         self, tracked: Tracked, state: WorkloadState, reason: str | None = None
     ) -> None:
         """Report a change of state (a repeat is not reported); a failed report is retried later."""
-        if tracked.reported is state and state is not WorkloadState.FAILED:
+        scale = (tracked.replicas, tracked.scaled_because)
+        if (
+            tracked.reported is state
+            and state is not WorkloadState.FAILED
+            and scale == tracked.reported_scale
+        ):
             return
         owner, project, deployment, version, endpoint = tracked.identity
         try:
@@ -399,9 +438,11 @@ class KubernetesDriver:
                     state=state,
                     upstreams=[tracked.upstream] if state is WorkloadState.READY else [],
                     reason=reason,
+                    desired_replicas=scale[0],
+                    scaled_because=scale[1],
                 )
             )
         except DockyardError as exc:  # not published: the next change or pass reports again
             log.warning("kube.report.failed", key=tracked.key, state=state.value, error=str(exc))
             return
-        tracked.reported = state
+        tracked.reported, tracked.reported_scale = state, scale

@@ -1,10 +1,13 @@
 """The Kubernetes objects of a workload: pure rendering, no I/O.
 
 Per owner/project a namespace; per endpoint of a version a Deployment (pinned by image
-digest), a Service, a PodDisruptionBudget and, when the endpoint is autoscaled, a
-HorizontalPodAutoscaler that owns the replica count. Every object carries the labels the
-driver finds it by (garbage collection, adoption after a restart) and the hash of its own
-rendering, so that an unchanged object is never written twice.
+digest), a Service, a PodDisruptionBudget and, when the endpoint is autoscaled on CPU
+(``replicas.metric: cpu``), a HorizontalPodAutoscaler that owns the replica count. An
+endpoint autoscaled on request load (``metric: concurrency``, the default) has its count set
+by the scheduler's autoscaler instead (:data:`SCALE_FIELD_MANAGER` owns ``spec.replicas``).
+Every object carries the labels the driver finds it by (garbage collection, adoption after a
+restart) and the hash of its own rendering, so that an unchanged object is never written
+twice.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "FIELD_MANAGER",
     "HEALTH_PATH",
     "MANAGED_BY",
+    "SCALE_FIELD_MANAGER",
     "ManifestError",
     "Rendered",
     "image_by_digest",
@@ -36,6 +40,8 @@ __all__ = [
 ]
 
 FIELD_MANAGER = "dockyard-scheduler"
+SCALE_FIELD_MANAGER = "dockyard-autoscaler"
+"""The field manager of ``spec.replicas`` of a Deployment the scheduler's autoscaler scales."""
 MANAGED_BY = {"app.kubernetes.io/managed-by": "dockyard"}
 HEALTH_PATH = "/_dockyard/health"
 """The runner's health route (``dockyard_runner``): answers without touching user code."""
@@ -300,7 +306,7 @@ def render_workload(workload: Workload, *, progress_deadline_s: int = 600) -> Re
             "spec": {"selector": {"matchLabels": selector}, "maxUnavailable": 1},
         },
     ]
-    if replicas.autoscaled:
+    if replicas.autoscaled and replicas.metric == "cpu":
         objects.append(
             {
                 "apiVersion": "autoscaling/v2",

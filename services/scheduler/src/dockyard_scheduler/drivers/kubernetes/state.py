@@ -56,6 +56,10 @@ class Tracked:
     """What the objects were rendered from (see :func:`_inputs`)."""
     refused: str | None = None
     """Why the workload cannot run as given (no write is tried until it changes)."""
+    replicas: int | None = None
+    """The count the autoscaler set (None: the Deployment's own, ``min`` or 1)."""
+    scaled_because: str | None = None
+    reported_scale: tuple[int | None, str | None] = (None, None)
 
     @property
     def identity(self) -> tuple[str, str, str, str, str]:

@@ -5,13 +5,16 @@ digest and the command runs with the tree's code root as working directory, in t
 own virtual environment (:mod:`.environments`). Each replica has network and mount namespaces
 of its own (:mod:`.isolation`): it listens on its declared port, and the router reaches it
 through a Unix socket. Where namespaces are unavailable, each local target binds its replicas
-to its own address (``127.0.1.1``, ``127.0.2.1``, ...) on ``$PORT``. An endpoint runs
-``replicas.min`` replicas per target. A replica that never listens fails with the ports it
-does listen on and its last log lines; one that exits is restarted with backoff, and reported
-crash-looping when that repeats.
+to its own address (``127.0.1.1``, ``127.0.2.1``, ...) on ``$PORT``. An endpoint starts
+with ``replicas.min`` replicas per target; the scheduler's autoscaler changes the count with
+:meth:`LocalDriver.scale`, which starts and stops replicas the same way (a replica leaves the
+published upstreams, then drains, before it is stopped). A replica that never listens fails
+with the ports it does listen on and its last log lines; one that exits is restarted with
+backoff, and reported crash-looping when that repeats.
 
 Replicas outlive the scheduler process: a restarted scheduler adopts those whose workload is
-still wanted (same manifest digest) and reaps the rest after its first full pass. SIGTERM
+still wanted (same manifest digest), every serving one of them (those the autoscaler added
+too), and reaps the rest, retiring ones included, after its first full pass. SIGTERM
 stops them, unless ``keep_replicas_on_exit`` is set (a scheduler upgrade without downtime).
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -85,6 +89,22 @@ class _Running:
     reported: EndpointSummary | None = None
     failed_at: float | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    image: UnpackedImage | None = None
+    environment: Environment | None = None
+    group: asyncio.TaskGroup | None = None
+    """Where the replicas' supervisions run (set once image and environment are ready)."""
+    supervisors: dict[int, asyncio.Task[None]] = field(default_factory=dict)
+    retiring: set[int] = field(default_factory=set)
+    """Indexes of replicas scaled down and not stopped yet: a new replica takes another
+    (its socket, log and record are named by its index)."""
+    desired: int | None = None
+    scaled_because: str | None = None
+    reported_scale: tuple[int | None, str | None] = (None, None)
+    publishing: set[asyncio.Task[None]] = field(default_factory=set)
+    """Reports of scale() under way (each then retires what it scaled down)."""
+    waking: bool = False
+    """Started from zero: reported idle, not deploying, until a replica is ready (the
+    routers hold its requests meanwhile rather than refuse them)."""
 
 
 class LocalDriver:
@@ -97,6 +117,7 @@ class LocalDriver:
         self._shims = settings.runtime_dir / "shims"
         self._records = settings.runtime_dir / "replicas"
         self._logs = settings.runtime_dir / "logs"
+        self._retiring: set[asyncio.Task[None]] = set()
         self._envs = settings.runtime_dir / "envs"
         self._homes = settings.runtime_dir / "homes"
         self._roots = settings.runtime_dir / "roots"
@@ -143,7 +164,20 @@ class LocalDriver:
         if current is not None:
             await self.remove(workload.key)
         replicas, adopted = [], []
-        for index in range(workload.endpoint.replicas.min):
+        # min 0 starts with one all the same: the autoscaler idles it after idle_s. Every
+        # replica an earlier scheduler left serving is adopted, those its autoscaler added
+        # too (killed by the reaping instead, they would fail the requests routed to them).
+        # A retiring one is left to the reaping, and its index (its socket) to it.
+        floor = max(workload.endpoint.replicas.min, 1)
+        left: set[int] = set()
+        retiring: set[int] = set()
+        for (key, index), found in self._leftovers.items():
+            if key == workload.key:
+                (retiring if found.retiring else left).add(index)
+        free = (i for i in itertools.count() if i not in retiring)
+        lowest = {next(free) for _ in range(floor)}
+        wanted = sorted(lowest | left)[: max(workload.endpoint.replicas.max, floor)]
+        for index in wanted:
             record = self._leftovers.pop((workload.key, index), None)
             if record is not None and (
                 record.manifest_digest != workload.manifest_digest or not record.alive()
@@ -170,7 +204,7 @@ class LocalDriver:
             )
             replicas.append(replica)
             adopted.append(record is not None)
-        running = _Running(workload, replicas, was_ready=any(adopted))
+        running = _Running(workload, replicas, was_ready=any(adopted), retiring=retiring)
         self._running[workload.key] = running
         running.task = asyncio.create_task(
             self._run(running, adopted), name=f"workload {workload.key}"
@@ -188,12 +222,119 @@ class LocalDriver:
             running.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await running.task
+        for publish in list(running.publishing):  # no report after the removal's
+            publish.cancel()
+        await asyncio.gather(*running.publishing, return_exceptions=True)
         grace = self._settings.stop_grace_s
         await asyncio.gather(*(replica.kill(grace) for replica in running.replicas))
         return True
 
+    def replica_count(self, key: str) -> int | None:
+        """How many replicas the workload runs (starting ones included); None when none
+        runs under ``key`` or it cannot be scaled yet (its image is being prepared)."""
+        running = self._running.get(key)
+        if running is None or running.group is None:
+            return None
+        return len(running.replicas)
+
+    async def scale(self, key: str, count: int, reason: str) -> bool:
+        """Run ``count`` replicas of the workload ``key``; False when nothing changed.
+
+        New replicas start as the first ones did. Replicas to stop leave the endpoint's
+        reported upstreams first; ``scale_down_drain_s`` counts from when that report is
+        published (the routers apply it after the API folds it into the fact, well under
+        the default 2 s), for them to stop sending and the requests under way to end; then
+        the replicas are stopped. Returns once the change is made: the report is published
+        in the background (retried while NATS is away), so a caller holding the
+        reconciler's lock does not hold it through an outage.
+        """
+        running = self._running.get(key)
+        if running is None or running.group is None or running.image is None:
+            return False
+        environment = running.environment
+        if environment is None:
+            return False
+        current = len(running.replicas)
+        running.desired, running.scaled_because = count, reason
+        running.waking = current == 0 and count > 0
+        leaving: list[Replica] = []
+        if count > current:
+            used = {replica.index for replica in running.replicas} | running.retiring
+            indexes = [i for i in range(count + len(used)) if i not in used][: count - current]
+            for index in indexes:
+                replica = self._fresh_replica(running.workload, index)
+                running.replicas.append(replica)
+                running.supervisors[index] = running.group.create_task(
+                    self._supervise(
+                        running,
+                        replica,
+                        running.image,
+                        self._sandbox(running.workload, replica, environment),
+                        False,
+                    )
+                )
+        elif count < current:
+            # Those not serving go first, then the most recently added.
+            order = sorted(
+                running.replicas, key=lambda r: (r.state is WorkloadState.READY, -r.index)
+            )
+            leaving = order[: current - count]
+            running.replicas = [r for r in running.replicas if r not in leaving]
+            for replica in leaving:
+                running.retiring.add(replica.index)
+                replica.retiring = True
+                replica.save_record()  # a scheduler restarted meanwhile stops it
+                task = running.supervisors.pop(replica.index, None)
+                if task is not None:
+                    task.cancel()
+        log.info("replicas.scaled", key=key, replicas=count, was=current, reason=reason)
+        publish = asyncio.create_task(self._publish_then_retire(running, leaving))
+        for tasks in (self._retiring, running.publishing):
+            tasks.add(publish)
+            publish.add_done_callback(tasks.discard)
+        return count != current
+
+    def _fresh_replica(self, workload: Workload, index: int) -> Replica:
+        """A replica to start (not adopted), as ensure() makes them."""
+        isolated = self._no_namespaces is None
+        return Replica(
+            workload=workload,
+            index=index,
+            port=workload.endpoint.listen_port
+            if isolated
+            else _free_port(workload.target.address or "127.0.0.1"),
+            socket=self._sockets / _socket_name(workload.key, index) if isolated else None,
+            log_path=self._logs / _file_name(workload.key, index, "log"),
+            record_path=self._records / _file_name(workload.key, index, "json"),
+        )
+
+    async def _publish_then_retire(self, running: _Running, leaving: list[Replica]) -> None:
+        """Report the scaled endpoint; then stop the replicas it no longer names, once the
+        routers had ``scale_down_drain_s`` to apply that report (cancelled: at once)."""
+        try:
+            await self._update(running)
+            if leaving:
+                await asyncio.sleep(self._settings.scale_down_drain_s)
+        finally:
+            if leaving:
+                await asyncio.gather(*(r.kill(self._settings.stop_grace_s) for r in leaving))
+                running.retiring -= {r.index for r in leaving}
+                log.info(
+                    "replicas.retired",
+                    key=running.workload.key,
+                    replicas=[r.index for r in leaving],
+                )
+
     async def close(self) -> None:
         """Stop every replica (on shutdown), or leave them to the next scheduler if so set."""
+        # Scaled down: stopped after their drain, or now if the report cannot be published.
+        if self._retiring:
+            settings = self._settings
+            bound = settings.scale_down_drain_s + settings.stop_grace_s + 5.0
+            _, late = await asyncio.wait(set(self._retiring), timeout=bound)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if not self._settings.keep_replicas_on_exit:
             await asyncio.gather(*(self.remove(key) for key in list(self._running)))
             return
@@ -253,16 +394,26 @@ class LocalDriver:
             running.failed_at = time.monotonic()
             await self._update(running, str(exc))
             return
+        running.image, running.environment = image, environment
         async with asyncio.TaskGroup() as tasks:
+            running.group = tasks
             for replica, was_adopted in zip(running.replicas, adopted, strict=True):
-                sandbox = Sandbox(
-                    environment=environment.path,
-                    dependencies=environment.dependencies,
-                    home=self._homes / _file_name(running.workload.key, replica.index, "home"),
-                    shims=self._shims,
-                    socket=replica.socket,
+                sandbox = self._sandbox(running.workload, replica, environment)
+                running.supervisors[replica.index] = tasks.create_task(
+                    self._supervise(running, replica, image, sandbox, was_adopted)
                 )
-                tasks.create_task(self._supervise(running, replica, image, sandbox, was_adopted))
+            # Open until remove() cancels it: scale() adds supervisions to the group.
+            await asyncio.Event().wait()
+
+    def _sandbox(self, workload: Workload, replica: Replica, environment: Environment) -> Sandbox:
+        """What a replica runs in: the version's environment, a home, the shims, its socket."""
+        return Sandbox(
+            environment=environment.path,
+            dependencies=environment.dependencies,
+            home=self._homes / _file_name(workload.key, replica.index, "home"),
+            shims=self._shims,
+            socket=replica.socket,
+        )
 
     async def _environment(self, workload: Workload) -> Environment:
         """The version's own environment, made once (replicas on two targets share it)."""
@@ -483,15 +634,22 @@ class LocalDriver:
             )
             if reason is not None:
                 summary = EndpointSummary(summary.state, summary.upstreams, reason)
-            if summary == running.reported:
+            if (not running.replicas and running.desired == 0) or (
+                running.waking and summary.state is WorkloadState.DEPLOYING
+            ):
+                summary = EndpointSummary(WorkloadState.IDLE, [], None)
+            running.waking = running.waking and summary.state is WorkloadState.IDLE
+            scale = (running.desired, running.scaled_because)
+            if summary == running.reported and scale == running.reported_scale:
                 return
             running.was_ready = running.was_ready or summary.state is WorkloadState.READY
             state = running.workload.observed(summary.state, summary.upstreams, summary.reason)
             notes = local_notes(running.workload, self._no_namespaces)
-            await report_until_published(
-                self._report, state.model_copy(update={"notes": notes}), running.workload.key
+            state = state.model_copy(
+                update={"notes": notes, "desired_replicas": scale[0], "scaled_because": scale[1]}
             )
-            running.reported = summary
+            await report_until_published(self._report, state, running.workload.key)
+            running.reported, running.reported_scale = summary, scale
 
     def _ensure_shims(self) -> None:
         # After the version's environment on PATH: uv, as python images with uv have it.

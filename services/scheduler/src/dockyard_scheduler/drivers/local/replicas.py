@@ -119,6 +119,9 @@ class ReplicaRecord(BaseModel):
     pid: int
     started: int
     """The process's start time in clock ticks since boot: a reused pid has another."""
+    retiring: bool = False
+    """Scaled down and out of the route, stopping after its drain: a later scheduler
+    stops it rather than adopt it as serving."""
 
     def alive(self) -> bool:
         """Whether the recorded process still runs (not exited, not a zombie, not a reuse)."""
@@ -217,6 +220,8 @@ class Replica:
     reason: str | None = None
     restarts: int = 0
     up_since: float = 0.0
+    retiring: bool = False
+    """Scaled down: out of the route, stopped after its drain (its record says so)."""
 
     @property
     def host(self) -> str:
@@ -258,6 +263,7 @@ class Replica:
             socket=str(self.socket) if self.socket else None,
             pid=self.pid,
             started=started,
+            retiring=self.retiring,
         )
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
         scratch = self.record_path.with_suffix(".tmp")
