@@ -63,6 +63,8 @@ def application(environ, start_response):
     results["remount the interpreter rw"] = "done" if remount == 0 else "refused"
     results["homes visible"] = os.path.exists("/home") or os.path.exists("/root/.ssh")
     results["system writable"] = tried("/etc/dockyard-was-here")
+    # /proc/sysrq-trigger and the like are writable by their owner, this machine's root.
+    results["proc read-only"] = bool(os.statvfs("/proc").f_flag & os.ST_RDONLY)
     results["python"] = sys.prefix
     start_response("200 OK", [("Content-Type", "application/json")])
     return [json.dumps(results).encode()]
@@ -129,4 +131,5 @@ async def test_a_replica_cannot_write_into_the_platform_or_another_version(
     assert results["remount the interpreter rw"] == "refused", results
     assert results["homes visible"] is False, results
     assert results["system writable"] in ("OSError", "FileNotFoundError"), results
+    assert results["proc read-only"] is True, results
     assert not Path("/etc/dockyard-was-here").exists()  # noqa: ASYNC240

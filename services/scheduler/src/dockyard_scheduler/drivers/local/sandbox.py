@@ -61,11 +61,11 @@ def main(argv: list[str]) -> int:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener.bind(path)
+    _unprivileged_ports()  # before the root: its /proc is read-only
     _enter_root(config["root"], config["readonly"], config["writable"], config["overlays"])
     # Where the server works, at the path it has outside too: /proc/<pid>/cwd tells the
     # scheduler (and a person) which image a launcher serves.
     os.chdir(config["cwd"])
-    _unprivileged_ports()
     if config.get("egress") and not _wait_for_route(5.0):
         print("dockyard: no network beyond loopback (slirp4netns did not come up)", flush=True)
     limit = config.get("memory_bytes")
@@ -213,9 +213,11 @@ def _enter_root(
     ):
         if not os.path.lexists(f"{root}/dev/{name}"):
             os.symlink(target, f"{root}/dev/{name}")
-    # This machine's /proc (a fresh one needs a PID namespace of its own): its processes'
-    # environments and files stay closed to another user namespace.
-    _place(root, "/proc", writable=True)
+    # This machine's /proc (a fresh one needs a PID namespace of its own), read-only: its
+    # processes' environments and files stay closed to another user namespace, and files
+    # such as /proc/sysrq-trigger, writable by their owner, stay out of reach of a server
+    # whose uid is this machine's root.
+    _place(root, "/proc", writable=False)
     os.chdir(root)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.syscall(_SYS_PIVOT_ROOT, b".", b".") != 0:  # the old root now lies under "/"
