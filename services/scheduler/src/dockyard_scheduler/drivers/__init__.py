@@ -24,6 +24,7 @@ __all__ = [
     "LogSource",
     "Reporter",
     "Scalable",
+    "publish_then_retire",
     "report_until_published",
 ]
 
@@ -47,6 +48,22 @@ async def report_until_published(report: Reporter, state: EndpointState, key: st
             log.warning("workload.report.retry", key=key, error=str(exc), in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+async def publish_then_retire(
+    publish: Callable[[], Awaitable[None]],
+    drain_s: float,
+    retire: Callable[[], Awaitable[None]] | None,
+) -> None:
+    """A scale-down's order: report the smaller set of replicas, give the routers
+    ``drain_s`` to apply it, then ``retire`` those that left (at once when cancelled)."""
+    try:
+        await publish()
+        if retire is not None:
+            await asyncio.sleep(drain_s)
+    finally:
+        if retire is not None:
+            await retire()
 
 
 class Driver(Protocol):

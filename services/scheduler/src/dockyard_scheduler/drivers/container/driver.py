@@ -23,7 +23,7 @@ from dockyard_common import DockyardError, WorkloadState, get_logger
 from dockyard_common.logs import ReplicaLogs
 from dockyard_common.valohai_metadata import VALOHAI_METADATA_ENV, valohai_metadata_json
 from dockyard_scheduler.desired import Workload, endpoint_prefix
-from dockyard_scheduler.drivers import Reporter, report_until_published
+from dockyard_scheduler.drivers import Reporter, publish_then_retire, report_until_published
 from dockyard_scheduler.drivers.container.engine import (
     LABEL_KEY,
     LABEL_MANIFEST,
@@ -248,15 +248,17 @@ class ContainerDriver:
     async def _publish_then_retire(self, group: ReplicaGroup, leaving: list[Replica]) -> None:
         """Report the scaled group; then remove the containers it no longer names, once the
         routers had ``scale_down_drain_s`` to apply that report (cancelled: at once)."""
-        try:
-            await self._update(group)
-            if leaving:
-                await asyncio.sleep(self._settings.scale_down_drain_s)
-        finally:
-            if leaving:
-                await asyncio.gather(*(r.task for r in leaving if r.task), return_exceptions=True)
-                ids = [r.container_id for r in leaving if r.container_id is not None]
-                await asyncio.gather(*(self._discard(container_id) for container_id in ids))
+
+        async def retire() -> None:
+            await asyncio.gather(*(r.task for r in leaving if r.task), return_exceptions=True)
+            ids = [r.container_id for r in leaving if r.container_id is not None]
+            await asyncio.gather(*(self._discard(container_id) for container_id in ids))
+
+        await publish_then_retire(
+            lambda: self._update(group),
+            self._settings.scale_down_drain_s,
+            retire if leaving else None,
+        )
 
     async def close(self) -> None:
         """Stop every container this driver runs or found (keeping images), then disconnect."""

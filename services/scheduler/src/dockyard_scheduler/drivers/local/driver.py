@@ -36,7 +36,7 @@ from dockyard_common import DockyardError, PermanentError, WorkloadState, get_lo
 from dockyard_common.logs import ReplicaLogs
 from dockyard_common.runtime.processes import free_port
 from dockyard_scheduler.desired import Workload
-from dockyard_scheduler.drivers import Reporter, report_until_published
+from dockyard_scheduler.drivers import Reporter, publish_then_retire, report_until_published
 from dockyard_scheduler.drivers.local.environments import (
     Environment,
     ensure_environment,
@@ -185,23 +185,12 @@ class LocalDriver:
                 if record.alive():
                     kill_group(record.pid)  # wanted no more: another image under this key
                 record = None
-            isolated = self._no_namespaces is None
-            port = workload.endpoint.listen_port if isolated else None
-            replica = Replica(
-                workload=workload,
-                index=index,
-                port=record.port
-                if record
-                else port or _free_port(workload.target.address or "127.0.0.1"),
-                socket=self._sockets / _socket_name(workload.key, index) if isolated else None,
-                log_path=self._logs / _file_name(workload.key, index, "log"),
-                record_path=self._records / _file_name(workload.key, index, "json"),
-                pid=record.pid if record else None,
-                started=record.started if record else None,
+            replica = self._fresh_replica(workload, index)
+            if record is not None:
+                replica.port, replica.pid, replica.started = record.port, record.pid, record.started
                 # An adopted replica serves already: were it reported "deploying", the
                 # router would lose its route until the check below finds it ready.
-                state=WorkloadState.READY if record else WorkloadState.DEPLOYING,
-            )
+                replica.state = WorkloadState.READY
             replicas.append(replica)
             adopted.append(record is not None)
         running = _Running(workload, replicas, was_ready=any(adopted), retiring=retiring)
@@ -311,19 +300,18 @@ class LocalDriver:
     async def _publish_then_retire(self, running: _Running, leaving: list[Replica]) -> None:
         """Report the scaled endpoint; then stop the replicas it no longer names, once the
         routers had ``scale_down_drain_s`` to apply that report (cancelled: at once)."""
-        try:
-            await self._update(running)
-            if leaving:
-                await asyncio.sleep(self._settings.scale_down_drain_s)
-        finally:
-            if leaving:
-                await asyncio.gather(*(r.kill(self._settings.stop_grace_s) for r in leaving))
-                running.retiring -= {r.index for r in leaving}
-                log.info(
-                    "replicas.retired",
-                    key=running.workload.key,
-                    replicas=[r.index for r in leaving],
-                )
+
+        async def retire() -> None:
+            await asyncio.gather(*(r.kill(self._settings.stop_grace_s) for r in leaving))
+            running.retiring -= {r.index for r in leaving}
+            retired = [r.index for r in leaving]
+            log.info("replicas.retired", key=running.workload.key, replicas=retired)
+
+        await publish_then_retire(
+            lambda: self._update(running),
+            self._settings.scale_down_drain_s,
+            retire if leaving else None,
+        )
 
     async def close(self) -> None:
         """Stop every replica (on shutdown), or leave them to the next scheduler if so set."""
